@@ -1,0 +1,25 @@
+# Two commands on a fresh machine:  `make serve`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The PostgreSQL half of the suite; trust auth on 127.0.0.1, as the README says.
+export CORRAL_TEST_DATABASE_URL ?= postgresql+psycopg://127.0.0.1:5432/test
+
+.PHONY: install serve test clean
+
+$(BIN)/corral: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/corral
+
+serve: install  ## run the control plane on the embedded default (SQLite in ./corral-data)
+	$(BIN)/corral serve
+
+test: install  ## the whole suite, on SQLite and on PostgreSQL
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) corral-data .pytest_cache

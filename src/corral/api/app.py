@@ -1,0 +1,24 @@
+"""The FastAPI application of the control plane."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from corral import __version__
+from corral.api import accounts, applications, clusters, errors, health, server_groups, servers
+from corral.controlplane import ControlPlane
+
+
+def create_app(plane: ControlPlane) -> FastAPI:
+    app = FastAPI(
+        title="Corral",
+        version=__version__,
+        description="Self-hosted runtime manager speaking the Anypoint Runtime Manager hybrid "
+        "REST API. Hybrid calls need `Authorization: Bearer`, `X-ANYPNT-ORG-ID` and "
+        "`X-ANYPNT-ENV-ID`.",
+    )
+    app.state.plane = plane
+    errors.install(app)
+    for module in (health, accounts, servers, server_groups, clusters, applications):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,192 @@
+"""`/hybrid/api/v1/applications`: deploy (multipart upload), redeploy, start/stop, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from corral.api import schemas, views
+from corral.api.bodies import json_or_form
+from corral.api.deps import PlaneDep, ScopeDep, SessionDep
+from corral.api.uploads import UploadForm, read_upload
+from corral.artifacts.store import iter_blob
+from corral.controlplane import ControlPlane
+from corral.db.models import Artifact
+from corral.db.session import transaction
+from corral.domain import applications
+from corral.domain.accounts import Scope
+from corral.domain.configuration import parse_configuration
+from corral.domain.errors import InvalidInput
+from sqlalchemy.orm import Session
+
+router = APIRouter(prefix="/hybrid/api/v1/applications", tags=["applications"])
+One = schemas.Data[schemas.ApplicationOut]
+
+_FILE = {"type": "string", "format": "binary"}
+_CONFIGURATION = {"type": "string", "description": "JSON text, e.g. the properties service"}
+DEPLOY_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "artifactName", "targetId"],
+                    "properties": {
+                        "file": _FILE,
+                        "artifactName": {"type": "string"},
+                        "targetId": {"type": "integer"},
+                        "configuration": _CONFIGURATION,
+                    },
+                }
+            }
+        },
+    }
+}
+PATCH_FORMS = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/DesiredStatusIn"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": _FILE, "configuration": _CONFIGURATION},
+                }
+            },
+        }
+    }
+}
+
+
+def _store_artifact(session: Session, scope: Scope, form: UploadForm, name: str) -> Artifact:
+    assert form.file is not None
+    form.check_zip()
+    blob = form.file.commit()
+    return applications.record_artifact(
+        session, scope, name=name, file_name=form.file_name, blob=blob
+    )
+
+
+@router.post("", status_code=202, response_model=One, response_model_exclude_unset=True,
+             openapi_extra=DEPLOY_FORM)
+async def deploy(request: Request, plane: PlaneDep, scope: ScopeDep) -> dict[str, Any]:
+    form = await read_upload(request, plane.store, plane.settings.max_artifact_bytes)
+
+    def work() -> dict[str, Any]:
+        with transaction(plane.sessions) as session:
+            name = form.fields.get("artifactName")
+            target = applications.check_deployable(session, scope, name, form.fields.get("targetId"))
+            configuration = parse_configuration(form.fields.get("configuration"))
+            if form.file is None:
+                raise InvalidInput("a file part with the artifact is required")
+            artifact = _store_artifact(session, scope, form, str(name))
+            app = applications.deploy(
+                session, scope, name=str(name), target=target, artifact=artifact,
+                configuration=configuration,
+            )
+            return {"data": views.application(app)}
+
+    try:
+        return await run_in_threadpool(work)
+    finally:
+        form.abort()
+
+
+@router.get("", response_model=schemas.DataList[schemas.ApplicationOut],
+            response_model_exclude_unset=True)
+def list_applications(
+    session: SessionDep,
+    scope: ScopeDep,
+    target_id: int | None = Query(None, alias="targetId"),
+    artifact_name: str | None = Query(None, alias="artifactName"),
+    offset: int = Query(0, ge=0),
+    limit: int | None = Query(None, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Without `limit`, every application (ARM's clients look applications up by name)."""
+    apps, total = applications.list_applications(
+        session, scope, target_id=target_id, artifact_name=artifact_name,
+        offset=offset, limit=limit,
+    )
+    return {"data": [views.application(a) for a in apps], "total": total}
+
+
+@router.get("/{app_id}", response_model=One, response_model_exclude_unset=True)
+def get_application(session: SessionDep, scope: ScopeDep, app_id: int) -> dict[str, Any]:
+    return {"data": views.application(applications.get(session, scope, app_id))}
+
+
+async def _redeploy(request: Request, plane: ControlPlane, scope: Scope, app_id: int) -> Any:
+    form = await read_upload(request, plane.store, plane.settings.max_artifact_bytes)
+
+    def work() -> dict[str, Any]:
+        with transaction(plane.sessions) as session:
+            app = applications.get(session, scope, app_id)
+            raw = form.fields.get("configuration")
+            configuration = parse_configuration(raw) if raw else None
+            artifact = _store_artifact(session, scope, form, app.name) if form.file else None
+            app = applications.redeploy(
+                session, scope, app_id, artifact=artifact, configuration=configuration
+            )
+            return {"data": views.application(app)}
+
+    try:
+        body = await run_in_threadpool(work)
+    finally:
+        form.abort()
+    # ARM's CLI waits for the server to close after a redeploy; close it.
+    return JSONResponse(One.model_validate(body).model_dump(exclude_unset=True),
+                        headers={"Connection": "close"})
+
+
+@router.patch("/{app_id}", response_model=One, response_model_exclude_unset=True,
+              openapi_extra=PATCH_FORMS)
+async def patch_application(
+    request: Request, plane: PlaneDep, scope: ScopeDep, app_id: int
+) -> Any:
+    """JSON `desiredStatus` starts or stops; multipart redeploys (no file: the same artifact)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _redeploy(request, plane, scope, app_id)
+    body = await request.body()
+    if not body.strip():
+        def again() -> dict[str, Any]:
+            with transaction(plane.sessions) as session:
+                app = applications.redeploy(session, scope, app_id, artifact=None,
+                                            configuration=None)
+                return {"data": views.application(app)}
+        return await run_in_threadpool(again)
+    change = await json_or_form(request, schemas.DesiredStatusIn)
+
+    def work() -> dict[str, Any]:
+        with transaction(plane.sessions) as session:
+            app = applications.set_desired_status(session, scope, app_id, change.desiredStatus)
+            return {"data": views.application(app)}
+
+    return await run_in_threadpool(work)
+
+
+@router.delete("/{app_id}", status_code=204)
+def delete_application(session: SessionDep, scope: ScopeDep, app_id: int) -> Response:
+    """204 whether or not it existed (ARM's contract)."""
+    applications.delete_application(session, scope, app_id)
+    return Response(status_code=204)
+
+
+@router.get("/{app_id}/artifact", response_class=StreamingResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def download_artifact(
+    session: SessionDep, plane: PlaneDep, scope: ScopeDep, app_id: int
+) -> StreamingResponse:
+    app = applications.get(session, scope, app_id)
+    art = app.artifact
+    return StreamingResponse(
+        iter_blob(plane.store, art.sha256),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(art.size),
+            "Content-Disposition": f'attachment; filename="{art.file_name}"',
+        },
+    )

@@ -1,0 +1,47 @@
+"""Reading request bodies that ARM's clients send in more than one encoding."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from pydantic import BaseModel
+
+from corral.domain.errors import InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
+MAX_FORM_BYTES = 64 * 1024
+
+
+async def json_or_form(request: Request, model: type[M]) -> M:
+    """A small body as JSON or `application/x-www-form-urlencoded` (scripts send both)."""
+    raw = await request.body()
+    if len(raw) > MAX_FORM_BYTES:
+        raise InvalidInput("request body too large")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data: Any
+    if content_type == "application/x-www-form-urlencoded":
+        data = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    else:
+        try:
+            data = json.loads(raw or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput("request body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return model.model_validate(data)
+
+
+def openapi_json_or_form(model: type[BaseModel]) -> dict[str, Any]:
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schema},
+                "application/x-www-form-urlencoded": {"schema": schema},
+            },
+        }
+    }

@@ -1,0 +1,78 @@
+"""`/hybrid/api/v1/clusters`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from corral.api import schemas, views
+from corral.api.deps import PlaneDep, ScopeDep, SessionDep
+from corral.db.models import Cluster
+from corral.domain import clusters
+from corral.domain.targets import get_target, list_targets
+
+router = APIRouter(prefix="/hybrid/api/v1/clusters", tags=["clusters"])
+One = schemas.Data[schemas.ClusterOut]
+
+
+@router.post("", status_code=201, response_model=One, response_model_exclude_unset=True)
+def create(
+    session: SessionDep, plane: PlaneDep, scope: ScopeDep, body: schemas.ClusterIn
+) -> dict[str, Any]:
+    cluster = clusters.create(
+        session,
+        scope,
+        name=body.name,
+        multicast=body.multicastEnabled,
+        members=[m.model_dump() for m in body.servers],
+        max_size=plane.settings.max_cluster_size,
+    )
+    return {"data": views.cluster(cluster)}
+
+
+@router.get("", response_model=schemas.DataList[schemas.ClusterOut],
+            response_model_exclude_unset=True)
+def list_clusters(session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
+    found = list_targets(session, scope, Cluster)
+    return {"data": [views.cluster(c) for c in found], "total": len(found)}
+
+
+@router.get("/{cluster_id}", response_model=One, response_model_exclude_unset=True)
+def get_cluster(session: SessionDep, scope: ScopeDep, cluster_id: int) -> dict[str, Any]:
+    return {"data": views.cluster(get_target(session, scope, cluster_id, Cluster))}
+
+
+@router.patch("/{cluster_id}", response_model=One, response_model_exclude_unset=True)
+def rename(
+    session: SessionDep, scope: ScopeDep, cluster_id: int, body: schemas.RenameIn
+) -> dict[str, Any]:
+    return {"data": views.cluster(clusters.rename(session, scope, cluster_id, body.name))}
+
+
+@router.post("/{cluster_id}/servers", response_model=One, response_model_exclude_unset=True)
+def add_server(
+    session: SessionDep,
+    plane: PlaneDep,
+    scope: ScopeDep,
+    cluster_id: int,
+    body: schemas.ClusterMemberIn,
+) -> dict[str, Any]:
+    cluster = clusters.add_server(
+        session, scope, cluster_id, body.model_dump(), plane.settings.max_cluster_size
+    )
+    return {"data": views.cluster(cluster)}
+
+
+@router.delete("/{cluster_id}/servers/{server_id}", status_code=204)
+def remove_server(
+    session: SessionDep, scope: ScopeDep, cluster_id: int, server_id: int
+) -> Response:
+    clusters.remove_server(session, scope, cluster_id, server_id)
+    return Response(status_code=204)
+
+
+@router.delete("/{cluster_id}", status_code=204)
+def delete(session: SessionDep, scope: ScopeDep, cluster_id: int) -> Response:
+    clusters.delete_cluster(session, scope, cluster_id)
+    return Response(status_code=204)

@@ -1,0 +1,97 @@
+"""The one place where errors become ARM's JSON body: `{"status", "message"[, "errors"]}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from corral.domain.errors import (
+    Conflict,
+    CorralError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    Unauthenticated,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[CorralError], int] = {
+    InvalidInput: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+}
+
+
+def error_response(
+    status: int, message: str, errors: list[dict[str, Any]] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"status": status, "message": message}
+    if errors:
+        body["errors"] = errors
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_errors(exc: RequestValidationError | ValidationError) -> JSONResponse:
+    details = exc.errors()
+    if any(d.get("type") == "json_invalid" for d in details):
+        return error_response(400, "request body is not valid JSON")
+    errors = [{"field": _field(tuple(d.get("loc", ()))), "message": d.get("msg", "")} for d in details]
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    message = f"{first['field']}: {first['message']}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return error_response(400, message, errors)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(CorralError)
+    async def _domain(_: Request, exc: CorralError) -> JSONResponse:
+        return error_response(STATUS_OF.get(type(exc), 400), exc.message, exc.errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_errors(exc)
+
+    @app.exception_handler(ValidationError)
+    async def _model_validation(_: Request, exc: ValidationError) -> JSONResponse:
+        return validation_errors(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such resource"
+        return error_response(exc.status_code, message)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        log.info("integrity error mapped to 409: %s", exc.orig)
+        return error_response(409, "the change conflicts with an existing record; retry")
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database error: %s", exc.orig)
+        return error_response(503, "the database is unavailable; retry later")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal error; the change was not applied")

@@ -1,0 +1,69 @@
+"""`/hybrid/api/v1/serverGroups`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from corral.api import schemas, views
+from corral.api.deps import PlaneDep, ScopeDep, SessionDep
+from corral.db.models import ServerGroup
+from corral.domain import server_groups
+from corral.domain.targets import get_target, list_targets
+
+router = APIRouter(prefix="/hybrid/api/v1/serverGroups", tags=["server groups"])
+Group = schemas.Data[schemas.ServerGroupOut]
+
+
+@router.post("", status_code=201, response_model=Group, response_model_exclude_unset=True)
+def create(
+    session: SessionDep, plane: PlaneDep, scope: ScopeDep, body: schemas.ServerGroupIn
+) -> dict[str, Any]:
+    group = server_groups.create(
+        session, scope, name=body.name, server_ids=list(body.serverIds),
+        max_size=plane.settings.max_group_size,
+    )
+    return {"data": views.server_group(group)}
+
+
+@router.get("", response_model=schemas.DataList[schemas.ServerGroupOut],
+            response_model_exclude_unset=True)
+def list_groups(session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
+    groups = list_targets(session, scope, ServerGroup)
+    return {"data": [views.server_group(g) for g in groups], "total": len(groups)}
+
+
+@router.get("/{group_id}", response_model=Group, response_model_exclude_unset=True)
+def get_group(session: SessionDep, scope: ScopeDep, group_id: int) -> dict[str, Any]:
+    return {"data": views.server_group(get_target(session, scope, group_id, ServerGroup))}
+
+
+@router.patch("/{group_id}", response_model=Group, response_model_exclude_unset=True)
+def rename(
+    session: SessionDep, scope: ScopeDep, group_id: int, body: schemas.RenameIn
+) -> dict[str, Any]:
+    return {"data": views.server_group(server_groups.rename(session, scope, group_id, body.name))}
+
+
+@router.post("/{group_id}/servers/{server_id}", response_model=Group,
+             response_model_exclude_unset=True)
+def add_server(
+    session: SessionDep, plane: PlaneDep, scope: ScopeDep, group_id: int, server_id: int
+) -> dict[str, Any]:
+    group = server_groups.add_server(
+        session, scope, group_id, server_id, plane.settings.max_group_size
+    )
+    return {"data": views.server_group(group)}
+
+
+@router.delete("/{group_id}/servers/{server_id}", status_code=204)
+def remove_server(session: SessionDep, scope: ScopeDep, group_id: int, server_id: int) -> Response:
+    server_groups.remove_server(session, scope, group_id, server_id)
+    return Response(status_code=204)
+
+
+@router.delete("/{group_id}", status_code=204)
+def delete(session: SessionDep, scope: ScopeDep, group_id: int) -> Response:
+    server_groups.delete_group(session, scope, group_id)
+    return Response(status_code=204)

@@ -1,0 +1,126 @@
+"""Streaming multipart parsing for artifact uploads: file parts go straight into the artifact
+store's writer (hashed on the way), other parts are small text fields. Nothing is buffered whole."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from corral.artifacts import ArtifactStore, BlobWriter
+from corral.domain.errors import InvalidInput, TooLarge
+
+MAX_FIELD_BYTES = 1024 * 1024
+MULTIPART_OVERHEAD = 1024 * 1024
+
+
+@dataclass
+class UploadForm:
+    fields: dict[str, str] = field(default_factory=dict)
+    file: BlobWriter | None = None
+    file_name: str = ""
+
+    def abort(self) -> None:
+        if self.file is not None:
+            self.file.abort()
+            self.file = None
+
+    def check_zip(self) -> None:
+        """The upload must be a readable zip (a `.jar` is one too)."""
+        assert self.file is not None
+        with self.file.open_uncommitted() as f:
+            try:
+                with zipfile.ZipFile(f) as archive:
+                    archive.infolist()
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+                raise InvalidInput("the uploaded file is not a zip archive") from exc
+
+
+class _Collector:
+    def __init__(self, store: ArtifactStore, max_bytes: int) -> None:
+        self.form = UploadForm()
+        self.store = store
+        self.max_bytes = max_bytes
+        self._headers: dict[bytes, bytes] = {}
+        self._header_field = b""
+        self._header_value = b""
+        self._name = ""
+        self._buffer: bytearray | None = None
+        self._writer: BlobWriter | None = None
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field_data,
+            "on_header_value": self._header_value_data,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self._header_field = self._header_value = b""
+
+    def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._header_field.lower()] = self._header_value
+        self._header_field = self._header_value = b""
+
+    def _headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._name = params.get(b"name", b"").decode("utf-8", "replace")
+        filename = params.get(b"filename")
+        if filename is not None or self._name == "file":
+            if self.form.file is not None:
+                raise InvalidInput("only one file may be uploaded")
+            self._writer = self.store.writer(self.max_bytes)
+            self.form.file = self._writer
+            raw = (filename or b"").decode("utf-8", "replace")
+            self.form.file_name = raw.replace("\\", "/").rsplit("/", 1)[-1][:255]
+            self._buffer = None
+        else:
+            self._writer = None
+            self._buffer = bytearray()
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._writer is not None:
+            self._writer.write(data[start:end])
+        elif self._buffer is not None:
+            self._buffer += data[start:end]
+            if len(self._buffer) > MAX_FIELD_BYTES:
+                raise InvalidInput(f"form field {self._name!r} is larger than 1 MiB")
+
+    def _part_end(self) -> None:
+        if self._buffer is not None:
+            self.form.fields[self._name] = self._buffer.decode("utf-8", "replace")
+        self._buffer = None
+        self._writer = None
+
+
+async def read_upload(request: Request, store: ArtifactStore, max_bytes: int) -> UploadForm:
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        raise InvalidInput("the request must be multipart/form-data")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
+        raise TooLarge(f"artifact exceeds the size limit of {max_bytes} bytes")
+    collector = _Collector(store, max_bytes)
+    parser = MultipartParser(params[b"boundary"], collector.callbacks())
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except BaseException:
+        collector.form.abort()
+        raise
+    return collector.form

@@ -1,0 +1,204 @@
+"""ORM objects to ARM's JSON shapes (plain dicts; the routers' response models document them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from corral.db.models import (
+    Application,
+    Cluster,
+    ConnectedApp,
+    Environment,
+    Organization,
+    Server,
+    ServerGroup,
+    Target,
+    User,
+    now_ms,
+)
+from corral.domain.status import aggregate_application, aggregate_servers
+
+
+def environment(env: Environment) -> dict[str, Any]:
+    return {
+        "id": env.id,
+        "name": env.name,
+        "organizationId": env.organization_id,
+        "isProduction": env.is_production,
+        "type": env.type,
+    }
+
+
+def organization_ref(org: Organization) -> dict[str, Any]:
+    return {"id": org.id, "name": org.name, "isRoot": True}
+
+
+def organization(org: Organization) -> dict[str, Any]:
+    return {**organization_ref(org), "environments": [environment(e) for e in org.environments]}
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def user(u: User) -> dict[str, Any]:
+    org = organization_ref(u.organization)
+    return {
+        "id": u.id,
+        "username": u.username,
+        "firstName": u.first_name,
+        "lastName": u.last_name,
+        "email": u.email,
+        "createdAt": _iso(u.created_at),
+        "organization": org,
+        "organizationId": u.organization_id,
+        "memberOfOrganizations": [org],
+        "contributorOfOrganizations": [org],
+        "organizationPreferences": {},
+    }
+
+
+def app_as_user(app: ConnectedApp) -> dict[str, Any]:
+    """A connected app shown where ARM's clients expect a user."""
+    org = organization_ref(app.organization)
+    return {
+        "id": app.client_id,
+        "username": app.name,
+        "firstName": app.name,
+        "lastName": "",
+        "email": "",
+        "createdAt": _iso(app.created_at),
+        "organization": org,
+        "organizationId": app.organization_id,
+        "memberOfOrganizations": [org],
+        "contributorOfOrganizations": [org],
+        "organizationPreferences": {},
+    }
+
+
+def connected_app(app: ConnectedApp, secret: str | None = None) -> dict[str, Any]:
+    out = {"client_id": app.client_id, "client_name": app.name, "org_id": app.organization_id}
+    if secret:
+        out["client_secret"] = secret
+    return out
+
+
+def server(s: Server, *, with_cluster_ip: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": s.id,
+        "timeCreated": s.time_created,
+        "timeUpdated": s.time_updated,
+        "name": s.name,
+        "type": "SERVER",
+        "serverType": "MULE",
+        "muleVersion": s.mule_version,
+        "gatewayVersion": s.gateway_version,
+        "agentVersion": s.agent_version,
+        "status": s.status,
+        "addresses": s.addresses or [],
+        "runtimeInformation": s.runtime_information or {},
+        "certificateExpirationDate": s.certificate_expires_at,
+        "lastSeen": s.last_seen,
+    }
+    if s.server_group is not None:
+        out["serverGroupId"] = s.server_group.id
+        out["serverGroupName"] = s.server_group.name
+    if s.cluster is not None:
+        out["clusterId"] = s.cluster.id
+        out["clusterName"] = s.cluster.name
+        out["currentClusteringIp"] = s.cluster_ip
+        if with_cluster_ip:
+            out["serverIp"] = s.cluster_ip
+    return out
+
+
+def server_group(g: ServerGroup) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "timeCreated": g.time_created,
+        "timeUpdated": g.time_updated,
+        "name": g.name,
+        "type": "SERVER_GROUP",
+        "status": aggregate_servers(s.status for s in g.servers),
+        "servers": [server(s) for s in g.servers],
+    }
+
+
+def cluster(c: Cluster) -> dict[str, Any]:
+    reported = (c.visibility or {}).get("mapNodes", {})
+    return {
+        "id": c.id,
+        "timeCreated": c.time_created,
+        "timeUpdated": c.time_updated,
+        "name": c.name,
+        "type": "CLUSTER",
+        "multicastEnabled": c.multicast_enabled,
+        "status": aggregate_servers(s.status for s in c.servers),
+        "primaryNodeId": c.primary_node_id,
+        "servers": [server(s, with_cluster_ip=True) for s in c.servers],
+        "visibilityMap": {
+            "mapNodes": [
+                {
+                    "serverId": s.id,
+                    "visibleNodeIds": reported.get(str(s.id), {}).get("visibleNodeIds", []),
+                    "unknownNodeIps": reported.get(str(s.id), {}).get("unknownNodeIps", []),
+                }
+                for s in c.servers
+            ]
+        },
+    }
+
+
+def target(t: Target) -> dict[str, Any]:
+    if isinstance(t, Server):
+        return server(t)
+    if isinstance(t, ServerGroup):
+        return server_group(t)
+    if isinstance(t, Cluster):
+        return cluster(t)
+    raise TypeError(f"unknown target type {t.type}")
+
+
+def application(app: Application) -> dict[str, Any]:
+    instances = app.server_artifacts
+    status = aggregate_application(i.last_reported_status for i in instances)
+    started = status == "STARTED"
+    art = app.artifact
+    return {
+        "id": app.id,
+        "timeCreated": app.time_created,
+        "timeUpdated": app.time_updated,
+        "name": app.name,
+        "uptime": max(0, now_ms() - app.time_started) if started and app.time_started else 0,
+        "artifact": {
+            "id": art.id,
+            "storageId": art.sha256,
+            "name": app.name,
+            "fileName": art.file_name,
+            "fileChecksum": art.sha1,
+            "fileSize": art.size,
+            "timeUpdated": art.time_updated,
+        },
+        "target": target(app.target),
+        "desiredStatus": app.desired_status,
+        "lastReportedStatus": status,
+        "started": started,
+        "configuration": app.configuration or {},
+        "serverArtifacts": [
+            {
+                "id": i.id,
+                "serverId": i.server_id,
+                "serverName": i.server.name,
+                "artifactName": app.name,
+                "deploymentId": i.deployment_id,
+                "desiredStatus": i.desired_status,
+                "lastReportedStatus": i.last_reported_status,
+                "message": i.message,
+                "discovered": i.discovered,
+                "timeCreated": i.time_created,
+                "timeUpdated": i.time_updated,
+            }
+            for i in instances
+        ],
+    }

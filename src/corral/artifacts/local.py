@@ -1,0 +1,76 @@
+"""Artifacts on the local file system: `<root>/sha256/ab/abcdef…`, written via a temp file and
+an atomic rename, so a crash never leaves a partial blob under its final name."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from corral.artifacts.store import BlobInfo, HashingCounter
+from corral.domain.errors import InvalidInput, NotFound
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class LocalBlobWriter:
+    def __init__(self, store: LocalArtifactStore, max_bytes: int) -> None:
+        self._store = store
+        self._tmp = store.root / "tmp" / f"{uuid.uuid4().hex}.part"
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed by commit/abort
+        self._counter = HashingCounter(max_bytes)
+
+    def write(self, chunk: bytes) -> None:
+        self._counter.update(chunk)
+        self._file.write(chunk)
+
+    def open_uncommitted(self) -> BinaryIO:
+        self._file.flush()
+        return open(self._tmp, "rb")
+
+    def commit(self) -> BlobInfo:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        info = self._counter.info()
+        final = self._store.path_for(info.sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, final)
+        return info
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class LocalArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        (root / "sha256").mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, sha256: str) -> Path:
+        if not _SHA256.match(sha256):
+            raise InvalidInput("not a sha256 checksum")
+        return self.root / "sha256" / sha256[:2] / sha256
+
+    def writer(self, max_bytes: int) -> LocalBlobWriter:
+        return LocalBlobWriter(self, max_bytes)
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def open(self, sha256: str) -> BinaryIO:
+        try:
+            return open(self.path_for(sha256), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"artifact {sha256} is not in the store") from exc
+
+    def size(self, sha256: str) -> int:
+        return self.path_for(sha256).stat().st_size
+
+    def delete(self, sha256: str) -> None:
+        self.path_for(sha256).unlink(missing_ok=True)

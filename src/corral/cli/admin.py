@@ -1,0 +1,84 @@
+"""`corral admin`: users, environments and connected apps, straight on the database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from corral.cli.common import DataDirOpt, settings_from
+from corral.domain.errors import CorralError
+
+app = typer.Typer(help="Administer users, environments and connected apps.", no_args_is_help=True)
+
+
+def _run(data_dir: object, action):  # type: ignore[no-untyped-def]
+    from corral.controlplane import ControlPlane
+    from corral.db.session import transaction
+    from corral.domain.accounts import default_organization
+
+    plane = ControlPlane.open(settings_from(data_dir=data_dir))
+    try:
+        plane.bootstrap()
+        with transaction(plane.sessions) as session:
+            return action(session, default_organization(session).id)
+    except CorralError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        plane.close()
+
+
+@app.command("create-user")
+def create_user(
+    username: str,
+    data_dir: DataDirOpt = None,
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+                          envvar="CORRAL_NEW_USER_PASSWORD")
+    ] = "",
+) -> None:
+    """Create a user in the organization."""
+    from corral.domain import accounts
+
+    user_id = _run(data_dir, lambda s, org: accounts.create_user(s, org, username, password).id)
+    typer.echo(f"created user {username} ({user_id})")
+
+
+@app.command("create-env")
+def create_env(
+    name: str,
+    data_dir: DataDirOpt = None,
+    env_type: Annotated[str, typer.Option("--type", help="production or sandbox")] = "sandbox",
+) -> None:
+    """Create an environment."""
+    from corral.domain import accounts
+
+    env_id = _run(data_dir, lambda s, org: accounts.create_environment(s, org, name, env_type).id)
+    typer.echo(f"created environment {name} ({env_id})")
+
+
+@app.command("create-connected-app")
+def create_connected_app(name: str, data_dir: DataDirOpt = None) -> None:
+    """Create a connected app; prints its client id and secret (shown only once)."""
+    from corral.domain import accounts
+
+    def make(session, org):  # type: ignore[no-untyped-def]
+        app_row, secret = accounts.create_connected_app(session, org, name)
+        return app_row.client_id, secret
+
+    client_id, secret = _run(data_dir, make)
+    typer.echo(f"client_id={client_id}\nclient_secret={secret}")
+
+
+@app.command("list-envs")
+def list_envs(data_dir: DataDirOpt = None) -> None:
+    """List the environments with their ids (for X-ANYPNT-ENV-ID)."""
+    from corral.domain import accounts
+
+    rows = _run(
+        data_dir,
+        lambda s, org: [(e.id, e.name, e.type, org) for e in accounts.list_environments(s, org)],
+    )
+    for env_id, name, env_type, org in rows:
+        typer.echo(f"{env_id}  {name:<16} {env_type:<10} org={org}")

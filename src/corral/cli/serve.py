@@ -1,0 +1,54 @@
+"""`corral serve`: the control plane."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from corral.cli.common import DataDirOpt, settings_from
+
+
+def serve(
+    data_dir: DataDirOpt = None,
+    host: Annotated[str | None, typer.Option(help="API listen address [CORRAL_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="API port [CORRAL_PORT]")] = None,
+    gateway_port: Annotated[
+        int | None, typer.Option(help="Agent gateway port, mutual TLS [CORRAL_GATEWAY_PORT]")
+    ] = None,
+) -> None:
+    """Run the control plane: REST API, certificate authority and artifact store.
+
+    The first start creates the organization, the Production and Sandbox environments and the
+    admin user (password from CORRAL_ADMIN_PASSWORD, or generated and written to
+    <data-dir>/admin-credentials). Stops cleanly on SIGTERM or Ctrl-C."""
+    from corral.api.app import create_app
+    from corral.controlplane import ControlPlane
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from(data_dir=data_dir, host=host, port=port, gateway_port=gateway_port)
+    plane = ControlPlane.open(settings)
+    generated = plane.bootstrap()
+    if generated:
+        typer.echo(
+            f"Created admin user {settings.admin_username!r} with password {generated}\n"
+            f"(also written to {settings.data_dir / 'admin-credentials'}; shown only once)"
+        )
+    typer.echo(f"Corral API on {settings.api_url} (data in {settings.data_dir.resolve()})")
+    # uvicorn shuts down gracefully, then re-raises the signal it caught; with these no-op
+    # handlers in place that re-raise is harmless and a requested stop exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        uvicorn.run(
+            create_app(plane),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        plane.close()

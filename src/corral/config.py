@@ -1,0 +1,56 @@
+"""The one settings object: every knob is a `CORRAL_*` environment variable or a CLI flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore")
+
+    data_dir: Path = Path("./corral-data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite in the data dir"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    gateway_port: int = 8443
+    public_hostnames: list[str] = Field(
+        default_factory=list, description="extra names agents use to reach this control plane"
+    )
+
+    admin_username: str = "admin"
+    admin_password: str | None = None
+    organization_name: str = "Corral"
+
+    user_token_ttl_seconds: int = 3600
+    client_token_ttl_seconds: int = 3600
+    registration_token_ttl_seconds: int = 24 * 3600
+    server_certificate_days: int = 365
+
+    max_artifact_bytes: int = 512 * 1024 * 1024
+    max_group_size: int | None = None
+    max_cluster_size: int | None = None
+
+    heartbeat_timeout_seconds: float = 30.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'corral.db').resolve()}"
+
+    @property
+    def gateway_url(self) -> str:
+        host = self.public_hostnames[0] if self.public_hostnames else self.host
+        if host in ("0.0.0.0", "::"):
+            host = "localhost"
+        return f"wss://{host}:{self.gateway_port}/agent/v1/connect"
+
+    @property
+    def api_url(self) -> str:
+        host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,96 @@
+"""The control plane's parts, built once from settings and shared by API, gateway and CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from corral.artifacts import ArtifactStore, LocalArtifactStore
+from corral.config import Settings
+from corral.db.migrate import upgrade
+from corral.db.session import make_engine, make_sessionmaker, transaction
+from corral.domain import accounts
+from corral.domain.desired_state import CHANGED_KEY
+from corral.domain.servers import REVOKED_KEY
+from corral.pki import CertificateAuthority, Sealer
+
+log = logging.getLogger(__name__)
+
+ChangeListener = Callable[[set[int], set[int]], None]
+"""Called after a commit with (servers whose desired state changed, servers deleted)."""
+
+
+@dataclass
+class ControlPlane:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    ca: CertificateAuthority
+    sealer: Sealer
+    store: ArtifactStore
+    listeners: list[ChangeListener] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> ControlPlane:
+        data_dir = settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        if migrate:
+            upgrade(engine)
+        plane = cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            ca=CertificateAuthority.load_or_create(data_dir / "pki"),
+            sealer=Sealer.load_or_create(data_dir / "pki"),
+            store=LocalArtifactStore(data_dir / "artifacts"),
+        )
+        event.listen(plane.sessions, "after_commit", plane._after_commit)
+        event.listen(plane.sessions, "after_soft_rollback", _forget_changes)
+        return plane
+
+    def bootstrap(self) -> str | None:
+        """First start: organization, environments, admin. Returns a generated password."""
+        with transaction(self.sessions) as session:
+            generated = accounts.bootstrap(
+                session,
+                organization_name=self.settings.organization_name,
+                admin_username=self.settings.admin_username,
+                admin_password=self.settings.admin_password,
+            )
+        if generated:
+            write_credentials(
+                self.settings.data_dir / "admin-credentials", self.settings.admin_username, generated
+            )
+        return generated
+
+    def _after_commit(self, session: Session) -> None:
+        changed: set[int] = session.info.pop(CHANGED_KEY, set())
+        revoked: set[int] = session.info.pop(REVOKED_KEY, set())
+        if not (changed or revoked):
+            return
+        for listener in self.listeners:
+            try:
+                listener(changed - revoked, revoked)
+            except Exception:  # a listener must never undo a committed change
+                log.exception("change listener failed")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _forget_changes(session: Session, _previous: object) -> None:
+    session.info.pop(CHANGED_KEY, None)
+    session.info.pop(REVOKED_KEY, None)
+
+
+def write_credentials(path: Path, username: str, password: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"username={username}\npassword={password}\n")

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, the session pattern and Alembic migrations."""

@@ -1,0 +1,36 @@
+"""Apply Alembic migrations programmatically (at start and by `corral db upgrade`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, text
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PG_LOCK_KEY = 0x636F7272616C  # replicas starting together migrate one at a time
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    with engine.connect() as conn:
+        is_pg = engine.dialect.name == "postgresql"
+        if is_pg:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+            conn.commit()
+        try:
+            cfg = alembic_config(str(engine.url))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+        finally:
+            if is_pg:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+                conn.commit()

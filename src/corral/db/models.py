@@ -1,0 +1,256 @@
+"""Tables. Servers, server groups and clusters share one id space through `targets`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+    environments: Mapped[list[Environment]] = relationship(
+        back_populates="organization", order_by="Environment.name"
+    )
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32))  # production | sandbox
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+    organization: Mapped[Organization] = relationship(back_populates="environments")
+
+    @property
+    def is_production(self) -> bool:
+        return self.type == "production"
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    first_name: Mapped[str] = mapped_column(String(255), default="")
+    last_name: Mapped[str] = mapped_column(String(255), default="")
+    email: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+    organization: Mapped[Organization] = relationship()
+
+
+class ConnectedApp(Base):
+    __tablename__ = "connected_apps"
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+    organization: Mapped[Organization] = relationship()
+
+
+class AccessToken(Base):
+    """A bearer token for a user or a connected app; only its SHA-256 is kept."""
+
+    __tablename__ = "access_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str | None] = mapped_column(
+        ForeignKey("connected_apps.client_id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class RegistrationToken(Base):
+    """The token an agent registers with; it names one org + environment."""
+
+    __tablename__ = "registration_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"), index=True)
+    sealed_token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    environment: Mapped[Environment] = relationship()
+
+
+class Target(Base):
+    """What an application can be deployed to: a server, a server group or a cluster."""
+
+    __tablename__ = "targets"
+    __table_args__ = (UniqueConstraint("environment_id", "type", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    time_created: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    time_updated: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
+
+    __mapper_args__ = {"polymorphic_on": "type", "polymorphic_identity": "TARGET"}
+
+
+class Server(Target):
+    __tablename__ = "servers"
+    id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"), primary_key=True)
+    mule_version: Mapped[str] = mapped_column(String(64), default="")
+    gateway_version: Mapped[str] = mapped_column(String(64), default="")
+    agent_version: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16), default="CREATED")
+    server_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("server_groups.id"), index=True
+    )
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"), index=True)
+    cluster_ip: Mapped[str | None] = mapped_column(String(64))
+    addresses: Mapped[list[Any]] = mapped_column(default=list)
+    runtime_information: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_seen: Mapped[int | None] = mapped_column(BigInteger)
+    certificate_serial: Mapped[str] = mapped_column(String(64), default="")
+    certificate_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    desired_revision: Mapped[int] = mapped_column(Integer, default=0)
+    desired_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    server_group: Mapped[ServerGroup | None] = relationship(
+        foreign_keys=[server_group_id], back_populates="servers"
+    )
+    cluster: Mapped[Cluster | None] = relationship(
+        foreign_keys=[cluster_id], back_populates="servers"
+    )
+
+    __mapper_args__ = {"polymorphic_identity": "SERVER"}
+
+
+class ServerGroup(Target):
+    __tablename__ = "server_groups"
+    id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"), primary_key=True)
+
+    servers: Mapped[list[Server]] = relationship(
+        foreign_keys=[Server.server_group_id], back_populates="server_group", order_by=Server.id
+    )
+
+    __mapper_args__ = {"polymorphic_identity": "SERVER_GROUP"}
+
+
+class Cluster(Target):
+    __tablename__ = "clusters"
+    id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"), primary_key=True)
+    multicast_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    primary_node_id: Mapped[int | None] = mapped_column(Integer)
+    visibility: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    servers: Mapped[list[Server]] = relationship(
+        foreign_keys=[Server.cluster_id], back_populates="cluster", order_by=Server.id
+    )
+
+    __mapper_args__ = {"polymorphic_identity": "CLUSTER"}
+
+
+class RevokedCertificate(Base):
+    """The CA's revocation list: a deleted server's certificate stays refused."""
+
+    __tablename__ = "revoked_certificates"
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
+    server_id: Mapped[int] = mapped_column(Integer)
+    revoked_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class Artifact(Base):
+    """One uploaded file; its bytes live in the content-addressed store under `sha256`."""
+
+    __tablename__ = "artifacts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    file_name: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sha1: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(BigInteger)
+    time_updated: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class Application(Base):
+    __tablename__ = "applications"
+    __table_args__ = (UniqueConstraint("target_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id"), index=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    desired_status: Mapped[str] = mapped_column(String(16), default="STARTED")
+    configuration: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    deployment_id: Mapped[int] = mapped_column(Integer, default=1)
+    time_started: Mapped[int | None] = mapped_column(BigInteger)
+    time_created: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    time_updated: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
+
+    target: Mapped[Target] = relationship()
+    artifact: Mapped[Artifact] = relationship()
+    server_artifacts: Mapped[list[ServerArtifact]] = relationship(
+        back_populates="application",
+        cascade="all, delete-orphan",
+        order_by="ServerArtifact.server_id",
+    )
+
+
+class ServerArtifact(Base):
+    """An application's instance on one server: what is desired there and what was reported."""
+
+    __tablename__ = "server_artifacts"
+    __table_args__ = (UniqueConstraint("application_id", "server_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    server_id: Mapped[int] = mapped_column(
+        ForeignKey("servers.id", ondelete="CASCADE"), index=True
+    )
+    deployment_id: Mapped[int] = mapped_column(Integer, default=1)
+    desired_status: Mapped[str] = mapped_column(String(16), default="STARTED")
+    last_reported_status: Mapped[str] = mapped_column(String(32), default="UNDEPLOYED")
+    message: Mapped[str | None] = mapped_column(Text)
+    discovered: Mapped[bool] = mapped_column(Boolean, default=False)
+    time_created: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    time_updated: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
+
+    application: Mapped[Application] = relationship(back_populates="server_artifacts")
+    server: Mapped[Server] = relationship()

@@ -1,0 +1,1 @@
+"""Rules of Corral, independent of HTTP: accounts, registration, targets, deployments."""

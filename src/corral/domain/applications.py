@@ -1,0 +1,221 @@
+"""Applications: deploy to a target, redeploy, start/stop, delete; one instance per server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from corral.artifacts import BlobInfo
+from corral.db.models import Application, Artifact, Server, ServerArtifact, Target, now_ms
+from corral.domain import desired_state
+from corral.domain.accounts import Scope
+from corral.domain.configuration import with_application_name
+from corral.domain.errors import Conflict, InvalidInput, NotFound
+from corral.domain.names import check_application_name
+from corral.domain.status import DESIRED_STATUSES
+from corral.domain.targets import members
+
+
+def record_artifact(
+    session: Session, scope: Scope, *, name: str, file_name: str, blob: BlobInfo
+) -> Artifact:
+    artifact = Artifact(
+        organization_id=scope.organization_id,
+        name=name,
+        file_name=file_name or f"{name}.zip",
+        sha256=blob.sha256,
+        sha1=blob.sha1,
+        size=blob.size,
+    )
+    session.add(artifact)
+    session.flush()
+    return artifact
+
+
+def resolve_target(session: Session, scope: Scope, target_id: object) -> Target:
+    try:
+        tid = int(target_id)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"targetId {target_id!r} is not an integer id") from exc
+    target = session.get(Target, tid)
+    if target is None or target.environment_id != scope.environment_id:
+        raise NotFound(f"target {tid} not found")
+    if isinstance(target, Server):
+        if target.server_group_id is not None:
+            raise Conflict(
+                f"server {tid} belongs to server group {target.server_group_id}; deploy to the group"
+            )
+        if target.cluster_id is not None:
+            raise Conflict(f"server {tid} belongs to cluster {target.cluster_id}; deploy to the cluster")
+    return target
+
+
+def check_deployable(session: Session, scope: Scope, name: object, target_id: object) -> Target:
+    """Everything about a deployment that can be refused before the upload is kept."""
+    app_name = check_application_name(name)
+    target = resolve_target(session, scope, target_id)
+    taken = session.scalar(
+        select(Application.id).where(
+            Application.target_id == target.id, Application.name == app_name
+        )
+    )
+    if taken is not None:
+        raise Conflict(f"an application named {app_name!r} is already deployed to target {target.id}")
+    return target
+
+
+def deploy(
+    session: Session,
+    scope: Scope,
+    *,
+    name: str,
+    target: Target,
+    artifact: Artifact,
+    configuration: dict[str, Any],
+) -> Application:
+    app = Application(
+        organization_id=scope.organization_id,
+        environment_id=scope.environment_id,
+        name=name,
+        target_id=target.id,
+        artifact_id=artifact.id,
+        desired_status="STARTED",
+        configuration=with_application_name(configuration, name),
+        time_started=now_ms(),
+    )
+    session.add(app)
+    session.flush()
+    sync_instances(session, app)
+    return app
+
+
+def sync_instances(session: Session, app: Application) -> None:
+    """One instance per member server of the target: add the missing, drop the departed."""
+    session.refresh(app, ["target", "server_artifacts"])
+    wanted = {s.id for s in members(app.target)}
+    have = {inst.server_id: inst for inst in app.server_artifacts}
+    for sid in wanted - have.keys():
+        app.server_artifacts.append(
+            ServerArtifact(
+                server_id=sid, deployment_id=app.deployment_id, desired_status=app.desired_status
+            )
+        )
+    for sid in have.keys() - wanted:
+        app.server_artifacts.remove(have[sid])
+    desired_state.refresh(session, wanted | have.keys())
+
+
+def split_off(session: Session, app: Application, server: Server) -> Application:
+    """A server leaves a group: its instance becomes an application of the server itself."""
+    own = Application(
+        organization_id=app.organization_id,
+        environment_id=app.environment_id,
+        name=app.name,
+        target_id=server.id,
+        artifact_id=app.artifact_id,
+        desired_status=app.desired_status,
+        configuration=app.configuration,
+        deployment_id=app.deployment_id,
+        time_started=app.time_started,
+    )
+    session.add(own)
+    session.flush()
+    for inst in list(app.server_artifacts):
+        if inst.server_id == server.id:
+            inst.application_id = own.id
+    session.flush()
+    session.expire(app, ["server_artifacts"])
+    return own
+
+
+def get(session: Session, scope: Scope, app_id: int) -> Application:
+    app = session.get(Application, app_id)
+    if app is None or app.environment_id != scope.environment_id:
+        raise NotFound(f"application {app_id} not found")
+    return app
+
+
+def list_applications(
+    session: Session,
+    scope: Scope,
+    *,
+    target_id: int | None = None,
+    artifact_name: str | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> tuple[list[Application], int]:
+    where = [Application.environment_id == scope.environment_id]
+    if target_id is not None:
+        where.append(Application.target_id == target_id)
+    if artifact_name:
+        where.append(Application.name == artifact_name)
+    total = session.scalar(select(func.count()).select_from(Application).where(*where)) or 0
+    query = (
+        select(Application)
+        .where(*where)
+        .order_by(Application.id)
+        .offset(offset)
+        .options(
+            selectinload(Application.artifact),
+            selectinload(Application.server_artifacts).selectinload(ServerArtifact.server),
+            selectinload(Application.target),
+        )
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query)), total
+
+
+def redeploy(
+    session: Session,
+    scope: Scope,
+    app_id: int,
+    *,
+    artifact: Artifact | None,
+    configuration: dict[str, Any] | None,
+) -> Application:
+    """A new deployment of the application: new file, new configuration, or the same again."""
+    app = get(session, scope, app_id)
+    if artifact is not None:
+        app.artifact_id = artifact.id
+    if configuration is not None:
+        app.configuration = with_application_name(configuration, app.name)
+    app.deployment_id += 1
+    app.time_updated = now_ms()
+    for inst in app.server_artifacts:
+        inst.deployment_id = app.deployment_id
+        inst.desired_status = app.desired_status
+        if inst.last_reported_status != "UNDEPLOYED":
+            inst.last_reported_status = "DEPLOYING"
+            inst.message = None
+    session.flush()
+    session.expire(app, ["artifact"])
+    desired_state.refresh(session, [i.server_id for i in app.server_artifacts])
+    return app
+
+
+def set_desired_status(session: Session, scope: Scope, app_id: int, status: str) -> Application:
+    if status not in DESIRED_STATUSES:
+        raise InvalidInput(f"desiredStatus must be one of {', '.join(DESIRED_STATUSES)}")
+    app = get(session, scope, app_id)
+    if app.desired_status != status:
+        app.desired_status = status
+        app.time_updated = now_ms()
+        if status == "STARTED":
+            app.time_started = now_ms()
+        for inst in app.server_artifacts:
+            inst.desired_status = status
+        desired_state.refresh(session, [i.server_id for i in app.server_artifacts])
+    return app
+
+
+def delete_application(session: Session, scope: Scope, app_id: int) -> None:
+    """No error when it does not exist (ARM answers 204 either way)."""
+    app = session.get(Application, app_id)
+    if app is None or app.environment_id != scope.environment_id:
+        return
+    servers = [i.server_id for i in app.server_artifacts]
+    session.delete(app)
+    desired_state.refresh(session, servers)

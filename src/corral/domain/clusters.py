@@ -1,0 +1,133 @@
+"""Clusters: servers whose application instances know each other (multicast or unicast)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from corral.db.models import Cluster, Server
+from corral.domain import applications, desired_state
+from corral.domain.accounts import Scope
+from corral.domain.errors import Conflict, InvalidInput, NotFound
+from corral.domain.names import check_name
+from corral.domain.targets import (
+    applications_on,
+    check_name_free,
+    check_size,
+    get_target,
+    joinable_server,
+)
+
+
+def _check_ip(ip: object, server_id: object, multicast: bool) -> str | None:
+    if ip is None or ip == "":
+        if multicast:
+            return None
+        raise InvalidInput(f"a unicast cluster needs serverIp for server {server_id}")
+    try:
+        return str(ipaddress.ip_address(str(ip)))
+    except ValueError as exc:
+        raise InvalidInput(f"serverIp {ip!r} of server {server_id} is not an IP address") from exc
+
+
+def create(
+    session: Session,
+    scope: Scope,
+    *,
+    name: object,
+    multicast: bool,
+    members: list[dict[str, Any]],
+    max_size: int | None,
+) -> Cluster:
+    cluster_name = check_name(name, "name")
+    check_name_free(session, scope, Cluster, cluster_name)
+    chosen: list[tuple[Server, str | None]] = []
+    seen: set[int] = set()
+    for member in members:
+        ip = _check_ip(member.get("serverIp"), member.get("serverId"), multicast)
+        server = joinable_server(session, scope, member.get("serverId"))
+        if server.id in seen:
+            raise InvalidInput(f"server {server.id} is listed twice")
+        seen.add(server.id)
+        chosen.append((server, ip))
+    check_size(0, len(chosen), max_size, "cluster")
+    cluster = Cluster(
+        organization_id=scope.organization_id,
+        environment_id=scope.environment_id,
+        name=cluster_name,
+        multicast_enabled=multicast,
+    )
+    session.add(cluster)
+    session.flush()
+    for server, ip in chosen:
+        server.cluster_id = cluster.id
+        server.cluster_ip = ip
+    desired_state.refresh(session, seen)
+    return cluster
+
+
+def rename(session: Session, scope: Scope, cluster_id: int, name: object) -> Cluster:
+    cluster = get_target(session, scope, cluster_id, Cluster)
+    new_name = check_name(name, "name")
+    if new_name != cluster.name:
+        check_name_free(session, scope, Cluster, new_name)
+        cluster.name = new_name
+        desired_state.refresh(session, [s.id for s in cluster.servers])
+    return cluster
+
+
+def add_server(
+    session: Session,
+    scope: Scope,
+    cluster_id: int,
+    member: dict[str, Any],
+    max_size: int | None,
+) -> Cluster:
+    cluster = get_target(session, scope, cluster_id, Cluster)
+    ip = _check_ip(member.get("serverIp"), member.get("serverId"), cluster.multicast_enabled)
+    server = joinable_server(session, scope, member.get("serverId"))
+    check_size(len(cluster.servers), 1, max_size, "cluster")
+    server.cluster_id = cluster.id
+    server.cluster_ip = ip
+    session.flush()
+    session.expire(cluster, ["servers"])
+    for app in applications_on(session, cluster.id):
+        applications.sync_instances(session, app)
+    # every member's view of the membership changes
+    desired_state.refresh(session, [s.id for s in cluster.servers])
+    return cluster
+
+
+def remove_server(session: Session, scope: Scope, cluster_id: int, server_id: int) -> None:
+    """The server leaves; the cluster's applications are removed from it."""
+    cluster = get_target(session, scope, cluster_id, Cluster)
+    server = session.get(Server, server_id)
+    if server is None or server.cluster_id != cluster.id:
+        raise NotFound(f"server {server_id} is not in cluster {cluster_id}")
+    affected = [s.id for s in cluster.servers]
+    server.cluster_id = None
+    server.cluster_ip = None
+    if cluster.primary_node_id == server.id:
+        cluster.primary_node_id = None
+    session.flush()
+    session.expire(cluster, ["servers"])
+    for app in applications_on(session, cluster.id):
+        applications.sync_instances(session, app)
+    desired_state.refresh(session, affected)
+
+
+def delete_cluster(session: Session, scope: Scope, cluster_id: int) -> None:
+    cluster = get_target(session, scope, cluster_id, Cluster)
+    apps = applications_on(session, cluster.id)
+    if apps:
+        names = ", ".join(a.name for a in apps)
+        raise Conflict(f"cluster {cluster_id} still has applications ({names}); delete them first")
+    ids = [s.id for s in cluster.servers]
+    for server in cluster.servers:
+        server.cluster_id = None
+        server.cluster_ip = None
+    session.flush()
+    session.delete(cluster)
+    desired_state.refresh(session, ids)

@@ -1,0 +1,119 @@
+"""Registration tokens and server registration by CSR."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from corral.db.models import Environment, RegistrationToken, Server, now_ms
+from corral.domain import desired_state
+from corral.domain.accounts import token_digest
+from corral.domain.errors import Conflict, Unauthenticated
+from corral.domain.names import check_name
+from corral.pki import CertificateAuthority, IssuedCertificate, Sealer, load_csr
+
+
+@dataclass(frozen=True)
+class Registration:
+    server: Server
+    certificate: IssuedCertificate
+
+
+def current_token(session: Session, sealer: Sealer, environment_id: str, ttl_seconds: int) -> str:
+    """The environment's valid registration token; a new one once the last has expired."""
+    now = now_ms()
+    row = session.scalar(
+        select(RegistrationToken)
+        .where(
+            RegistrationToken.environment_id == environment_id,
+            RegistrationToken.revoked.is_(False),
+            RegistrationToken.expires_at > now,
+        )
+        .order_by(RegistrationToken.expires_at.desc())
+        .limit(1)
+    )
+    if row is not None:
+        return sealer.unseal(row.sealed_token)
+    return _new_token(session, sealer, environment_id, ttl_seconds)
+
+
+def rotate_token(session: Session, sealer: Sealer, environment_id: str, ttl_seconds: int) -> str:
+    """Revoke every token of the environment and make a new one."""
+    session.execute(
+        update(RegistrationToken)
+        .where(RegistrationToken.environment_id == environment_id)
+        .values(revoked=True)
+    )
+    return _new_token(session, sealer, environment_id, ttl_seconds)
+
+
+def _new_token(session: Session, sealer: Sealer, environment_id: str, ttl_seconds: int) -> str:
+    token = secrets.token_hex(24)  # 192 random bits
+    now = now_ms()
+    session.add(
+        RegistrationToken(
+            token_hash=token_digest(token),
+            environment_id=environment_id,
+            sealed_token=sealer.seal(token),
+            created_at=now,
+            expires_at=now + ttl_seconds * 1000,
+        )
+    )
+    session.flush()
+    return token
+
+
+def environment_of_token(session: Session, token: str | None) -> Environment:
+    if not token:
+        raise Unauthenticated("a registration token is required (Authorization: Bearer <token>)")
+    row = session.get(RegistrationToken, token_digest(token))
+    if row is None or row.revoked or row.expires_at <= now_ms():
+        raise Unauthenticated("invalid, revoked or expired registration token")
+    return row.environment
+
+
+def register_server(
+    session: Session,
+    ca: CertificateAuthority,
+    *,
+    token: str | None,
+    name: object,
+    csr_pem: object,
+    mule_version: str,
+    gateway_version: str,
+    agent_version: str,
+    certificate_days: int,
+) -> Registration:
+    env = environment_of_token(session, token)
+    name = check_name(name, "muleLabel")
+    load_csr(csr_pem)  # reject a bad CSR before anything is written
+    taken = session.scalar(
+        select(Server.id).where(Server.environment_id == env.id, Server.name == name)
+    )
+    if taken is not None:
+        raise Conflict(f"a server named {name!r} already exists in this environment")
+    server = Server(
+        organization_id=env.organization_id,
+        environment_id=env.id,
+        name=name,
+        mule_version=mule_version,
+        gateway_version=gateway_version,
+        agent_version=agent_version,
+        status="CREATED",
+    )
+    session.add(server)
+    session.flush()
+    issued = ca.sign_server_csr(
+        str(csr_pem),
+        server_id=server.id,
+        organization_id=env.organization_id,
+        environment_id=env.id,
+        validity_days=certificate_days,
+    )
+    server.certificate_serial = issued.serial
+    server.certificate_expires_at = int(issued.not_after.timestamp() * 1000)
+    desired_state.refresh(session, [server.id])
+    return Registration(server, issued)

@@ -1,0 +1,87 @@
+"""Server groups: one deployment target made of individual servers, instances isolated."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from corral.db.models import Server, ServerGroup
+from corral.domain import applications, desired_state
+from corral.domain.accounts import Scope
+from corral.domain.errors import Conflict, NotFound
+from corral.domain.names import check_name
+from corral.domain.targets import (
+    applications_on,
+    check_name_free,
+    check_size,
+    get_target,
+    joinable_server,
+)
+
+
+def create(
+    session: Session, scope: Scope, *, name: object, server_ids: list[object], max_size: int | None
+) -> ServerGroup:
+    group_name = check_name(name, "name")
+    check_name_free(session, scope, ServerGroup, group_name)
+    servers = [joinable_server(session, scope, sid) for sid in dict.fromkeys(server_ids)]
+    check_size(0, len(servers), max_size, "server group")
+    group = ServerGroup(
+        organization_id=scope.organization_id, environment_id=scope.environment_id, name=group_name
+    )
+    session.add(group)
+    session.flush()
+    for server in servers:
+        server.server_group_id = group.id
+    desired_state.refresh(session, [s.id for s in servers])
+    return group
+
+
+def rename(session: Session, scope: Scope, group_id: int, name: object) -> ServerGroup:
+    group = get_target(session, scope, group_id, ServerGroup)
+    new_name = check_name(name, "name")
+    if new_name != group.name:
+        check_name_free(session, scope, ServerGroup, new_name)
+        group.name = new_name
+    return group
+
+
+def add_server(
+    session: Session, scope: Scope, group_id: int, server_id: object, max_size: int | None
+) -> ServerGroup:
+    """The group's applications are deployed to the newcomer."""
+    group = get_target(session, scope, group_id, ServerGroup)
+    server = joinable_server(session, scope, server_id)
+    check_size(len(group.servers), 1, max_size, "server group")
+    server.server_group_id = group.id
+    session.flush()
+    session.expire(group, ["servers"])
+    for app in applications_on(session, group.id):
+        applications.sync_instances(session, app)
+    desired_state.refresh(session, [server.id])
+    return group
+
+
+def remove_server(session: Session, scope: Scope, group_id: int, server_id: int) -> None:
+    """The server keeps the group's applications, now as its own."""
+    group = get_target(session, scope, group_id, ServerGroup)
+    server = session.get(Server, server_id)
+    if server is None or server.server_group_id != group.id:
+        raise NotFound(f"server {server_id} is not in server group {group_id}")
+    for app in applications_on(session, group.id):
+        applications.split_off(session, app, server)
+    server.server_group_id = None
+    desired_state.refresh(session, [server.id])
+
+
+def delete_group(session: Session, scope: Scope, group_id: int) -> None:
+    group = get_target(session, scope, group_id, ServerGroup)
+    apps = applications_on(session, group.id)
+    if apps:
+        names = ", ".join(a.name for a in apps)
+        raise Conflict(f"server group {group_id} still has applications ({names}); delete them first")
+    ids = [s.id for s in group.servers]
+    for server in group.servers:
+        server.server_group_id = None
+    session.flush()
+    session.delete(group)
+    desired_state.refresh(session, ids)

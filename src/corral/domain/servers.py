@@ -1,0 +1,45 @@
+"""Servers: rename, delete (revoking the certificate), and what the agent reports."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from corral.db.models import Application, RevokedCertificate, Server, ServerArtifact
+from corral.domain import desired_state
+from corral.domain.accounts import Scope
+from corral.domain.names import check_name
+from corral.domain.targets import check_name_free, get_target
+
+REVOKED_KEY = "corral.revoked_servers"
+
+
+def rename(session: Session, scope: Scope, server_id: int, name: object) -> Server:
+    server = get_target(session, scope, server_id, Server)
+    new_name = check_name(name, "name")
+    if new_name != server.name:
+        check_name_free(session, scope, Server, new_name)
+        server.name = new_name
+        desired_state.refresh(session, [server.id])
+    return server
+
+
+def delete_server(session: Session, scope: Scope, server_id: int) -> None:
+    """Revoke its certificate, drop its own applications and its instances of others."""
+    server = get_target(session, scope, server_id, Server)
+    if server.certificate_serial:
+        session.add(RevokedCertificate(serial=server.certificate_serial, server_id=server.id))
+    session.execute(delete(ServerArtifact).where(ServerArtifact.server_id == server.id))
+    for app in session.scalars(select(Application).where(Application.target_id == server.id)):
+        session.delete(app)
+    session.flush()
+    session.delete(server)
+    session.info.setdefault(REVOKED_KEY, set()).add(server_id)
+
+
+def is_revoked(session: Session, serial: str) -> bool:
+    return session.get(RevokedCertificate, serial) is not None
+
+
+def revoked_serials(session: Session) -> list[str]:
+    return list(session.scalars(select(RevokedCertificate.serial)))

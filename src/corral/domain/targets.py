@@ -1,0 +1,91 @@
+"""Looking up targets (servers, groups, clusters) inside one org + environment."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from corral.db.models import Application, Cluster, Server, ServerGroup, Target
+from corral.domain.accounts import Scope
+from corral.domain.errors import Conflict, InvalidInput, NotFound
+
+T = TypeVar("T", bound=Target)
+
+KIND_NAMES = {Server: "server", ServerGroup: "server group", Cluster: "cluster"}
+
+
+def get_target(session: Session, scope: Scope, target_id: int, kind: type[T]) -> T:
+    """The target of that kind in this environment; 404 for anything else, anywhere else."""
+    target = session.get(kind, target_id)
+    if target is None or target.environment_id != scope.environment_id:
+        raise NotFound(f"{KIND_NAMES.get(kind, 'target')} {target_id} not found")
+    return target
+
+
+def list_targets(session: Session, scope: Scope, kind: type[T]) -> list[T]:
+    return list(
+        session.scalars(
+            select(kind).where(kind.environment_id == scope.environment_id).order_by(kind.id)
+        )
+    )
+
+
+def members(target: Target) -> list[Server]:
+    """The servers an application on this target runs on."""
+    if isinstance(target, Server):
+        return [target]
+    if isinstance(target, (ServerGroup, Cluster)):
+        return list(target.servers)
+    return []
+
+
+def check_name_free(session: Session, scope: Scope, kind: type[Target], name: str) -> None:
+    taken = session.scalar(
+        select(kind.id).where(kind.environment_id == scope.environment_id, kind.name == name)
+    )
+    if taken is not None:
+        raise Conflict(f"a {KIND_NAMES[kind]} named {name!r} already exists in this environment")
+
+
+def joinable_server(session: Session, scope: Scope, server_id: object) -> Server:
+    """A server that may join a group or cluster: individual, free, without its own apps."""
+    try:
+        sid = int(server_id)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"serverId {server_id!r} is not an integer id") from exc
+    target = session.get(Target, sid)
+    if target is None or target.environment_id != scope.environment_id:
+        raise NotFound(f"server {sid} not found")
+    if not isinstance(target, Server):
+        raise InvalidInput(
+            f"target {sid} is a {KIND_NAMES[type(target)]}; groups and clusters are made of "
+            "individual servers only"
+        )
+    if target.server_group_id is not None:
+        raise Conflict(f"server {sid} already belongs to server group {target.server_group_id}")
+    if target.cluster_id is not None:
+        raise Conflict(f"server {sid} already belongs to cluster {target.cluster_id}")
+    own_apps = session.scalars(
+        select(Application.name).where(Application.target_id == sid).order_by(Application.name)
+    ).all()
+    if own_apps:
+        raise Conflict(
+            f"server {sid} has applications of its own ({', '.join(own_apps)}); delete them "
+            "before adding it to a group or cluster"
+        )
+    return target
+
+
+def check_size(current: int, adding: int, limit: int | None, what: str) -> None:
+    if limit is not None and current + adding > limit:
+        raise Conflict(f"a {what} may hold at most {limit} servers")
+
+
+def applications_on(session: Session, target_id: int) -> list[Application]:
+    return list(
+        session.scalars(
+            select(Application).where(Application.target_id == target_id).order_by(Application.id)
+        )
+    )

@@ -1,0 +1,289 @@
+"""The control plane's certificate authority: signs server CSRs and keeps revocations.
+
+The CA key and certificate are created at first start under `<data-dir>/pki/` (key 0600).
+Server certificates carry the server id as CN, the org id as O and the env id as OU, so the
+gateway can map a client certificate to its server without a lookup table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from corral.domain.errors import InvalidInput
+
+_CA_VALIDITY = dt.timedelta(days=3650)
+_MIN_RSA_BITS = 2048
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    pem: str
+    serial: str
+    not_after: dt.datetime
+
+
+@dataclass(frozen=True)
+class ServerIdentity:
+    server_id: int
+    organization_id: str
+    environment_id: str
+    serial: str
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
+class CertificateAuthority:
+    def __init__(self, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> None:
+        self._key = key
+        self.certificate = certificate
+
+    @classmethod
+    def load_or_create(cls, directory: Path, common_name: str = "Corral CA") -> CertificateAuthority:
+        directory.mkdir(parents=True, exist_ok=True)
+        key_path, cert_path = directory / "ca.key", directory / "ca.pem"
+        if key_path.exists() and cert_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise RuntimeError(f"{key_path} is not an EC private key")
+            return cls(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Corral"),
+            ]
+        )
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + _CA_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256())
+        )
+        _write_private(
+            key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return cls(key, cert)
+
+    @property
+    def certificate_pem(self) -> str:
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+    def sign_server_csr(
+        self,
+        csr_pem: str,
+        *,
+        server_id: int,
+        organization_id: str,
+        environment_id: str,
+        validity_days: int,
+    ) -> IssuedCertificate:
+        csr = load_csr(csr_pem)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, str(server_id)),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization_id),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, environment_id),
+            ]
+        )
+        return self._issue(
+            subject, csr.public_key(), validity_days, ExtendedKeyUsageOID.CLIENT_AUTH, sans=None
+        )
+
+    def issue_tls_server_certificate(
+        self, hostnames: list[str], validity_days: int = 365
+    ) -> tuple[IssuedCertificate, bytes]:
+        """A certificate and key for the control plane's own TLS endpoints (the gateway)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = []
+        for host in dict.fromkeys([*hostnames, "localhost", "127.0.0.1"]):
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "corral-control-plane")])
+        issued = self._issue(
+            subject, key.public_key(), validity_days, ExtendedKeyUsageOID.SERVER_AUTH, sans=names
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return issued, key_pem
+
+    def _issue(
+        self,
+        subject: x509.Name,
+        public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+        validity_days: int,
+        usage: x509.ObjectIdentifier,
+        sans: list[x509.GeneralName] | None,
+    ) -> IssuedCertificate:
+        now = dt.datetime.now(dt.UTC)
+        not_after = now + dt.timedelta(days=validity_days)
+        serial = x509.random_serial_number()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.certificate.subject)
+            .public_key(public_key)
+            .serial_number(serial)
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), False
+            )
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(self._key, hashes.SHA256())
+        return IssuedCertificate(
+            pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+            serial=format(serial, "x"),
+            not_after=not_after,
+        )
+
+    def build_crl(self, revoked_serials: list[str], next_update_hours: int = 24) -> bytes:
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.certificate.subject)
+            .last_update(now)
+            .next_update(now + dt.timedelta(hours=next_update_hours))
+        )
+        for serial in revoked_serials:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(int(serial, 16))
+                .revocation_date(now)
+                .build()
+            )
+        return builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    def identify(self, cert: x509.Certificate) -> ServerIdentity:
+        """Map a (verified) client certificate to the server it was issued to."""
+        subject = cert.subject
+
+        def attr(oid: x509.ObjectIdentifier) -> str:
+            values = subject.get_attributes_for_oid(oid)
+            if not values:
+                raise InvalidInput("certificate subject lacks a required attribute")
+            return str(values[0].value)
+
+        try:
+            self.certificate.public_key().verify(  # type: ignore[union-attr]
+                cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256())
+            )
+        except InvalidSignature as exc:
+            raise InvalidInput("certificate was not issued by this control plane") from exc
+        cn = attr(NameOID.COMMON_NAME)
+        if not cn.isdigit():
+            raise InvalidInput("certificate does not name a server")
+        return ServerIdentity(
+            server_id=int(cn),
+            organization_id=attr(NameOID.ORGANIZATION_NAME),
+            environment_id=attr(NameOID.ORGANIZATIONAL_UNIT_NAME),
+            serial=format(cert.serial_number, "x"),
+        )
+
+
+def load_csr(csr_pem: str) -> x509.CertificateSigningRequest:
+    """Parse and check a CSR: RSA ≥ 2048 or EC P-256, self-signature valid."""
+    if not isinstance(csr_pem, str) or "CERTIFICATE REQUEST" not in csr_pem:
+        raise InvalidInput("signatureRequest is not a PEM certificate signing request")
+    try:
+        csr = x509.load_pem_x509_csr(_normalise_pem(csr_pem).encode())
+    except ValueError as exc:
+        raise InvalidInput("signatureRequest could not be parsed as a PEM CSR") from exc
+    key = csr.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise InvalidInput(
+                f"signatureRequest uses a {key.key_size}-bit RSA key; at least 2048 bits needed"
+            )
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise InvalidInput(
+                f"signatureRequest uses curve {key.curve.name}; only P-256 (secp256r1) is accepted"
+            )
+    else:
+        raise InvalidInput("signatureRequest key type not accepted; use RSA ≥ 2048 or EC P-256")
+    if not csr.is_signature_valid:
+        raise InvalidInput("signatureRequest signature does not verify")
+    return csr
+
+
+def _normalise_pem(pem: str) -> str:
+    """ARM's documentation shows CSRs with the line breaks stripped; restore them."""
+    pem = pem.strip()
+    begin, end = "-----BEGIN CERTIFICATE REQUEST-----", "-----END CERTIFICATE REQUEST-----"
+    if "\n" in pem or not (pem.startswith(begin) and pem.endswith(end)):
+        return pem
+    body = pem[len(begin) : -len(end)].strip()
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "\n".join([begin, *lines, end]) + "\n"
+
+
+class Sealer:
+    """Symmetric sealing for secrets that must be shown again (registration tokens).
+
+    The key lives beside the CA key (`secret.key`, 0600); the database holds only ciphertext."""
+
+    def __init__(self, key: bytes) -> None:
+        from cryptography.fernet import Fernet
+
+        self._fernet = Fernet(key)
+
+    @classmethod
+    def load_or_create(cls, directory: Path) -> Sealer:
+        from cryptography.fernet import Fernet
+
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "secret.key"
+        if not path.exists():
+            _write_private(path, Fernet.generate_key())
+        return cls(path.read_bytes().strip())
+
+    def seal(self, value: str) -> str:
+        return self._fernet.encrypt(value.encode()).decode()
+
+    def unseal(self, sealed: str) -> str:
+        return self._fernet.decrypt(sealed.encode()).decode()

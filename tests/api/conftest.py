@@ -1,0 +1,136 @@
+"""An in-process control plane on a real database, driven through FastAPI's test client."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from corral.api.app import create_app
+from corral.config import Settings
+from corral.controlplane import ControlPlane
+from corral.db.models import Environment
+from tests.support import make_csr
+
+ADMIN_PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        admin_username="admin",
+        admin_password=ADMIN_PASSWORD,
+        port=8080,
+        gateway_port=8443,
+    )
+
+
+@pytest.fixture
+def plane(settings: Settings) -> Iterator[ControlPlane]:
+    plane = ControlPlane.open(settings)
+    plane.bootstrap()
+    yield plane
+    plane.close()
+
+
+@pytest.fixture
+def client(plane: ControlPlane) -> Iterator[TestClient]:
+    with TestClient(create_app(plane), raise_server_exceptions=False) as c:
+        yield c
+
+
+@dataclass
+class Api:
+    """A logged-in client that adds the org and env headers of hybrid calls."""
+
+    client: TestClient
+    token: str
+    org_id: str
+    env_id: str
+    envs: dict[str, str]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.token}",
+            "X-ANYPNT-ORG-ID": self.org_id,
+            "X-ANYPNT-ENV-ID": self.env_id,
+        }
+
+    def in_env(self, name: str) -> Api:
+        return Api(self.client, self.token, self.org_id, self.envs[name], self.envs)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.client.request(method, f"/hybrid/api/v1{path}", headers=headers, **kwargs)
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("POST", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kw)
+
+    # --- the steps most tests need -------------------------------------------------------
+
+    def registration_token(self) -> str:
+        r = self.get("/servers/registrationToken")
+        assert r.status_code == 200, r.text
+        return str(r.json()["data"])
+
+    def register(self, name: str, token: str | None = None) -> int:
+        r = self.client.post(
+            "/hybrid/api/v1/servers",
+            headers={"Authorization": f"Bearer {token or self.registration_token()}"},
+            json={"muleVersion": "4.4.0", "gatewayVersion": "1.0", "muleLabel": name,
+                  "signatureRequest": make_csr()},
+        )
+        assert r.status_code == 200, r.text
+        return int(r.json()["serverId"])
+
+    def deploy(
+        self,
+        name: str,
+        target_id: int | str,
+        archive: bytes | None = None,
+        configuration: str | None = None,
+    ) -> httpx.Response:
+        data = {"artifactName": name, "targetId": str(target_id)}
+        if configuration is not None:
+            data["configuration"] = configuration
+        files = {"file": (f"{name}.zip", archive or make_zip(), "application/zip")}
+        return self.post("/applications", data=data, files=files)
+
+
+def make_zip(files: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, content in (files or {"Procfile": "web: python -m http.server $PORT\n"}).items():
+            z.writestr(name, content)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def api(client: TestClient, plane: ControlPlane) -> Api:
+    r = client.post("/accounts/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 200, r.text
+    with plane.sessions() as s:
+        envs = {e.name: e.id for e in s.scalars(select(Environment))}
+        org_id = s.scalar(select(Environment.organization_id))
+    assert org_id is not None
+    return Api(client, r.json()["access_token"], org_id, envs["Production"], envs)

@@ -1,0 +1,232 @@
+"""Access management: login, client credentials, logout, who-am-I, organizations, environments."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from corral.controlplane import ControlPlane
+from corral.db.models import AccessToken
+from tests.api.conftest import ADMIN_PASSWORD, Api
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class TestLogin:
+    def test_json_login_answers_arm_shape(self, client: TestClient) -> None:
+        r = client.post("/accounts/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["token_type"] == "bearer"
+        assert body["redirectUrl"] == "/home/"
+        assert len(body["access_token"]) >= 40
+        assert "url" not in body  # its presence sends ARM's CLI down its MFA branch
+
+    def test_form_login(self, client: TestClient) -> None:
+        r = client.post("/accounts/login", data={"username": "admin", "password": ADMIN_PASSWORD})
+        assert r.status_code == 200
+        assert r.json()["access_token"]
+
+    def test_bad_password_is_401(self, client: TestClient) -> None:
+        r = client.post("/accounts/login", json={"username": "admin", "password": "nope-nope"})
+        assert r.status_code == 401
+        assert r.json() == {"status": 401, "message": "invalid username or password"}
+
+    def test_unknown_user_is_401(self, client: TestClient) -> None:
+        r = client.post("/accounts/login", json={"username": "ghost", "password": "whatever1"})
+        assert r.status_code == 401
+
+    def test_malformed_json_is_400(self, client: TestClient) -> None:
+        r = client.post(
+            "/accounts/login", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 400
+        assert r.json()["message"] == "request body is not valid JSON"
+
+    def test_missing_field_names_it(self, client: TestClient) -> None:
+        r = client.post("/accounts/login", json={"username": "admin"})
+        assert r.status_code == 400
+        assert "password" in r.json()["message"]
+
+    def test_each_login_is_a_new_token(self, client: TestClient) -> None:
+        body = {"username": "admin", "password": ADMIN_PASSWORD}
+        a = client.post("/accounts/login", json=body).json()["access_token"]
+        b = client.post("/accounts/login", json=body).json()["access_token"]
+        assert a != b
+
+
+class TestTokens:
+    def test_logout_revokes_the_token(self, api: Api) -> None:
+        assert api.client.get("/accounts/api/me", headers=_bearer(api.token)).status_code == 200
+        r = api.client.post("/accounts/api/logout", headers=_bearer(api.token))
+        assert r.status_code == 204
+        assert api.client.get("/accounts/api/me", headers=_bearer(api.token)).status_code == 401
+        assert api.get("/servers").status_code == 401
+
+    def test_expired_token_is_401(self, api: Api, plane: ControlPlane) -> None:
+        with plane.sessions.begin() as s:
+            s.execute(update(AccessToken).values(expires_at=0))
+        r = api.get("/servers")
+        assert r.status_code == 401
+        assert r.json()["message"] == "invalid or expired token"
+
+    def test_tokens_are_stored_hashed(self, api: Api, plane: ControlPlane) -> None:
+        with plane.sessions() as s:
+            stored = [t.token_hash for t in s.query(AccessToken)]
+        assert api.token not in stored
+        assert len(stored) == 1 and len(stored[0]) == 64
+
+    def test_no_token_and_garbage_token(self, api: Api) -> None:
+        r = api.client.get("/hybrid/api/v1/servers")
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"] == "Bearer"
+        r = api.client.get("/hybrid/api/v1/servers", headers=_bearer("garbage"))
+        assert r.status_code == 401
+
+
+class TestConnectedApps:
+    def test_client_credentials_grant(self, api: Api) -> None:
+        r = api.client.post(
+            "/accounts/api/connectedApplications",
+            headers=_bearer(api.token),
+            json={"client_name": "ci-bot"},
+        )
+        assert r.status_code == 201, r.text
+        creds = r.json()
+        assert creds["client_secret"]
+        for send in ("json", "data"):
+            r = api.client.post(
+                "/accounts/api/v2/oauth2/token",
+                **{send: {"grant_type": "client_credentials", "client_id": creds["client_id"],
+                          "client_secret": creds["client_secret"]}},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["expires_in"] == 3600
+        token = r.json()["access_token"]
+        hybrid = {**api.headers, "Authorization": f"Bearer {token}"}
+        assert api.client.get("/hybrid/api/v1/servers", headers=hybrid).status_code == 200
+        me = api.client.get("/accounts/api/me", headers=_bearer(token)).json()
+        assert me["client"]["client_id"] == creds["client_id"]
+        assert me["organization"]["id"] == api.org_id
+
+    def test_wrong_secret_and_grant(self, api: Api) -> None:
+        creds = api.client.post(
+            "/accounts/api/connectedApplications",
+            headers=_bearer(api.token),
+            json={"client_name": "bot"},
+        ).json()
+        r = api.client.post(
+            "/accounts/api/v2/oauth2/token",
+            json={"grant_type": "client_credentials", "client_id": creds["client_id"],
+                  "client_secret": "wrong"},
+        )
+        assert r.status_code == 401
+        r = api.client.post(
+            "/accounts/api/v2/oauth2/token",
+            json={"grant_type": "password", "client_id": "x", "client_secret": "y"},
+        )
+        assert r.status_code == 400
+
+
+class TestWhoAmI:
+    def test_me_wraps_user(self, api: Api) -> None:
+        body = api.client.get("/accounts/api/me", headers=_bearer(api.token)).json()
+        assert body["user"]["username"] == "admin"
+        assert body["user"]["organization"]["id"] == api.org_id
+
+    def test_users_me_is_flat_with_orgs(self, api: Api) -> None:
+        body = api.client.get("/accounts/api/users/me", headers=_bearer(api.token)).json()
+        assert body["username"] == "admin"
+        assert body["createdAt"].endswith("Z")
+        assert body["memberOfOrganizations"] == [
+            {"id": api.org_id, "name": "Corral", "isRoot": True}
+        ]
+        assert "user" not in body
+
+    def test_profile(self, api: Api) -> None:
+        body = api.client.get("/accounts/api/profile", headers=_bearer(api.token)).json()
+        assert body["organization"]["id"] == api.org_id
+
+
+class TestOrganizations:
+    def test_organization_lists_environments(self, api: Api) -> None:
+        r = api.client.get(f"/accounts/api/organizations/{api.org_id}", headers=_bearer(api.token))
+        assert r.status_code == 200
+        names = {e["name"]: e for e in r.json()["environments"]}
+        assert names["Production"]["isProduction"] is True
+        assert names["Sandbox"]["type"] == "sandbox"
+
+    def test_environments_list_and_single_unwrapped(self, api: Api) -> None:
+        r = api.client.get(
+            f"/accounts/api/organizations/{api.org_id}/environments", headers=_bearer(api.token)
+        )
+        body = r.json()
+        assert body["total"] == 2
+        assert {e["name"] for e in body["data"]} == {"Production", "Sandbox"}
+        env = body["data"][0]
+        one = api.client.get(
+            f"/accounts/api/organizations/{api.org_id}/environments/{env['id']}",
+            headers=_bearer(api.token),
+        )
+        assert one.status_code == 200
+        assert one.json() == env
+
+    def test_other_org_is_403_unknown_is_404(self, api: Api) -> None:
+        r = api.client.get(
+            "/accounts/api/organizations/00000000-0000-0000-0000-000000000000",
+            headers=_bearer(api.token),
+        )
+        assert r.status_code == 404
+        r = api.client.get(
+            f"/accounts/api/organizations/{api.org_id}/environments/nope",
+            headers=_bearer(api.token),
+        )
+        assert r.status_code == 404
+
+    def test_create_environment_and_user(self, api: Api) -> None:
+        base = f"/accounts/api/organizations/{api.org_id}"
+        r = api.client.post(f"{base}/environments", headers=_bearer(api.token),
+                            json={"name": "Staging", "type": "sandbox"})
+        assert r.status_code == 201, r.text
+        assert r.json()["isProduction"] is False
+        dup = api.client.post(f"{base}/environments", headers=_bearer(api.token),
+                              json={"name": "Staging"})
+        assert dup.status_code == 409
+        bad = api.client.post(f"{base}/environments", headers=_bearer(api.token),
+                              json={"name": "X", "type": "galaxy"})
+        assert bad.status_code == 400
+        r = api.client.post(f"{base}/users", headers=_bearer(api.token),
+                            json={"username": "ops", "password": "longenough1"})
+        assert r.status_code == 201, r.text
+        r = api.client.post("/accounts/login", json={"username": "ops", "password": "longenough1"})
+        assert r.status_code == 200
+        short = api.client.post(f"{base}/users", headers=_bearer(api.token),
+                                json={"username": "ops2", "password": "short"})
+        assert short.status_code == 400
+
+
+class TestHybridScope:
+    def test_missing_env_header_is_400(self, api: Api) -> None:
+        r = api.client.get(
+            "/hybrid/api/v1/servers",
+            headers={"Authorization": f"Bearer {api.token}", "X-ANYPNT-ORG-ID": api.org_id},
+        )
+        assert r.status_code == 400
+        assert "X-ANYPNT-ENV-ID" in r.json()["message"]
+
+    def test_other_org_is_403(self, api: Api) -> None:
+        r = api.get("/servers", headers={"X-ANYPNT-ORG-ID": "11111111-2222-3333-4444-555555555555"})
+        assert r.status_code == 403
+
+    def test_unknown_env_is_403(self, api: Api) -> None:
+        r = api.get("/servers", headers={"X-ANYPNT-ENV-ID": "not-an-env"})
+        assert r.status_code == 403
+
+    def test_org_header_may_be_omitted(self, api: Api) -> None:
+        r = api.client.get(
+            "/hybrid/api/v1/servers",
+            headers={"Authorization": f"Bearer {api.token}", "X-ANYPNT-ENV-ID": api.env_id},
+        )
+        assert r.status_code == 200

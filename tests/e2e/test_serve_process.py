@@ -1,0 +1,119 @@
+"""`corral serve` as a real process: first start, HTTP, graceful stop, restart with everything."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+import zipfile
+
+import httpx
+
+from tests.e2e.conftest import CORRAL, ServeProcess
+from tests.support import make_csr
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("Procfile", "web: python -m http.server $PORT\n")
+    return buf.getvalue()
+
+
+def test_records_survive_restart(serve: ServeProcess) -> None:
+    serve.start()
+    creds_file = serve.data_dir / "admin-credentials"
+    assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
+    creds = dict(line.split("=", 1) for line in creds_file.read_text().splitlines())
+    assert creds["password"] in serve.output()  # printed once, at first start
+    assert stat.S_IMODE((serve.data_dir / "pki" / "ca.key").stat().st_mode) == 0o600
+
+    http = httpx.Client(base_url=serve.url, timeout=10)
+    token = http.post("/accounts/login", json={"username": "admin", "password": creds["password"]}
+                      ).json()["access_token"]
+    me = http.get("/accounts/api/users/me", headers={"Authorization": f"Bearer {token}"}).json()
+    org = me["organization"]["id"]
+    envs = http.get(f"/accounts/api/organizations/{org}/environments",
+                    headers={"Authorization": f"Bearer {token}"}).json()["data"]
+    env = next(e["id"] for e in envs if e["name"] == "Production")
+    h = {"Authorization": f"Bearer {token}", "X-ANYPNT-ORG-ID": org, "X-ANYPNT-ENV-ID": env}
+    reg = http.get("/hybrid/api/v1/servers/registrationToken", headers=h).json()["data"]
+    ca_before = None
+    ids = []
+    for name in ("n1", "n2"):
+        r = http.post("/hybrid/api/v1/servers", headers={"Authorization": f"Bearer {reg}"},
+                      json={"muleLabel": name, "signatureRequest": make_csr(),
+                            "muleVersion": "4.4.0", "gatewayVersion": "1.0"})
+        assert r.status_code == 200, r.text
+        ca_before = r.json()["caCertificate"]
+        ids.append(r.json()["serverId"])
+    gid = http.post("/hybrid/api/v1/serverGroups", headers=h,
+                    json={"name": "web", "serverIds": ids}).json()["data"]["id"]
+    archive = _zip()
+    r = http.post("/hybrid/api/v1/applications", headers=h,
+                  data={"artifactName": "hello", "targetId": str(gid)},
+                  files={"file": ("hello.zip", archive, "application/zip")})
+    assert r.status_code == 202, r.text
+    app_id = r.json()["data"]["id"]
+    before = {
+        "servers": http.get("/hybrid/api/v1/servers", headers=h).json(),
+        "groups": http.get("/hybrid/api/v1/serverGroups", headers=h).json(),
+        "apps": http.get("/hybrid/api/v1/applications", headers=h).json(),
+    }
+
+    assert serve.stop() == 0  # SIGTERM: graceful
+    serve.start()
+    assert serve.output().count(creds["password"]) == 1  # not printed again
+
+    # the same token still works: tokens are stored, not held in memory
+    after = {
+        "servers": http.get("/hybrid/api/v1/servers", headers=h).json(),
+        "groups": http.get("/hybrid/api/v1/serverGroups", headers=h).json(),
+        "apps": http.get("/hybrid/api/v1/applications", headers=h).json(),
+    }
+    for key in ("servers", "groups"):
+        assert after[key] == before[key]
+    strip = [{k: v for k, v in a.items() if k != "uptime"} for a in before["apps"]["data"]]
+    assert [{k: v for k, v in a.items() if k != "uptime"} for a in after["apps"]["data"]] == strip
+    assert http.get(f"/hybrid/api/v1/applications/{app_id}/artifact", headers=h).content == archive
+    assert http.get("/hybrid/api/v1/servers/registrationToken", headers=h).json()["data"] == reg
+    r = http.post("/hybrid/api/v1/servers", headers={"Authorization": f"Bearer {reg}"},
+                  json={"muleLabel": "n3", "signatureRequest": make_csr()})
+    assert r.json()["caCertificate"] == ca_before  # the CA is kept, not re-created
+    assert serve.stop() == 0
+
+
+def test_admin_and_db_commands(serve: ServeProcess) -> None:
+    env = {**os.environ, "CORRAL_DATABASE_URL": serve.database_url,
+           "CORRAL_ADMIN_PASSWORD": "first-admin-pw", "CORRAL_NEW_USER_PASSWORD": "ops-password-1"}
+    data = ["--data-dir", str(serve.data_dir)]
+
+    def corral(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CORRAL, *args, *data], env=env, capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+
+    assert corral("db", "upgrade").returncode == 0
+    r = corral("admin", "create-user", "ops")
+    assert r.returncode == 0, r.stderr
+    assert corral("admin", "create-user", "ops").returncode == 1
+    r = corral("admin", "create-env", "Staging")
+    assert r.returncode == 0 and "Staging" in r.stdout
+    r = corral("admin", "create-connected-app", "ci")
+    assert r.returncode == 0
+    app = dict(line.split("=", 1) for line in r.stdout.splitlines())
+    assert "Staging" in corral("admin", "list-envs").stdout
+
+    serve.env["CORRAL_ADMIN_PASSWORD"] = "first-admin-pw"
+    serve.start()
+    http = httpx.Client(base_url=serve.url, timeout=10)
+    assert http.post("/accounts/login", json={"username": "ops", "password": "ops-password-1"}
+                     ).status_code == 200
+    assert http.post("/accounts/login", json={"username": "admin", "password": "first-admin-pw"}
+                     ).status_code == 200
+    r = http.post("/accounts/api/v2/oauth2/token",
+                  data={"grant_type": "client_credentials", "client_id": app["client_id"],
+                        "client_secret": app["client_secret"]})
+    assert r.status_code == 200
+    assert not (serve.data_dir / "admin-credentials").exists()
+    assert serve.stop() == 0
