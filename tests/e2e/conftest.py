@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -87,3 +92,211 @@ def serve(tmp_path: Path, database_url: str) -> Iterator[ServeProcess]:
     yield proc
     if proc.proc is not None and proc.proc.poll() is None:
         proc.stop(signal.SIGKILL)
+
+
+# --- an operator's HTTP client ------------------------------------------------------------
+
+
+class Operator:
+    """Logs in as admin and drives the hybrid API of a running control plane."""
+
+    def __init__(self, serve: ServeProcess, password: str) -> None:
+        self.http = httpx.Client(base_url=serve.url, timeout=30)
+        token = self.http.post("/accounts/login", json={"username": "admin", "password": password}
+                               ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        org = self.http.get("/accounts/api/users/me", headers=auth).json()["organization"]["id"]
+        envs = self.http.get(f"/accounts/api/organizations/{org}/environments", headers=auth
+                             ).json()["data"]
+        env = next(e["id"] for e in envs if e["name"] == "Production")
+        self.headers = {**auth, "X-ANYPNT-ORG-ID": org, "X-ANYPNT-ENV-ID": env}
+        self.serve = serve
+
+    def call(self, method: str, path: str, expect: int | None = None, **kw: object) -> httpx.Response:
+        r = self.http.request(method, f"/hybrid/api/v1{path}", headers=self.headers, **kw)  # type: ignore[arg-type]
+        if expect is not None:
+            assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
+        return r
+
+    def data(self, path: str) -> Any:
+        return self.call("GET", path, expect=200).json()["data"]
+
+    def registration_token(self) -> str:
+        return str(self.data("/servers/registrationToken"))
+
+    def deploy(self, name: str, target: int, archive: bytes, properties: dict[str, str] | None = None) -> dict[str, Any]:
+        form = {"artifactName": name, "targetId": str(target)}
+        if properties:
+            form["configuration"] = json.dumps({"mule.agent.application.properties.service": {
+                "applicationName": name, "properties": properties}})
+        return self.call("POST", "/applications", expect=202, data=form,
+                         files={"file": (f"{name}.zip", archive, "application/zip")}).json()["data"]
+
+    def wait_app(self, app_id: int, status: str, timeout: float = 30) -> dict[str, Any]:
+        """Poll until the application's aggregated status is `status`."""
+        deadline = time.monotonic() + timeout
+        app: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            app = self.data(f"/applications/{app_id}")
+            if app["lastReportedStatus"] == status:
+                return app
+            time.sleep(0.05)
+        raise AssertionError(f"application {app_id} never reached {status}: {json.dumps(app)[:2000]}")
+
+    def wait_server(self, server_id: int, status: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        server: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            server = self.data(f"/servers/{server_id}")
+            if server["status"] == status:
+                return server
+            time.sleep(0.05)
+        raise AssertionError(f"server {server_id} never became {status}: {server}")
+
+
+ADMIN_PASSWORD = "e2e-admin-password"
+
+
+@pytest.fixture
+def control_plane(serve: ServeProcess) -> ServeProcess:
+    serve.env.update({"CORRAL_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                      "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "5"})
+    serve.start()
+    return serve
+
+
+@pytest.fixture
+def operator(control_plane: ServeProcess) -> Operator:
+    return Operator(control_plane, ADMIN_PASSWORD)
+
+
+# --- agents -------------------------------------------------------------------------------
+
+
+@dataclass
+class AgentProcess:
+    directory: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory.parent / f"{self.directory.name}.agent.log"
+
+    @property
+    def server_id(self) -> int:
+        return int(json.loads((self.directory / "identity.json").read_text())["serverId"])
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen([*CORRAL, "agent", "run", "--dir", str(self.directory)],
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(20)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def app_pids(self, name: str) -> list[int]:
+        """Live processes whose working folder is this agent's copy of application `name`."""
+        root = (self.directory / "apps" / name).resolve()
+        return [pid for pid, cwd in _process_cwds() if cwd == root or root in cwd.parents]
+
+    def app_copies(self, name: str) -> int:
+        """How many copies of the application run: one process group each (`sh -c` + child)."""
+        groups = set()
+        for pid in self.app_pids(name):
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(pid))
+        return len(groups)
+
+
+def register_agent(serve: ServeProcess, token: str, name: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CORRAL, "agent", "register", "--manager", serve.url, "--dir", str(directory), token, name],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+
+
+def _process_cwds() -> list[tuple[int, Path]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((int(entry.name), Path(os.readlink(entry / "cwd"))))
+            except OSError:
+                continue
+    return found
+
+
+def kill_processes_under(root: Path) -> None:
+    """Teardown: application processes outlive agents by design; end those of this test."""
+    root = root.resolve()
+    for pid, cwd in _process_cwds():
+        if cwd == root or root in cwd.parents:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def agents(tmp_path: Path, control_plane: ServeProcess, operator: Operator) -> Iterator[Callable[[str], AgentProcess]]:
+    """A factory of registered, running agents; all stopped and their apps ended afterwards."""
+    started: list[AgentProcess] = []
+
+    def make(name: str) -> AgentProcess:
+        agent = AgentProcess(tmp_path / "agents" / name)
+        r = register_agent(control_plane, operator.registration_token(), name, agent.directory)
+        assert r.returncode == 0, r.stderr
+        agent.start()
+        started.append(agent)
+        operator.wait_server(agent.server_id, "RUNNING")
+        return agent
+
+    yield make
+    for agent in started:
+        if agent.proc is not None and agent.proc.poll() is None:
+            agent.proc.kill()
+            agent.proc.wait()
+    kill_processes_under(tmp_path / "agents")
+
+
+# --- application archives -----------------------------------------------------------------
+
+WEB_APP = '''
+import http.server, json, os, sys
+VERSION = {version!r}
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({{"version": VERSION, "pid": os.getpid(), "argv": sys.argv[1:],
+                           "env": dict(os.environ)}}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): print("request", *a, flush=True)
+print("listening on", os.environ["PORT"], flush=True)
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+'''
+
+
+def app_zip(version: str = "v1", procfile: str = "web: python3 app.py ${greeting}\n",
+            extra: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("Procfile", procfile)
+        z.writestr("app.py", WEB_APP.format(version=version))
+        for name, content in (extra or {}).items():
+            z.writestr(name, content)
+    return buf.getvalue()
+
+
+def ask(port: int, timeout: float = 2) -> dict[str, Any]:
+    return httpx.get(f"http://127.0.0.1:{port}/", timeout=timeout).json()  # type: ignore[no-any-return]
+
+
+def app_port(agent: AgentProcess, name: str) -> int:
+    state = json.loads((agent.directory / "state.json").read_text())
+    return int(state["apps"][name]["port"])

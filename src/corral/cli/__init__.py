@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import admin, db, serve
+from corral.cli import admin, agent, db, serve
 
 app = typer.Typer(
     name="corral",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.add_typer(admin.app, name="admin")
 app.add_typer(db.app, name="db")
+app.add_typer(agent.app, name="agent")
 
 
 def main() -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
 
 from corral.cli.common import DataDirOpt, settings_from
+
+if TYPE_CHECKING:
+    from corral.controlplane import ControlPlane
 
 
 def serve(
@@ -26,9 +30,10 @@ def serve(
     admin user (password from CORRAL_ADMIN_PASSWORD, or generated and written to
     <data-dir>/admin-credentials). Stops cleanly on SIGTERM or Ctrl-C."""
     from corral.api.app import create_app
-    from corral.controlplane import ControlPlane
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from corral.controlplane import ControlPlane
+
     settings = settings_from(data_dir=data_dir, host=host, port=port, gateway_port=gateway_port)
     plane = ControlPlane.open(settings)
     generated = plane.bootstrap()
@@ -43,12 +48,23 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     try:
-        uvicorn.run(
-            create_app(plane),
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            timeout_graceful_shutdown=10,
-        )
+        asyncio.run(_run(plane, create_app(plane)))
     finally:
         plane.close()
+
+
+async def _run(plane: ControlPlane, app: Any) -> None:
+    """REST API and agent gateway in one event loop; the API's shutdown stops both."""
+    from corral.gateway.server import Gateway
+
+    settings = plane.settings
+    gateway = Gateway(plane, settings.host, settings.gateway_port)
+    await gateway.start()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
+                       timeout_graceful_shutdown=10)
+    )
+    try:
+        await server.serve()
+    finally:
+        await gateway.stop()

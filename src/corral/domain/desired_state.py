@@ -13,7 +13,6 @@ from corral.db.models import Application, Server, ServerArtifact
 from corral.domain.configuration import properties_of
 
 CHANGED_KEY = "corral.changed_servers"
-PROTOCOL_VERSION = 1
 
 
 def compute(session: Session, server: Server) -> dict[str, Any]:
@@ -73,8 +72,3 @@ def refresh(session: Session, server_ids: Iterable[int]) -> None:
             changed.add(server.id)
     session.flush()
 
-
-def message(server: Server) -> dict[str, Any]:
-    """The desired-state message as the gateway sends it."""
-    return {"v": PROTOCOL_VERSION, "type": "desired", "revision": server.desired_revision,
-            **server.desired_state}

@@ -1,0 +1,180 @@
+"""The agent's side of the gateway: one outbound mutual-TLS websocket, reconnected with
+jittered exponential back-off; hello, heartbeats, desired state in, reports out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import platform
+import random
+import socket
+import ssl
+import struct
+import sys
+from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from corral.agent import AGENT_VERSION
+from corral.agent.layout import AgentDir, Identity
+from corral.agent.reconciler import Reconciler
+from corral.gateway import protocol
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+REFUSED_CODES = {protocol.CLOSE_REVOKED, protocol.CLOSE_UNKNOWN_SERVER}
+
+
+class Backoff:
+    """Full-jitter exponential back-off: uniform(0, min(cap, base·2ⁿ))."""
+
+    def __init__(self, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+
+    def next(self) -> float:
+        delay = random.uniform(self.base / 2, min(self.cap, self.base * 2**self.attempt))
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def client_tls_context(layout: AgentDir) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(layout.ca))
+    ctx.load_cert_chain(layout.certificate, layout.key)
+    return ctx
+
+
+def local_addresses() -> list[dict[str, str]]:
+    """IPv4 address of each interface (Linux ioctl; empty where unsupported)."""
+    found = []
+    for _, name in socket.if_nameindex():
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+            found.append({"ip": socket.inet_ntoa(packed[20:24]), "networkInterface": name})
+    return found
+
+
+def hello(revision: int, cluster_port: int | None) -> protocol.Hello:
+    return protocol.Hello(
+        agentVersion=AGENT_VERSION,
+        hostname=socket.gethostname(),
+        addresses=[protocol.Address(**a) for a in local_addresses()],
+        osInformation={"name": platform.system(), "release": platform.release(),
+                       "version": platform.version(), "architecture": platform.machine()},
+        pythonInformation={"version": platform.python_version(),
+                           "implementation": platform.python_implementation(),
+                           "executable": sys.executable},
+        clusterPort=cluster_port,
+        appliedRevision=revision,
+    )
+
+
+class Connection:
+    def __init__(self, identity: Identity, layout: AgentDir, reconciler: Reconciler,
+                 cluster_port: int | None = None) -> None:
+        self.identity = identity
+        self.layout = layout
+        self.reconciler = reconciler
+        self.cluster_port = cluster_port
+        self.tls = client_tls_context(layout)
+        self.connected = asyncio.Event()
+
+    async def run_forever(self) -> None:
+        backoff = Backoff()
+        url = self.identity.gateway_base + protocol.CONNECT_PATH
+        while True:
+            try:
+                async with connect(url, ssl=self.tls, open_timeout=10, ping_interval=20,
+                                   ping_timeout=20, max_size=8 * 1024 * 1024) as ws:
+                    backoff.reset()
+                    await self._session(ws)
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else None
+                if code in REFUSED_CODES:
+                    log.error("the control plane refused this server: %s",
+                              exc.rcvd.reason if exc.rcvd else "")
+                    backoff.attempt = max(backoff.attempt, 10)
+                else:
+                    log.warning("connection to the control plane closed (%s)", code)
+            except (OSError, InvalidHandshake, InvalidStatus, TimeoutError) as exc:
+                log.warning("cannot reach the control plane at %s: %s", url, exc)
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(backoff.next())
+
+    async def _session(self, ws: ClientConnection) -> None:
+        revision = self.reconciler.desired.revision if self.reconciler.desired else 0
+        await ws.send(protocol.encode(hello(revision, self.cluster_port)))
+        self.connected.set()
+        log.info("connected to %s as server %s", self.identity.gateway_base,
+                 self.identity.serverId)
+        tasks = [asyncio.create_task(self._heartbeats(ws)),
+                 asyncio.create_task(self._reports(ws))]
+        self.reconciler.changed.set()  # tell a (re)started control plane what runs here
+        try:
+            async for raw in ws:
+                message = protocol.decode(raw)
+                if isinstance(message, protocol.Desired):
+                    log.info("desired state revision %d (%d applications)", message.revision,
+                             len(message.applications))
+                    self.reconciler.apply(message)
+                    self.reconciler.changed.set()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _heartbeats(self, ws: ClientConnection) -> None:
+        while True:
+            await ws.send(protocol.encode(protocol.Heartbeat()))
+            await asyncio.sleep(protocol.HEARTBEAT_SECONDS)
+
+    async def _reports(self, ws: ClientConnection) -> None:
+        while True:
+            await self.reconciler.changed.wait()
+            await asyncio.sleep(0.05)  # let a burst of changes settle into one report
+            self.reconciler.changed.clear()
+            await ws.send(protocol.encode(self.reconciler.report()))
+
+    async def fetch(self, app: protocol.DesiredApplication, destination: Path) -> None:
+        """Download an artifact over the gateway's mutual TLS, verify it, then keep it."""
+        url = self.identity.gateway_base + protocol.ARTIFACT_PATH + app.artifact.sha256
+        tmp = self.layout.artifacts / "tmp" / f"{app.artifact.sha256}.part"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            async with connect(url, ssl=self.tls, open_timeout=10,
+                               max_size=protocol.CHUNK_BYTES * 2) as ws:
+                with open(tmp, "wb") as out:
+                    try:
+                        async for chunk in ws:
+                            if isinstance(chunk, str):
+                                raise ValueError("unexpected text frame in an artifact download")
+                            digest.update(chunk)
+                            size += len(chunk)
+                            if size > app.artifact.size:
+                                raise ValueError("artifact is larger than announced")
+                            out.write(chunk)
+                    except ConnectionClosed:
+                        pass
+                    out.flush()
+                    os.fsync(out.fileno())
+                if ws.close_code != 1000:
+                    raise ValueError(f"artifact download refused: {ws.close_reason or ws.close_code}")
+            if digest.hexdigest() != app.artifact.sha256:
+                raise ValueError("downloaded artifact does not match its sha256 checksum")
+            os.replace(tmp, destination)
+        except (OSError, InvalidHandshake) as exc:
+            raise ValueError(f"artifact download failed: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -1,0 +1,106 @@
+"""What an unpacked application declares: Procfile processes and optional `corral.toml`.
+
+    # corral.toml
+    [health]
+    http = "/healthz"      # GET http://127.0.0.1:$PORT/healthz must answer < 400
+    # tcp = true           # or: something accepts connections on $PORT
+    timeout = 60           # seconds to become healthy before DEPLOYMENT_FAILED
+    [stop]
+    timeout = 10           # seconds between SIGTERM and SIGKILL
+    [properties]           # defaults, overridden by the application's properties
+    greeting = "hello"
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corral.agent.archive import ArchiveRefused
+
+_PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$")
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    http: str | None = None
+    tcp: bool = False
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    processes: dict[str, str]
+    health: HealthCheck | None = None
+    stop_timeout: float = 10.0
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+def parse_procfile(text: str) -> dict[str, str]:
+    processes: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _PROCFILE_LINE.match(line)
+        if not match:
+            raise ArchiveRefused(f"Procfile line {number} is not `name: command`")
+        processes[match.group(1)] = match.group(2).strip()
+    if not processes:
+        raise ArchiveRefused("Procfile declares no process")
+    return processes
+
+
+def load(app_dir: Path) -> Manifest:
+    try:
+        processes = parse_procfile((app_dir / "Procfile").read_text())
+    except FileNotFoundError as exc:
+        raise ArchiveRefused("no Procfile at the archive root") from exc
+    except UnicodeDecodeError as exc:
+        raise ArchiveRefused("Procfile is not UTF-8 text") from exc
+    toml_path = app_dir / "corral.toml"
+    if not toml_path.is_file():
+        return Manifest(processes)
+    try:
+        data = tomllib.loads(toml_path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ArchiveRefused(f"corral.toml is invalid: {exc}") from exc
+    health = None
+    if isinstance(data.get("health"), dict):
+        h = data["health"]
+        health = HealthCheck(
+            http=str(h["http"]) if h.get("http") else None,
+            tcp=bool(h.get("tcp", False)),
+            timeout=float(h.get("timeout", 60)),
+        )
+    stop = data.get("stop") if isinstance(data.get("stop"), dict) else {}
+    props = data.get("properties") if isinstance(data.get("properties"), dict) else {}
+    return Manifest(
+        processes=processes,
+        health=health,
+        stop_timeout=float(stop.get("timeout", 10)),
+        properties={str(k): str(v) for k, v in props.items()},
+    )
+
+
+def substitute(command: str, properties: dict[str, str]) -> str:
+    """`${prop}` becomes the property's value (shell-quoted); unknown names stay for the shell."""
+
+    def repl(m: re.Match[str]) -> str:
+        key = m.group(1)
+        return shlex.quote(properties[key]) if key in properties else m.group(0)
+
+    return _PLACEHOLDER.sub(repl, command)
+
+
+def environment_names(properties: dict[str, str]) -> dict[str, str]:
+    """Each property under its own name and upper-cased with `.`/`-` as `_`."""
+    env: dict[str, str] = {}
+    for key, value in properties.items():
+        env[key] = value
+        env[re.sub(r"[.\-]", "_", key).upper()] = value
+    return env

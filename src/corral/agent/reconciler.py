@@ -1,0 +1,273 @@
+"""Converging this server to its desired state, and remembering what it runs.
+
+The record (`state.json`) holds the last desired state and, per application, the deployment it
+runs and its processes. With it a restarted agent — even after kill -9, even with the control
+plane unreachable — adopts its running processes instead of starting second copies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from corral.agent import manifest
+from corral.agent.archive import ArchiveRefused, unpack
+from corral.agent.layout import AgentDir, write_json_atomic
+from corral.agent.supervisor import AppRunner, Proc, RunSpec
+from corral.gateway.protocol import ApplicationReport, Desired, DesiredApplication, Report
+
+log = logging.getLogger(__name__)
+
+Fetcher = Callable[[DesiredApplication, Path], Awaitable[None]]
+"""Downloads an application's artifact to the given path, verified by its sha256."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Reconciler:
+    def __init__(self, layout: AgentDir, fetch: Fetcher, server_id: int) -> None:
+        self.layout = layout
+        self.fetch = fetch
+        self.server_id = server_id
+        self.desired: Desired | None = None
+        self.runners: dict[str, AppRunner] = {}
+        self.failures: dict[str, tuple[int, str]] = {}  # name → (deploymentId, why)
+        self.ports: dict[str, int] = {}
+        self.changed = asyncio.Event()  # something to report
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- the record ------------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.layout.state.read_text())
+            return data
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            log.warning("state.json is damaged; starting from an empty record")
+            return {}
+
+    def save(self) -> None:
+        apps = {}
+        for name, runner in self.runners.items():
+            apps[name] = {
+                "deploymentId": runner.spec.deployment_id,
+                "sha256": runner.spec.sha256,
+                "port": runner.spec.port,
+                "processes": runner.records(),
+            }
+        write_json_atomic(
+            self.layout.state,
+            {"desired": self.desired.model_dump() if self.desired else None, "apps": apps},
+        )
+
+    async def recover(self) -> None:
+        """Adopt what a previous agent left running, then converge to the remembered state."""
+        record = self.load()
+        if record.get("desired"):
+            self.desired = Desired.model_validate(record["desired"])
+        wanted = {a.name: a for a in (self.desired.applications if self.desired else [])}
+        for name, saved in (record.get("apps") or {}).items():
+            self.ports[name] = int(saved.get("port") or 0) or free_port()
+            app = wanted.get(name)
+            spec = None
+            if app and app.deploymentId == saved.get("deploymentId") and \
+                    app.artifact.sha256 == saved.get("sha256"):
+                with contextlib.suppress(ArchiveRefused, OSError):
+                    spec = self._spec(app)
+            if spec is None:
+                _kill_records(saved.get("processes") or [])
+                continue
+            runner = AppRunner(spec, self._changed)
+            adopted = runner.adopt(saved.get("processes") or [])
+            log.info("%s: adopted %d running process(es)", name, adopted)
+            self.runners[name] = runner
+        self.save()
+        self.kick()
+
+    # --- converging --------------------------------------------------------------------------
+
+    def apply(self, desired: Desired) -> None:
+        self.desired = desired
+        self.save()
+        self.kick()
+
+    def kick(self) -> None:
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while self._wake.is_set():
+            self._wake.clear()
+            try:
+                await self.converge()
+            except Exception:
+                log.exception("reconcile failed; will retry")
+                await asyncio.sleep(2)
+                self._wake.set()
+
+    async def converge(self) -> None:
+        if self.desired is None:
+            return
+        wanted = {a.name: a for a in self.desired.applications}
+        for name in list(self.runners):
+            if name not in wanted:
+                await self._remove(name)
+        for name in list(self.failures):
+            if name not in wanted:
+                del self.failures[name]
+                self._changed()
+        for app in self.desired.applications:
+            await self._converge_one(app)
+        self.save()
+
+    async def _converge_one(self, app: DesiredApplication) -> None:
+        runner = self.runners.get(app.name)
+        same = (
+            runner is not None
+            and runner.spec.deployment_id == app.deploymentId
+            and runner.spec.sha256 == app.artifact.sha256
+        )
+        if not same:
+            failed = self.failures.get(app.name)
+            if failed and failed[0] == app.deploymentId:
+                return  # this deployment already failed; a redeploy brings a new id
+            try:
+                spec = await self._prepare(app)
+            except (ArchiveRefused, OSError, ValueError) as exc:
+                self.failures[app.name] = (app.deploymentId, str(exc))
+                log.warning("%s: deployment %d failed: %s", app.name, app.deploymentId, exc)
+                self._changed()
+                return
+            self.failures.pop(app.name, None)
+            if runner is not None:
+                await runner.stop()
+            runner = AppRunner(spec, self._changed)
+            self.runners[app.name] = runner
+            self._changed()
+        assert runner is not None
+        if app.desiredStatus == "STARTED" and not runner.running:
+            runner.start()
+            self.save()
+        elif app.desiredStatus == "STOPPED" and (runner.running or runner.procs):
+            await runner.stop()
+            self.save()
+        self._prune_old_versions(app.name, app.artifact.sha256)
+
+    async def _prepare(self, app: DesiredApplication) -> RunSpec:
+        self.failures.pop(app.name, None)
+        cached = self.layout.artifacts / f"{app.artifact.sha256}.zip"
+        if not cached.exists():
+            await self.fetch(app, cached)
+        destination = self.layout.app_dir(app.name, app.artifact.sha256)
+        if not (destination / "Procfile").exists():
+            await asyncio.to_thread(unpack, cached, destination)
+        return self._spec(app)
+
+    def _spec(self, app: DesiredApplication) -> RunSpec:
+        app_dir = self.layout.app_dir(app.name, app.artifact.sha256)
+        declared = manifest.load(app_dir)
+        properties = {**declared.properties, **app.properties}
+        port = int(properties.get("http.port") or properties.get("port") or 0) or \
+            self.ports.setdefault(app.name, free_port())
+        self.ports[app.name] = port
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            **manifest.environment_names(properties),
+            "PORT": str(port),
+            "CORRAL_APP_NAME": app.name,
+            "CORRAL_SERVER_ID": str(self.server_id),
+            "CORRAL_SERVER_NAME": self.desired.serverName if self.desired else "",
+            "CORRAL_DEPLOYMENT_ID": str(app.deploymentId),
+        }
+        if self.desired and self.desired.cluster:
+            env["CORRAL_CLUSTER_ID"] = str(self.desired.cluster.id)
+            env["CORRAL_CLUSTER_NODES"] = ",".join(
+                str(m.serverId) for m in self.desired.cluster.members
+            )
+        props_for_commands = {**properties, "PORT": str(port)}
+        return RunSpec(
+            name=app.name,
+            deployment_id=app.deploymentId,
+            sha256=app.artifact.sha256,
+            app_dir=app_dir,
+            processes={k: manifest.substitute(v, props_for_commands)
+                       for k, v in declared.processes.items()},
+            env=env,
+            log_path=self.layout.log_file(app.name),
+            stop_timeout=declared.stop_timeout,
+            health=declared.health,
+            port=port,
+        )
+
+    async def _remove(self, name: str) -> None:
+        await self.runners[name].stop()
+        shutil.rmtree(self.layout.apps / name, ignore_errors=True)
+        del self.runners[name]
+        self.ports.pop(name, None)
+        self._changed()
+        log.info("%s: removed", name)
+
+    def _prune_old_versions(self, name: str, keep: str) -> None:
+        folder = self.layout.apps / name
+        if folder.is_dir():
+            for child in folder.iterdir():
+                if child.name != keep:
+                    shutil.rmtree(child, ignore_errors=True)
+
+    # --- reporting ---------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.changed.set()
+
+    def report(self) -> Report:
+        apps: list[ApplicationReport] = []
+        wanted = self.desired.applications if self.desired else []
+        for app in wanted:
+            failed = self.failures.get(app.name)
+            runner = self.runners.get(app.name)
+            if failed and failed[0] == app.deploymentId:
+                apps.append(ApplicationReport(name=app.name, deploymentId=app.deploymentId,
+                                              status="DEPLOYMENT_FAILED", message=failed[1]))
+            elif runner is not None and runner.spec.deployment_id == app.deploymentId:
+                apps.append(ApplicationReport(name=app.name, deploymentId=app.deploymentId,
+                                              status=runner.status, message=runner.message))
+            else:
+                apps.append(ApplicationReport(name=app.name, deploymentId=app.deploymentId,
+                                              status="DEPLOYING"))
+        return Report(revision=self.desired.revision if self.desired else 0, applications=apps)
+
+    async def shutdown(self) -> None:
+        """The agent stops; applications keep running (a restarted agent adopts them)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for runner in self.runners.values():
+            runner.detach()
+        self.save()
+
+
+def _kill_records(records: list[dict[str, Any]]) -> None:
+    """Processes of a deployment that is no longer wanted: stop them outright."""
+    for rec in records:
+        proc = Proc(rec["name"], int(rec["pid"]), rec.get("starttime"))
+        if proc.alive():
+            proc.signal_group(signal.SIGTERM)

@@ -1,0 +1,90 @@
+"""`corral agent register`: key, CSR, registration, signed certificate — all or nothing."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from corral.agent import AGENT_VERSION
+from corral.agent.layout import AgentDir, AgentError, Identity, write_identity, write_private
+
+
+def register(manager_url: str, directory: Path, token: str, name: str) -> Identity:
+    """Register this machine as server NAME. DIR is created whole or not at all."""
+    target = AgentDir(directory)
+    if target.identity.exists():
+        raise AgentError(f"{directory} already holds a registered server; use another --dir")
+    if directory.exists() and any(directory.iterdir()):
+        raise AgentError(f"{directory} exists and is not empty; give a new or empty folder")
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .sign(key, hashes.SHA256())
+    )
+    body = {
+        "muleVersion": "corral",
+        "gatewayVersion": AGENT_VERSION,
+        "agentVersion": AGENT_VERSION,
+        "muleLabel": name,
+        "signatureRequest": csr.public_bytes(serialization.Encoding.PEM).decode(),
+    }
+    url = manager_url.rstrip("/") + "/hybrid/api/v1/servers"
+    try:
+        r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise AgentError(f"cannot reach the control plane at {manager_url}: {exc}") from exc
+    if r.status_code != 200:
+        raise AgentError(_refusal(r))
+    answer = r.json()
+    cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
+    server_id = int(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+    identity = Identity(
+        serverId=server_id,
+        name=name,
+        managerUrl=manager_url.rstrip("/"),
+        gatewayUrl=answer["environmentUrls"]["mcmWebsocketUrl"],
+    )
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        staged = AgentDir(staging)
+        write_private(
+            staged.key,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        staged.certificate.write_text(answer["certificate"])
+        staged.ca.write_text(answer["caCertificate"])
+        write_identity(staged.identity, identity)
+        staged.make_dirs()
+        staging.chmod(0o700)
+        if directory.exists():
+            directory.rmdir()  # empty, checked above
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return identity
+
+
+def _refusal(r: httpx.Response) -> str:
+    try:
+        message = r.json().get("message", r.text)
+    except ValueError:
+        message = r.text[:200]
+    if r.status_code == 401:
+        return f"registration token refused: {message}"
+    if r.status_code == 409:
+        return f"name already taken: {message}"
+    return f"registration failed ({r.status_code}): {message}"

@@ -1,0 +1,59 @@
+"""`corral agent`: what runs on each managed server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Run Corral's agent on a managed server.", no_args_is_help=True)
+
+DirOpt = Annotated[Path, typer.Option("--dir", help="The agent's folder (key, certificate, apps)")]
+
+
+@app.command()
+def register(
+    token: Annotated[str, typer.Argument(help="Registration token (GET /servers/registrationToken)")],
+    name: Annotated[str, typer.Argument(help="Name of this server in Corral")],
+    manager: Annotated[str, typer.Option("--manager", help="Control plane URL, e.g. http://cp:8080")],
+    directory: DirOpt,
+) -> None:
+    """Register this machine: make a key and CSR, get it signed, keep it all in --dir."""
+    from corral.agent.layout import AgentError
+    from corral.agent.register import register as do_register
+
+    try:
+        identity = do_register(manager, directory, token, name)
+    except AgentError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"registered server {identity.serverId} ({name}); "
+               f"start it with: corral agent run --dir {directory}")
+
+
+@app.command()
+def run(
+    directory: DirOpt,
+    cluster_port: Annotated[
+        int | None, typer.Option(help="Port for cluster traffic with peer agents")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the agent in the foreground until SIGTERM or Ctrl-C. Applications keep running when
+    the agent stops; the next start adopts them."""
+    from corral.agent.layout import AgentError
+    from corral.agent.runner import run_agent
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_agent(directory, cluster_port))
+    except AgentError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc

@@ -1,0 +1,124 @@
+"""What the gateway does to the database on an agent's behalf: connect, report, heartbeat."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from corral.db.models import Application, Artifact, Server, ServerArtifact, now_ms
+from corral.domain.errors import Forbidden, NotFound
+from corral.domain.servers import is_revoked
+from corral.gateway.protocol import Hello, Report
+from corral.pki import ServerIdentity
+
+
+def admit(session: Session, who: ServerIdentity) -> Server:
+    """The server a verified client certificate belongs to, if it may still connect."""
+    if is_revoked(session, who.serial):
+        raise Forbidden(f"certificate of server {who.server_id} is revoked")
+    server = session.get(Server, who.server_id)
+    if server is None or server.environment_id != who.environment_id:
+        raise NotFound(f"server {who.server_id} no longer exists")
+    if server.certificate_serial != who.serial:
+        raise Forbidden(f"certificate of server {who.server_id} has been replaced")
+    return server
+
+
+def connected(session: Session, who: ServerIdentity, hello: Hello) -> dict[str, Any]:
+    """Record the hello; returns the server's desired-state message."""
+    server = admit(session, who)
+    server.status = "RUNNING"
+    server.agent_version = hello.agentVersion
+    server.addresses = [a.model_dump() for a in hello.addresses]
+    server.runtime_information = {
+        "hostname": hello.hostname,
+        "osInformation": hello.osInformation,
+        "pythonInformation": hello.pythonInformation,
+        "clusterPort": hello.clusterPort,
+    }
+    server.last_seen = now_ms()
+    return desired_message(server)
+
+
+def desired_message(server: Server) -> dict[str, Any]:
+    return {"v": 1, "type": "desired", "revision": server.desired_revision, **server.desired_state}
+
+
+def desired_for(session: Session, server_id: int) -> dict[str, Any] | None:
+    server = session.get(Server, server_id)
+    return desired_message(server) if server is not None else None
+
+
+def revisions(session: Session, server_ids: Iterable[int]) -> dict[int, int]:
+    ids = list(server_ids)
+    if not ids:
+        return {}
+    rows = session.execute(select(Server.id, Server.desired_revision).where(Server.id.in_(ids)))
+    return {sid: rev for sid, rev in rows}
+
+
+def disconnected(session: Session, server_ids: Iterable[int]) -> None:
+    ids = list(server_ids)
+    if ids:
+        session.execute(
+            update(Server).where(Server.id.in_(ids), Server.status == "RUNNING")
+            .values(status="DISCONNECTED", last_seen=now_ms())
+        )
+
+
+def seen(session: Session, server_ids: Iterable[int]) -> None:
+    """One UPDATE for every connected agent heard from since the last flush."""
+    ids = list(server_ids)
+    if ids:
+        session.execute(
+            update(Server).where(Server.id.in_(ids)).values(last_seen=now_ms(), status="RUNNING")
+        )
+
+
+def mark_silent_disconnected(session: Session, timeout_seconds: float) -> int:
+    """Servers marked RUNNING that nobody has heard from within the timeout (a hung connection,
+    or a replica that died) become DISCONNECTED. Returns how many."""
+    cutoff = now_ms() - int(timeout_seconds * 1000)
+    query = update(Server).where(Server.status == "RUNNING", Server.last_seen < cutoff)
+    return session.execute(query.values(status="DISCONNECTED")).rowcount or 0
+
+
+def record_report(session: Session, server_id: int, report: Report) -> int:
+    """Store each application's reported status on its instance for this server. Statuses of an
+    older deployment than the instance's current one are ignored. Returns rows changed."""
+    by_name = {a.name: a for a in report.applications}
+    if not by_name:
+        return 0
+    rows = session.execute(
+        select(ServerArtifact, Application.name)
+        .join(Application, Application.id == ServerArtifact.application_id)
+        .where(ServerArtifact.server_id == server_id, Application.name.in_(list(by_name)))
+    ).all()
+    changed = 0
+    now = now_ms()
+    for inst, name in rows:
+        entry = by_name[name]
+        if entry.deploymentId != inst.deployment_id:
+            continue
+        if (inst.last_reported_status, inst.message) != (entry.status, entry.message):
+            inst.last_reported_status = entry.status
+            inst.message = entry.message
+            inst.time_updated = now
+            changed += 1
+    session.execute(update(Server).where(Server.id == server_id).values(last_seen=now))
+    return changed
+
+
+def may_download(session: Session, server_id: int, sha256: str) -> bool:
+    """An agent may fetch only artifacts of applications meant for its server."""
+    found = session.scalar(
+        select(ServerArtifact.id)
+        .join(Application, Application.id == ServerArtifact.application_id)
+        .join(Artifact, Artifact.id == Application.artifact_id)
+        .where(ServerArtifact.server_id == server_id, Artifact.sha256 == sha256)
+        .limit(1)
+    )
+    return found is not None

@@ -1,0 +1,1 @@
+"""The agent gateway: mutual-TLS websockets between the control plane and its agents."""

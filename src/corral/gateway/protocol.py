@@ -1,0 +1,123 @@
+"""The agent protocol, shared by gateway and agent: versioned JSON messages over one websocket.
+
+Level-triggered: the control plane sends the whole desired state with a revision; the agent
+converges and reports what it actually runs, naming the revision it answers. See
+docs/agent-protocol.md."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+VERSION = 1
+CONNECT_PATH = "/agent/v1/connect"
+ARTIFACT_PATH = "/agent/v1/artifacts/"
+HEARTBEAT_SECONDS = 10.0
+CHUNK_BYTES = 256 * 1024
+
+# websocket close codes (4000–4999 are for applications)
+CLOSE_UNKNOWN_SERVER = 4401
+CLOSE_REVOKED = 4403
+CLOSE_REPLACED = 4409
+CLOSE_BAD_MESSAGE = 4400
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    v: int = VERSION
+
+
+class Address(BaseModel):
+    ip: str
+    networkInterface: str | None = None
+
+
+class Hello(Message):
+    """Agent → control plane, first message of every connection."""
+
+    type: Literal["hello"] = "hello"
+    agentVersion: str
+    hostname: str
+    addresses: list[Address] = Field(default_factory=list)
+    osInformation: dict[str, Any] = Field(default_factory=dict)
+    pythonInformation: dict[str, Any] = Field(default_factory=dict)
+    clusterPort: int | None = None
+    appliedRevision: int = 0
+
+
+class ArtifactRef(BaseModel):
+    sha256: str
+    sha1: str = ""
+    size: int
+    fileName: str = ""
+
+
+class DesiredApplication(BaseModel):
+    name: str
+    applicationId: int
+    deploymentId: int
+    desiredStatus: Literal["STARTED", "STOPPED"]
+    artifact: ArtifactRef
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
+class ClusterMember(BaseModel):
+    serverId: int
+    serverIp: str | None = None
+
+
+class ClusterSpec(BaseModel):
+    id: int
+    name: str
+    multicastEnabled: bool
+    members: list[ClusterMember]
+
+
+class Desired(Message):
+    """Control plane → agent: everything the server should run, as of `revision`."""
+
+    type: Literal["desired"] = "desired"
+    revision: int
+    serverId: int
+    serverName: str
+    cluster: ClusterSpec | None = None
+    applications: list[DesiredApplication] = Field(default_factory=list)
+
+
+class ApplicationReport(BaseModel):
+    name: str
+    deploymentId: int
+    status: str
+    message: str | None = None
+
+
+class Report(Message):
+    """Agent → control plane: what actually runs; a full snapshot, so reports are idempotent."""
+
+    type: Literal["report"] = "report"
+    revision: int
+    applications: list[ApplicationReport] = Field(default_factory=list)
+
+
+class Heartbeat(Message):
+    type: Literal["heartbeat"] = "heartbeat"
+
+
+AnyMessage = Annotated[Hello | Desired | Report | Heartbeat, Field(discriminator="type")]
+_adapter: TypeAdapter[Hello | Desired | Report | Heartbeat] = TypeAdapter(AnyMessage)
+
+
+def decode(raw: str | bytes) -> Hello | Desired | Report | Heartbeat:
+    """Parse one message; raises ValueError for anything malformed or of another version."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("a message is a JSON object")
+    if data.get("v") != VERSION:
+        raise ValueError(f"unsupported protocol version {data.get('v')!r}")
+    return _adapter.validate_python(data)
+
+
+def encode(message: Message) -> str:
+    return message.model_dump_json()

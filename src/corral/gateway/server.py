@@ -1,0 +1,259 @@
+"""The gateway: one mutual-TLS websocket per agent, pushing desired state and taking reports.
+
+Runs in the control plane's event loop beside the REST API. Database work happens in worker
+threads; change notifications arrive from those threads (after each commit) and are handed to
+the loop. A sweeper flushes heartbeats in one UPDATE, re-pushes any server whose desired revision
+moved (changes made by another replica included) and marks silent servers DISCONNECTED."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import ssl
+from typing import Any
+
+from cryptography import x509
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from corral.controlplane import ControlPlane
+from corral.db.session import transaction
+from corral.domain import agents
+from corral.domain.errors import CorralError
+from corral.gateway import protocol
+from corral.pki import ServerIdentity
+
+log = logging.getLogger(__name__)
+HELLO_TIMEOUT = 15.0
+
+
+def server_tls_context(plane: ControlPlane) -> ssl.SSLContext:
+    """TLS for the gateway: a certificate from our CA, client certificates required."""
+    pki = plane.settings.data_dir / "pki"
+    names = [*plane.settings.public_hostnames, plane.settings.host]
+    issued, key = plane.ca.issue_tls_server_certificate([n for n in names if n not in ("0.0.0.0", "::")])
+    cert_path, key_path = pki / "gateway.pem", pki / "gateway.key"
+    cert_path.write_text(issued.pem)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_path, key_path)
+    ctx.load_verify_locations(cadata=plane.ca.certificate_pem)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class AgentSession:
+    """One connected agent: pushes desired state whenever woken, records what it says."""
+
+    def __init__(self, gateway: Gateway, ws: ServerConnection, who: ServerIdentity) -> None:
+        self.gateway = gateway
+        self.ws = ws
+        self.who = who
+        self.sent_revision = -1
+        self.wake = asyncio.Event()
+
+    async def push_loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            message = await self.gateway.db(agents.desired_for, self.who.server_id)
+            if message is None:
+                await self.ws.close(protocol.CLOSE_UNKNOWN_SERVER, "server deleted")
+                return
+            if message["revision"] != self.sent_revision:
+                await self.ws.send(_json(message))
+                self.sent_revision = message["revision"]
+
+    async def receive_loop(self) -> None:
+        async for raw in self.ws:
+            try:
+                message = protocol.decode(raw)
+            except ValueError as exc:
+                log.warning("server %s sent a bad message: %s", self.who.server_id, exc)
+                await self.ws.close(protocol.CLOSE_BAD_MESSAGE, "malformed message")
+                return
+            if isinstance(message, protocol.Heartbeat):
+                self.gateway.heard_from.add(self.who.server_id)
+            elif isinstance(message, protocol.Report):
+                await self.gateway.db(agents.record_report, self.who.server_id, message)
+
+
+def _json(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+class Gateway:
+    def __init__(self, plane: ControlPlane, host: str, port: int) -> None:
+        self.plane = plane
+        self.host = host
+        self.port = port
+        self.sessions: dict[int, AgentSession] = {}
+        self.heard_from: set[int] = set()
+        self._server: Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def db(self, fn: Any, *args: Any) -> Any:
+        """Run a domain function in its own transaction on a worker thread."""
+
+        def work() -> Any:
+            with transaction(self.plane.sessions) as session:
+                return fn(session, *args)
+
+        return await asyncio.to_thread(work)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            ssl=server_tls_context(self.plane),
+            max_size=4 * 1024 * 1024,
+            ping_interval=20,
+            ping_timeout=20,
+            server_header="corral",
+        )
+        self.plane.listeners.append(self._on_change)
+        self._sweeper = asyncio.create_task(self._sweep_loop())
+        log.info("agent gateway on wss://%s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._on_change in self.plane.listeners:
+            self.plane.listeners.remove(self._on_change)
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+        ids = list(self.sessions)
+        self.sessions.clear()
+        await self.db(agents.disconnected, ids)
+
+    # --- notifications from worker threads -------------------------------------------------
+
+    def _on_change(self, changed: set[int], revoked: set[int]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._dispatch, changed, revoked)
+
+    def _dispatch(self, changed: set[int], revoked: set[int]) -> None:
+        for sid in revoked:
+            session = self.sessions.get(sid)
+            if session is not None:
+                asyncio.ensure_future(session.ws.close(protocol.CLOSE_REVOKED, "server deleted"))
+        for sid in changed:
+            session = self.sessions.get(sid)
+            if session is not None:
+                session.wake.set()
+
+    # --- connections -------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        try:
+            who = self._identify(ws)
+        except (CorralError, ValueError) as exc:
+            await ws.close(protocol.CLOSE_UNKNOWN_SERVER, str(exc)[:120])
+            return
+        path = ws.request.path if ws.request else ""
+        try:
+            if path == protocol.CONNECT_PATH:
+                await self._agent(ws, who)
+            elif path.startswith(protocol.ARTIFACT_PATH):
+                await self._artifact(ws, who, path.removeprefix(protocol.ARTIFACT_PATH))
+            else:
+                await ws.close(4404, "no such endpoint")
+        except ConnectionClosed:
+            pass
+
+    def _identify(self, ws: ServerConnection) -> ServerIdentity:
+        ssl_object = ws.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        if not der:
+            raise ValueError("no client certificate")
+        return self.plane.ca.identify(x509.load_der_x509_certificate(der))
+
+    async def _agent(self, ws: ServerConnection, who: ServerIdentity) -> None:
+        try:
+            hello = protocol.decode(await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT))
+        except (TimeoutError, ValueError):
+            await ws.close(protocol.CLOSE_BAD_MESSAGE, "expected hello")
+            return
+        if not isinstance(hello, protocol.Hello):
+            await ws.close(protocol.CLOSE_BAD_MESSAGE, "expected hello")
+            return
+        try:
+            desired = await self.db(agents.connected, who, hello)
+        except CorralError as exc:
+            log.info("refused server %s: %s", who.server_id, exc.message)
+            await ws.close(protocol.CLOSE_REVOKED, exc.message[:120])
+            return
+        session = AgentSession(self, ws, who)
+        previous = self.sessions.get(who.server_id)
+        self.sessions[who.server_id] = session
+        if previous is not None:
+            await previous.ws.close(protocol.CLOSE_REPLACED, "replaced by a newer connection")
+        log.info("server %s connected (agent %s)", who.server_id, hello.agentVersion)
+        await ws.send(_json(desired))
+        session.sent_revision = desired["revision"]
+        pusher = asyncio.create_task(session.push_loop())
+        try:
+            await session.receive_loop()
+        finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await pusher
+            if self.sessions.get(who.server_id) is session:
+                del self.sessions[who.server_id]
+                await self.db(agents.disconnected, [who.server_id])
+                log.info("server %s disconnected", who.server_id)
+
+    async def _artifact(self, ws: ServerConnection, who: ServerIdentity, sha256: str) -> None:
+        def allowed(session: Any) -> bool:
+            agents.admit(session, who)
+            return agents.may_download(session, who.server_id, sha256)
+
+        try:
+            ok = await self.db(allowed)
+        except CorralError:
+            ok = False
+        if not ok or not self.plane.store.exists(sha256):
+            await ws.close(4404, "no such artifact for this server")
+            return
+        with self.plane.store.open(sha256) as f:
+            while chunk := await asyncio.to_thread(f.read, protocol.CHUNK_BYTES):
+                await ws.send(chunk)
+        await ws.close(1000, "complete")
+
+    # --- the sweeper ---------------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        period = max(0.2, min(5.0, self.plane.settings.heartbeat_timeout_seconds / 3))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("gateway sweep failed")
+
+    async def sweep(self) -> None:
+        heard, self.heard_from = self.heard_from, set()
+        connected = list(self.sessions)
+        timeout = self.plane.settings.heartbeat_timeout_seconds
+
+        def work(session: Any) -> dict[int, int]:
+            agents.seen(session, [sid for sid in heard if sid in self.sessions])
+            agents.mark_silent_disconnected(session, timeout)
+            return agents.revisions(session, connected)
+
+        for sid, revision in (await self.db(work)).items():
+            s = self.sessions.get(sid)
+            if s is not None and s.sent_revision != revision:
+                s.wake.set()

@@ -1,0 +1,131 @@
+"""The reconciler on real processes: converge, record, adopt after a restart, remove."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+from corral.agent.layout import AgentDir
+from corral.agent.reconciler import Reconciler
+from corral.agent.supervisor import proc_starttime
+from corral.gateway.protocol import ArtifactRef, Desired, DesiredApplication
+
+
+def _artifact(procfile: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("Procfile", procfile)
+    return buf.getvalue()
+
+
+def _desired(revision: int, apps: dict[str, tuple[bytes, str, int]]) -> Desired:
+    return Desired(
+        revision=revision, serverId=7, serverName="unit",
+        applications=[
+            DesiredApplication(
+                name=name, applicationId=i, deploymentId=dep, desiredStatus=status,
+                artifact=ArtifactRef(sha256=hashlib.sha256(blob).hexdigest(), size=len(blob)),
+            )
+            for i, (name, (blob, status, dep)) in enumerate(apps.items(), 1)
+        ],
+    )
+
+
+class Store:
+    """The artifact source a real agent reaches over the gateway."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.fetches = 0
+
+    def add(self, blob: bytes) -> bytes:
+        self.blobs[hashlib.sha256(blob).hexdigest()] = blob
+        return blob
+
+    async def fetch(self, app: DesiredApplication, destination: Path) -> None:
+        self.fetches += 1
+        destination.write_bytes(self.blobs[app.artifact.sha256])
+
+
+async def _until(predicate, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+def test_converge_adopt_and_remove(tmp_path: Path) -> None:
+    layout = AgentDir(tmp_path)
+    layout.make_dirs()
+    store = Store()
+    sleeper = store.add(_artifact("main: sleep 600\n"))
+    broken = store.add(b"PK\x05\x06" + b"\0" * 18)  # an empty zip: no Procfile
+
+    async def first_life() -> int:
+        rec = Reconciler(layout, store.fetch, 7)
+        rec.apply(_desired(1, {"sleepy": (sleeper, "STARTED", 1), "bad": (broken, "STARTED", 1)}))
+        await _until(lambda: "sleepy" in rec.runners and rec.runners["sleepy"].status == "STARTED")
+        report = {a.name: a for a in rec.report().applications}
+        assert report["bad"].status == "DEPLOYMENT_FAILED"
+        assert "Procfile" in (report["bad"].message or "")
+        pid = rec.runners["sleepy"].procs["main"].pid
+        await rec.shutdown()  # the agent goes away; the application does not
+        return pid
+
+    pid = asyncio.run(first_life())
+    assert proc_starttime(pid) is not None
+    saved = json.loads(layout.state.read_text())
+    assert saved["apps"]["sleepy"]["processes"][0]["pid"] == pid
+    fetches = store.fetches
+
+    async def second_life() -> None:
+        rec = Reconciler(layout, store.fetch, 7)
+        await rec.recover()
+        await asyncio.sleep(0.8)
+        runner = rec.runners["sleepy"]
+        assert runner.procs["main"].pid == pid  # adopted, not restarted
+        await _until(lambda: runner.status == "STARTED")
+        assert store.fetches == fetches  # cached artifact reused
+        rec.apply(_desired(2, {}))
+        await _until(lambda: not rec.runners)
+        assert not (layout.apps / "sleepy").exists()
+        await rec.shutdown()
+
+    asyncio.run(second_life())
+    assert proc_starttime(pid) is None
+
+
+def test_stop_and_redeploy(tmp_path: Path) -> None:
+    layout = AgentDir(tmp_path)
+    layout.make_dirs()
+    store = Store()
+    v1 = store.add(_artifact("main: sleep 600\n"))
+    v2 = store.add(_artifact("main: sleep 601\n"))
+
+    async def scenario() -> None:
+        rec = Reconciler(layout, store.fetch, 7)
+        rec.apply(_desired(1, {"app": (v1, "STARTED", 1)}))
+        await _until(lambda: "app" in rec.runners and rec.runners["app"].status == "STARTED")
+        first = rec.runners["app"].procs["main"].pid
+        rec.apply(_desired(2, {"app": (v1, "STOPPED", 1)}))
+        await _until(lambda: rec.runners["app"].status == "STOPPED")
+        assert proc_starttime(first) is None
+        rec.apply(_desired(3, {"app": (v2, "STARTED", 2)}))
+        await _until(lambda: rec.runners["app"].spec.deployment_id == 2
+                     and rec.runners["app"].status == "STARTED")
+        assert [p.name for p in (layout.apps / "app").iterdir()] == [
+            hashlib.sha256(v2).hexdigest()]
+        assert rec.report().applications[0].deploymentId == 2
+        rec.apply(_desired(4, {}))
+        await _until(lambda: not rec.runners)
+        await rec.shutdown()
+
+    asyncio.run(scenario())
+    shutil.rmtree(tmp_path / "apps", ignore_errors=True)
+    assert os.path.exists(layout.state)
