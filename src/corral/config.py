@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     gateway_port: int = 8443
+    api_tls: bool = Field(
+        default=False, description="serve the REST API over HTTPS with a certificate of our CA"
+    )
     public_hostnames: list[str] = Field(
         default_factory=list, description="extra names agents use to reach this control plane"
     )
@@ -53,4 +56,4 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.api_tls else 'http'}://{host}:{self.port}"

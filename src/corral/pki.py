@@ -181,6 +181,15 @@ class CertificateAuthority:
             not_after=not_after,
         )
 
+    def write_tls_pair(self, hostnames: list[str], directory: Path, stem: str) -> tuple[Path, Path]:
+        """Issue a server certificate for our own endpoints and keep it as `<stem>.pem/.key`."""
+        names = [n for n in hostnames if n and n not in ("0.0.0.0", "::")]
+        issued, key = self.issue_tls_server_certificate(names)
+        cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
+        cert_path.write_text(issued.pem)
+        _write_private(key_path, key)
+        return cert_path, key_path
+
     def build_crl(self, revoked_serials: list[str], next_update_hours: int = 24) -> bytes:
         now = dt.datetime.now(dt.UTC)
         builder = (

@@ -129,3 +129,31 @@ def test_stop_and_redeploy(tmp_path: Path) -> None:
     asyncio.run(scenario())
     shutil.rmtree(tmp_path / "apps", ignore_errors=True)
     assert os.path.exists(layout.state)
+
+
+def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
+    """A process group that ignores SIGTERM is killed after the declared stop timeout."""
+    layout = AgentDir(tmp_path)
+    layout.make_dirs()
+    store = Store()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("Procfile", "main: trap '' TERM; sleep 600 & wait; sleep 600\n")
+        z.writestr("corral.toml", "[stop]\ntimeout = 1\n")
+    stubborn = store.add(buf.getvalue())
+
+    async def scenario() -> float:
+        rec = Reconciler(layout, store.fetch, 7)
+        rec.apply(_desired(1, {"stubborn": (stubborn, "STARTED", 1)}))
+        await _until(lambda: "stubborn" in rec.runners
+                     and rec.runners["stubborn"].status == "STARTED")
+        pid = rec.runners["stubborn"].procs["main"].pid
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        rec.apply(_desired(2, {"stubborn": (stubborn, "STOPPED", 1)}))
+        await _until(lambda: rec.runners["stubborn"].status == "STOPPED")
+        assert proc_starttime(pid) is None
+        await rec.shutdown()
+        return loop.time() - t0
+
+    assert asyncio.run(scenario()) >= 1.0

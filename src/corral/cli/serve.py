@@ -23,6 +23,11 @@ def serve(
     gateway_port: Annotated[
         int | None, typer.Option(help="Agent gateway port, mutual TLS [CORRAL_GATEWAY_PORT]")
     ] = None,
+    tls: Annotated[
+        bool | None,
+        typer.Option("--tls/--no-tls", help="Serve the API over HTTPS (certificate from Corral's "
+                     "CA, in <data-dir>/pki/api.pem) [CORRAL_API_TLS]"),
+    ] = None,
 ) -> None:
     """Run the control plane: REST API, certificate authority and artifact store.
 
@@ -34,7 +39,9 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from corral.controlplane import ControlPlane
 
-    settings = settings_from(data_dir=data_dir, host=host, port=port, gateway_port=gateway_port)
+    settings = settings_from(
+        data_dir=data_dir, host=host, port=port, gateway_port=gateway_port, api_tls=tls
+    )
     plane = ControlPlane.open(settings)
     generated = plane.bootstrap()
     if generated:
@@ -60,9 +67,15 @@ async def _run(plane: ControlPlane, app: Any) -> None:
     settings = plane.settings
     gateway = Gateway(plane, settings.host, settings.gateway_port)
     await gateway.start()
+    tls: dict[str, Any] = {}
+    if settings.api_tls:
+        cert, key = plane.ca.write_tls_pair(
+            [*settings.public_hostnames, settings.host], settings.data_dir / "pki", "api"
+        )
+        tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
-                       timeout_graceful_shutdown=10)
+                       timeout_graceful_shutdown=10, **tls)
     )
     try:
         await server.serve()

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import ssl
 from typing import Any
 
@@ -32,14 +31,11 @@ HELLO_TIMEOUT = 15.0
 
 def server_tls_context(plane: ControlPlane) -> ssl.SSLContext:
     """TLS for the gateway: a certificate from our CA, client certificates required."""
-    pki = plane.settings.data_dir / "pki"
-    names = [*plane.settings.public_hostnames, plane.settings.host]
-    issued, key = plane.ca.issue_tls_server_certificate([n for n in names if n not in ("0.0.0.0", "::")])
-    cert_path, key_path = pki / "gateway.pem", pki / "gateway.key"
-    cert_path.write_text(issued.pem)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
+    cert_path, key_path = plane.ca.write_tls_pair(
+        [*plane.settings.public_hostnames, plane.settings.host],
+        plane.settings.data_dir / "pki",
+        "gateway",
+    )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_path, key_path)
