@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -40,10 +41,20 @@ class ServeProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.data_dir / "pki" / "ca.pem"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an HTTP client trusts: Corral's own CA when the API speaks TLS."""
+        return ssl.create_default_context(cafile=str(self.ca_path)) if self.tls else True
 
     @property
     def log_path(self) -> Path:
@@ -51,7 +62,8 @@ class ServeProcess:
 
     def start(self, timeout: float = 30) -> None:
         self.starts += 1
-        env = {**os.environ, "CORRAL_DATABASE_URL": self.database_url, **self.env}
+        env = {**os.environ, "CORRAL_DATABASE_URL": self.database_url,
+               "CORRAL_API_TLS": "true" if self.tls else "false", **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [*CORRAL, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
@@ -63,8 +75,12 @@ class ServeProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"corral serve exited early:\n{self.output()}")
+            if self.tls and not self.ca_path.exists():
+                time.sleep(0.1)
+                continue
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1,
+                             verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -101,7 +117,7 @@ class Operator:
     """Logs in as admin and drives the hybrid API of a running control plane."""
 
     def __init__(self, serve: ServeProcess, password: str) -> None:
-        self.http = httpx.Client(base_url=serve.url, timeout=30)
+        self.http = httpx.Client(base_url=serve.url, timeout=30, verify=serve.verify)
         token = self.http.post("/accounts/login", json={"username": "admin", "password": password}
                                ).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
@@ -215,8 +231,10 @@ class AgentProcess:
 
 
 def register_agent(serve: ServeProcess, token: str, name: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    tls = ["--ca-cert", str(serve.ca_path)] if serve.tls else []
     return subprocess.run(
-        [*CORRAL, "agent", "register", "--manager", serve.url, "--dir", str(directory), token, name],
+        [*CORRAL, "agent", "register", "--manager", serve.url, "--dir", str(directory), *tls,
+         token, name],
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
 

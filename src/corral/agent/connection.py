@@ -20,7 +20,7 @@ from pathlib import Path
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from corral.agent import AGENT_VERSION
+from corral.agent import AGENT_VERSION, logs
 from corral.agent.layout import AgentDir, Identity
 from corral.agent.reconciler import Reconciler
 from corral.gateway import protocol
@@ -87,6 +87,7 @@ class Connection:
         self.cluster_port = cluster_port
         self.tls = client_tls_context(layout)
         self.connected = asyncio.Event()
+        self.log_streams: dict[str, asyncio.Task[None]] = {}
 
     async def run_forever(self) -> None:
         backoff = Backoff()
@@ -128,10 +129,19 @@ class Connection:
                              len(message.applications))
                     self.reconciler.apply(message)
                     self.reconciler.changed.set()
+                elif isinstance(message, protocol.LogsRequest):
+                    self.log_streams[message.requestId] = asyncio.create_task(
+                        self._send_logs(ws, message)
+                    )
+                elif isinstance(message, protocol.LogsCancel):
+                    stream = self.log_streams.pop(message.requestId, None)
+                    if stream is not None:
+                        stream.cancel()
         finally:
-            for t in tasks:
+            for t in [*tasks, *self.log_streams.values()]:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self.log_streams.values(), return_exceptions=True)
+            self.log_streams.clear()
 
     async def _heartbeats(self, ws: ClientConnection) -> None:
         while True:
@@ -144,6 +154,24 @@ class Connection:
             await asyncio.sleep(0.05)  # let a burst of changes settle into one report
             self.reconciler.changed.clear()
             await ws.send(protocol.encode(self.reconciler.report()))
+
+    async def _send_logs(self, ws: ClientConnection, request: protocol.LogsRequest) -> None:
+        path = self.layout.log_file(request.application)
+        rid = request.requestId
+        try:
+            if not path.exists() and request.application not in self.reconciler.runners:
+                await ws.send(protocol.encode(protocol.LogLines(
+                    requestId=rid, done=True,
+                    error=f"application {request.application} has no log on this server")))
+                return
+            lines, offset = await asyncio.to_thread(logs.tail, path, request.lines)
+            await ws.send(protocol.encode(
+                protocol.LogLines(requestId=rid, lines=lines, done=not request.follow)))
+            if request.follow:
+                async for batch in logs.follow(path, offset):
+                    await ws.send(protocol.encode(protocol.LogLines(requestId=rid, lines=batch)))
+        finally:
+            self.log_streams.pop(rid, None)
 
     async def fetch(self, app: protocol.DesiredApplication, destination: Path) -> None:
         """Download an artifact over the gateway's mutual TLS, verify it, then keep it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import ssl
 import tempfile
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from corral.agent import AGENT_VERSION
 from corral.agent.layout import AgentDir, AgentError, Identity, write_identity, write_private
 
 
-def register(manager_url: str, directory: Path, token: str, name: str) -> Identity:
+def register(manager_url: str, directory: Path, token: str, name: str,
+             ca_cert: Path | None = None) -> Identity:
     """Register this machine as server NAME. DIR is created whole or not at all."""
     target = AgentDir(directory)
     if target.identity.exists():
@@ -38,7 +40,8 @@ def register(manager_url: str, directory: Path, token: str, name: str) -> Identi
     }
     url = manager_url.rstrip("/") + "/hybrid/api/v1/servers"
     try:
-        r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                       verify=ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else True)
     except httpx.HTTPError as exc:
         raise AgentError(f"cannot reach the control plane at {manager_url}: {exc}") from exc
     if r.status_code != 200:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from corral import __version__
-from corral.api import accounts, applications, clusters, errors, health, server_groups, servers
+from corral.api import (
+    accounts,
+    applications,
+    clusters,
+    errors,
+    health,
+    server_groups,
+    servers,
+    targets,
+)
 from corral.controlplane import ControlPlane
 
 
@@ -19,6 +28,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
     )
     app.state.plane = plane
     errors.install(app)
-    for module in (health, accounts, servers, server_groups, clusters, applications):
+    for module in (health, accounts, servers, server_groups, clusters, applications, targets):
         app.include_router(module.router)
     return app

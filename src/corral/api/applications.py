@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -19,7 +20,8 @@ from corral.db.session import transaction
 from corral.domain import applications
 from corral.domain.accounts import Scope
 from corral.domain.configuration import parse_configuration
-from corral.domain.errors import InvalidInput
+from corral.domain.errors import InvalidInput, Unavailable
+from corral.gateway.server import AgentUnavailable
 from sqlalchemy.orm import Session
 
 router = APIRouter(prefix="/hybrid/api/v1/applications", tags=["applications"])
@@ -173,6 +175,53 @@ def delete_application(session: SessionDep, scope: ScopeDep, app_id: int) -> Res
     """204 whether or not it existed (ARM's contract)."""
     applications.delete_application(session, scope, app_id)
     return Response(status_code=204)
+
+
+@router.get("/{app_id}/logs", responses={200: {"content": {"text/event-stream": {}}}})
+async def application_logs(
+    request: Request,
+    plane: PlaneDep,
+    scope: ScopeDep,
+    app_id: int,
+    server_id: int | None = Query(None, alias="serverId"),
+    lines: int = Query(100, ge=0, le=10000),
+    follow: bool = False,
+) -> Any:
+    """The last `lines` of the application's log on one server, fetched from its agent;
+    `follow=true` streams new lines as server-sent events."""
+
+    def instance() -> tuple[str, int]:
+        with transaction(plane.sessions) as session:
+            app = applications.get(session, scope, app_id)
+            return app.name, applications.pick_instance(app, server_id)
+
+    name, sid = await run_in_threadpool(instance)
+    gateway = getattr(request.app.state, "gateway", None)
+    try:
+        if gateway is None:
+            raise AgentUnavailable("no agent gateway runs in this process")
+        agent = gateway.session_for(sid)
+    except AgentUnavailable as exc:
+        raise Unavailable(f"cannot read logs: {exc}") from exc
+    if not follow:
+        collected: list[str] = []
+        try:
+            async for batch in agent.logs(name, lines, follow=False):
+                collected.extend(batch)
+        except AgentUnavailable as exc:
+            raise Unavailable(f"cannot read logs: {exc}") from exc
+        return {"data": collected, "total": len(collected)}
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for batch in agent.logs(name, lines, follow=True):
+                for line in batch:
+                    yield f"data: {line}\n\n"
+        except AgentUnavailable as exc:
+            yield f"event: error\ndata: {exc}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/{app_id}/artifact", response_class=StreamingResponse,

@@ -20,6 +20,7 @@ from corral.domain.errors import (
     NotFound,
     TooLarge,
     Unauthenticated,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ STATUS_OF: dict[type[CorralError], int] = {
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
+    Unavailable: 503,
 }
 
 

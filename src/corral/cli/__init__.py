@@ -1,22 +1,31 @@
-"""The `corral` command."""
+"""The `corral` command: the control plane, the agent, and the client for people."""
 
 from __future__ import annotations
 
 import typer
 
-from corral.cli import admin, agent, db, serve
+from corral.cli import admin, agent, apps, db, fleet, serve, session
 
 app = typer.Typer(
     name="corral",
-    help="Corral: register servers, group them, and deploy applications to them.",
+    help="Corral: register servers, group them, and deploy applications to them.\n\n"
+    "Start with `corral login --url URL`, then `corral server list`.",
     no_args_is_help=True,
     add_completion=True,
+    rich_markup_mode="rich",
 )
-app.command("serve")(serve.serve)
-app.add_typer(admin.app, name="admin")
-app.add_typer(db.app, name="db")
-app.add_typer(agent.app, name="agent")
+app.command("serve", rich_help_panel="Run")(serve.serve)
+app.add_typer(agent.app, name="agent", rich_help_panel="Run")
+app.add_typer(admin.app, name="admin", rich_help_panel="Run")
+app.add_typer(db.app, name="db", rich_help_panel="Run")
+app.command("login", rich_help_panel="Session")(session.login)
+app.command("logout", rich_help_panel="Session")(session.logout)
+app.add_typer(session.env_app, name="env", rich_help_panel="Session")
+app.add_typer(fleet.server_app, name="server", rich_help_panel="Fleet")
+app.add_typer(fleet.group_app, name="group", rich_help_panel="Fleet")
+app.add_typer(fleet.cluster_app, name="cluster", rich_help_panel="Fleet")
+app.add_typer(apps.app_app, name="app", rich_help_panel="Applications")
 
 
 def main() -> None:
-    app()
+    app(prog_name="corral")

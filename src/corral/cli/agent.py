@@ -20,13 +20,15 @@ def register(
     name: Annotated[str, typer.Argument(help="Name of this server in Corral")],
     manager: Annotated[str, typer.Option("--manager", help="Control plane URL, e.g. http://cp:8080")],
     directory: DirOpt,
+    ca_cert: Annotated[Path | None, typer.Option(
+        help="CA certificate to trust when --manager is https (Corral's own CA)")] = None,
 ) -> None:
     """Register this machine: make a key and CSR, get it signed, keep it all in --dir."""
     from corral.agent.layout import AgentError
     from corral.agent.register import register as do_register
 
     try:
-        identity = do_register(manager, directory, token, name)
+        identity = do_register(manager, directory, token, name, ca_cert)
     except AgentError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -67,6 +67,7 @@ async def _run(plane: ControlPlane, app: Any) -> None:
     settings = plane.settings
     gateway = Gateway(plane, settings.host, settings.gateway_port)
     await gateway.start()
+    app.state.gateway = gateway
     tls: dict[str, Any] = {}
     if settings.api_tls:
         cert, key = plane.ca.write_tls_pair(

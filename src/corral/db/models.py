@@ -254,3 +254,15 @@ class ServerArtifact(Base):
 
     application: Mapped[Application] = relationship(back_populates="server_artifacts")
     server: Mapped[Server] = relationship()
+
+
+class TargetComponent(Base):
+    """An agent component of a target (tracking, logging) as ARM's clients read and set it."""
+
+    __tablename__ = "target_components"
+    __table_args__ = (UniqueConstraint("target_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    configuration: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -137,6 +137,19 @@ def get(session: Session, scope: Scope, app_id: int) -> Application:
     return app
 
 
+def pick_instance(app: Application, server_id: int | None) -> int:
+    """The server of one of the application's instances (the only one, when not named)."""
+    servers = [i.server_id for i in app.server_artifacts]
+    if server_id is None:
+        if len(servers) == 1:
+            return servers[0]
+        listed = ", ".join(map(str, servers)) or "none"
+        raise InvalidInput(f"serverId is required: application {app.id} runs on servers {listed}")
+    if server_id not in servers:
+        raise NotFound(f"application {app.id} has no instance on server {server_id}")
+    return server_id
+
+
 def list_applications(
     session: Session,
     scope: Scope,

@@ -34,3 +34,7 @@ class Conflict(CorralError):
 
 class TooLarge(CorralError):
     """An upload over the configured limit."""
+
+
+class Unavailable(CorralError):
+    """Something the request needs is not reachable now (an agent that is not connected)."""

@@ -105,11 +105,37 @@ class Heartbeat(Message):
     type: Literal["heartbeat"] = "heartbeat"
 
 
-AnyMessage = Annotated[Hello | Desired | Report | Heartbeat, Field(discriminator="type")]
-_adapter: TypeAdapter[Hello | Desired | Report | Heartbeat] = TypeAdapter(AnyMessage)
+class LogsRequest(Message):
+    """Control plane → agent: the last `lines` of an application's log; `follow` streams on."""
+
+    type: Literal["logs"] = "logs"
+    requestId: str
+    application: str
+    lines: int = 100
+    follow: bool = False
 
 
-def decode(raw: str | bytes) -> Hello | Desired | Report | Heartbeat:
+class LogsCancel(Message):
+    type: Literal["logsCancel"] = "logsCancel"
+    requestId: str
+
+
+class LogLines(Message):
+    """Agent → control plane: a batch of log lines answering a request; `done` ends it."""
+
+    type: Literal["logLines"] = "logLines"
+    requestId: str
+    lines: list[str] = Field(default_factory=list)
+    done: bool = False
+    error: str | None = None
+
+
+Any_ = Hello | Desired | Report | Heartbeat | LogsRequest | LogsCancel | LogLines
+AnyMessage = Annotated[Any_, Field(discriminator="type")]
+_adapter: TypeAdapter[Any_] = TypeAdapter(AnyMessage)
+
+
+def decode(raw: str | bytes) -> Any_:
     """Parse one message; raises ValueError for anything malformed or of another version."""
     data = json.loads(raw)
     if not isinstance(data, dict):

@@ -12,6 +12,8 @@ import contextlib
 import json
 import logging
 import ssl
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from cryptography import x509
@@ -53,6 +55,37 @@ class AgentSession:
         self.who = who
         self.sent_revision = -1
         self.wake = asyncio.Event()
+        self.log_requests: dict[str, asyncio.Queue[protocol.LogLines]] = {}
+
+    async def logs(self, application: str, lines: int, follow: bool) -> AsyncIterator[list[str]]:
+        """Ask the agent for an application's log; yields batches of lines."""
+        request = protocol.LogsRequest(requestId=uuid.uuid4().hex, application=application,
+                                       lines=lines, follow=follow)
+        queue: asyncio.Queue[protocol.LogLines] = asyncio.Queue()
+        self.log_requests[request.requestId] = queue
+        try:
+            await self.ws.send(protocol.encode(request))
+            while True:
+                get = asyncio.ensure_future(queue.get())
+                closed = asyncio.ensure_future(self.ws.wait_closed())
+                done, _ = await asyncio.wait({get, closed}, timeout=None if follow else 15,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                closed.cancel()
+                if get not in done:
+                    get.cancel()
+                    raise AgentUnavailable("the server's agent did not answer")
+                answer = get.result()
+                if answer.error:
+                    raise AgentUnavailable(answer.error)
+                yield answer.lines
+                if answer.done:
+                    return
+        finally:
+            self.log_requests.pop(request.requestId, None)
+            if follow:
+                with contextlib.suppress(ConnectionClosed):
+                    await self.ws.send(protocol.encode(protocol.LogsCancel(
+                        requestId=request.requestId)))
 
     async def push_loop(self) -> None:
         while True:
@@ -78,6 +111,14 @@ class AgentSession:
                 self.gateway.heard_from.add(self.who.server_id)
             elif isinstance(message, protocol.Report):
                 await self.gateway.db(agents.record_report, self.who.server_id, message)
+            elif isinstance(message, protocol.LogLines):
+                queue = self.log_requests.get(message.requestId)
+                if queue is not None:
+                    queue.put_nowait(message)
+
+
+class AgentUnavailable(Exception):
+    """The server's agent is not connected here, or cannot answer."""
 
 
 def _json(message: dict[str, Any]) -> str:
@@ -133,6 +174,12 @@ class Gateway:
         ids = list(self.sessions)
         self.sessions.clear()
         await self.db(agents.disconnected, ids)
+
+    def session_for(self, server_id: int) -> AgentSession:
+        session = self.sessions.get(server_id)
+        if session is None:
+            raise AgentUnavailable(f"server {server_id} is not connected")
+        return session
 
     # --- notifications from worker threads -------------------------------------------------
 

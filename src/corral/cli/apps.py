@@ -1,0 +1,288 @@
+"""`corral app`: deploy, watch, start, stop, redeploy, delete, read logs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
+
+import typer
+from rich.live import Live
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from corral.cli.api_client import Api
+from corral.cli.output import (
+    Column,
+    Format,
+    OutputOpt,
+    ago,
+    console,
+    fail,
+    show_list,
+    show_object,
+    status,
+)
+
+app_app = typer.Typer(help="Applications: deploy and operate them on targets.",
+                      no_args_is_help=True)
+
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Watch every server until it settles; "
+                                       "exit 1 on DEPLOYMENT_FAILED or timeout")]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds --wait waits")]
+TargetOpt = Annotated[str | None, typer.Option("--target", "-t",
+                                               help="Server, group or cluster (name or id)")]
+SERVICE = "mule.agent.application.properties.service"
+
+APP_COLUMNS: list[Column] = [
+    ("ID", lambda a: a["id"]), ("NAME", lambda a: a["name"]),
+    ("TARGET", lambda a: f"{a['target']['name']} ({a['target']['type'].lower().replace('_', ' ')})"),
+    ("DESIRED", lambda a: a["desiredStatus"]),
+    ("STATUS", lambda a: status(a["lastReportedStatus"])),
+    ("SERVERS", lambda a: _counts(a)),
+    ("UPDATED", lambda a: ago(a["timeUpdated"])),
+]
+
+
+def _counts(app: dict[str, Any]) -> str:
+    insts = app["serverArtifacts"]
+    started = sum(i["lastReportedStatus"] == "STARTED" for i in insts)
+    return f"{started}/{len(insts)} started"
+
+
+def _properties(pairs: list[str] | None) -> dict[str, str]:
+    props = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--property takes KEY=VALUE, not {pair!r}")
+        props[key] = value
+    return props
+
+
+class _Counting:
+    """A file whose reads advance a progress bar (httpx streams the upload through read())."""
+
+    def __init__(self, f: BinaryIO, progress: Progress, task: Any) -> None:
+        self._f, self._progress, self._task = f, progress, task
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(size)
+        self._progress.advance(self._task, len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def _upload(api: Api, method: str, path: str, file: Path, fields: dict[str, str]) -> Any:
+    if not file.is_file():
+        fail(f"{file} is not a file")
+    progress = Progress("[progress.description]{task.description}", BarColumn(),
+                        DownloadColumn(), TransferSpeedColumn(), console=console,
+                        disable=not console.is_terminal, transient=True)
+    with progress, open(file, "rb") as f:
+        task = progress.add_task(f"uploading {file.name}", total=file.stat().st_size)
+        body = _Counting(f, progress, task)
+        return api.hybrid(method, path, data=fields,
+                          files={"file": (file.name, body, "application/zip")})
+
+
+def _wait(api: Api, app_id: int, want: str, timeout: float, min_deployment: int = 0) -> None:
+    """Show each server's status live until all reach `want`."""
+    deadline = time.monotonic() + timeout
+    last_seen: dict[int, tuple[str, str | None]] = {}
+    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+    try:
+        if live:
+            live.start()
+        while True:
+            app = api.hybrid("GET", f"/applications/{app_id}")
+            insts = app["serverArtifacts"]
+            current = [i for i in insts if i["deploymentId"] >= min_deployment]
+            if live:
+                live.update(_status_table(app), refresh=True)
+            else:
+                for i in insts:
+                    seen = (i["lastReportedStatus"], i.get("message"))
+                    if last_seen.get(i["serverId"]) != seen:
+                        last_seen[i["serverId"]] = seen
+                        note = f" ({seen[1]})" if seen[1] else ""
+                        console.print(f"{i['serverName']}: {seen[0]}{note}", highlight=False)
+            failed = [i for i in current if i["lastReportedStatus"] == "DEPLOYMENT_FAILED"]
+            if failed:
+                if live:
+                    live.stop()
+                    live = None
+                fail("; ".join(f"{i['serverName']}: {i.get('message') or 'deployment failed'}"
+                               for i in failed))
+            if insts and len(current) == len(insts) and all(
+                    i["lastReportedStatus"] == want for i in insts):
+                break
+            if time.monotonic() > deadline:
+                if live:
+                    live.stop()
+                    live = None
+                fail(f"timed out after {timeout:g}s waiting for {want}; "
+                     f"status is {app['lastReportedStatus']}")
+            time.sleep(0.5)
+    finally:
+        if live:
+            live.stop()
+    console.print(f"[green]{app['name']}[/] is {want} on {len(insts)} server(s)")
+
+
+def _status_table(app: dict[str, Any]) -> Table:
+    table = Table(title=f"{app['name']}: {app['lastReportedStatus']}", box=None,
+                  header_style="bold", title_justify="left")
+    for col in ("SERVER", "DEPLOYMENT", "STATUS", "MESSAGE"):
+        table.add_column(col)
+    for i in app["serverArtifacts"]:
+        table.add_row(i["serverName"], str(i["deploymentId"]), status(i["lastReportedStatus"]),
+                      i.get("message") or "")
+    return table
+
+
+@app_app.command("deploy")
+def deploy(
+    file: Annotated[Path, typer.Argument(help="The artifact: a zip with a Procfile")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Application name")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Server, group or cluster")],
+    prop: Annotated[list[str] | None, typer.Option("--property", "-p", help="KEY=VALUE (repeat)")] = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Upload an artifact and deploy it as a new application."""
+    api = Api.from_config()
+    t = api.find_target(target)
+    fields = {"artifactName": name, "targetId": str(t["id"])}
+    props = _properties(prop)
+    if props:
+        fields["configuration"] = json.dumps(
+            {SERVICE: {"applicationName": name, "properties": props}})
+    app = _upload(api, "POST", "/applications", file, fields)
+    if output is Format.json and not wait:
+        show_object(output, app, [])
+        return
+    console.print(f"Deployed {name} as application {app['id']} to {t['name']}")
+    if wait:
+        _wait(api, app["id"], "STARTED", timeout)
+
+
+@app_app.command("list")
+def app_list(target: TargetOpt = None, output: OutputOpt = Format.table) -> None:
+    """List applications."""
+    api = Api.from_config()
+    params = {"targetId": api.find_target(target)["id"]} if target else None
+    show_list(output, api.hybrid("GET", "/applications", params=params), APP_COLUMNS,
+              "No applications. Deploy one with `corral app deploy FILE --name NAME --target T`.")
+
+
+@app_app.command("show")
+def app_show(application: str, target: TargetOpt = None, output: OutputOpt = Format.table) -> None:
+    """Show an application and its status on each server."""
+    app = Api.from_config().find_app(application, target)
+    if output is Format.json:
+        show_object(output, app, [])
+        return
+    props = (app.get("configuration") or {}).get(SERVICE, {}).get("properties") or {}
+    show_object(output, app, [
+        ("ID", lambda a: a["id"]), ("Name", lambda a: a["name"]),
+        ("Target", lambda a: f"{a['target']['name']} ({a['target']['type']})"),
+        ("Desired", lambda a: a["desiredStatus"]),
+        ("Status", lambda a: status(a["lastReportedStatus"])),
+        ("File", lambda a: f"{a['artifact']['fileName']} ({a['artifact']['fileSize']} bytes, "
+                           f"sha1 {a['artifact']['fileChecksum'][:12]})"),
+        ("Properties", lambda a: ", ".join(f"{k}={v}" for k, v in props.items())),
+        ("Updated", lambda a: ago(a["timeUpdated"])),
+    ])
+    console.print(_status_table(app))
+
+
+def _set_status(application: str, target: str | None, desired: str, wait: bool,
+                timeout: float) -> None:
+    api = Api.from_config()
+    app = api.find_app(application, target)
+    api.hybrid("PATCH", f"/applications/{app['id']}", json={"desiredStatus": desired})
+    console.print(f"{app['name']} ({app['id']}): desired status {desired}")
+    if wait:
+        _wait(api, app["id"], desired, timeout)
+
+
+@app_app.command("start")
+def app_start(application: str, target: TargetOpt = None, wait: WaitOpt = False,
+              timeout: TimeoutOpt = 300) -> None:
+    """Start an application on every server of its target."""
+    _set_status(application, target, "STARTED", wait, timeout)
+
+
+@app_app.command("stop")
+def app_stop(application: str, target: TargetOpt = None, wait: WaitOpt = False,
+             timeout: TimeoutOpt = 300) -> None:
+    """Stop an application on every server of its target."""
+    _set_status(application, target, "STOPPED", wait, timeout)
+
+
+@app_app.command("redeploy")
+def app_redeploy(
+    application: str,
+    file: Annotated[Path | None, typer.Argument(help="New artifact; none redeploys the current")] = None,
+    target: TargetOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300,
+) -> None:
+    """Redeploy with a new artifact, or restart with the current one."""
+    api = Api.from_config()
+    app = api.find_app(application, target)
+    if file is not None:
+        updated = _upload(api, "PATCH", f"/applications/{app['id']}", file, {})
+    else:
+        updated = api.hybrid("PATCH", f"/applications/{app['id']}", files={"id": (None, str(app["id"]))})
+    deployment = max((i["deploymentId"] for i in updated["serverArtifacts"]), default=0)
+    console.print(f"Redeployed {app['name']} ({app['id']}), deployment {deployment}")
+    if wait and updated["desiredStatus"] == "STARTED":
+        _wait(api, app["id"], "STARTED", timeout, min_deployment=deployment)
+
+
+@app_app.command("delete")
+def app_delete(application: str, target: TargetOpt = None,
+               yes: Annotated[bool, typer.Option("--yes", "-y")] = False) -> None:
+    """Delete an application; its servers stop and remove it."""
+    api = Api.from_config()
+    app = api.find_app(application, target)
+    if not yes and not typer.confirm(f"Delete application {app['id']} ({app['name']})?"):
+        raise typer.Exit(1)
+    api.hybrid("DELETE", f"/applications/{app['id']}")
+    console.print(f"Deleted application {app['id']}")
+
+
+@app_app.command("logs")
+def app_logs(
+    application: str,
+    server: Annotated[str | None, typer.Option("--server", "-s",
+                                               help="Which server (needed for groups)")] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 100,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream new lines")] = False,
+    target: TargetOpt = None,
+) -> None:
+    """Print the application's log on one server (fetched from its agent)."""
+    api = Api.from_config()
+    app = api.find_app(application, target)
+    params: dict[str, Any] = {"lines": lines}
+    if server is not None:
+        params["serverId"] = api.find_target(server, ("SERVER",))["id"]
+    if not follow:
+        for line in api.hybrid("GET", f"/applications/{app['id']}/logs", params=params):
+            typer.echo(line)
+        return
+    params["follow"] = "true"
+    try:
+        for event_line in api.stream(f"/applications/{app['id']}/logs", params=params):
+            if event_line.startswith("data: "):
+                typer.echo(event_line[6:])
+            elif event_line.startswith("event: error"):
+                fail("the log stream ended: the server's agent went away")
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None

@@ -1,0 +1,292 @@
+"""`corral server | group | cluster`: the machines and how they are grouped."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from corral.cli.api_client import Api
+from corral.cli.output import (
+    Column,
+    Format,
+    OutputOpt,
+    ago,
+    console,
+    show_list,
+    show_object,
+    status,
+)
+
+server_app = typer.Typer(help="Servers registered with Corral.", no_args_is_help=True)
+group_app = typer.Typer(help="Server groups: one target, instances isolated.", no_args_is_help=True)
+cluster_app = typer.Typer(help="Clusters: one target, instances aware of each other.",
+                          no_args_is_help=True)
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")]
+
+SERVER_COLUMNS: list[Column] = [
+    ("ID", lambda s: s["id"]),
+    ("NAME", lambda s: s["name"]),
+    ("STATUS", lambda s: status(s["status"])),
+    ("GROUP/CLUSTER", lambda s: s.get("serverGroupName") or s.get("clusterName") or ""),
+    ("AGENT", lambda s: s.get("agentVersion")),
+    ("ADDRESSES", lambda s: ", ".join(a["ip"] for a in s.get("addresses") or [] if a["ip"] != "127.0.0.1")),
+    ("LAST SEEN", lambda s: ago(s.get("lastSeen"))),
+]
+
+
+def _confirm(what: str, yes: bool) -> None:
+    if not yes and not typer.confirm(f"Delete {what}?"):
+        raise typer.Exit(1)
+
+
+# --- servers -------------------------------------------------------------------------------
+
+
+@server_app.command("list")
+def server_list(output: OutputOpt = Format.table) -> None:
+    """List servers with their status."""
+    servers = Api.from_config().hybrid("GET", "/servers")
+    show_list(output, servers, SERVER_COLUMNS,
+              "No servers yet. Get a token with `corral server token`, then on the server run "
+              "`corral agent register --manager URL --dir DIR TOKEN NAME`.")
+
+
+@server_app.command("show")
+def server_show(server: str, output: OutputOpt = Format.table) -> None:
+    """Show one server (name or id)."""
+    api = Api.from_config()
+    s = api.hybrid("GET", f"/servers/{api.find_target(server, ('SERVER',))['id']}")
+    runtime = s.get("runtimeInformation") or {}
+    show_object(output, s, [
+        ("ID", lambda x: x["id"]), ("Name", lambda x: x["name"]),
+        ("Status", lambda x: status(x["status"])),
+        ("Group", lambda x: x.get("serverGroupName")), ("Cluster", lambda x: x.get("clusterName")),
+        ("Agent", lambda x: x.get("agentVersion")),
+        ("Host", lambda x: runtime.get("hostname")),
+        ("OS", lambda x: " ".join(str(v) for v in (runtime.get("osInformation") or {}).values()
+                                  if v)[:80]),
+        ("Python", lambda x: (runtime.get("pythonInformation") or {}).get("version")),
+        ("Addresses", lambda x: ", ".join(a["ip"] for a in x.get("addresses") or [])),
+        ("Last seen", lambda x: ago(x.get("lastSeen"))),
+        ("Registered", lambda x: ago(x["timeCreated"])),
+    ])
+
+
+@server_app.command("rename")
+def server_rename(server: str, name: str) -> None:
+    """Rename a server."""
+    api = Api.from_config()
+    s = api.hybrid("PATCH", f"/servers/{api.find_target(server, ('SERVER',))['id']}",
+                   json={"name": name})
+    console.print(f"Server {s['id']} is now named {s['name']}")
+
+
+@server_app.command("delete")
+def server_delete(server: str, yes: YesOpt = False) -> None:
+    """Delete a server: its certificate is revoked and its agent refused."""
+    api = Api.from_config()
+    s = api.find_target(server, ("SERVER",))
+    _confirm(f"server {s['id']} ({s['name']})", yes)
+    api.hybrid("DELETE", f"/servers/{s['id']}")
+    console.print(f"Deleted server {s['id']}")
+
+
+@server_app.command("token")
+def server_token(
+    rotate: Annotated[bool, typer.Option(help="Revoke the current token, make a new one")] = False,
+) -> None:
+    """Print the registration token for new servers of this environment."""
+    api = Api.from_config()
+    token = api.hybrid("POST" if rotate else "GET", "/servers/registrationToken")
+    typer.echo(token)
+
+
+# --- groups --------------------------------------------------------------------------------
+
+GROUP_COLUMNS: list[Column] = [
+    ("ID", lambda g: g["id"]), ("NAME", lambda g: g["name"]),
+    ("STATUS", lambda g: status(g["status"])),
+    ("SERVERS", lambda g: ", ".join(s["name"] for s in g["servers"])),
+]
+
+
+def _server_ids(api: Api, servers: list[str]) -> list[int]:
+    return [api.find_target(s, ("SERVER",))["id"] for s in servers]
+
+
+@group_app.command("create")
+def group_create(name: str, servers: Annotated[list[str] | None, typer.Argument()] = None,
+                 output: OutputOpt = Format.table) -> None:
+    """Create a server group from individual servers (names or ids)."""
+    api = Api.from_config()
+    g = api.hybrid("POST", "/serverGroups",
+                   json={"name": name, "serverIds": _server_ids(api, servers or [])})
+    _show_group(output, g)
+
+
+@group_app.command("list")
+def group_list(output: OutputOpt = Format.table) -> None:
+    """List server groups."""
+    show_list(output, Api.from_config().hybrid("GET", "/serverGroups"), GROUP_COLUMNS,
+              "No server groups. Create one with `corral group create NAME SERVER...`.")
+
+
+def _show_group(output: Format, g: dict[str, Any]) -> None:
+    if output is Format.json:
+        show_object(output, g, [])
+        return
+    console.print(f"[bold]{g['name']}[/] (server group {g['id']}) {status(g['status'])}")
+    show_list(output, g["servers"], SERVER_COLUMNS, "No servers in this group.")
+
+
+@group_app.command("show")
+def group_show(group: str, output: OutputOpt = Format.table) -> None:
+    """Show a server group and its servers."""
+    api = Api.from_config()
+    _show_group(output, api.hybrid(
+        "GET", f"/serverGroups/{api.find_target(group, ('SERVER_GROUP',))['id']}"))
+
+
+@group_app.command("add")
+def group_add(group: str, server: str) -> None:
+    """Add a server; the group's applications are deployed to it."""
+    api = Api.from_config()
+    gid = api.find_target(group, ("SERVER_GROUP",))["id"]
+    sid = api.find_target(server, ("SERVER",))["id"]
+    api.hybrid("POST", f"/serverGroups/{gid}/servers/{sid}")
+    console.print(f"Added server {sid} to server group {gid}")
+
+
+@group_app.command("remove")
+def group_remove(group: str, server: str) -> None:
+    """Remove a server; it keeps the group's applications as its own."""
+    api = Api.from_config()
+    gid = api.find_target(group, ("SERVER_GROUP",))["id"]
+    sid = api.find_target(server, ("SERVER",))["id"]
+    api.hybrid("DELETE", f"/serverGroups/{gid}/servers/{sid}")
+    console.print(f"Removed server {sid} from server group {gid}")
+
+
+@group_app.command("rename")
+def group_rename(group: str, name: str) -> None:
+    """Rename a server group."""
+    api = Api.from_config()
+    gid = api.find_target(group, ("SERVER_GROUP",))["id"]
+    api.hybrid("PATCH", f"/serverGroups/{gid}", json={"name": name})
+    console.print(f"Server group {gid} is now named {name}")
+
+
+@group_app.command("delete")
+def group_delete(group: str, yes: YesOpt = False) -> None:
+    """Delete a server group (it must have no applications)."""
+    api = Api.from_config()
+    g = api.find_target(group, ("SERVER_GROUP",))
+    _confirm(f"server group {g['id']} ({g['name']})", yes)
+    api.hybrid("DELETE", f"/serverGroups/{g['id']}")
+    console.print(f"Deleted server group {g['id']}")
+
+
+# --- clusters ------------------------------------------------------------------------------
+
+CLUSTER_COLUMNS: list[Column] = [
+    ("ID", lambda c: c["id"]), ("NAME", lambda c: c["name"]),
+    ("STATUS", lambda c: status(c["status"])),
+    ("MODE", lambda c: "multicast" if c["multicastEnabled"] else "unicast"),
+    ("PRIMARY", lambda c: c.get("primaryNodeId") or ""),
+    ("SERVERS", lambda c: ", ".join(s["name"] for s in c["servers"])),
+]
+
+
+def _member(api: Api, spec: str) -> dict[str, Any]:
+    """`SERVER` or `SERVER=IP`."""
+    server, _, ip = spec.partition("=")
+    member: dict[str, Any] = {"serverId": api.find_target(server, ("SERVER",))["id"]}
+    if ip:
+        member["serverIp"] = ip
+    return member
+
+
+@cluster_app.command("create")
+def cluster_create(
+    name: str,
+    multicast: Annotated[bool, typer.Option("--multicast", help="Peers find each other by "
+                                            "multicast; otherwise give --server ID=IP")] = False,
+    server: Annotated[list[str] | None, typer.Option(
+        "--server", help="A member: SERVER or SERVER=IP (repeat)")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a cluster (unicast clusters need every server's IP)."""
+    api = Api.from_config()
+    c = api.hybrid("POST", "/clusters", json={
+        "name": name, "multicastEnabled": multicast,
+        "servers": [_member(api, s) for s in server or []]})
+    _show_cluster(output, c)
+
+
+@cluster_app.command("list")
+def cluster_list(output: OutputOpt = Format.table) -> None:
+    """List clusters."""
+    show_list(output, Api.from_config().hybrid("GET", "/clusters"), CLUSTER_COLUMNS,
+              "No clusters. Create one with `corral cluster create NAME --server ID=IP ...`.")
+
+
+def _show_cluster(output: Format, c: dict[str, Any]) -> None:
+    if output is Format.json:
+        show_object(output, c, [])
+        return
+    mode = "multicast" if c["multicastEnabled"] else "unicast"
+    console.print(f"[bold]{c['name']}[/] (cluster {c['id']}, {mode}) {status(c['status'])}"
+                  f"  primary: {c.get('primaryNodeId') or '-'}")
+    show_list(output, c["servers"], [*SERVER_COLUMNS[:3], ("IP", lambda s: s.get("serverIp"))],
+              "No servers in this cluster.")
+
+
+@cluster_app.command("show")
+def cluster_show(cluster: str, output: OutputOpt = Format.table) -> None:
+    """Show a cluster, its members and its primary node."""
+    api = Api.from_config()
+    _show_cluster(output, api.hybrid(
+        "GET", f"/clusters/{api.find_target(cluster, ('CLUSTER',))['id']}"))
+
+
+@cluster_app.command("add")
+def cluster_add(cluster: str, server: Annotated[str, typer.Argument(help="SERVER or SERVER=IP")]) -> None:
+    """Add a server to a cluster."""
+    api = Api.from_config()
+    cid = api.find_target(cluster, ("CLUSTER",))["id"]
+    member = _member(api, server)
+    api.hybrid("POST", f"/clusters/{cid}/servers", json=member)
+    console.print(f"Added server {member['serverId']} to cluster {cid}")
+
+
+@cluster_app.command("remove")
+def cluster_remove(cluster: str, server: str) -> None:
+    """Remove a server from a cluster (the cluster's applications leave it)."""
+    api = Api.from_config()
+    cid = api.find_target(cluster, ("CLUSTER",))["id"]
+    sid = api.find_target(server, ("SERVER",))["id"]
+    api.hybrid("DELETE", f"/clusters/{cid}/servers/{sid}")
+    console.print(f"Removed server {sid} from cluster {cid}")
+
+
+@cluster_app.command("rename")
+def cluster_rename(cluster: str, name: str) -> None:
+    """Rename a cluster."""
+    api = Api.from_config()
+    cid = api.find_target(cluster, ("CLUSTER",))["id"]
+    api.hybrid("PATCH", f"/clusters/{cid}", json={"name": name})
+    console.print(f"Cluster {cid} is now named {name}")
+
+
+@cluster_app.command("delete")
+def cluster_delete(cluster: str, yes: YesOpt = False) -> None:
+    """Delete a cluster (it must have no applications)."""
+    api = Api.from_config()
+    c = api.find_target(cluster, ("CLUSTER",))
+    _confirm(f"cluster {c['id']} ({c['name']})", yes)
+    api.hybrid("DELETE", f"/clusters/{c['id']}")
+    console.print(f"Deleted cluster {c['id']}")
+
+

@@ -1,0 +1,92 @@
+"""How the CLI prints: Rich tables for people, JSON for scripts, one-line errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+OutputOpt = Annotated[
+    Format, typer.Option("--output", "-o", help="table for people, json for scripts")
+]
+
+STATUS_STYLES = {
+    "RUNNING": "green", "STARTED": "green", "CREATED": "cyan", "DISCONNECTED": "red",
+    "DEPLOYMENT_FAILED": "bold red", "STOPPED": "yellow", "PARTIALLY_STARTED": "yellow",
+    "PARTIALLY_RUNNING": "yellow", "UNDEPLOYED": "dim", "DEPLOYING": "blue", "STARTING": "blue",
+    "STOPPING": "blue",
+}
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def status(value: str | None) -> str:
+    if not value:
+        return ""
+    style = STATUS_STYLES.get(value)
+    return f"[{style}]{value}[/]" if style else value
+
+
+def ago(ms: int | None) -> str:
+    if not ms:
+        return ""
+    seconds = int(dt.datetime.now(dt.UTC).timestamp() - ms / 1000)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{max(seconds, 0)}s ago"
+
+
+Column = tuple[str, Callable[[dict[str, Any]], Any]]
+
+
+def show_list(fmt: Format, rows: Sequence[dict[str, Any]], columns: Sequence[Column],
+              empty: str) -> None:
+    if fmt is Format.json:
+        print_json(list(rows))
+        return
+    if not rows:
+        console.print(empty, style="dim")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for title, _ in columns:
+        table.add_column(title)
+    for row in rows:
+        table.add_row(*[str(get(row)) if get(row) is not None else "" for _, get in columns])
+    console.print(table)
+
+
+def show_object(fmt: Format, obj: dict[str, Any], fields: Sequence[Column]) -> None:
+    if fmt is Format.json:
+        print_json(obj)
+        return
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for title, get in fields:
+        value = get(obj)
+        table.add_row(title, "" if value is None else str(value))
+    console.print(table)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")

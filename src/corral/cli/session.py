@@ -1,0 +1,110 @@
+"""`corral login | logout | env`: sessions kept in profiles."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import httpx
+import typer
+
+from corral.cli.api_client import Api, error_message
+from corral.cli.output import OutputOpt, Format, console, fail, show_list
+from corral.cli.profiles import Config, Profile, trust
+
+env_app = typer.Typer(help="Environments: list them, choose the one commands act in.",
+                      no_args_is_help=True)
+
+
+def login(
+    url: Annotated[str | None, typer.Option(help="Corral's URL [CORRAL_URL]")] = None,
+    username: Annotated[str | None, typer.Option("--username", "-u")] = None,
+    password: Annotated[str | None, typer.Option(
+        "--password", envvar="CORRAL_PASSWORD", help="[CORRAL_PASSWORD]; prompted when absent")] = None,
+    client_id: Annotated[str | None, typer.Option(help="Connected app client id")] = None,
+    client_secret: Annotated[str | None, typer.Option(
+        envvar="CORRAL_CLIENT_SECRET", help="Connected app secret [CORRAL_CLIENT_SECRET]")] = None,
+    env: Annotated[str | None, typer.Option(help="Environment to act in")] = None,
+    ca_cert: Annotated[str | None, typer.Option(help="CA certificate for an HTTPS URL")] = None,
+    profile: Annotated[str | None, typer.Option(help="Profile name (several Corrals)")] = None,
+) -> None:
+    """Log in with a username and password, or as a connected app; keep the token."""
+    config = Config.load()
+    name = profile or config.name
+    stored = config.profiles.get(name, Profile())
+    target_url = (url or stored.url).rstrip("/")
+    http = httpx.Client(base_url=target_url, timeout=30, verify=trust(ca_cert or stored.ca_cert))
+    try:
+        if client_id:
+            if not client_secret:
+                client_secret = typer.prompt("Client secret", hide_input=True)
+            r = http.post("/accounts/api/v2/oauth2/token",
+                          json={"grant_type": "client_credentials", "client_id": client_id,
+                                "client_secret": client_secret})
+            who = f"connected app {client_id}"
+        else:
+            if not username:
+                if not sys.stdin.isatty():
+                    fail("--username is required when not at a terminal")
+                username = typer.prompt("Username")
+            if not password:
+                if not sys.stdin.isatty():
+                    fail("--password or CORRAL_PASSWORD is required when not at a terminal")
+                password = typer.prompt("Password", hide_input=True)
+            r = http.post("/accounts/login", json={"username": username, "password": password})
+            who = username
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach Corral at {target_url}: {exc}")
+    if r.status_code != 200:
+        fail(error_message(r))
+    fresh = Profile(url=target_url, token=r.json()["access_token"], username=who,
+                    ca_cert=ca_cert or stored.ca_cert, client_id=client_id,
+                    env_name=env or stored.env_name)
+    api = Api(fresh)  # resolves org and environment now, so mistakes show at once
+    config.profiles[name] = api.profile
+    config.current = name
+    config.save()
+    console.print(f"Logged in to {target_url} as {who}; environment [bold]{api.profile.env_name}[/]")
+
+
+def logout() -> None:
+    """Revoke the token and forget it."""
+    config = Config.load()
+    stored = config.profiles.get(config.name)
+    if stored is None or not stored.token:
+        console.print("Not logged in.")
+        return
+    try:
+        httpx.post(f"{stored.url}/accounts/api/logout", timeout=10, verify=trust(stored.ca_cert),
+                   headers={"Authorization": f"Bearer {stored.token}"})
+    except httpx.HTTPError:
+        pass  # the token is forgotten locally either way
+    stored.token = None
+    config.save()
+    console.print("Logged out.")
+
+
+@env_app.command("list")
+def env_list(output: OutputOpt = Format.table) -> None:
+    """List the organization's environments."""
+    api = Api.from_config(need_env=False)
+    org = api.get_json("/accounts/api/users/me")["organization"]["id"]
+    envs = api.get_json(f"/accounts/api/organizations/{org}/environments")["data"]
+    current = api.profile.env_name
+    show_list(output, envs, [
+        ("", lambda e: "*" if e["name"] == current else ""),
+        ("NAME", lambda e: e["name"]), ("TYPE", lambda e: e["type"]), ("ID", lambda e: e["id"]),
+    ], "No environments.")
+
+
+@env_app.command("use")
+def env_use(name: Annotated[str, typer.Argument(help="Environment name or id")]) -> None:
+    """Act in this environment from now on."""
+    config = Config.load()
+    active = config.active()
+    active.env_id, active.env_name = None, name
+    api = Api(active)
+    stored = config.profiles.setdefault(config.name, Profile(url=active.url))
+    stored.env_id, stored.env_name = api.profile.env_id, api.profile.env_name
+    config.save()
+    console.print(f"Now acting in environment [bold]{api.profile.env_name}[/]")

@@ -1,0 +1,180 @@
+"""MuleSoft's own `anypoint-cli-v4` (runtime-mgr plugin), unchanged, against a real Corral.
+
+The CLI only speaks HTTPS, so the control plane serves its API with a certificate of its own CA
+and the CLI trusts that CA through NODE_EXTRA_CA_CERTS (recipe: docs/anypoint-cli.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import (
+    ADMIN_PASSWORD,
+    AgentProcess,
+    Operator,
+    ServeProcess,
+    app_port,
+    app_zip,
+    ask,
+)
+
+VERSION = "1.6.12"
+CACHE = Path(__file__).resolve().parents[2] / ".cache" / f"anypoint-cli-{VERSION}"
+BIN = CACHE / "node_modules" / ".bin" / "anypoint-cli-v4"
+
+
+@pytest.fixture(scope="session")
+def anypoint_cli() -> Path:
+    """Install the published CLI from npm once (scripts off: one of its dependencies would try
+    to download a browser)."""
+    if BIN.exists():
+        return BIN
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed, so anypoint-cli-v4 cannot be installed from npm")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([npm, "install", "--prefix", str(CACHE), "--ignore-scripts", "--no-audit",
+                        "--no-fund", f"anypoint-cli-v4@{VERSION}"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return BIN
+
+
+@pytest.fixture
+def control_plane(serve: ServeProcess) -> ServeProcess:
+    serve.tls = True
+    serve.env.update({"CORRAL_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                      "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "5"})
+    serve.start()
+    return serve
+
+
+class Anypoint:
+    def __init__(self, binary: Path, serve: ServeProcess, home: Path) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.binary = binary
+        self.env = {
+            "PATH": os.environ["PATH"], "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "NODE_EXTRA_CA_CERTS": str(serve.ca_path),
+            "ANYPOINT_HOST": f"127.0.0.1:{serve.port}",
+            "ANYPOINT_USERNAME": "admin", "ANYPOINT_PASSWORD": ADMIN_PASSWORD,
+            "ANYPOINT_ENV": "Production",
+        }
+
+    def __call__(self, *args: str, ok: bool = True) -> str:
+        r = subprocess.run(["timeout", "90", str(self.binary), *args, "--collectMetrics"],
+                           env=self.env, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        out = r.stdout + r.stderr
+        if ok:
+            assert r.returncode == 0, f"anypoint-cli-v4 {' '.join(args)} → {r.returncode}\n{out}"
+        return out
+
+
+def test_runtime_manager_commands(tmp_path: Path, anypoint_cli: Path, control_plane: ServeProcess,
+                                  operator: Operator,
+                                  agents: Callable[[str], AgentProcess]) -> None:
+    cli = Anypoint(anypoint_cli, control_plane, tmp_path / "home")
+    a, b = agents("arm-a"), agents("arm-b")
+
+    # servers
+    listing = cli("runtime-mgr:server:list")
+    assert "arm-a" in listing and "arm-b" in listing and "RUNNING" in listing
+    assert "arm-a" in cli("runtime-mgr:server:describe", str(a.server_id))
+    cli("runtime-mgr:server:modify", str(b.server_id), "--name", "arm-b2")
+    assert operator.data(f"/servers/{b.server_id}")["name"] == "arm-b2"
+    assert operator.registration_token() in cli("runtime-mgr:server:token")
+
+    # server groups (ids go over the wire as strings)
+    assert "Server group created" in cli("runtime-mgr:serverGroup:create", "armgroup",
+                                         str(a.server_id))
+    [group] = operator.data("/serverGroups")
+    assert "armgroup" in cli("runtime-mgr:serverGroup:list")
+    cli("runtime-mgr:serverGroup:add:server", str(group["id"]), str(b.server_id))
+    assert "arm-b2" in cli("runtime-mgr:serverGroup:describe", str(group["id"]))
+    cli("runtime-mgr:serverGroup:modify", str(group["id"]), "--name", "armgroup2")
+    assert operator.data(f"/serverGroups/{group['id']}")["name"] == "armgroup2"
+
+    # applications: deploy to the group by name, list, describe, stop, start, restart, modify
+    v1, v2 = tmp_path / "svc.zip", tmp_path / "svc-v2.zip"
+    v1.write_bytes(app_zip("v1", procfile="web: python3 app.py\n"))
+    v2.write_bytes(app_zip("v2", procfile="web: python3 app.py\n"))
+    out = cli("runtime-mgr:standalone-application:deploy", "armgroup2", "svc", str(v1))
+    assert "created" in out
+    [app] = operator.data("/applications")
+    operator.wait_app(app["id"], "STARTED")
+    assert "svc" in cli("runtime-mgr:standalone-application:list")
+    described = cli("runtime-mgr:standalone-application:describe", "svc")  # by name
+    assert "STARTED" in described and hashlib.sha1(v1.read_bytes()).hexdigest() in described
+    cli("runtime-mgr:standalone-application:stop", str(app["id"]))
+    operator.wait_app(app["id"], "STOPPED")
+    cli("runtime-mgr:standalone-application:start", "svc")
+    operator.wait_app(app["id"], "STARTED")
+    pid = ask(app_port(a, "svc"))["pid"]
+    cli("runtime-mgr:standalone-application:restart", "svc")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        current = operator.data(f"/applications/{app['id']}")
+        if (current["lastReportedStatus"] == "STARTED"
+                and all(i["deploymentId"] == 2 for i in current["serverArtifacts"])):
+            break
+        time.sleep(0.1)
+    assert ask(app_port(a, "svc"))["pid"] != pid
+    assert "redeployed" in cli("runtime-mgr:standalone-application:modify", str(app["id"]),
+                               str(v2))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if ask(app_port(b, "svc"))["version"] == "v2":
+                break
+        except Exception:  # restarting
+            pass
+        time.sleep(0.1)
+    assert ask(app_port(b, "svc"))["version"] == "v2"
+    # deploying a name that exists on the target redeploys it
+    cli("runtime-mgr:standalone-application:deploy", "armgroup2", "svc", str(v1))
+    assert len(operator.data("/applications")) == 1
+    out_dir = tmp_path / "download"
+    cli("runtime-mgr:standalone-application:artifact", str(app["id"]), str(out_dir))
+    assert (out_dir / f"app_{app['id']}_artifact.zip").read_bytes() == v1.read_bytes()
+    cli("runtime-mgr:standalone-application:modify", "svc", "--insight")
+    components = operator.data(f"/targets/{group['id']}/components")
+    tracking = next(c for c in components if c["component"]["name"] == "mule.agent.tracking.service")
+    assert tracking["enabled"] is True
+    assert tracking["configuration"]["trackedApplications"][0]["appName"] == "svc"
+    cli("runtime-mgr:standalone-application:delete", "svc")
+    assert operator.data("/applications") == []
+
+    # an error from Corral is printed with its message and a non-zero exit
+    out = cli("runtime-mgr:serverGroup:create", "again", str(a.server_id), ok=False)
+    assert "already belongs" in out
+
+    cli("runtime-mgr:serverGroup:remove:server", str(group["id"]), str(b.server_id))
+    cli("runtime-mgr:serverGroup:delete", str(group["id"]))
+    assert operator.data("/serverGroups") == []
+
+    # clusters
+    out = cli("runtime-mgr:cluster:create", "armcluster", "--server", f"{b.server_id}:127.0.0.1")
+    [cluster] = operator.data("/clusters")
+    assert f"Created cluster with ID {cluster['id']}" in out
+    assert "armcluster" in cli("runtime-mgr:cluster:list")
+    assert "arm-b2" in cli("runtime-mgr:cluster:describe", str(cluster["id"]))
+    cli("runtime-mgr:cluster:modify", str(cluster["id"]), "--name", "armcluster2")
+    cli("runtime-mgr:cluster:add:server", str(cluster["id"]), str(a.server_id), "127.0.0.2")
+    members = {s["id"]: s["serverIp"] for s in operator.data(f"/clusters/{cluster['id']}")["servers"]}
+    assert members == {a.server_id: "127.0.0.2", b.server_id: "127.0.0.1"}
+    cli("runtime-mgr:cluster:remove:server", str(cluster["id"]), str(b.server_id))
+    assert [s["id"] for s in operator.data(f"/clusters/{cluster['id']}")["servers"]] == [a.server_id]
+    cli("runtime-mgr:cluster:delete", str(cluster["id"]))
+    assert operator.data("/clusters") == []
+
+    cli("runtime-mgr:server:delete", str(b.server_id))
+    assert [s["id"] for s in operator.data("/servers")] == [a.server_id]

@@ -1,0 +1,215 @@
+"""Every `corral` client command, run as a process against a real control plane and agents."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import (
+    ADMIN_PASSWORD,
+    CORRAL,
+    AgentProcess,
+    Operator,
+    ServeProcess,
+    app_port,
+    app_zip,
+    ask,
+)
+
+Agents = Callable[[str], AgentProcess]
+
+
+class Cli:
+    def __init__(self, tmp_path: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+        self.env.update({"CORRAL_CONFIG": str(tmp_path / "cli" / "config.json"),
+                         "NO_COLOR": "1", "COLUMNS": "200"})
+        self.config = tmp_path / "cli" / "config.json"
+
+    def __call__(self, *args: str, ok: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([*CORRAL, *args], env=self.env, capture_output=True, text=True,
+                           timeout=timeout, stdin=subprocess.DEVNULL)
+        if ok:
+            assert r.returncode == 0, f"corral {' '.join(args)}\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json").stdout)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, control_plane: ServeProcess) -> Cli:
+    c = Cli(tmp_path)
+    c("login", "--url", control_plane.url, "--username", "admin", "--password", ADMIN_PASSWORD)
+    return c
+
+
+def test_login_logout_and_environments(tmp_path: Path, control_plane: ServeProcess,
+                                       operator: Operator) -> None:
+    cli = Cli(tmp_path)
+    r = cli("server", "list", ok=False)
+    assert r.returncode == 1 and "not logged in" in r.stderr
+    r = cli("login", "--url", control_plane.url, "--username", "admin", "--password", "wrong",
+            ok=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == ["error: invalid username or password (HTTP 401)"]
+    r = cli("login", "--url", control_plane.url, "--username", "admin", ok=False)
+    assert r.returncode == 1 and "--password" in r.stderr  # no terminal to prompt at
+    r = cli("login", "--url", control_plane.url, "--username", "admin", "--password",
+            ADMIN_PASSWORD)
+    assert "environment Production" in r.stdout
+    assert stat.S_IMODE(cli.config.stat().st_mode) == 0o600
+    envs = cli.json("env", "list")
+    assert {e["name"] for e in envs} == {"Production", "Sandbox"}
+    assert "* " in cli("env", "list").stdout or "*" in cli("env", "list").stdout
+
+    operator.call("POST", "/serverGroups", expect=201, json={"name": "prod-only"})
+    assert [g["name"] for g in cli.json("group", "list")] == ["prod-only"]
+    cli("env", "use", "Sandbox")
+    assert cli.json("group", "list") == []
+    assert "No server groups" in cli("group", "list").stdout
+    r = cli("env", "use", "Nowhere", ok=False)
+    assert r.returncode == 1 and "no environment 'Nowhere'" in r.stderr
+    cli.env["CORRAL_ENV"] = "Production"  # the environment variable wins over the profile
+    assert [g["name"] for g in cli.json("group", "list")] == ["prod-only"]
+    del cli.env["CORRAL_ENV"]
+
+    cli("logout")
+    r = cli("group", "list", ok=False)
+    assert r.returncode == 1 and "not logged in" in r.stderr
+
+    r = operator.http.post("/accounts/api/connectedApplications",
+                           headers={"Authorization": operator.headers["Authorization"]},
+                           json={"client_name": "ci"})
+    creds = r.json()
+    cli.env["CORRAL_CLIENT_SECRET"] = creds["client_secret"]
+    r = cli("login", "--url", control_plane.url, "--client-id", creds["client_id"])
+    assert "connected app" in r.stdout
+    assert cli.json("server", "list") == []
+
+
+def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
+                                agents: Agents) -> None:
+    token = cli("server", "token").stdout.strip()
+    assert token == operator.registration_token()
+    a, b, c = agents("node-a"), agents("node-b"), agents("node-c")
+
+    servers = cli.json("server", "list")
+    assert [s["name"] for s in servers] == ["node-a", "node-b", "node-c"]
+    assert all(s["status"] == "RUNNING" for s in servers)
+    table = cli("server", "list").stdout
+    assert "node-a" in table and "RUNNING" in table and "\x1b[" not in table
+    assert cli.json("server", "show", "node-b")["id"] == b.server_id
+    assert "Python" in cli("server", "show", str(b.server_id)).stdout
+    cli("server", "rename", "node-c", "node-c2")
+    assert cli.json("server", "show", "node-c2")["id"] == c.server_id
+
+    # groups
+    group = cli.json("group", "create", "web", "node-a")
+    assert [s["id"] for s in group["servers"]] == [a.server_id]
+    cli("group", "add", "web", "node-b")
+    assert len(cli.json("group", "show", "web")["servers"]) == 2
+    r = cli("group", "add", "web", "node-b", ok=False)
+    assert r.returncode == 1 and "already belongs" in r.stderr
+
+    # deploy with --wait: each server's status shown until it settles
+    v1 = tmp_path / "site-v1.zip"
+    v1.write_bytes(app_zip("v1"))
+    t0 = time.monotonic()
+    r = cli("app", "deploy", str(v1), "--name", "site", "--target", "web",
+            "--property", "greeting=hello", "--wait")
+    print(f"\n[measure] corral app deploy --wait to a group of 2: {time.monotonic() - t0:.2f}s")
+    assert "site is STARTED on 2 server(s)" in r.stdout
+    assert "node-a: STARTED" in r.stdout
+    apps = cli.json("app", "list")
+    assert [(x["name"], x["lastReportedStatus"]) for x in apps] == [("site", "STARTED")]
+    assert cli.json("app", "list", "--target", "node-c2") == []
+    shown = cli("app", "show", "site").stdout
+    assert "greeting=hello" in shown and "node-b" in shown
+    assert ask(app_port(a, "site"))["argv"] == ["hello"]
+
+    # logs: one server's tail, and a follow that sees a new line arrive
+    r = cli("app", "logs", "site", ok=False)
+    assert r.returncode == 1 and "serverId is required" in r.stderr
+    tail = cli("app", "logs", "site", "--server", "node-a", "--lines", "5").stdout
+    assert "listening on" in tail
+    follower = subprocess.Popen([*CORRAL, "app", "logs", "site", "--server", "node-a",
+                                 "--lines", "0", "--follow"], env=cli.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)
+        ask(app_port(a, "site"))
+        time.sleep(1.5)
+    finally:
+        follower.terminate()
+        out, _ = follower.communicate(timeout=10)
+    assert "request" in out and "GET / HTTP/1.1" in out
+
+    # stop / start / redeploy with and without a file
+    assert "STOPPED on 2" in cli("app", "stop", "site", "--wait").stdout
+    assert "STARTED on 2" in cli("app", "start", "site", "--wait").stdout
+    v2 = tmp_path / "site-v2.zip"
+    v2.write_bytes(app_zip("v2"))
+    r = cli("app", "redeploy", "site", str(v2), "--wait")
+    assert "deployment 2" in r.stdout and "STARTED on 2" in r.stdout
+    assert ask(app_port(b, "site"))["version"] == "v2"
+    r = cli("app", "redeploy", "site", "--wait")
+    assert "deployment 3" in r.stdout
+
+    # a failing deployment makes --wait exit non-zero with the agent's message
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(app_zip(procfile="not a procfile line\n"))
+    r = cli("app", "deploy", str(bad), "--name", "bad", "--target", "node-c2", "--wait", ok=False)
+    assert r.returncode == 1 and "Procfile line 1" in r.stderr
+    r = cli("app", "deploy", str(bad), "--name", "bad", "--target", "node-c2", ok=False)
+    assert r.returncode == 1 and "already deployed" in r.stderr and "(HTTP 409)" in r.stderr
+
+    cli("group", "remove", "web", "node-b")
+    assert [x["target"]["name"] for x in cli.json("app", "list", "--target", "node-b")] == ["node-b"]
+    r = cli("app", "show", "site", ok=False)
+    assert r.returncode == 1 and "names several applications" in r.stderr
+    cli("app", "delete", "site", "--target", "web", "--yes")
+    cli("app", "delete", "site", "--target", "node-b", "--yes")
+    cli("app", "delete", "bad", "--yes")
+    assert cli.json("app", "list") == []
+    assert "No applications" in cli("app", "list").stdout
+    cli("group", "rename", "web", "web2")
+    cli("group", "delete", "web2", "--yes")
+    assert cli.json("group", "list") == []
+
+    # clusters
+    cluster = cli.json("cluster", "create", "cl", "--server", "node-c2=127.0.0.1")
+    assert cluster["multicastEnabled"] is False and cluster["servers"][0]["serverIp"] == "127.0.0.1"
+    r = cli("cluster", "add", "cl", "node-b", ok=False)
+    assert r.returncode == 1 and "serverIp" in r.stderr
+    cli("cluster", "add", "cl", "node-b=127.0.0.2")
+    assert len(cli.json("cluster", "show", "cl")["servers"]) == 2
+    assert "unicast" in cli("cluster", "list").stdout
+    cli("cluster", "remove", "cl", "node-b")
+    cli("cluster", "rename", "cl", "cl2")
+    cli("cluster", "delete", "cl2", "--yes")
+    assert cli.json("cluster", "create", "mc", "--multicast")["multicastEnabled"] is True
+
+    cli("server", "delete", "node-b", "--yes")
+    assert [s["name"] for s in cli.json("server", "list")] == ["node-a", "node-c2"]
+    r = cli("server", "show", "node-b", ok=False)
+    assert r.returncode == 1 and "no server named" in r.stderr
+
+
+def test_help_is_there_for_newcomers(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    top = cli("--help").stdout
+    for word in ("login", "server", "group", "cluster", "app", "agent", "serve"):
+        assert word in top
+    deploy = cli("app", "deploy", "--help").stdout
+    assert "--wait" in deploy and "--property" in deploy
+    completion = cli("--show-completion", "bash").stdout
+    assert "_corral_completion" in completion and "complete -o default" in completion
