@@ -18,8 +18,8 @@ install: $(BIN)/corral
 serve: install  ## run the control plane on the embedded default (SQLite in ./corral-data)
 	$(BIN)/corral serve
 
-test: install  ## the whole suite, on SQLite and on PostgreSQL
-	$(BIN)/python -m pytest
+test: install  ## the whole suite, on SQLite and on PostgreSQL, two workers
+	$(BIN)/python -m pytest -n 2
 
 clean:
 	rm -rf $(VENV) corral-data .pytest_cache

@@ -8,6 +8,8 @@ gateway can map a client certificate to its server without a lookup table.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -280,6 +282,7 @@ class Sealer:
         from cryptography.fernet import Fernet
 
         self._fernet = Fernet(key)
+        self._mac_key = hashlib.sha256(b"corral-mac:" + key).digest()
 
     @classmethod
     def load_or_create(cls, directory: Path) -> Sealer:
@@ -296,3 +299,7 @@ class Sealer:
 
     def unseal(self, sealed: str) -> str:
         return self._fernet.decrypt(sealed.encode()).decode()
+
+    def mac(self, value: str) -> str:
+        """A keyed digest (e.g. the console's CSRF token for a session)."""
+        return hmac.new(self._mac_key, value.encode(), hashlib.sha256).hexdigest()

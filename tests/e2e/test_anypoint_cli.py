@@ -5,6 +5,7 @@ and the CLI trusts that CA through NODE_EXTRA_CA_CERTS (recipe: docs/anypoint-cl
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -34,16 +35,17 @@ BIN = CACHE / "node_modules" / ".bin" / "anypoint-cli-v4"
 def anypoint_cli() -> Path:
     """Install the published CLI from npm once (scripts off: one of its dependencies would try
     to download a browser)."""
-    if BIN.exists():
-        return BIN
     npm = shutil.which("npm")
-    if npm is None:
+    if npm is None and not BIN.exists():
         pytest.skip("npm is not installed, so anypoint-cli-v4 cannot be installed from npm")
     CACHE.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([npm, "install", "--prefix", str(CACHE), "--ignore-scripts", "--no-audit",
-                        "--no-fund", f"anypoint-cli-v4@{VERSION}"],
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
+    with open(CACHE.parent / f".anypoint-cli-{VERSION}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers install it once
+        if not BIN.exists():
+            r = subprocess.run([str(npm), "install", "--prefix", str(CACHE), "--ignore-scripts",
+                                "--no-audit", "--no-fund", f"anypoint-cli-v4@{VERSION}"],
+                               capture_output=True, text=True, timeout=900)
+            assert r.returncode == 0, r.stderr[-2000:]
     return BIN
 
 

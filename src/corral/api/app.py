@@ -16,6 +16,7 @@ from corral.api import (
     targets,
 )
 from corral.controlplane import ControlPlane
+from corral.web import app as console
 
 
 def create_app(plane: ControlPlane) -> FastAPI:
@@ -30,4 +31,5 @@ def create_app(plane: ControlPlane) -> FastAPI:
     errors.install(app)
     for module in (health, accounts, servers, server_groups, clusters, applications, targets):
         app.include_router(module.router)
+    console.install(app)
     return app

@@ -72,27 +72,43 @@ def _store_artifact(session: Session, scope: Scope, form: UploadForm, name: str)
     )
 
 
+def deploy_uploaded(plane: ControlPlane, scope: Scope, form: UploadForm) -> dict[str, Any]:
+    """A new application from a parsed upload (the API and the console share this)."""
+    with transaction(plane.sessions) as session:
+        name = form.fields.get("artifactName")
+        target = applications.check_deployable(session, scope, name, form.fields.get("targetId"))
+        configuration = parse_configuration(form.fields.get("configuration"))
+        if form.file is None:
+            raise InvalidInput("a file part with the artifact is required")
+        artifact = _store_artifact(session, scope, form, str(name))
+        app = applications.deploy(
+            session, scope, name=str(name), target=target, artifact=artifact,
+            configuration=configuration,
+        )
+        return {"data": views.application(app)}
+
+
+def redeploy_uploaded(
+    plane: ControlPlane, scope: Scope, app_id: int, form: UploadForm
+) -> dict[str, Any]:
+    """A new deployment: the uploaded file and configuration, or the current ones again."""
+    with transaction(plane.sessions) as session:
+        app = applications.get(session, scope, app_id)
+        raw = form.fields.get("configuration")
+        configuration = parse_configuration(raw) if raw else None
+        artifact = _store_artifact(session, scope, form, app.name) if form.file else None
+        app = applications.redeploy(
+            session, scope, app_id, artifact=artifact, configuration=configuration
+        )
+        return {"data": views.application(app)}
+
+
 @router.post("", status_code=202, response_model=One, response_model_exclude_unset=True,
              openapi_extra=DEPLOY_FORM)
 async def deploy(request: Request, plane: PlaneDep, scope: ScopeDep) -> dict[str, Any]:
     form = await read_upload(request, plane.store, plane.settings.max_artifact_bytes)
-
-    def work() -> dict[str, Any]:
-        with transaction(plane.sessions) as session:
-            name = form.fields.get("artifactName")
-            target = applications.check_deployable(session, scope, name, form.fields.get("targetId"))
-            configuration = parse_configuration(form.fields.get("configuration"))
-            if form.file is None:
-                raise InvalidInput("a file part with the artifact is required")
-            artifact = _store_artifact(session, scope, form, str(name))
-            app = applications.deploy(
-                session, scope, name=str(name), target=target, artifact=artifact,
-                configuration=configuration,
-            )
-            return {"data": views.application(app)}
-
     try:
-        return await run_in_threadpool(work)
+        return await run_in_threadpool(deploy_uploaded, plane, scope, form)
     finally:
         form.abort()
 
@@ -122,20 +138,8 @@ def get_application(session: SessionDep, scope: ScopeDep, app_id: int) -> dict[s
 
 async def _redeploy(request: Request, plane: ControlPlane, scope: Scope, app_id: int) -> Any:
     form = await read_upload(request, plane.store, plane.settings.max_artifact_bytes)
-
-    def work() -> dict[str, Any]:
-        with transaction(plane.sessions) as session:
-            app = applications.get(session, scope, app_id)
-            raw = form.fields.get("configuration")
-            configuration = parse_configuration(raw) if raw else None
-            artifact = _store_artifact(session, scope, form, app.name) if form.file else None
-            app = applications.redeploy(
-                session, scope, app_id, artifact=artifact, configuration=configuration
-            )
-            return {"data": views.application(app)}
-
     try:
-        body = await run_in_threadpool(work)
+        body = await run_in_threadpool(redeploy_uploaded, plane, scope, app_id, form)
     finally:
         form.abort()
     # ARM's CLI waits for the server to close after a redeploy; close it.

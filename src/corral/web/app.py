@@ -1,0 +1,39 @@
+"""Mounting the console into the control plane's FastAPI application."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from corral.web import apps, auth, fleet
+from corral.web.actions import PageError
+from corral.web.session import CsrfRejected, LoginRequired, templates
+
+
+def install(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))),
+              name="static")
+    for module in (auth, fleet, apps):
+        app.include_router(module.router)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, _: LoginRequired) -> Response:
+        if request.headers.get("HX-Request") == "true":
+            return Response(status_code=204, headers={"HX-Redirect": "/login"})
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(CsrfRejected)
+    async def _csrf(request: Request, _: CsrfRejected) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, "error.html",
+            {"status": 403, "message": "This form is stale; reload the page and try again."},
+            status_code=403)
+
+    @app.exception_handler(PageError)
+    async def _page(request: Request, exc: PageError) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, "error.html", {"status": exc.status, "message": exc.message},
+            status_code=exc.status)

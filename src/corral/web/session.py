@@ -1,0 +1,119 @@
+"""Console sign-in: the session cookie holds an ordinary access token; every form and htmx
+request carries a CSRF token derived from it; the environment is a cookie too."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from corral.api.deps import PlaneDep
+from corral.controlplane import ControlPlane
+from corral.db.models import ConnectedApp, User
+from corral.db.session import transaction
+from corral.domain import accounts
+from corral.domain.accounts import Scope
+from corral.domain.errors import CorralError, Unauthenticated
+from corral.web import filters
+
+SESSION_COOKIE = "corral_session"
+ENV_COOKIE = "corral_env"
+LOGIN_CSRF_COOKIE = "corral_login_csrf"
+
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+filters.install(templates.env)
+
+
+class LoginRequired(Exception):
+    """No valid session: the console sends the browser to the sign-in page."""
+
+
+class CsrfRejected(Exception):
+    """A state-changing request without the session's CSRF token."""
+
+
+@dataclass
+class Console:
+    """Who is signed in, where they act, and what every page needs to render."""
+
+    request: Request
+    plane: ControlPlane
+    token: str
+    scope: Scope
+    csrf: str
+    who: str
+    environments: list[dict[str, Any]]
+
+    @property
+    def env_name(self) -> str:
+        return next((e["name"] for e in self.environments if e["id"] == self.scope.environment_id), "")
+
+    def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        return templates.TemplateResponse(
+            self.request, template, {"console": self, **context}, status_code=status_code
+        )
+
+    def is_htmx(self) -> bool:
+        return self.request.headers.get("HX-Request") == "true"
+
+    def redirect(self, url: str, *, notice: str | None = None, error: str | None = None) -> Response:
+        if notice or error:
+            sep = "&" if "?" in url else "?"
+            url += f"{sep}{'error' if error else 'notice'}={quote(error or notice or '')}"
+        if self.is_htmx():
+            return Response(status_code=204, headers={"HX-Redirect": url})
+        return RedirectResponse(url, status_code=303)
+
+
+def console_for(request: Request, plane: PlaneDep) -> Console:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise LoginRequired
+    with transaction(plane.sessions) as session:
+        try:
+            principal = accounts.authenticate(session, token)
+        except Unauthenticated as exc:
+            raise LoginRequired from exc
+        envs = accounts.list_environments(session, principal.organization_id)
+        wanted = request.cookies.get(ENV_COOKIE)
+        env = next((e for e in envs if e.id == wanted), None) or next(
+            (e for e in envs if e.name == "Production"), envs[0])
+        scope = accounts.resolve_scope(session, principal, principal.organization_id, env.id)
+        if principal.user_id:
+            who = session.get_one(User, principal.user_id).username
+        else:
+            who = session.get_one(ConnectedApp, principal.client_id).name
+        environments = [{"id": e.id, "name": e.name} for e in envs]
+    console = Console(request, plane, token, scope, plane.sealer.mac(token), who, environments)
+    if request.method == "POST":
+        sent = request.headers.get("X-CSRF-Token") or request.query_params.get("csrf", "")
+        if not hmac.compare_digest(sent, console.csrf):
+            raise CsrfRejected
+    return console
+
+
+ConsoleDep = Annotated[Console, Depends(console_for)]
+
+
+def sign_in(plane: ControlPlane, username: str, password: str) -> str:
+    with transaction(plane.sessions) as session:
+        return accounts.login(session, username, password, plane.settings.user_token_ttl_seconds)
+
+
+def sign_out(plane: ControlPlane, token: str) -> None:
+    with transaction(plane.sessions) as session:
+        try:
+            accounts.logout(session, accounts.authenticate(session, token))
+        except CorralError:
+            pass
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(24)

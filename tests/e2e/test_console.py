@@ -1,0 +1,160 @@
+"""The web console in Debian's Chromium (headless, driven by Playwright) against a real
+control plane and a real agent: sign in, watch, deploy through the form, stop, read the log,
+delete. Screenshots go to $CORRAL_SCREENSHOTS (docs/screenshots/ holds the committed ones)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ADMIN_PASSWORD, AgentProcess, Operator, ServeProcess, app_zip
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); "
+                    ".ci/run installs it")
+    with playwright_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Callable[[object, str], None]:
+    folder = Path(os.environ.get("CORRAL_SCREENSHOTS") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(page: object, name: str) -> None:
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+    return take
+
+
+def test_operate_the_fleet_in_a_browser(browser: object, control_plane: ServeProcess,
+                                        operator: Operator,
+                                        agents: Callable[[str], AgentProcess],
+                                        tmp_path: Path, shots: Callable[[object, str], None]) -> None:
+    expect = playwright_api.expect
+    agents("web-1")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    # signed out: every page leads to the sign-in form
+    page.goto(control_plane.url + "/apps")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.fill("#username", "admin")
+    page.fill("#password", "not-the-password")
+    page.click("button[type=submit]")
+    expect(page.locator(".flash.error")).to_contain_text("Invalid username or password")
+    shots(page, "login")
+    page.fill("#username", "admin")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/servers$"))
+
+    # the server, RUNNING, and how to add another
+    row = page.locator("tr[data-server='web-1']")
+    expect(row).to_contain_text("RUNNING")
+    shots(page, "servers")
+    page.click("text=Add a server")
+    expect(page.locator("#register-command")).to_contain_text(operator.registration_token())
+    expect(page.locator("#register-command")).to_contain_text("corral agent register --manager")
+
+    # deploy through the form, watch it become STARTED without reloading
+    page.goto(control_plane.url + "/apps")
+    expect(page.locator(".empty")).to_contain_text("No applications yet")
+    page.click("text=Deploy an application")
+    archive = tmp_path / "hello.zip"
+    archive.write_bytes(app_zip("v1"))
+    page.fill("#artifactName", "hello")
+    page.select_option("#targetId", label="web-1 (server)")
+    page.set_input_files("#file", str(archive))
+    page.fill("#properties", "greeting=from-the-console")
+    shots(page, "deploy")
+    page.click("#deploy-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/apps/\d+"))
+    expect(page.locator("#app-aggregate")).to_contain_text("STARTED")
+    expect(page.locator("#app-status")).to_contain_text("greeting=from-the-console")
+
+    # the log tail, live while the page is open
+    expect(page.locator("#log-lines")).to_contain_text("listening on")
+    shots(page, "application")
+
+    # a refused deployment shows the API's message in the page
+    page.goto(control_plane.url + "/apps/new")
+    page.fill("#artifactName", "hello")
+    page.set_input_files("#file", str(archive))
+    page.click("#deploy-form button[type=submit]")
+    expect(page.locator("#deploy-result .flash.error")).to_contain_text("already deployed")
+
+    # stop, then delete
+    page.goto(control_plane.url + "/apps")
+    expect(page.locator("tr[data-app='hello']")).to_contain_text("STARTED")
+    shots(page, "applications")
+    page.click("tr[data-app='hello'] a")
+    page.click("button:has-text('Stop')")
+    expect(page.locator("#app-aggregate")).to_contain_text("STOPPED")
+    page.click("button:has-text('Delete')")
+    expect(page).to_have_url(re.compile(r"/apps\?notice="))
+    expect(page.locator(".empty")).to_contain_text("No applications yet")
+    assert operator.data("/applications") == []
+
+    # groups and clusters
+    page.goto(control_plane.url + "/groups")
+    page.fill("#group-name", "front")
+    page.check("input[name=server][value='%d']" % operator.data("/servers")[0]["id"])
+    page.click("button:has-text('Create group')")
+    expect(page).to_have_url(re.compile(r"/groups/\d+"))
+    expect(page.locator("main")).to_contain_text("web-1")
+    shots(page, "group")
+    page.click("button:has-text('Delete group')")
+    expect(page).to_have_url(re.compile(r"/groups\?notice="))
+    page.goto(control_plane.url + "/clusters")
+    page.fill("#cluster-name", "ring")
+    page.check("input[name=multicast]")
+    page.click("button:has-text('Create cluster')")
+    expect(page).to_have_url(re.compile(r"/clusters/\d+"))
+    expect(page.locator("main")).to_contain_text("Primary node")
+    shots(page, "cluster")
+
+    # unknown ids are a page, not a stack trace; environments switch
+    page.goto(control_plane.url + "/servers/9999")
+    expect(page.locator("h1")).to_contain_text("Not found")
+    page.goto(control_plane.url + "/servers")
+    page.select_option("select[name=env]", label="Sandbox")
+    expect(page.locator(".empty")).to_contain_text("No servers yet")
+
+    # readable on a phone
+    phone = browser.new_context(viewport={"width": 390, "height": 844},  # type: ignore[attr-defined]
+                                storage_state=context.storage_state())
+    mobile = phone.new_page()
+    mobile.goto(control_plane.url + "/clusters")
+    expect(mobile.locator("h1")).to_contain_text("Clusters")
+    width = mobile.evaluate("document.documentElement.scrollWidth")
+    assert width <= 400, f"the page is {width}px wide on a 390px phone"
+    shots(mobile, "clusters-phone")
+    phone.close()
+
+    page.click("button:has-text('Sign out')")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.goto(control_plane.url + "/servers")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    assert errors == []
+    context.close()
