@@ -76,8 +76,8 @@ class TestMembership:
         assert sorted(i["serverId"] for i in app["serverArtifacts"]) == [a, b]
         with plane.sessions() as s:
             members = s.get_one(Server, a).desired_state["cluster"]["members"]
-        assert members == [{"serverId": a, "serverIp": "10.0.0.1"},
-                           {"serverId": b, "serverIp": "10.0.0.2"}]
+        assert members == [{"serverId": a, "serverIp": "10.0.0.1", "clusterPort": None},
+                           {"serverId": b, "serverIp": "10.0.0.2", "clusterPort": None}]
         assert api.delete(f"/clusters/{cid}/servers/{b}").status_code == 204
         app = api.get(f"/applications/{app_id}").json()["data"]
         assert [i["serverId"] for i in app["serverArtifacts"]] == [a]

@@ -193,6 +193,7 @@ def operator(control_plane: ServeProcess) -> Operator:
 class AgentProcess:
     directory: Path
     proc: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()
 
     @property
     def log_path(self) -> Path:
@@ -204,7 +205,8 @@ class AgentProcess:
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([*CORRAL, "agent", "run", "--dir", str(self.directory)],
+        self.proc = subprocess.Popen([*CORRAL, "agent", "run", "--dir", str(self.directory),
+                                      *self.args],
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
 
@@ -215,6 +217,12 @@ class AgentProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def local_api(self) -> str:
+        """The agent's loopback API (CORRAL_AGENT_URL of its applications)."""
+        port = json.loads((self.directory / "agent.json").read_text())["apiPort"]
+        return f"http://127.0.0.1:{port}"
 
     def app_pids(self, name: str) -> list[int]:
         """Live processes whose working folder is this agent's copy of application `name`."""
@@ -262,12 +270,12 @@ def kill_processes_under(root: Path) -> None:
 
 
 @pytest.fixture
-def agents(tmp_path: Path, control_plane: ServeProcess, operator: Operator) -> Iterator[Callable[[str], AgentProcess]]:
+def agents(tmp_path: Path, control_plane: ServeProcess, operator: Operator) -> Iterator[Callable[..., AgentProcess]]:
     """A factory of registered, running agents; all stopped and their apps ended afterwards."""
     started: list[AgentProcess] = []
 
-    def make(name: str) -> AgentProcess:
-        agent = AgentProcess(tmp_path / "agents" / name)
+    def make(name: str, *args: str) -> AgentProcess:
+        agent = AgentProcess(tmp_path / "agents" / name, args=args)
         r = register_agent(control_plane, operator.registration_token(), name, agent.directory)
         assert r.returncode == 0, r.stderr
         agent.start()

@@ -20,6 +20,7 @@ from typing import Any
 
 from corral.agent import manifest
 from corral.agent.archive import ArchiveRefused, unpack
+from corral.agent.cluster import ClusterManager
 from corral.agent.layout import AgentDir, write_json_atomic
 from corral.agent.supervisor import AppRunner, Proc, RunSpec
 from corral.gateway.protocol import ApplicationReport, Desired, DesiredApplication, Report
@@ -37,10 +38,13 @@ def free_port() -> int:
 
 
 class Reconciler:
-    def __init__(self, layout: AgentDir, fetch: Fetcher, server_id: int) -> None:
+    def __init__(self, layout: AgentDir, fetch: Fetcher, server_id: int,
+                 cluster: ClusterManager | None = None, agent_url: str = "") -> None:
         self.layout = layout
         self.fetch = fetch
         self.server_id = server_id
+        self.cluster = cluster
+        self.agent_url = agent_url
         self.desired: Desired | None = None
         self.runners: dict[str, AppRunner] = {}
         self.failures: dict[str, tuple[int, str]] = {}  # name → (deploymentId, why)
@@ -124,6 +128,8 @@ class Reconciler:
     async def converge(self) -> None:
         if self.desired is None:
             return
+        if self.cluster is not None:
+            await self.cluster.apply(self.desired.cluster)
         wanted = {a.name: a for a in self.desired.applications}
         for name in list(self.runners):
             if name not in wanted:
@@ -197,6 +203,8 @@ class Reconciler:
             "CORRAL_SERVER_NAME": self.desired.serverName if self.desired else "",
             "CORRAL_DEPLOYMENT_ID": str(app.deploymentId),
         }
+        if self.agent_url:
+            env["CORRAL_AGENT_URL"] = self.agent_url
         if self.desired and self.desired.cluster:
             env["CORRAL_CLUSTER_ID"] = str(self.desired.cluster.id)
             env["CORRAL_CLUSTER_NODES"] = ",".join(
@@ -252,7 +260,9 @@ class Reconciler:
             else:
                 apps.append(ApplicationReport(name=app.name, deploymentId=app.deploymentId,
                                               status="DEPLOYING"))
-        return Report(revision=self.desired.revision if self.desired else 0, applications=apps)
+        view = self.cluster.view() if self.cluster is not None else None
+        return Report(revision=self.desired.revision if self.desired else 0, applications=apps,
+                      cluster=view)
 
     async def shutdown(self) -> None:
         """The agent stops; applications keep running (a restarted agent adopts them)."""
@@ -263,6 +273,8 @@ class Reconciler:
         for runner in self.runners.values():
             runner.detach()
         self.save()
+        if self.cluster is not None:
+            await self.cluster.close()
 
 
 def _kill_records(records: list[dict[str, Any]]) -> None:

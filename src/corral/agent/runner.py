@@ -1,43 +1,87 @@
-"""`corral agent run`: recover, connect, converge — until SIGTERM or Ctrl-C."""
+"""`corral agent run`: recover, serve the local API, connect, converge — until SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
+import socket
 from pathlib import Path
 
+import uvicorn
+
+from corral.agent import local_api
+from corral.agent.cluster import DEFAULT_CLUSTER_PORT, ClusterManager, MulticastSettings
 from corral.agent.connection import Connection
-from corral.agent.layout import AgentDir
+from corral.agent.layout import AgentDir, write_json_atomic
 from corral.agent.reconciler import Reconciler
+from corral.gateway.protocol import DesiredApplication
 
 log = logging.getLogger(__name__)
 
 
-async def run_agent(directory: Path, cluster_port: int | None = None) -> None:
+def _local_api_socket(layout: AgentDir, wanted: int | None) -> socket.socket:
+    """Bind the local API; keep its port across restarts so adopted apps' URL stays right."""
+    remembered = layout.root / "agent.json"
+    port = wanted
+    if port is None and remembered.exists():
+        port = int(json.loads(remembered.read_text()).get("apiPort") or 0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port or 0))
+    except OSError:
+        log.warning("local API port %s is taken; applications started earlier keep the old URL",
+                    port)
+        sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    write_json_atomic(remembered, {"apiPort": sock.getsockname()[1]})
+    return sock
+
+
+async def run_agent(directory: Path, cluster_port: int | None = None,
+                    api_port: int | None = None,
+                    multicast: MulticastSettings | None = None) -> None:
     layout = AgentDir(directory)
     identity = layout.load_identity()
     layout.make_dirs()
+    port = cluster_port or DEFAULT_CLUSTER_PORT
     connection: Connection | None = None
 
-    async def fetch(app, destination):  # type: ignore[no-untyped-def]
+    async def fetch(app: DesiredApplication, destination: Path) -> None:
         assert connection is not None
         await connection.fetch(app, destination)
 
-    reconciler = Reconciler(layout, fetch, identity.serverId)
-    connection = Connection(identity, layout, reconciler, cluster_port)
+    def changed() -> None:
+        reconciler.changed.set()
+
+    cluster = ClusterManager(layout.root / "cluster", identity.serverId, port,
+                             multicast or MulticastSettings(), changed)
+    sock = _local_api_socket(layout, api_port)
+    agent_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    reconciler = Reconciler(layout, fetch, identity.serverId, cluster, agent_url)
+    connection = Connection(identity, layout, reconciler, port)
+    api = uvicorn.Server(uvicorn.Config(local_api.build(cluster), log_level="warning",
+                                        lifespan="off"))
+    api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     await reconciler.recover()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    link = asyncio.create_task(connection.run_forever())
-    log.info("agent for server %s (%s) running in %s", identity.serverId, identity.name, directory)
+    tasks = [asyncio.create_task(connection.run_forever()),
+             asyncio.create_task(cluster.watch()),
+             asyncio.create_task(api.serve(sockets=[sock]))]
+    log.info("agent for server %s (%s) running in %s; local API %s", identity.serverId,
+             identity.name, directory, agent_url)
     await stop.wait()
     log.info("stopping; applications keep running")
-    link.cancel()
+    api.should_exit = True
+    for task in tasks[:2]:
+        task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await link
+        await asyncio.gather(*tasks, return_exceptions=True)
     await reconciler.shutdown()

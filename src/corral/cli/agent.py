@@ -39,13 +39,21 @@ def register(
 @app.command()
 def run(
     directory: DirOpt,
-    cluster_port: Annotated[
-        int | None, typer.Option(help="Port for cluster traffic with peer agents")
-    ] = None,
+    cluster_port: Annotated[int | None, typer.Option(
+        help="TCP port for Raft traffic with the other agents of this server's cluster "
+             "[default: 47800]")] = None,
+    api_port: Annotated[int | None, typer.Option(
+        help="Loopback port of the local API given to applications as CORRAL_AGENT_URL "
+             "[default: chosen once, then kept]")] = None,
+    multicast_group: Annotated[str, typer.Option(help="Multicast clusters: group")] = "239.255.77.77",
+    multicast_port: Annotated[int, typer.Option(help="Multicast clusters: UDP port")] = 47777,
+    multicast_interface: Annotated[str, typer.Option(
+        help="Multicast clusters: address of the interface to announce on")] = "0.0.0.0",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C. Applications keep running when
     the agent stops; the next start adopts them."""
+    from corral.agent.cluster import MulticastSettings
     from corral.agent.layout import AgentError
     from corral.agent.runner import run_agent
 
@@ -55,7 +63,8 @@ def run(
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_agent(directory, cluster_port))
+        asyncio.run(run_agent(directory, cluster_port, api_port, MulticastSettings(
+            multicast_group, multicast_port, multicast_interface)))
     except AgentError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

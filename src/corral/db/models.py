@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from typing import Any
@@ -25,6 +26,11 @@ def now_ms() -> int:
 
 def new_uuid() -> str:
     return str(uuid.uuid4())
+
+
+def new_secret() -> str:
+    """A cluster's shared key: encrypts its Raft traffic and signs its announcements."""
+    return secrets.token_hex(32)
 
 
 class Base(DeclarativeBase):
@@ -174,6 +180,7 @@ class Cluster(Target):
     __tablename__ = "clusters"
     id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"), primary_key=True)
     multicast_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    secret: Mapped[str] = mapped_column(String(64), default=new_secret)
     primary_node_id: Mapped[int | None] = mapped_column(Integer)
     visibility: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

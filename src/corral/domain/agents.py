@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from corral.db.models import Application, Artifact, Server, ServerArtifact, now_ms
+from corral.db.models import Application, Artifact, Cluster, Server, ServerArtifact, now_ms
+from corral.domain import desired_state
 from corral.domain.errors import Forbidden, NotFound
 from corral.domain.servers import is_revoked
-from corral.gateway.protocol import Hello, Report
+from corral.gateway.protocol import ClusterReport, Hello, Report
 from corral.pki import ServerIdentity
 
 
@@ -30,6 +31,7 @@ def admit(session: Session, who: ServerIdentity) -> Server:
 def connected(session: Session, who: ServerIdentity, hello: Hello) -> dict[str, Any]:
     """Record the hello; returns the server's desired-state message."""
     server = admit(session, who)
+    old_port = (server.runtime_information or {}).get("clusterPort")
     server.status = "RUNNING"
     server.agent_version = hello.agentVersion
     server.addresses = [a.model_dump() for a in hello.addresses]
@@ -40,6 +42,10 @@ def connected(session: Session, who: ServerIdentity, hello: Hello) -> dict[str, 
         "clusterPort": hello.clusterPort,
     }
     server.last_seen = now_ms()
+    if server.cluster is not None and old_port != hello.clusterPort:
+        # every member's view of where this one listens changes
+        desired_state.refresh(session, [m.id for m in server.cluster.servers])
+        server = session.get_one(Server, server.id)
     return desired_message(server)
 
 
@@ -90,6 +96,8 @@ def record_report(session: Session, server_id: int, report: Report) -> int:
     """Store each application's reported status on its instance for this server. Statuses of an
     older deployment than the instance's current one are ignored. Returns rows changed."""
     by_name = {a.name: a for a in report.applications}
+    if report.cluster is not None:
+        _record_cluster_view(session, server_id, report.cluster)
     if not by_name:
         return 0
     rows = session.execute(
@@ -110,6 +118,26 @@ def record_report(session: Session, server_id: int, report: Report) -> int:
             changed += 1
     session.execute(update(Server).where(Server.id == server_id).values(last_seen=now))
     return changed
+
+
+def _record_cluster_view(session: Session, server_id: int, view: ClusterReport) -> None:
+    server = session.get(Server, server_id)
+    cluster = session.get(Cluster, view.clusterId)
+    if server is None or cluster is None or server.cluster_id != cluster.id:
+        return  # a stale report from before a membership change
+    members = {m.id for m in cluster.servers}
+    nodes = dict((cluster.visibility or {}).get("mapNodes", {}))
+    seen = {
+        "visibleNodeIds": sorted(m.serverId for m in view.members
+                                 if m.alive and m.serverId != server_id and m.serverId in members),
+        "unknownNodeIps": [],
+    }
+    if nodes.get(str(server_id)) != seen:
+        nodes[str(server_id)] = seen
+        cluster.visibility = {"mapNodes": nodes}
+    primary = view.primaryNodeId if view.primaryNodeId in members else None
+    if primary is not None and cluster.primary_node_id != primary:
+        cluster.primary_node_id = primary
 
 
 def may_download(session: Session, server_id: int, sha256: str) -> bool:

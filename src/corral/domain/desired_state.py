@@ -46,7 +46,15 @@ def compute(session: Session, server: Server) -> dict[str, Any]:
             "id": c.id,
             "name": c.name,
             "multicastEnabled": c.multicast_enabled,
-            "members": [{"serverId": m.id, "serverIp": m.cluster_ip} for m in c.servers],
+            "secret": c.secret,
+            "members": [
+                {
+                    "serverId": m.id,
+                    "serverIp": m.cluster_ip,
+                    "clusterPort": (m.runtime_information or {}).get("clusterPort"),
+                }
+                for m in c.servers
+            ],
         }
     return {
         "serverId": server.id,

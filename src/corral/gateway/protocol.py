@@ -66,12 +66,14 @@ class DesiredApplication(BaseModel):
 class ClusterMember(BaseModel):
     serverId: int
     serverIp: str | None = None
+    clusterPort: int | None = None
 
 
 class ClusterSpec(BaseModel):
     id: int
     name: str
     multicastEnabled: bool
+    secret: str = ""
     members: list[ClusterMember]
 
 
@@ -93,12 +95,26 @@ class ApplicationReport(BaseModel):
     message: str | None = None
 
 
+class ClusterMemberState(BaseModel):
+    serverId: int
+    alive: bool
+
+
+class ClusterReport(BaseModel):
+    """What one member sees of its cluster: the Raft leader and which peers it reaches."""
+
+    clusterId: int
+    primaryNodeId: int | None = None
+    members: list[ClusterMemberState] = Field(default_factory=list)
+
+
 class Report(Message):
     """Agent → control plane: what actually runs; a full snapshot, so reports are idempotent."""
 
     type: Literal["report"] = "report"
     revision: int
     applications: list[ApplicationReport] = Field(default_factory=list)
+    cluster: ClusterReport | None = None
 
 
 class Heartbeat(Message):

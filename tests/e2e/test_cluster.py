@@ -1,0 +1,196 @@
+"""Clusters that really cluster: a Raft group among real agents elects a primary, replicates a
+store, fails over when the primary's agent is killed — with the control plane up or down."""
+
+from __future__ import annotations
+
+import signal
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import AgentProcess, Operator, ServeProcess, app_port, app_zip, ask, free_port
+
+Agents = Callable[..., AgentProcess]
+
+
+def cluster_view(agent: AgentProcess) -> dict[str, Any] | None:
+    try:
+        r = httpx.get(agent.local_api + "/v1/cluster", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return r.json() if r.status_code == 200 else None
+
+
+def wait_primary(nodes: list[AgentProcess], timeout: float = 30, not_this: int | None = None) -> int:
+    """Until every node names the same primary (other than `not_this`)."""
+    deadline = time.monotonic() + timeout
+    seen: list[Any] = []
+    while time.monotonic() < deadline:
+        seen = [(v or {}).get("primaryNodeId") for v in map(cluster_view, nodes)]
+        if seen[0] is not None and seen[0] != not_this and all(p == seen[0] for p in seen):
+            return int(seen[0])
+        time.sleep(0.05)
+    raise AssertionError(f"no common primary: {seen}")
+
+
+def put(agent: AgentProcess, key: str, value: Any) -> httpx.Response:
+    return httpx.put(f"{agent.local_api}/v1/cluster/store/{key}", json={"value": value}, timeout=10)
+
+
+def wait_value(agent: AgentProcess, key: str, value: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{agent.local_api}/v1/cluster/store/{key}", timeout=2)
+            got = r.json().get("value") if r.status_code == 200 else None
+            if got == value:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{key} on server {agent.server_id} is {got!r}, expected {value!r}")
+
+
+def _unicast(operator: Operator, nodes: list[AgentProcess]) -> dict[str, Any]:
+    return operator.call("POST", "/clusters", expect=201, json={
+        "name": "ring", "multicastEnabled": False,
+        "servers": [{"serverId": str(n.server_id), "serverIp": "127.0.0.1"} for n in nodes],
+    }).json()["data"]
+
+
+def test_unicast_failover_with_and_without_control_plane(
+    operator: Operator, agents: Agents, control_plane: ServeProcess
+) -> None:
+    nodes = [agents(f"c{i}", "--cluster-port", str(free_port())) for i in range(3)]
+    by_id = {n.server_id: n for n in nodes}
+    cluster = _unicast(operator, nodes)
+    primary = wait_primary(nodes)
+    view = cluster_view(nodes[0])
+    assert view is not None and view["clusterId"] == cluster["id"]
+    assert sorted(m["serverId"] for m in view["members"]) == sorted(by_id)
+
+    # the control plane shows the primary and who sees whom
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        shown = operator.data(f"/clusters/{cluster['id']}")
+        maps = {n["serverId"]: n["visibleNodeIds"] for n in shown["visibilityMap"]["mapNodes"]}
+        if shown["primaryNodeId"] == primary and all(len(v) == 2 for v in maps.values()):
+            break
+        time.sleep(0.1)
+    assert shown["primaryNodeId"] == primary, shown
+
+    # applications on a cluster learn where they are
+    app = operator.deploy("member", cluster["id"], app_zip())
+    operator.wait_app(app["id"], "STARTED")
+    env = ask(app_port(nodes[1], "member"))["env"]
+    assert env["CORRAL_CLUSTER_ID"] == str(cluster["id"])
+    assert sorted(env["CORRAL_CLUSTER_NODES"].split(",")) == sorted(map(str, by_id))
+    assert env["CORRAL_AGENT_URL"] == nodes[1].local_api
+    assert httpx.get(env["CORRAL_AGENT_URL"] + "/v1/cluster").json()["nodeId"] == nodes[1].server_id
+
+    # a write acknowledged on one node is read on every node; measure write latency
+    assert put(nodes[0], "greeting", {"hello": "world"}).status_code == 200
+    for n in nodes:
+        wait_value(n, "greeting", {"hello": "world"})
+    latencies = []
+    for i in range(20):
+        t0 = time.monotonic()
+        assert put(nodes[i % 3], f"k{i}", i).status_code == 200
+        latencies.append(time.monotonic() - t0)
+    print(f"\n[measure] store write (acknowledged, 3 nodes): p50 "
+          f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
+    lock = httpx.post(nodes[0].local_api + "/v1/cluster/locks/nightly-job", timeout=10).json()
+    assert lock["acquired"] is True
+    other = httpx.post(nodes[1].local_api + "/v1/cluster/locks/nightly-job", timeout=10).json()
+    assert other["acquired"] is False
+
+    def fail_over(label: str, leader: int) -> int:
+        killed = by_id[leader]
+        t0 = time.monotonic()
+        killed.stop(signal.SIGKILL)
+        survivors = [n for n in nodes if n is not killed]
+        new = wait_primary(survivors, not_this=leader)
+        print(f"[measure] failover ({label}): new primary {new} in {time.monotonic() - t0:.2f}s")
+        assert put(survivors[0], f"after-{label}", label).status_code == 200
+        killed.start()  # restarts and rejoins with the data
+        wait_value(killed, f"after-{label}", label, timeout=30)
+        wait_value(killed, "greeting", {"hello": "world"})
+        return wait_primary(nodes)
+
+    primary = fail_over("control plane up", primary)
+    assert control_plane.stop() == 0
+    primary = fail_over("control plane down", primary)
+    assert put(by_id[primary], "while-down", True).status_code == 200
+    for n in nodes:
+        wait_value(n, "while-down", True)
+    control_plane.start()
+    operator.wait_server(nodes[0].server_id, "RUNNING", timeout=60)
+
+
+def test_multicast_cluster_forms_without_ips(operator: Operator, agents: Agents) -> None:
+    group_port = str(free_port())
+    flags = ["--multicast-interface", "127.0.0.1", "--multicast-port", group_port]
+    nodes = [agents(f"m{i}", "--cluster-port", str(free_port()), *flags) for i in range(3)]
+    cluster = operator.call("POST", "/clusters", expect=201, json={
+        "name": "mesh", "multicastEnabled": "true",
+        "servers": [{"serverId": str(n.server_id)} for n in nodes]}).json()["data"]
+    assert all(s.get("serverIp") is None for s in cluster["servers"])
+    primary = wait_primary(nodes, timeout=45)
+    assert primary in {n.server_id for n in nodes}
+    assert put(nodes[2], "found", "each other").status_code == 200
+    for n in nodes:
+        wait_value(n, "found", "each other")
+
+
+def test_removed_server_leaves_and_strangers_stay_out(
+    operator: Operator, agents: Agents, tmp_path: Path
+) -> None:
+    nodes = [agents(f"r{i}", "--cluster-port", str(free_port())) for i in range(3)]
+    outsider = agents("outsider", "--cluster-port", str(free_port()))
+    cluster = _unicast(operator, nodes)
+    wait_primary(nodes)
+    assert put(nodes[0], "secret-plan", "42").status_code == 200
+    wait_value(nodes[2], "secret-plan", "42")
+
+    r = httpx.get(outsider.local_api + "/v1/cluster", timeout=5)
+    assert r.status_code == 404 and "not in a cluster" in r.json()["message"]
+
+    # a Raft node that knows the members' addresses but not the cluster's secret learns nothing
+    from pysyncobj import SyncObj, SyncObjConf
+    from pysyncobj.batteries import ReplDict
+
+    spy_store = ReplDict()
+    addresses = [m["address"] for m in cluster_view(nodes[0])["members"]]  # type: ignore[index]
+    spy = SyncObj(f"127.0.0.1:{free_port()}", addresses,
+                  SyncObjConf(password="not-the-secret", connectionRetryTime=0.5),
+                  consumers=[spy_store])
+    try:
+        time.sleep(4)
+        assert spy_store.get("secret-plan") is None
+        assert spy._getLeader() is None  # noqa: SLF001
+    finally:
+        spy.destroy()
+
+    # a server removed through the API leaves the group; the others go on
+    leaving = nodes[2]
+    operator.call("DELETE", f"/clusters/{cluster['id']}/servers/{leaving.server_id}", expect=204)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and cluster_view(leaving) is not None:
+        time.sleep(0.1)
+    assert cluster_view(leaving) is None
+    remaining = nodes[:2]
+    wait_primary(remaining)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        members = {m["serverId"] for m in (cluster_view(remaining[0]) or {}).get("members", [])}
+        if members == {n.server_id for n in remaining}:
+            break
+        time.sleep(0.1)
+    assert members == {n.server_id for n in remaining}
+    assert put(remaining[1], "after-removal", 1).status_code == 200
+    wait_value(remaining[0], "after-removal", 1)
