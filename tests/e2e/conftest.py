@@ -148,26 +148,25 @@ class Operator:
         return self.call("POST", "/applications", expect=202, data=form,
                          files={"file": (f"{name}.zip", archive, "application/zip")}).json()["data"]
 
+    def _until(self, path: str, check: Callable[[dict[str, Any]], bool], timeout: float,
+               what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        found: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            found = self.data(path)
+            if check(found):
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"{path} never {what}: {json.dumps(found)[:2000]}")
+
     def wait_app(self, app_id: int, status: str, timeout: float = 30) -> dict[str, Any]:
         """Poll until the application's aggregated status is `status`."""
-        deadline = time.monotonic() + timeout
-        app: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            app = self.data(f"/applications/{app_id}")
-            if app["lastReportedStatus"] == status:
-                return app
-            time.sleep(0.05)
-        raise AssertionError(f"application {app_id} never reached {status}: {json.dumps(app)[:2000]}")
+        return self._until(f"/applications/{app_id}",
+                           lambda a: a["lastReportedStatus"] == status, timeout, f"reached {status}")
 
     def wait_server(self, server_id: int, status: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        server: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            server = self.data(f"/servers/{server_id}")
-            if server["status"] == status:
-                return server
-            time.sleep(0.05)
-        raise AssertionError(f"server {server_id} never became {status}: {server}")
+        return self._until(f"/servers/{server_id}", lambda s: s["status"] == status, timeout,
+                           f"became {status}")
 
 
 ADMIN_PASSWORD = "e2e-admin-password"

@@ -36,9 +36,26 @@ SERVER_COLUMNS: list[Column] = [
 ]
 
 
-def _confirm(what: str, yes: bool) -> None:
-    if not yes and not typer.confirm(f"Delete {what}?"):
+PATHS = {"SERVER": ("server", "/servers"), "SERVER_GROUP": ("server group", "/serverGroups"),
+         "CLUSTER": ("cluster", "/clusters")}
+
+
+def _rename(kind: str, ident: str, name: str) -> None:
+    api = Api.from_config()
+    label, path = PATHS[kind]
+    target = api.find_target(ident, (kind,))
+    api.hybrid("PATCH", f"{path}/{target['id']}", json={"name": name})
+    console.print(f"{label.capitalize()} {target['id']} is now named {name}")
+
+
+def _delete(kind: str, ident: str, yes: bool) -> None:
+    api = Api.from_config()
+    label, path = PATHS[kind]
+    target = api.find_target(ident, (kind,))
+    if not yes and not typer.confirm(f"Delete {label} {target['id']} ({target['name']})?"):
         raise typer.Exit(1)
+    api.hybrid("DELETE", f"{path}/{target['id']}")
+    console.print(f"Deleted {label} {target['id']}")
 
 
 # --- servers -------------------------------------------------------------------------------
@@ -77,20 +94,13 @@ def server_show(server: str, output: OutputOpt = Format.table) -> None:
 @server_app.command("rename")
 def server_rename(server: str, name: str) -> None:
     """Rename a server."""
-    api = Api.from_config()
-    s = api.hybrid("PATCH", f"/servers/{api.find_target(server, ('SERVER',))['id']}",
-                   json={"name": name})
-    console.print(f"Server {s['id']} is now named {s['name']}")
+    _rename("SERVER", server, name)
 
 
 @server_app.command("delete")
 def server_delete(server: str, yes: YesOpt = False) -> None:
     """Delete a server: its certificate is revoked and its agent refused."""
-    api = Api.from_config()
-    s = api.find_target(server, ("SERVER",))
-    _confirm(f"server {s['id']} ({s['name']})", yes)
-    api.hybrid("DELETE", f"/servers/{s['id']}")
-    console.print(f"Deleted server {s['id']}")
+    _delete("SERVER", server, yes)
 
 
 @server_app.command("token")
@@ -172,20 +182,13 @@ def group_remove(group: str, server: str) -> None:
 @group_app.command("rename")
 def group_rename(group: str, name: str) -> None:
     """Rename a server group."""
-    api = Api.from_config()
-    gid = api.find_target(group, ("SERVER_GROUP",))["id"]
-    api.hybrid("PATCH", f"/serverGroups/{gid}", json={"name": name})
-    console.print(f"Server group {gid} is now named {name}")
+    _rename("SERVER_GROUP", group, name)
 
 
 @group_app.command("delete")
 def group_delete(group: str, yes: YesOpt = False) -> None:
     """Delete a server group (it must have no applications)."""
-    api = Api.from_config()
-    g = api.find_target(group, ("SERVER_GROUP",))
-    _confirm(f"server group {g['id']} ({g['name']})", yes)
-    api.hybrid("DELETE", f"/serverGroups/{g['id']}")
-    console.print(f"Deleted server group {g['id']}")
+    _delete("SERVER_GROUP", group, yes)
 
 
 # --- clusters ------------------------------------------------------------------------------
@@ -274,19 +277,12 @@ def cluster_remove(cluster: str, server: str) -> None:
 @cluster_app.command("rename")
 def cluster_rename(cluster: str, name: str) -> None:
     """Rename a cluster."""
-    api = Api.from_config()
-    cid = api.find_target(cluster, ("CLUSTER",))["id"]
-    api.hybrid("PATCH", f"/clusters/{cid}", json={"name": name})
-    console.print(f"Cluster {cid} is now named {name}")
+    _rename("CLUSTER", cluster, name)
 
 
 @cluster_app.command("delete")
 def cluster_delete(cluster: str, yes: YesOpt = False) -> None:
     """Delete a cluster (it must have no applications)."""
-    api = Api.from_config()
-    c = api.find_target(cluster, ("CLUSTER",))
-    _confirm(f"cluster {c['id']} ({c['name']})", yes)
-    api.hybrid("DELETE", f"/clusters/{c['id']}")
-    console.print(f"Deleted cluster {c['id']}")
+    _delete("CLUSTER", cluster, yes)
 
 
