@@ -122,18 +122,18 @@ def list_applications(
     artifact_name: str | None = Query(None, alias="artifactName"),
     offset: int = Query(0, ge=0),
     limit: int | None = Query(None, ge=1, le=1000),
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Without `limit`, every application (ARM's clients look applications up by name)."""
     apps, total = applications.list_applications(
         session, scope, target_id=target_id, artifact_name=artifact_name,
         offset=offset, limit=limit,
     )
-    return {"data": [views.application(a) for a in apps], "total": total}
+    return views.many([views.application(a) for a in apps], total)
 
 
 @router.get("/{app_id}", response_model=One, response_model_exclude_unset=True)
-def get_application(session: SessionDep, scope: ScopeDep, app_id: int) -> dict[str, Any]:
-    return {"data": views.application(applications.get(session, scope, app_id))}
+def get_application(session: SessionDep, scope: ScopeDep, app_id: int) -> JSONResponse:
+    return views.one(views.application(applications.get(session, scope, app_id)))
 
 
 async def _redeploy(request: Request, plane: ControlPlane, scope: Scope, app_id: int) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
 from corral.api import schemas, views
 from corral.api.deps import PlaneDep, ScopeDep, SessionDep
@@ -33,14 +34,14 @@ def create(
 
 @router.get("", response_model=schemas.DataList[schemas.ClusterOut],
             response_model_exclude_unset=True)
-def list_clusters(session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
+def list_clusters(session: SessionDep, scope: ScopeDep) -> JSONResponse:
     found = list_targets(session, scope, Cluster)
-    return {"data": [views.cluster(c) for c in found], "total": len(found)}
+    return views.many([views.cluster(c) for c in found], len(found))
 
 
 @router.get("/{cluster_id}", response_model=One, response_model_exclude_unset=True)
-def get_cluster(session: SessionDep, scope: ScopeDep, cluster_id: int) -> dict[str, Any]:
-    return {"data": views.cluster(get_target(session, scope, cluster_id, Cluster))}
+def get_cluster(session: SessionDep, scope: ScopeDep, cluster_id: int) -> JSONResponse:
+    return views.one(views.cluster(get_target(session, scope, cluster_id, Cluster)))
 
 
 @router.patch("/{cluster_id}", response_model=One, response_model_exclude_unset=True)

@@ -15,6 +15,12 @@ from corral.api.deps import PlaneDep
 router = APIRouter(tags=["health"])
 
 
+@router.get("/livez")
+def livez() -> dict[str, str]:
+    """Liveness without touching the database (also the benchmarks' bare endpoint)."""
+    return {"status": "ok"}
+
+
 @router.get("/healthz")
 def healthz(plane: PlaneDep) -> Any:
     try:

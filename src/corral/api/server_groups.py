@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
 from corral.api import schemas, views
 from corral.api.deps import PlaneDep, ScopeDep, SessionDep
@@ -29,14 +30,14 @@ def create(
 
 @router.get("", response_model=schemas.DataList[schemas.ServerGroupOut],
             response_model_exclude_unset=True)
-def list_groups(session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
+def list_groups(session: SessionDep, scope: ScopeDep) -> JSONResponse:
     groups = list_targets(session, scope, ServerGroup)
-    return {"data": [views.server_group(g) for g in groups], "total": len(groups)}
+    return views.many([views.server_group(g) for g in groups], len(groups))
 
 
 @router.get("/{group_id}", response_model=Group, response_model_exclude_unset=True)
-def get_group(session: SessionDep, scope: ScopeDep, group_id: int) -> dict[str, Any]:
-    return {"data": views.server_group(get_target(session, scope, group_id, ServerGroup))}
+def get_group(session: SessionDep, scope: ScopeDep, group_id: int) -> JSONResponse:
+    return views.one(views.server_group(get_target(session, scope, group_id, ServerGroup)))
 
 
 @router.patch("/{group_id}", response_model=Group, response_model_exclude_unset=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -65,7 +66,7 @@ def list_servers(
     scope: ScopeDep,
     offset: int = Query(0, ge=0),
     limit: int | None = Query(None, ge=1, le=10000),
-) -> dict[str, Any]:
+) -> JSONResponse:
     where = Server.environment_id == scope.environment_id
     total = session.scalar(select(func.count()).select_from(Server).where(where)) or 0
     query = (
@@ -77,13 +78,13 @@ def list_servers(
     )
     if limit is not None:
         query = query.limit(limit)
-    return {"data": [views.server(s) for s in session.scalars(query)], "total": total}
+    return views.many([views.server(s) for s in session.scalars(query)], total)
 
 
 @router.get("/{server_id}", response_model=schemas.Data[schemas.ServerOut],
             response_model_exclude_unset=True)
-def get_server(session: SessionDep, scope: ScopeDep, server_id: int) -> dict[str, Any]:
-    return {"data": views.server(get_target(session, scope, server_id, Server))}
+def get_server(session: SessionDep, scope: ScopeDep, server_id: int) -> JSONResponse:
+    return views.one(views.server(get_target(session, scope, server_id, Server)))
 
 
 @router.patch("/{server_id}", response_model=schemas.Data[schemas.ServerOut],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from fastapi.responses import JSONResponse
+
 from corral.db.models import (
     Application,
     Cluster,
@@ -18,6 +20,17 @@ from corral.db.models import (
     now_ms,
 )
 from corral.domain.status import aggregate_application, aggregate_servers
+
+
+def one(obj: dict[str, Any]) -> JSONResponse:
+    """`{"data": obj}`, serialised directly: these dicts already have the documented shape, so
+    the response model only documents them (validating every nested field again costs more
+    than building them)."""
+    return JSONResponse({"data": obj})
+
+
+def many(items: list[dict[str, Any]], total: int) -> JSONResponse:
+    return JSONResponse({"data": items, "total": total})
 
 
 def environment(env: Environment) -> dict[str, Any]:

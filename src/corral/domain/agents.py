@@ -53,11 +53,6 @@ def desired_message(server: Server) -> dict[str, Any]:
     return {"v": 1, "type": "desired", "revision": server.desired_revision, **server.desired_state}
 
 
-def desired_for(session: Session, server_id: int) -> dict[str, Any] | None:
-    server = session.get(Server, server_id)
-    return desired_message(server) if server is not None else None
-
-
 def revisions(session: Session, server_ids: Iterable[int]) -> dict[int, int]:
     ids = list(server_ids)
     if not ids:
@@ -92,32 +87,49 @@ def mark_silent_disconnected(session: Session, timeout_seconds: float) -> int:
     return session.execute(query.values(status="DISCONNECTED")).rowcount or 0
 
 
-def record_report(session: Session, server_id: int, report: Report) -> int:
-    """Store each application's reported status on its instance for this server. Statuses of an
-    older deployment than the instance's current one are ignored. Returns rows changed."""
-    by_name = {a.name: a for a in report.applications}
-    if report.cluster is not None:
-        _record_cluster_view(session, server_id, report.cluster)
-    if not by_name:
-        return 0
-    rows = session.execute(
-        select(ServerArtifact, Application.name)
-        .join(Application, Application.id == ServerArtifact.application_id)
-        .where(ServerArtifact.server_id == server_id, Application.name.in_(list(by_name)))
-    ).all()
-    changed = 0
+def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
+    """Store what agents reported, many at once: each application's status on its instance for
+    that server. Statuses about an older deployment than the instance's current one are
+    ignored. Returns how many instances changed."""
+    latest: dict[int, Report] = {}
+    for server_id, report in batch:
+        latest[server_id] = report  # a later snapshot supersedes an earlier one
+    for server_id, report in latest.items():
+        if report.cluster is not None:
+            _record_cluster_view(session, server_id, report.cluster)
     now = now_ms()
-    for inst, name in rows:
-        entry = by_name[name]
-        if entry.deploymentId != inst.deployment_id:
-            continue
-        if (inst.last_reported_status, inst.message) != (entry.status, entry.message):
-            inst.last_reported_status = entry.status
-            inst.message = entry.message
-            inst.time_updated = now
-            changed += 1
-    session.execute(update(Server).where(Server.id == server_id).values(last_seen=now))
-    return changed
+    ids = sorted(latest)
+    updates: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 2000):
+        chunk = ids[start : start + 2000]
+        rows = session.execute(
+            select(ServerArtifact.id, ServerArtifact.server_id, ServerArtifact.deployment_id,
+                   ServerArtifact.last_reported_status, ServerArtifact.message, Application.name)
+            .join(Application, Application.id == ServerArtifact.application_id)
+            .where(ServerArtifact.server_id.in_(chunk))
+        ).all()
+        entries = {sid: {a.name: a for a in latest[sid].applications} for sid in chunk}
+        for inst_id, sid, deployment, status, message, name in rows:
+            entry = entries[sid].get(name)
+            if entry is None or entry.deploymentId != deployment:
+                continue
+            if (status, message) != (entry.status, entry.message):
+                updates.append({"id": inst_id, "last_reported_status": entry.status,
+                                "message": entry.message, "time_updated": now})
+        session.execute(update(Server).where(Server.id.in_(chunk)).values(last_seen=now))
+    if updates:
+        session.execute(update(ServerArtifact), updates)
+    return len(updates)
+
+
+def desired_messages(session: Session, server_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The desired-state messages of these servers in one query (absent: deleted)."""
+    rows = session.execute(
+        select(Server.id, Server.desired_revision, Server.desired_state)
+        .where(Server.id.in_(server_ids))
+    ).all()
+    return {sid: {"v": 1, "type": "desired", "revision": rev, **(doc or {})}
+            for sid, rev, doc in rows}
 
 
 def _record_cluster_view(session: Session, server_id: int, view: ClusterReport) -> None:

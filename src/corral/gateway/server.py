@@ -54,7 +54,6 @@ class AgentSession:
         self.ws = ws
         self.who = who
         self.sent_revision = -1
-        self.wake = asyncio.Event()
         self.log_requests: dict[str, asyncio.Queue[protocol.LogLines]] = {}
 
     async def logs(self, application: str, lines: int, follow: bool) -> AsyncIterator[list[str]]:
@@ -87,18 +86,6 @@ class AgentSession:
                     await self.ws.send(protocol.encode(protocol.LogsCancel(
                         requestId=request.requestId)))
 
-    async def push_loop(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            message = await self.gateway.db(agents.desired_for, self.who.server_id)
-            if message is None:
-                await self.ws.close(protocol.CLOSE_UNKNOWN_SERVER, "server deleted")
-                return
-            if message["revision"] != self.sent_revision:
-                await self.ws.send(_json(message))
-                self.sent_revision = message["revision"]
-
     async def receive_loop(self) -> None:
         async for raw in self.ws:
             try:
@@ -110,7 +97,7 @@ class AgentSession:
             if isinstance(message, protocol.Heartbeat):
                 self.gateway.heard_from.add(self.who.server_id)
             elif isinstance(message, protocol.Report):
-                await self.gateway.db(agents.record_report, self.who.server_id, message)
+                self.gateway.queue_report(self.who.server_id, message)
             elif isinstance(message, protocol.LogLines):
                 queue = self.log_requests.get(message.requestId)
                 if queue is not None:
@@ -132,6 +119,11 @@ class Gateway:
         self.port = port
         self.sessions: dict[int, AgentSession] = {}
         self.heard_from: set[int] = set()
+        self._to_push: set[int] = set()
+        self._push_wanted = asyncio.Event()
+        self._reports: list[tuple[int, protocol.Report]] = []
+        self._reports_waiting = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -159,13 +151,15 @@ class Gateway:
         )
         self.plane.listeners.append(self._on_change)
         self._sweeper = asyncio.create_task(self._sweep_loop())
+        self._workers = [asyncio.create_task(self._push_loop()),
+                         asyncio.create_task(self._report_loop())]
         log.info("agent gateway on wss://%s:%s", self.host, self.port)
 
     async def stop(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
+        for task in [*self._workers, *([self._sweeper] if self._sweeper else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+                await task
         if self._on_change in self.plane.listeners:
             self.plane.listeners.remove(self._on_change)
         if self._server:
@@ -192,10 +186,54 @@ class Gateway:
             session = self.sessions.get(sid)
             if session is not None:
                 asyncio.ensure_future(session.ws.close(protocol.CLOSE_REVOKED, "server deleted"))
-        for sid in changed:
-            session = self.sessions.get(sid)
-            if session is not None:
-                session.wake.set()
+        self.push(changed)
+
+    # --- batched work: desired state out, reports in ------------------------------------------
+
+    def push(self, server_ids: set[int] | list[int]) -> None:
+        """Send these servers their desired state (if connected here and it moved)."""
+        self._to_push.update(sid for sid in server_ids if sid in self.sessions)
+        if self._to_push:
+            self._push_wanted.set()
+
+    async def _push_loop(self) -> None:
+        """One query per 2,000 servers, however many changed at once."""
+        while True:
+            await self._push_wanted.wait()
+            self._push_wanted.clear()
+            ids, self._to_push = sorted(self._to_push), set()
+            for start in range(0, len(ids), 2000):
+                chunk = ids[start : start + 2000]
+                messages = await self.db(agents.desired_messages, chunk)
+                sends = []
+                for sid in chunk:
+                    session = self.sessions.get(sid)
+                    message = messages.get(sid)
+                    if session is None:
+                        continue
+                    if message is None:
+                        sends.append(session.ws.close(protocol.CLOSE_UNKNOWN_SERVER,
+                                                      "server deleted"))
+                    elif message["revision"] != session.sent_revision:
+                        session.sent_revision = message["revision"]
+                        sends.append(session.ws.send(_json(message)))
+                await asyncio.gather(*sends, return_exceptions=True)
+
+    def queue_report(self, server_id: int, report: protocol.Report) -> None:
+        self._reports.append((server_id, report))
+        self._reports_waiting.set()
+
+    async def _report_loop(self) -> None:
+        """Reports arriving together are stored together, in one transaction."""
+        while True:
+            await self._reports_waiting.wait()
+            await asyncio.sleep(0.02)  # let a burst gather
+            self._reports_waiting.clear()
+            batch, self._reports = self._reports, []
+            try:
+                await self.db(agents.record_reports, batch)
+            except Exception:
+                log.exception("storing %d reports failed", len(batch))
 
     # --- connections -------------------------------------------------------------------------
 
@@ -244,15 +282,11 @@ class Gateway:
         if previous is not None:
             await previous.ws.close(protocol.CLOSE_REPLACED, "replaced by a newer connection")
         log.info("server %s connected (agent %s)", who.server_id, hello.agentVersion)
-        await ws.send(_json(desired))
         session.sent_revision = desired["revision"]
-        pusher = asyncio.create_task(session.push_loop())
+        await ws.send(_json(desired))
         try:
             await session.receive_loop()
         finally:
-            pusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await pusher
             if self.sessions.get(who.server_id) is session:
                 del self.sessions[who.server_id]
                 await self.db(agents.disconnected, [who.server_id])
@@ -296,7 +330,6 @@ class Gateway:
             agents.mark_silent_disconnected(session, timeout)
             return agents.revisions(session, connected)
 
-        for sid, revision in (await self.db(work)).items():
-            s = self.sessions.get(sid)
-            if s is not None and s.sent_revision != revision:
-                s.wake.set()
+        revisions = await self.db(work)
+        self.push([sid for sid, rev in revisions.items()
+                   if sid in self.sessions and self.sessions[sid].sent_revision != rev])

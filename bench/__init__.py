@@ -1,0 +1,1 @@
+"""Corral's benchmark harness: `python -m bench all` (see docs/performance.md)."""

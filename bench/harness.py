@@ -1,0 +1,235 @@
+"""The parts every scenario uses: a `corral serve` process with its resource figures, a fleet of
+registered simulated agents, and an authenticated API client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+PASSWORD = "bench-admin-password"
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+@dataclass
+class ControlPlaneProcess:
+    workdir: Path
+    database_url: str
+    port: int = field(default_factory=free_port)
+    gateway_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def gateway(self) -> str:
+        return f"wss://127.0.0.1:{self.gateway_port}/agent/v1/connect"
+
+    @property
+    def ca(self) -> Path:
+        return self.workdir / "data" / "pki" / "ca.pem"
+
+    def start(self) -> float:
+        env = {**os.environ, "CORRAL_DATABASE_URL": self.database_url,
+               "CORRAL_ADMIN_PASSWORD": PASSWORD, "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "30"}
+        log = open(self.workdir / "serve.log", "ab")  # noqa: SIM115
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "corral", "serve", "--data-dir", str(self.workdir / "data"),
+             "--port", str(self.port), "--gateway-port", str(self.gateway_port)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+        log.close()
+        while time.monotonic() - t0 < 60:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return time.monotonic() - t0
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("corral serve did not start; see " + str(self.workdir / "serve.log"))
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK
+
+    def cpu_percent(self, seconds: float) -> float:
+        before, t0 = self.cpu_seconds(), time.monotonic()
+        time.sleep(seconds)
+        return 100 * (self.cpu_seconds() - before) / (time.monotonic() - t0)
+
+
+class Api:
+    def __init__(self, cp: ControlPlaneProcess) -> None:
+        self.http = httpx.Client(base_url=cp.url, timeout=300)
+        self.login()
+
+    def login(self) -> None:
+        token = self.http.post("/accounts/login", json={"username": "admin", "password": PASSWORD}
+                               ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        org = self.http.get("/accounts/api/users/me", headers=auth).json()["organization"]["id"]
+        envs = self.http.get(f"/accounts/api/organizations/{org}/environments", headers=auth
+                             ).json()["data"]
+        env = next(e["id"] for e in envs if e["name"] == "Production")
+        self.headers = {**auth, "X-ANYPNT-ORG-ID": org, "X-ANYPNT-ENV-ID": env}
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        r = self.http.request(method, "/hybrid/api/v1" + path, headers=self.headers, **kw)
+        if r.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:300]}")
+        return r.json().get("data") if r.content else None
+
+
+def register_fleet(cp: ControlPlaneProcess, api: Api, n: int, folder: Path,
+                   concurrency: int = 16) -> list[dict[str, str]]:
+    """N servers registered through the API, each with its own key and certificate."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token = api.call("GET", "/servers/registrationToken")
+
+    async def one(i: int, client: httpx.AsyncClient, gate: asyncio.Semaphore) -> dict[str, str]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"sim-{i}")]))
+               .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
+        async with gate:
+            r = await client.post("/hybrid/api/v1/servers", json={
+                "muleLabel": f"sim-{i:05d}", "signatureRequest": csr, "agentVersion": "sim"},
+                headers={"Authorization": f"Bearer {token}"})
+        r.raise_for_status()
+        body = r.json()
+        pem = folder / f"{body['serverId']}.pem"
+        pem.write_text(body["certificate"] + key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()).decode())
+        return {"id": str(body["serverId"]), "pem": str(pem)}
+
+    async def all_of_them() -> list[dict[str, str]]:
+        gate = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(base_url=cp.url, timeout=120) as client:
+            return list(await asyncio.gather(*[one(i, client, gate) for i in range(n)]))
+
+    return asyncio.run(all_of_them())
+
+
+class Simulators:
+    """Simulator processes (a few hundred to thousands of agents each) and their events."""
+
+    def __init__(self, cp: ControlPlaneProcess, identities: list[dict[str, str]],
+                 workdir: Path, processes: int = 2) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        self.synced: dict[int, int] = {}
+        self.answered: dict[tuple[str, int, str], list[float]] = defaultdict(list)
+        self._readers: list[Any] = []
+        import threading
+
+        self._lock = threading.Lock()
+        for p in range(processes):
+            part = identities[p::processes]
+            if not part:
+                continue
+            listing = workdir / f"sim-{p}.jsonl"
+            listing.write_text("\n".join(json.dumps(i) for i in part) + "\n")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.simagent", str(listing), cp.gateway, str(cp.ca)],
+                stdout=subprocess.PIPE, stderr=open(workdir / f"sim-{p}.log", "ab"),  # noqa: SIM115
+                text=True, cwd=Path(__file__).resolve().parents[1])
+            self.procs.append(proc)
+            t = threading.Thread(target=self._read, args=(p, proc), daemon=True)
+            t.start()
+            self._readers.append(t)
+
+    def _read(self, index: int, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            with self._lock:
+                if event["event"] == "synced":
+                    self.synced[index] = int(event["count"])
+                elif event["event"] == "answered":
+                    key = (event["app"], int(event["deployment"]), event["status"])
+                    self.answered[key].append(float(event["t"]))
+
+    def total_synced(self) -> int:
+        with self._lock:
+            return sum(self.synced.values())
+
+    def answers(self, app: str, deployment: int, status: str) -> list[float]:
+        with self._lock:
+            return list(self.answered[(app, deployment, status)])
+
+    def wait(self, predicate: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def clean(folder: Path) -> Path:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder

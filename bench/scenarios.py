@@ -1,0 +1,257 @@
+"""The four scenarios of docs/performance.md. Each returns plain figures (dicts)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import random
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import Api, ControlPlaneProcess, Simulators, percentile, register_fleet
+
+
+def small_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("Procfile", "web: python3 -m http.server $PORT\n")
+    return buf.getvalue()
+
+
+# --- 1 + 2: agents held, then fan-out on the same fleet ---------------------------------------
+
+
+def fleet(cp: ControlPlaneProcess, workdir: Path, sizes: list[int], fanouts: list[int],
+          processes: int = 2) -> dict[str, Any]:
+    api = Api(cp)
+    n_max = max([*sizes, *fanouts])
+    t0 = time.monotonic()
+    identities = register_fleet(cp, api, n_max, workdir / "certs")
+    registration = time.monotonic() - t0
+    held: list[dict[str, Any]] = []
+    sims: list[Simulators] = []
+    connected = 0
+    for n in sorted(sizes):
+        t0 = time.monotonic()
+        sims.append(Simulators(cp, identities[connected:n], workdir, processes))
+        connected = n
+        ok = sims[0].wait(lambda: sum(s.total_synced() for s in sims) >= n, timeout=900)
+        connect_time = time.monotonic() - t0
+        if not ok:
+            held.append({"agents": n, "error": "not all agents connected within 900 s"})
+            break
+        time.sleep(12)  # at least one heartbeat from everyone
+        held.append({"agents": n, "connect_s": round(connect_time, 2),
+                     "rss_mb": round(cp.rss_mb(), 1),
+                     "cpu_percent_steady": round(cp.cpu_percent(20), 1)})
+    # restart the control plane: how long until every agent is RUNNING (holds its state) again
+    restart: dict[str, Any] = {}
+    if held and "error" not in held[-1]:
+        total = lambda: sum(s.total_synced() for s in sims)  # noqa: E731
+        cp.stop()
+        sims[0].wait(lambda: total() == 0, timeout=60)
+        t0 = time.monotonic()
+        cp.start()
+        ok = sims[0].wait(lambda: total() >= connected, timeout=900)
+        restart = {"agents": connected, "all_running_after_restart_s":
+                   round(time.monotonic() - t0, 2) if ok else None}
+        api.login()
+    fan = [fanout(api, sims, identities, n) for n in sorted(fanouts) if n <= connected]
+    for s in sims:
+        s.stop()
+    return {"registration_s": round(registration, 1), "registered": n_max, "held": held,
+            "restart": restart, "fanout": fan}
+
+
+def _timed(sims: list[Simulators], app: str, deployment: int, status: str, n: int,
+           t0: float, timeout: float = 600) -> dict[str, Any]:
+    """Seconds from the moment the request was sent until each agent had its instance."""
+    def answers() -> list[float]:
+        return [t for s in sims for t in s.answers(app, deployment, status)]
+
+    ok = sims[0].wait(lambda: len(answers()) >= n, timeout)
+    times = [max(0.0, t - t0) for t in answers()]
+    return {"servers": n, "complete": ok, "p50_s": round(percentile(times, 50), 3),
+            "p99_s": round(percentile(times, 99), 3), "all_s": round(max(times, default=0), 3),
+            "placements_per_s": round(n / max(max(times, default=0), 1e-3))}
+
+
+def _api_status(api: Api, app_id: int, want: str, t0: float, timeout: float = 600) -> float | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if api.call("GET", f"/applications/{app_id}")["lastReportedStatus"] == want:
+            return round(time.time() - t0, 3)
+        time.sleep(0.2)
+    return None
+
+
+def fanout(api: Api, sims: list[Simulators], identities: list[dict[str, str]], n: int) -> dict[str, Any]:
+    ids = [int(i["id"]) for i in identities[:n]]
+    group = api.call("POST", "/serverGroups", json={"name": f"fan-{n}", "serverIds": ids})
+    name = f"fan{n}"
+    out: dict[str, Any] = {"group_size": n}
+    t0 = time.time()
+    app = api.call("POST", "/applications", data={"artifactName": name, "targetId": str(group["id"])},
+                   files={"file": (f"{name}.zip", small_zip(), "application/zip")})
+    out["post_answer_s"] = round(time.time() - t0, 3)
+    out["deploy"] = _timed(sims, name, 1, "STARTED", n, t0)
+    out["deploy"]["api_started_s"] = _api_status(api, app["id"], "STARTED", t0)
+    t0 = time.time()
+    api.call("PATCH", f"/applications/{app['id']}", json={"desiredStatus": "STOPPED"})
+    out["stop"] = _timed(sims, name, 1, "STOPPED", n, t0)
+    out["stop"]["api_stopped_s"] = _api_status(api, app["id"], "STOPPED", t0)
+    api.call("PATCH", f"/applications/{app['id']}", json={"desiredStatus": "STARTED"})
+    _api_status(api, app["id"], "STARTED", time.time())
+    t0 = time.time()
+    api.call("PATCH", f"/applications/{app['id']}", files={"id": (None, str(app["id"]))})
+    out["redeploy"] = _timed(sims, name, 2, "STARTED", n, t0)
+    out["redeploy"]["api_started_s"] = _api_status(api, app["id"], "STARTED", t0)
+    api.call("DELETE", f"/applications/{app['id']}")
+    api.call("DELETE", f"/serverGroups/{group['id']}")
+    return out
+
+
+# --- 3: API latency -----------------------------------------------------------------------------
+
+
+def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
+                clients: int = 8, requests: int = 400) -> dict[str, Any]:
+    api = Api(cp)
+    identities = register_fleet(cp, api, servers, workdir / "api-certs")
+    archive = small_zip()
+    t0 = time.monotonic()
+
+    async def deploy_all() -> list[int]:
+        gate = asyncio.Semaphore(clients)
+        async with httpx.AsyncClient(base_url=cp.url, timeout=120, headers=api.headers) as c:
+            async def one(i: int) -> int:
+                target = identities[i % servers]["id"]
+                async with gate:
+                    r = await c.post("/hybrid/api/v1/applications",
+                                     data={"artifactName": f"app{i}", "targetId": target},
+                                     files={"file": ("a.zip", archive, "application/zip")})
+                r.raise_for_status()
+                return int(r.json()["data"]["id"])
+            return list(await asyncio.gather(*[one(i) for i in range(apps)]))
+
+    app_ids = asyncio.run(deploy_all())
+    setup = time.monotonic() - t0
+    server_ids = [i["id"] for i in identities]
+    endpoints: list[tuple[str, str, Any]] = [
+        ("bare endpoint (GET /livez)", "GET", lambda: ("/livez", {})),
+        ("GET /servers?limit=100", "GET",
+         lambda: ("/hybrid/api/v1/servers", {"params": {"limit": 100,
+                                                         "offset": random.randrange(servers)}})),
+        (f"GET /servers (all {servers})", "GET", lambda: ("/hybrid/api/v1/servers", {})),
+        ("GET /servers/{id}", "GET",
+         lambda: (f"/hybrid/api/v1/servers/{random.choice(server_ids)}", {})),
+        ("GET /applications?limit=100", "GET",
+         lambda: ("/hybrid/api/v1/applications", {"params": {"limit": 100,
+                                                              "offset": random.randrange(apps)}})),
+        ("GET /applications/{id}", "GET",
+         lambda: (f"/hybrid/api/v1/applications/{random.choice(app_ids)}", {})),
+        ("PATCH /applications/{id} desiredStatus", "PATCH",
+         lambda: (f"/hybrid/api/v1/applications/{random.choice(app_ids)}",
+                  {"json": {"desiredStatus": random.choice(["STARTED", "STOPPED"])}})),
+    ]
+    results = []
+    for label, method, make in endpoints:
+        count = requests if "all" not in label else max(20, requests // 10)
+        lat = asyncio.run(_load(cp.url, api.headers, method, make, count, clients))
+        results.append({"endpoint": label, "requests": count, "p50_ms": round(percentile(lat["ms"], 50), 1),
+                        "p99_ms": round(percentile(lat["ms"], 99), 1), "rps": round(lat["rps"], 1),
+                        "errors": lat["errors"]})
+    bare = results[0]["p50_ms"] or 1
+    for r in results:
+        r["p50_vs_bare"] = round(r["p50_ms"] / bare, 1)
+    return {"servers": servers, "applications": apps, "clients": clients,
+            "setup_s": round(setup, 1), "endpoints": results}
+
+
+async def _load(base: str, headers: dict[str, str], method: str, make: Any, count: int,
+                clients: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    queue = list(range(count))
+
+    async def worker(c: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while queue:
+            queue.pop()
+            path, kw = make()
+            t0 = time.perf_counter()
+            r = await c.request(method, path, **kw)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            errors += r.status_code >= 400
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120, limits=limits) as c:
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker(c) for _ in range(clients)])
+        elapsed = time.perf_counter() - t0
+    return {"ms": latencies, "rps": count / elapsed, "errors": errors}
+
+
+# --- 4: artifacts ---------------------------------------------------------------------------------
+
+
+def artifacts(cp: ControlPlaneProcess, workdir: Path, size_mb: int) -> dict[str, Any]:
+    api = Api(cp)
+    [server] = register_fleet(cp, api, 1, workdir / "artifact-certs")
+    path = workdir / f"artifact-{size_mb}mb.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        with z.open("blob.bin", "w", force_zip64=True) as member:
+            for _ in range(size_mb):
+                member.write(os.urandom(1024 * 1024))
+        z.writestr("Procfile", "web: true\n")
+    size = path.stat().st_size
+    peak = {"rss": 0.0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak["rss"] = max(peak["rss"], cp.rss_mb())
+            time.sleep(0.01)
+
+    def measured(action: Any) -> tuple[float, float]:
+        base = cp.rss_mb()
+        peak["rss"] = base
+        stop.clear()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        t0 = time.perf_counter()
+        action()
+        elapsed = time.perf_counter() - t0
+        stop.set()
+        sampler.join()
+        return elapsed, peak["rss"] - base
+
+    app: dict[str, Any] = {}
+
+    def upload() -> None:
+        with open(path, "rb") as f:
+            app.update(api.call("POST", "/applications",
+                                data={"artifactName": "big", "targetId": server["id"]},
+                                files={"file": ("big.zip", f, "application/zip")}))
+
+    def download() -> None:
+        with api.http.stream("GET", f"/hybrid/api/v1/applications/{app['id']}/artifact",
+                             headers=api.headers) as r:
+            for _ in r.iter_bytes(1024 * 1024):
+                pass
+
+    up_s, up_rss = measured(upload)
+    down_s, down_rss = measured(download)
+    path.unlink()
+    mb = size / 1e6
+    return {"size_mb": round(mb, 1),
+            "upload": {"seconds": round(up_s, 2), "mb_per_s": round(mb / up_s, 1),
+                       "rss_growth_mb": round(up_rss, 1)},
+            "download": {"seconds": round(down_s, 2), "mb_per_s": round(mb / down_s, 1),
+                         "rss_growth_mb": round(down_rss, 1)}}

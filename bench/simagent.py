@@ -1,0 +1,119 @@
+"""A fleet simulator process: many agents, each a real TLS websocket client with its own
+client certificate, speaking the real agent protocol and answering desired state the way a fast
+agent would (STARTED/STOPPED at once, no processes). Events go to stdout as JSON lines.
+
+    python -m bench.simagent IDENTITIES.jsonl GATEWAY_URL CA.pem
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import resource
+import ssl
+import sys
+import time
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from corral.agent.connection import Backoff
+from corral.gateway import protocol
+
+CONNECT_AT_ONCE = 100
+
+
+def emit(event: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+class Fleet:
+    def __init__(self, identities: list[dict[str, str]], url: str, ca: str) -> None:
+        self.identities = identities
+        self.url = url
+        self.ca = ca
+        self.synced = 0  # agents that hold their desired state on a live connection
+        self.answered: set[tuple[int, str, int, str]] = set()
+        self.gate = asyncio.Semaphore(CONNECT_AT_ONCE)
+
+    async def agent(self, ident: dict[str, str]) -> None:
+        ctx = ssl.create_default_context(cadata=self.ca)
+        ctx.load_cert_chain(ident["pem"])
+        backoff = Backoff()
+        hello = protocol.encode(protocol.Hello(agentVersion="sim", hostname=f"sim-{ident['id']}"))
+        while True:
+            live = False
+            try:
+                async with self.gate:
+                    ws = await connect(self.url, ssl=ctx, open_timeout=60, ping_interval=None,
+                                       max_size=16 * 1024 * 1024)
+                async with ws:
+                    await ws.send(hello)
+                    beat = asyncio.create_task(self.heartbeats(ws))
+                    try:
+                        async for raw in ws:
+                            message = protocol.decode(raw)
+                            if isinstance(message, protocol.Desired):
+                                if not live:
+                                    live = True
+                                    backoff.reset()
+                                    self.synced += 1
+                                await ws.send(self.answer(int(ident["id"]), message))
+                    finally:
+                        beat.cancel()
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
+                pass
+            if live:
+                self.synced -= 1
+            await asyncio.sleep(backoff.next())
+
+    def answer(self, server_id: int, desired: protocol.Desired) -> str:
+        now = time.time()
+        apps = []
+        for app in desired.applications:
+            status = "STARTED" if app.desiredStatus == "STARTED" else "STOPPED"
+            key = (server_id, app.name, app.deploymentId, status)
+            if key not in self.answered:
+                self.answered.add(key)
+                emit({"event": "answered", "server": server_id, "app": app.name,
+                      "deployment": app.deploymentId, "status": status, "t": now})
+            apps.append(protocol.ApplicationReport(name=app.name, deploymentId=app.deploymentId,
+                                                   status=status))
+        return protocol.encode(protocol.Report(revision=desired.revision, applications=apps))
+
+    async def heartbeats(self, ws: object) -> None:
+        await asyncio.sleep(random.uniform(0, protocol.HEARTBEAT_SECONDS))
+        while True:
+            await ws.send(protocol.encode(protocol.Heartbeat()))  # type: ignore[attr-defined]
+            await asyncio.sleep(protocol.HEARTBEAT_SECONDS)
+
+    async def report_counts(self) -> None:
+        last = -1
+        while True:
+            if self.synced != last:
+                last = self.synced
+                emit({"event": "synced", "count": last, "t": time.time()})
+            await asyncio.sleep(0.1)
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self.agent(i)) for i in self.identities]
+        tasks.append(asyncio.create_task(self.report_counts()))
+        await asyncio.gather(*tasks)
+
+
+def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    identities = [json.loads(line) for line in Path(sys.argv[1]).read_text().splitlines()]
+    fleet = Fleet(identities, sys.argv[2], Path(sys.argv[3]).read_text())
+    try:
+        asyncio.run(fleet.run())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
