@@ -49,7 +49,7 @@ class Fleet:
             try:
                 async with self.gate:
                     ws = await connect(self.url, ssl=ctx, open_timeout=60, ping_interval=None,
-                                       max_size=16 * 1024 * 1024)
+                                       max_size=16 * 1024 * 1024, compression=None)
                 async with ws:
                     await ws.send(hello)
                     beat = asyncio.create_task(self.heartbeats(ws))

@@ -95,7 +95,8 @@ class Connection:
         while True:
             try:
                 async with connect(url, ssl=self.tls, open_timeout=10, ping_interval=20,
-                                   ping_timeout=20, max_size=8 * 1024 * 1024) as ws:
+                                   ping_timeout=20, max_size=8 * 1024 * 1024,
+                                   compression=None) as ws:
                     backoff.reset()
                     await self._session(ws)
             except ConnectionClosed as exc:
@@ -182,7 +183,7 @@ class Connection:
         size = 0
         try:
             async with connect(url, ssl=self.tls, open_timeout=10,
-                               max_size=protocol.CHUNK_BYTES * 2) as ws:
+                               max_size=protocol.CHUNK_BYTES * 2, compression=None) as ws:
                 with open(tmp, "wb") as out:
                     try:
                         async for chunk in ws:

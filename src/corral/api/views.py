@@ -163,7 +163,7 @@ def cluster(c: Cluster) -> dict[str, Any]:
     }
 
 
-def target(t: Target) -> dict[str, Any]:
+def render_target(t: Target) -> dict[str, Any]:
     if isinstance(t, Server):
         return server(t)
     if isinstance(t, ServerGroup):
@@ -175,6 +175,10 @@ def target(t: Target) -> dict[str, Any]:
 
 def application(app: Application) -> dict[str, Any]:
     instances = app.server_artifacts
+    target = app.target
+    # the target's servers are loaded for its own rendering; name instances from them rather
+    # than loading each instance's server again
+    names = {s.id: s.name for s in getattr(target, "servers", None) or [target]}
     status = aggregate_application(i.last_reported_status for i in instances)
     started = status == "STARTED"
     art = app.artifact
@@ -193,7 +197,7 @@ def application(app: Application) -> dict[str, Any]:
             "fileSize": art.size,
             "timeUpdated": art.time_updated,
         },
-        "target": target(app.target),
+        "target": render_target(target),
         "desiredStatus": app.desired_status,
         "lastReportedStatus": status,
         "started": started,
@@ -202,7 +206,7 @@ def application(app: Application) -> dict[str, Any]:
             {
                 "id": i.id,
                 "serverId": i.server_id,
-                "serverName": i.server.name,
+                "serverName": names[i.server_id] if i.server_id in names else i.server.name,
                 "artifactName": app.name,
                 "deploymentId": i.deployment_id,
                 "desiredStatus": i.desired_status,

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from corral.artifacts import BlobInfo
-from corral.db.models import Application, Artifact, Server, ServerArtifact, Target, now_ms
+from corral.db.models import (
+    Application,
+    Artifact,
+    Server,
+    ServerArtifact,
+    ServerGroup,
+    Target,
+    now_ms,
+)
 from corral.domain import desired_state
 from corral.domain.accounts import Scope
 from corral.domain.configuration import with_application_name
 from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.names import check_application_name
 from corral.domain.status import DESIRED_STATUSES
-from corral.domain.targets import members
 
 
 def record_artifact(
@@ -91,19 +98,34 @@ def deploy(
     return app
 
 
+def member_ids(session: Session, target_id: int) -> list[int]:
+    """Ids of the servers an application on this target runs on (no objects loaded)."""
+    target = session.get(Target, target_id)
+    if isinstance(target, Server):
+        return [target.id]
+    column = Server.server_group_id if isinstance(target, ServerGroup) else Server.cluster_id
+    return list(session.scalars(select(Server.id).where(column == target_id)))
+
+
 def sync_instances(session: Session, app: Application) -> None:
-    """One instance per member server of the target: add the missing, drop the departed."""
-    session.refresh(app, ["target", "server_artifacts"])
-    wanted = {s.id for s in members(app.target)}
-    have = {inst.server_id: inst for inst in app.server_artifacts}
-    for sid in wanted - have.keys():
-        app.server_artifacts.append(
-            ServerArtifact(
-                server_id=sid, deployment_id=app.deployment_id, desired_status=app.desired_status
-            )
-        )
-    for sid in have.keys() - wanted:
-        app.server_artifacts.remove(have[sid])
+    """One instance per member server of the target: add the missing, drop the departed.
+    Set-based, so a group of ten thousand servers costs a handful of statements."""
+    session.flush()
+    wanted = set(member_ids(session, app.target_id))
+    have = dict(session.execute(
+        select(ServerArtifact.server_id, ServerArtifact.id)
+        .where(ServerArtifact.application_id == app.id)).all())
+    now = now_ms()
+    if wanted - have.keys():
+        session.execute(insert(ServerArtifact), [
+            {"application_id": app.id, "server_id": sid, "deployment_id": app.deployment_id,
+             "desired_status": app.desired_status, "last_reported_status": "UNDEPLOYED",
+             "discovered": False, "time_created": now, "time_updated": now}
+            for sid in sorted(wanted - have.keys())])
+    gone = [have[sid] for sid in have.keys() - wanted]
+    if gone:
+        session.execute(delete(ServerArtifact).where(ServerArtifact.id.in_(gone)))
+    session.expire(app, ["server_artifacts"])
     desired_state.refresh(session, wanted | have.keys())
 
 
@@ -197,15 +219,16 @@ def redeploy(
         app.configuration = with_application_name(configuration, app.name)
     app.deployment_id += 1
     app.time_updated = now_ms()
-    for inst in app.server_artifacts:
-        inst.deployment_id = app.deployment_id
-        inst.desired_status = app.desired_status
-        if inst.last_reported_status != "UNDEPLOYED":
-            inst.last_reported_status = "DEPLOYING"
-            inst.message = None
     session.flush()
-    session.expire(app, ["artifact"])
-    desired_state.refresh(session, [i.server_id for i in app.server_artifacts])
+    mine = ServerArtifact.application_id == app.id
+    session.execute(update(ServerArtifact).where(mine).values(
+        deployment_id=app.deployment_id, desired_status=app.desired_status,
+        time_updated=app.time_updated))
+    session.execute(update(ServerArtifact).where(
+        mine, ServerArtifact.last_reported_status != "UNDEPLOYED").values(
+        last_reported_status="DEPLOYING", message=None))
+    session.expire(app, ["artifact", "server_artifacts"])
+    desired_state.refresh(session, _instance_servers(session, app.id))
     return app
 
 
@@ -218,10 +241,17 @@ def set_desired_status(session: Session, scope: Scope, app_id: int, status: str)
         app.time_updated = now_ms()
         if status == "STARTED":
             app.time_started = now_ms()
-        for inst in app.server_artifacts:
-            inst.desired_status = status
-        desired_state.refresh(session, [i.server_id for i in app.server_artifacts])
+        session.flush()
+        session.execute(update(ServerArtifact).where(ServerArtifact.application_id == app.id)
+                        .values(desired_status=status))
+        session.expire(app, ["server_artifacts"])
+        desired_state.refresh(session, _instance_servers(session, app.id))
     return app
+
+
+def _instance_servers(session: Session, app_id: int) -> list[int]:
+    return list(session.scalars(
+        select(ServerArtifact.server_id).where(ServerArtifact.application_id == app_id)))
 
 
 def delete_application(session: Session, scope: Scope, app_id: int) -> None:

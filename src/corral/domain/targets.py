@@ -32,15 +32,6 @@ def list_targets(session: Session, scope: Scope, kind: type[T]) -> list[T]:
     )
 
 
-def members(target: Target) -> list[Server]:
-    """The servers an application on this target runs on."""
-    if isinstance(target, Server):
-        return [target]
-    if isinstance(target, (ServerGroup, Cluster)):
-        return list(target.servers)
-    return []
-
-
 def check_name_free(session: Session, scope: Scope, kind: type[Target], name: str) -> None:
     taken = session.scalar(
         select(kind.id).where(kind.environment_id == scope.environment_id, kind.name == name)
