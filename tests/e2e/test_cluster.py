@@ -12,7 +12,15 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import AgentProcess, Operator, ServeProcess, app_port, app_zip, ask, free_port
+from tests.e2e.conftest import (
+    AgentProcess,
+    Operator,
+    ServeProcess,
+    app_port,
+    app_zip,
+    ask,
+    free_port,
+)
 
 Agents = Callable[..., AgentProcess]
 

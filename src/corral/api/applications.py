@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
 
 from corral.api import schemas, views
 from corral.api.bodies import json_or_form
@@ -22,7 +23,6 @@ from corral.domain.accounts import Scope
 from corral.domain.configuration import parse_configuration
 from corral.domain.errors import InvalidInput, Unavailable
 from corral.gateway.server import AgentUnavailable
-from sqlalchemy.orm import Session
 
 router = APIRouter(prefix="/hybrid/api/v1/applications", tags=["applications"])
 One = schemas.Data[schemas.ApplicationOut]

@@ -9,7 +9,7 @@ import httpx
 import typer
 
 from corral.cli.api_client import Api, error_message
-from corral.cli.output import OutputOpt, Format, console, fail, show_list
+from corral.cli.output import Format, OutputOpt, console, fail, show_list
 from corral.cli.profiles import Config, Profile, trust
 
 env_app = typer.Typer(help="Environments: list them, choose the one commands act in.",

@@ -162,18 +162,6 @@ def get_environment(session: Session, organization_id: str, environment_id: str)
     return env
 
 
-def find_environment(session: Session, organization_id: str, name_or_id: str) -> Environment:
-    env = session.scalar(
-        select(Environment).where(
-            Environment.organization_id == organization_id,
-            (Environment.name == name_or_id) | (Environment.id == name_or_id),
-        )
-    )
-    if env is None:
-        raise NotFound(f"environment {name_or_id!r} not found")
-    return env
-
-
 def create_connected_app(
     session: Session, organization_id: str, name: str
 ) -> tuple[ConnectedApp, str]:

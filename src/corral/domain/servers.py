@@ -39,7 +39,3 @@ def delete_server(session: Session, scope: Scope, server_id: int) -> None:
 
 def is_revoked(session: Session, serial: str) -> bool:
     return session.get(RevokedCertificate, serial) is not None
-
-
-def revoked_serials(session: Session) -> list[str]:
-    return list(session.scalars(select(RevokedCertificate.serial)))
