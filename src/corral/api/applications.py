@@ -157,13 +157,8 @@ async def patch_application(
     if content_type == "multipart/form-data":
         return await _redeploy(request, plane, scope, app_id)
     body = await request.body()
-    if not body.strip():
-        def again() -> dict[str, Any]:
-            with transaction(plane.sessions) as session:
-                app = applications.redeploy(session, scope, app_id, artifact=None,
-                                            configuration=None)
-                return {"data": views.application(app)}
-        return await run_in_threadpool(again)
+    if not body.strip():  # no body at all: the current artifact again
+        return await run_in_threadpool(redeploy_uploaded, plane, scope, app_id, UploadForm())
     change = await json_or_form(request, schemas.DesiredStatusIn)
 
     def work() -> dict[str, Any]:

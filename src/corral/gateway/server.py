@@ -54,7 +54,8 @@ def server_tls_context(plane: ControlPlane) -> ssl.SSLContext:
 
 
 class AgentSession:
-    """One connected agent: pushes desired state whenever woken, records what it says."""
+    """One connected agent: takes its messages in and answers log requests; desired state goes
+    out through the gateway's batched pusher."""
 
     def __init__(self, gateway: Gateway, ws: ServerConnection, who: ServerIdentity) -> None:
         self.gateway = gateway
