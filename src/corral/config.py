@@ -40,6 +40,23 @@ class Settings(BaseSettings):
 
     heartbeat_timeout_seconds: float = 30.0
 
+    max_body_bytes: int = Field(
+        default=64 * 1024, description="largest request body outside the upload routes (413)"
+    )
+    allow_plain_http: bool = Field(
+        default=False, description="serve plain HTTP on a non-loopback address (behind a proxy)"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses whose X-Forwarded-For/-Proto are believed (a TLS proxy)",
+    )
+    login_free_failures: int = Field(
+        default=5, description="failed sign-ins per name or address before 429"
+    )
+    registration_rate_per_minute: int = Field(
+        default=120, description="registrations per source address per minute (0: unlimited)"
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -14,10 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from corral.artifacts import ArtifactStore, LocalArtifactStore
 from corral.config import Settings
 from corral.db.migrate import upgrade
-from corral.db.session import make_engine, make_sessionmaker, transaction
+from corral.db.session import (
+    make_engine,
+    make_read_sessionmaker,
+    make_sessionmaker,
+    transaction,
+)
 from corral.domain import accounts
 from corral.domain.desired_state import CHANGED_KEY
 from corral.domain.servers import REVOKED_KEY
+from corral.domain.signin import SignIn
+from corral.domain.throttle import RateLimit, Throttle
 from corral.pki import CertificateAuthority, Sealer
 
 log = logging.getLogger(__name__)
@@ -31,25 +38,37 @@ class ControlPlane:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    readers: sessionmaker[Session]
     ca: CertificateAuthority
     sealer: Sealer
     store: ArtifactStore
+    signin: SignIn
+    registration_failures: Throttle
+    registration_rate: RateLimit
     listeners: list[ChangeListener] = field(default_factory=list)
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> ControlPlane:
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)  # the database, CA key and artifacts are the control plane's alone
         engine = make_engine(settings.resolved_database_url)
         if migrate:
             upgrade(engine)
+        _private_sqlite_files(settings.resolved_database_url)
+        sessions, readers = make_sessionmaker(engine), make_read_sessionmaker(engine)
         plane = cls(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
+            readers=readers,
             ca=CertificateAuthority.load_or_create(data_dir / "pki"),
             sealer=Sealer.load_or_create(data_dir / "pki"),
             store=LocalArtifactStore(data_dir / "artifacts"),
+            signin=SignIn(readers, sessions,
+                          throttle=Throttle(free=settings.login_free_failures)),
+            registration_failures=Throttle(free=settings.login_free_failures),
+            registration_rate=RateLimit(settings.registration_rate_per_minute),
         )
         event.listen(plane.sessions, "after_commit", plane._after_commit)
         event.listen(plane.sessions, "after_soft_rollback", _forget_changes)
@@ -83,6 +102,15 @@ class ControlPlane:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _private_sqlite_files(url: str) -> None:
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if candidate.exists():
+            candidate.chmod(0o600)
 
 
 def _forget_changes(session: Session, _previous: object) -> None:

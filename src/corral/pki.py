@@ -103,6 +103,12 @@ class CertificateAuthority:
         return cls(key, cert)
 
     @property
+    def fingerprint(self) -> str:
+        """`sha256:<hex>` of the CA certificate: what `corral agent register --ca-fingerprint`
+        pins when it must cross a network it does not trust."""
+        return fingerprint_of(self.certificate)
+
+    @property
     def certificate_pem(self) -> str:
         return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
 
@@ -236,6 +242,10 @@ class CertificateAuthority:
         )
 
 
+def fingerprint_of(certificate: x509.Certificate) -> str:
+    return "sha256:" + certificate.fingerprint(hashes.SHA256()).hex()
+
+
 def load_csr(csr_pem: str) -> x509.CertificateSigningRequest:
     """Parse and check a CSR: RSA ≥ 2048 or EC P-256, self-signature valid."""
     if not isinstance(csr_pem, str) or "CERTIFICATE REQUEST" not in csr_pem:
@@ -299,6 +309,11 @@ class Sealer:
 
     def unseal(self, sealed: str) -> str:
         return self._fernet.decrypt(sealed.encode()).decode()
+
+    def derive(self, purpose: str) -> str:
+        """A secret derived from the sealing key (e.g. a cluster's, from its nonce): never
+        stored, the same on every call and on every replica that holds the key."""
+        return hmac.new(self._mac_key, b"derive:" + purpose.encode(), hashlib.sha256).hexdigest()
 
     def mac(self, value: str) -> str:
         """A keyed digest (e.g. the console's CSRF token for a session)."""

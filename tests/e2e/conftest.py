@@ -9,8 +9,10 @@ import os
 import signal
 import socket
 import ssl
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -114,11 +116,12 @@ def serve(tmp_path: Path, database_url: str) -> Iterator[ServeProcess]:
 
 
 class Operator:
-    """Logs in as admin and drives the hybrid API of a running control plane."""
+    """Logs in (as admin unless told) and drives the hybrid API of a running control plane."""
 
-    def __init__(self, serve: ServeProcess, password: str) -> None:
+    def __init__(self, serve: ServeProcess, password: str, username: str = "admin") -> None:
         self.http = httpx.Client(base_url=serve.url, timeout=30, verify=serve.verify)
-        token = self.http.post("/accounts/login", json={"username": "admin", "password": password}
+        token = self.http.post("/accounts/login", json={"username": username,
+                                                         "password": password}
                                ).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         org = self.http.get("/accounts/api/users/me", headers=auth).json()["organization"]["id"]
@@ -129,7 +132,8 @@ class Operator:
         self.serve = serve
 
     def call(self, method: str, path: str, expect: int | None = None, **kw: object) -> httpx.Response:
-        r = self.http.request(method, f"/hybrid/api/v1{path}", headers=self.headers, **kw)  # type: ignore[arg-type]
+        headers = {**self.headers, **kw.pop("headers", {})}  # type: ignore[dict-item]
+        r = self.http.request(method, f"/hybrid/api/v1{path}", headers=headers, **kw)  # type: ignore[arg-type]
         if expect is not None:
             assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
         return r
@@ -220,8 +224,8 @@ class AgentProcess:
     @property
     def local_api(self) -> str:
         """The agent's loopback API (CORRAL_AGENT_URL of its applications)."""
-        port = json.loads((self.directory / "agent.json").read_text())["apiPort"]
-        return f"http://127.0.0.1:{port}"
+        saved = json.loads((self.directory / "agent.json").read_text())
+        return f"http://127.0.0.1:{saved['apiPort']}/{saved['apiPrefix']}"
 
     def app_pids(self, name: str) -> list[int]:
         """Live processes whose working folder is this agent's copy of application `name`."""
@@ -237,8 +241,23 @@ class AgentProcess:
         return len(groups)
 
 
-def register_agent(serve: ServeProcess, token: str, name: str, directory: Path) -> subprocess.CompletedProcess[str]:
-    tls = ["--ca-cert", str(serve.ca_path)] if serve.tls else []
+def ca_fingerprint(serve: ServeProcess) -> str:
+    """What an operator reads next to the registration token, from the CA on disk."""
+    from cryptography import x509
+
+    from corral.pki import fingerprint_of
+    return fingerprint_of(x509.load_pem_x509_certificate(serve.ca_path.read_bytes()))
+
+
+def register_agent(serve: ServeProcess, token: str, name: str, directory: Path,
+                   *extra: str) -> subprocess.CompletedProcess[str]:
+    if serve.tls:
+        tls = ["--ca-cert", str(serve.ca_path)]
+    elif "--insecure" in extra:
+        tls = []
+    else:
+        tls = ["--ca-fingerprint", ca_fingerprint(serve)]
+    tls = [*tls, *extra]
     return subprocess.run(
         [*CORRAL, "agent", "register", "--manager", serve.url, "--dir", str(directory), *tls,
          token, name],
@@ -270,11 +289,17 @@ def kill_processes_under(root: Path) -> None:
 
 @pytest.fixture
 def agents(tmp_path: Path, control_plane: ServeProcess, operator: Operator) -> Iterator[Callable[..., AgentProcess]]:
-    """A factory of registered, running agents; all stopped and their apps ended afterwards."""
+    """A factory of registered, running agents; all stopped and their apps ended afterwards.
+
+    Their folders sit in a folder of their own under /tmp, not under pytest's (mode 0700):
+    agents run as root here and start applications as `nobody`, who must be able to reach them,
+    as under /var/lib on a real server."""
     started: list[AgentProcess] = []
+    base = Path(tempfile.mkdtemp(prefix="corral-agents-"))
+    base.chmod(0o711)
 
     def make(name: str, *args: str) -> AgentProcess:
-        agent = AgentProcess(tmp_path / "agents" / name, args=args)
+        agent = AgentProcess(base / name, args=args)
         r = register_agent(control_plane, operator.registration_token(), name, agent.directory)
         assert r.returncode == 0, r.stderr
         agent.start()
@@ -287,7 +312,8 @@ def agents(tmp_path: Path, control_plane: ServeProcess, operator: Operator) -> I
         if agent.proc is not None and agent.proc.poll() is None:
             agent.proc.kill()
             agent.proc.wait()
-    kill_processes_under(tmp_path / "agents")
+    kill_processes_under(base)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 # --- application archives -----------------------------------------------------------------

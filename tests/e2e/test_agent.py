@@ -43,7 +43,7 @@ class TestRegistration:
         r = register_agent(control_plane, "not-a-token", "n1", good)
         assert r.returncode == 1 and "registration token refused" in r.stderr
         assert not good.exists()
-        r = register_agent(ServeProcess(tmp_path / "x", "sqlite://"), "t", "n1", good)
+        r = register_agent(ServeProcess(tmp_path / "x", "sqlite://"), "t", "n1", good, "--insecure")
         assert r.returncode == 1 and "cannot reach the control plane" in r.stderr
         assert not good.exists()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,16 +19,39 @@ def test_procfile() -> None:
             parse_procfile(bad)
 
 
-def test_substitution_quotes_and_leaves_unknown() -> None:
-    props = {"http.port": "8081", "msg": "a b; rm -rf /"}
-    assert substitute("run --port ${http.port}", props) == "run --port 8081"
-    assert substitute("echo ${msg}", props) == "echo 'a b; rm -rf /'"
-    assert substitute("echo ${HOME} $PORT", props) == "echo ${HOME} $PORT"
+HOSTILE = "$(touch pwned) `touch pwned2` ' \" a  b * ; rm -rf / \\ ${x}"
+
+
+def _sh(command: str, env: dict[str, str], cwd: Path) -> str:
+    return subprocess.run(["/bin/sh", "-c", command], env=env, cwd=cwd, capture_output=True,
+                          text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("procfile_command, expected", [
+    ('printf %s "${msg}"', "{v}"),  # inside double quotes
+    ("printf %s ${msg}", "{v}"),  # bare: no word splitting, no globbing
+    ("printf %s '[${msg}]'", "[{v}]"),  # inside single quotes, as before: substituted
+    ('printf %s "[${msg}]" [${msg}]', "[{v}][{v}]"),
+    ("printf %s \\${msg}", "${{msg}}"),  # escaped: left to the shell, which prints it
+])
+def test_substitution_never_lets_the_shell_parse_a_value(
+    tmp_path: Path, procfile_command: str, expected: str
+) -> None:
+    command, env = substitute(procfile_command, {"msg": HOSTILE})
+    assert HOSTILE not in command
+    assert _sh(command, env, tmp_path) == expected.format(v=HOSTILE)
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+
+
+def test_substitution_leaves_unknown_names_to_the_shell() -> None:
+    assert substitute("echo ${HOME} $PORT", {"msg": "x"}) == ("echo ${HOME} $PORT", {})
 
 
 def test_environment_names() -> None:
     assert environment_names({"http.port": "1", "my-key": "2"}) == {
         "http.port": "1", "HTTP_PORT": "1", "my-key": "2", "MY_KEY": "2"}
+    # a name that cannot be an environment variable is left out, not fatal
+    assert environment_names({"x=y": "1", "ok": "2"}) == {"ok": "2", "OK": "2"}
 
 
 def test_corral_toml(tmp_path: Path) -> None:

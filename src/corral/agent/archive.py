@@ -9,6 +9,8 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from corral.zipcheck import ZipRefused, check_entries
+
 MAX_FILES = 10_000
 MAX_BYTES = 1024 * 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -36,6 +38,13 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
 def unpack(archive: Path, destination: Path, *, max_files: int = MAX_FILES,
            max_bytes: int = MAX_BYTES) -> None:
     """Unpack into `destination` (created whole via a sibling temp folder, or not at all)."""
+    try:
+        with open(archive, "rb") as f:
+            check_entries(f, max_entries=max_files)  # before zipfile loads the directory
+    except ZipRefused as exc:
+        raise ArchiveRefused(str(exc)) from exc
+    except OSError as exc:
+        raise ArchiveRefused(f"not a readable zip archive: {exc}") from exc
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:

@@ -27,7 +27,10 @@ from typing import Any
 from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.batteries import ReplDict, ReplLockManager
 
+from corral.agent.raft_guard import MembersOnlyTransport, install
 from corral.gateway.protocol import ClusterMemberState, ClusterReport, ClusterSpec
+
+install()  # no attacker-chosen pickle is ever loaded
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +60,9 @@ class RaftNode:
         self.ids = {addr: sid for sid, addr in peers.items()} | {self_address: server_id}
         self.store = ReplDict()
         self.locks = ReplLockManager(autoUnlockTime=LOCK_TTL)
-        port = self_address.rsplit(":", 1)[1]
         conf = SyncObjConf(
             password=spec.secret or None,
-            bindAddress=f"0.0.0.0:{port}",
+            bindAddress=self_address,  # the member's cluster address only, never 0.0.0.0
             journalFile=str(folder / f"raft-{spec.id}.journal"),
             fullDumpFile=str(folder / f"raft-{spec.id}.dump"),
             connectionRetryTime=0.5,
@@ -71,7 +73,8 @@ class RaftNode:
             autoTickPeriod=0.01,
         )
         self.obj = SyncObj(self_address, sorted(peers.values()), conf,
-                           consumers=[self.store, self.locks])
+                           consumers=[self.store, self.locks],
+                           transportClass=MembersOnlyTransport)
 
     def leader_id(self) -> int | None:
         leader = self.obj._getLeader()  # noqa: SLF001 - pysyncobj's public accessor is this one

@@ -102,8 +102,9 @@ class Connection:
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
                 if code in REFUSED_CODES:
-                    log.error("the control plane refused this server: %s",
-                              exc.rcvd.reason if exc.rcvd else "")
+                    log.error("the control plane refused this server: %s; stopping its "
+                              "applications", exc.rcvd.reason if exc.rcvd else "")
+                    self.refused()
                     backoff.attempt = max(backoff.attempt, 10)
                 else:
                     log.warning("connection to the control plane closed (%s)", code)
@@ -112,6 +113,15 @@ class Connection:
             finally:
                 self.connected.clear()
             await asyncio.sleep(backoff.next())
+
+    def refused(self) -> None:
+        """A deleted or revoked server runs nothing unmanaged: converge to an empty state."""
+        current = self.reconciler.desired
+        if current is not None and not current.applications and current.cluster is None:
+            return
+        self.reconciler.apply(protocol.Desired(
+            revision=current.revision if current else 0, serverId=self.identity.serverId,
+            serverName=self.identity.name, cluster=None, applications=[]))
 
     async def _session(self, ws: ClientConnection) -> None:
         revision = self.reconciler.desired.revision if self.reconciler.desired else 0
@@ -166,8 +176,11 @@ class Connection:
                     error=f"application {request.application} has no log on this server")))
                 return
             lines, offset = await asyncio.to_thread(logs.tail, path, request.lines)
-            await ws.send(protocol.encode(
-                protocol.LogLines(requestId=rid, lines=lines, done=not request.follow)))
+            parts = list(logs.batches(lines)) or [[]]
+            for i, part in enumerate(parts):
+                last = i == len(parts) - 1
+                await ws.send(protocol.encode(protocol.LogLines(
+                    requestId=rid, lines=part, done=last and not request.follow)))
             if request.follow:
                 async for batch in logs.follow(path, offset):
                     await ws.send(protocol.encode(protocol.LogLines(requestId=rid, lines=batch)))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
 
 
 class AgentError(Exception):
@@ -39,6 +43,30 @@ class AgentDir:
     apps = property(lambda self: self.root / "apps")
     logs = property(lambda self: self.root / "logs")
 
+    def seal(self, value: str) -> str:
+        """Encrypt a secret kept in the agent's files (the cluster key in `state.json`) with a
+        key derived from the server's private key: a copy of the state alone does not reveal it."""
+        fernet = self._fernet()
+        return value if fernet is None or not value else "sealed:" + fernet.encrypt(
+            value.encode()).decode()
+
+    def unseal(self, value: str) -> str:
+        fernet = self._fernet()
+        if not value.startswith("sealed:") or fernet is None:
+            return value
+        try:
+            return fernet.decrypt(value.removeprefix("sealed:").encode()).decode()
+        except InvalidToken:
+            return ""  # a new key (re-registered): the control plane sends the secret again
+
+    def _fernet(self) -> Fernet | None:
+        try:
+            material = self.key.read_bytes()
+        except FileNotFoundError:
+            return None
+        digest = hashlib.sha256(b"corral-agent-state:" + material).digest()
+        return Fernet(base64.urlsafe_b64encode(digest))
+
     def app_dir(self, name: str, sha256: str) -> Path:
         return self.apps / name / sha256
 
@@ -57,12 +85,25 @@ class AgentDir:
             raise AgentError(f"{self.identity} is damaged: {exc}") from exc
 
     def make_dirs(self) -> None:
-        for d in (self.artifacts / "tmp", self.apps, self.logs):
+        """The agent's folder is its own: key, state, artifact cache, logs and cluster journal
+        are readable by the agent alone. Applications (another user when the agent is root) may
+        only traverse the folder down to their own copy under `apps/`."""
+        for d in (self.artifacts / "tmp", self.apps, self.logs, self.root / "cluster"):
             d.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o711)
+        self.apps.chmod(0o711)
+        for d in (self.artifacts, self.artifacts / "tmp", self.logs, self.root / "cluster"):
+            d.chmod(0o700)
+        for f in (self.key, self.identity, self.state, self.root / "agent.json"):
+            if f.exists():
+                f.chmod(0o600)
+        for app in self.apps.iterdir():
+            if app.is_dir():
+                app.chmod(0o711)
 
 
 def write_identity(path: Path, identity: Identity) -> None:
-    path.write_text(json.dumps(asdict(identity), indent=2) + "\n")
+    write_private(path, (json.dumps(asdict(identity), indent=2) + "\n").encode())
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -73,7 +114,8 @@ def write_private(path: Path, data: bytes) -> None:
 
 def write_json_atomic(path: Path, data: object) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=1, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())

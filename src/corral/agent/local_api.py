@@ -1,5 +1,9 @@
 """The agent's API for the applications it runs, on loopback only (`CORRAL_AGENT_URL`).
 
+`CORRAL_AGENT_URL` ends in a secret path prefix: a request without it gets 404, so other local
+users cannot use the API, and a `Host` other than the loopback address (a web page rebinding
+its DNS name to 127.0.0.1) gets 403. Below, paths are relative to that URL.
+
     GET    /v1/cluster                  membership, this node, the primary (404 outside a cluster)
     GET    /v1/cluster/primary          {"primary": true|false} — "run on the primary only"
     GET    /v1/cluster/store/{key}      {"key", "value"}; 404 when absent
@@ -19,7 +23,8 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from corral.agent.cluster import ClusterManager, RaftNode
 
@@ -30,7 +35,22 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"status": status, "message": message}, status_code=status)
 
 
-def build(cluster: ClusterManager) -> Starlette:
+class LoopbackHostOnly:
+    def __init__(self, app: ASGIApp, port: int) -> None:
+        self.app = app
+        self.allowed = {f"127.0.0.1:{port}", f"localhost:{port}"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            if host.lower() not in self.allowed:
+                await _error(403, "this API answers only to its loopback address")(
+                    scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build(cluster: ClusterManager, prefix: str, port: int) -> ASGIApp:
     def node_or_error() -> RaftNode | JSONResponse:
         if cluster.spec is None or cluster.node is None:
             return _error(404, "this server is not in a cluster")
@@ -94,9 +114,10 @@ def build(cluster: ClusterManager) -> Starlette:
         except SyncObjException as exc:
             return _error(503, f"the cluster could not commit the change ({exc.errorCode})")
 
-    return Starlette(routes=[
+    routes = [
         Route("/v1/cluster", describe),
         Route("/v1/cluster/primary", primary),
         Route("/v1/cluster/store/{key:path}", store, methods=["GET", "PUT", "DELETE"]),
         Route("/v1/cluster/locks/{name:path}", lock, methods=["POST", "DELETE"]),
-    ])
+    ]
+    return LoopbackHostOnly(Starlette(routes=[Mount(f"/{prefix}", routes=routes)]), port)

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,20 +86,62 @@ def load(app_dir: Path) -> Manifest:
     )
 
 
-def substitute(command: str, properties: dict[str, str]) -> str:
-    """`${prop}` becomes the property's value (shell-quoted); unknown names stay for the shell."""
+def substitute(command: str, properties: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """`${prop}` in a Procfile command, without ever letting the shell parse the value.
 
-    def repl(m: re.Match[str]) -> str:
-        key = m.group(1)
-        return shlex.quote(properties[key]) if key in properties else m.group(0)
+    Each referenced property is passed in an environment variable of its own and the placeholder
+    becomes a quoted reference to it (`"${CORRAL_PROPERTY_0}"`), quoted to fit where it stands:
+    plain, inside double quotes, or inside single quotes. The shell expands a variable once and
+    never reads `$(...)`, backticks or quotes in what it expands, and the quotes stop word
+    splitting and globbing: the value arrives byte for byte. Unknown names stay for the shell.
+    Returns the command and the variables to add to the process environment."""
+    out: list[str] = []
+    env: dict[str, str] = {}
+    state = "plain"  # or "single", "double"
+    i = 0
+    while i < len(command):
+        c = command[i]
+        if state == "single":
+            if c == "'":
+                state = "plain"
+        elif c == "\\":
+            out.append(command[i : i + 2])
+            i += 2
+            continue
+        elif c == "'" and state == "plain":
+            state = "single"
+        elif c == '"':
+            state = "double" if state == "plain" else "plain"
+        if c == "$":
+            m = _PLACEHOLDER.match(command, i)
+            if m and m.group(1) in properties:
+                key = m.group(1)
+                var = property_variable(key)
+                env[var] = properties[key]
+                out.append({"plain": f'"${{{var}}}"', "double": f"${{{var}}}",
+                            "single": f"'\"${{{var}}}\"'"}[state])
+                i = m.end()
+                continue
+        out.append(c)
+        i += 1
+    return "".join(out), env
 
-    return _PLACEHOLDER.sub(repl, command)
+
+def property_variable(key: str) -> str:
+    """The environment variable that carries a property for `${key}`: unique per key."""
+    return "CORRAL_PROPERTY_" + key.encode().hex().upper()
+
+
+_ENV_NAME = re.compile(r"[^=\x00]+")
 
 
 def environment_names(properties: dict[str, str]) -> dict[str, str]:
-    """Each property under its own name and upper-cased with `.`/`-` as `_`."""
+    """Each property under its own name and upper-cased with `.`/`-` as `_`. A name that cannot
+    be an environment variable (`=` or NUL in it) is left out, not fatal."""
     env: dict[str, str] = {}
     for key, value in properties.items():
+        if not _ENV_NAME.fullmatch(key) or "\x00" in value:
+            continue
         env[key] = value
         env[re.sub(r"[.\-]", "_", key).upper()] = value
     return env

@@ -21,6 +21,7 @@ from typing import Any
 from corral.agent import manifest
 from corral.agent.archive import ArchiveRefused, unpack
 from corral.agent.cluster import ClusterManager
+from corral.agent.app_user import SYSTEM_PATH, AppUser
 from corral.agent.layout import AgentDir, write_json_atomic
 from corral.agent.supervisor import AppRunner, Proc, RunSpec
 from corral.gateway.protocol import ApplicationReport, Desired, DesiredApplication, Report
@@ -39,8 +40,10 @@ def free_port() -> int:
 
 class Reconciler:
     def __init__(self, layout: AgentDir, fetch: Fetcher, server_id: int,
-                 cluster: ClusterManager | None = None, agent_url: str = "") -> None:
+                 cluster: ClusterManager | None = None, agent_url: str = "",
+                 app_user: AppUser | None = None) -> None:
         self.layout = layout
+        self.app_user = app_user
         self.fetch = fetch
         self.server_id = server_id
         self.cluster = cluster
@@ -74,16 +77,19 @@ class Reconciler:
                 "port": runner.spec.port,
                 "processes": runner.records(),
             }
-        write_json_atomic(
-            self.layout.state,
-            {"desired": self.desired.model_dump() if self.desired else None, "apps": apps},
-        )
+        desired = self.desired.model_dump() if self.desired else None
+        if desired and desired.get("cluster"):
+            desired["cluster"]["secret"] = self.layout.seal(desired["cluster"]["secret"])
+        write_json_atomic(self.layout.state, {"desired": desired, "apps": apps})
 
     async def recover(self) -> None:
         """Adopt what a previous agent left running, then converge to the remembered state."""
         record = self.load()
         if record.get("desired"):
-            self.desired = Desired.model_validate(record["desired"])
+            desired = record["desired"]
+            if desired.get("cluster"):
+                desired["cluster"]["secret"] = self.layout.unseal(desired["cluster"]["secret"])
+            self.desired = Desired.model_validate(desired)
         wanted = {a.name: a for a in (self.desired.applications if self.desired else [])}
         for name, saved in (record.get("apps") or {}).items():
             self.ports[name] = int(saved.get("port") or 0) or free_port()
@@ -139,7 +145,12 @@ class Reconciler:
                 del self.failures[name]
                 self._changed()
         for app in self.desired.applications:
-            await self._converge_one(app)
+            try:
+                await self._converge_one(app)
+            except Exception as exc:  # one application's failure is its own, never the others'
+                log.exception("%s: deployment %d failed", app.name, app.deploymentId)
+                self.failures[app.name] = (app.deploymentId, f"{type(exc).__name__}: {exc}"[:500])
+                self._changed()
         self.save()
 
     async def _converge_one(self, app: DesiredApplication) -> None:
@@ -183,6 +194,8 @@ class Reconciler:
         destination = self.layout.app_dir(app.name, app.artifact.sha256)
         if not (destination / "Procfile").exists():
             await asyncio.to_thread(unpack, cached, destination)
+            if self.app_user is not None:
+                await asyncio.to_thread(self.app_user.take, destination)
         return self._spec(app)
 
     def _spec(self, app: DesiredApplication) -> RunSpec:
@@ -192,11 +205,20 @@ class Reconciler:
         port = int(properties.get("http.port") or properties.get("port") or 0) or \
             self.ports.setdefault(app.name, free_port())
         self.ports[app.name] = port
+        props_for_commands = {**properties, "PORT": str(port)}
+        processes: dict[str, str] = {}
+        carried: dict[str, str] = {}
+        for pname, command in declared.processes.items():
+            processes[pname], variables = manifest.substitute(command, props_for_commands)
+            carried.update(variables)
+        other_user = self.app_user is not None and not self.app_user.is_self
         env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/"),
+            # another user cannot reach the agent's own tool folders (e.g. under /root)
+            "PATH": SYSTEM_PATH if other_user else os.environ.get("PATH", SYSTEM_PATH),
+            "HOME": str(app_dir) if other_user else os.environ.get("HOME", "/"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             **manifest.environment_names(properties),
+            **carried,
             "PORT": str(port),
             "CORRAL_APP_NAME": app.name,
             "CORRAL_SERVER_ID": str(self.server_id),
@@ -210,19 +232,18 @@ class Reconciler:
             env["CORRAL_CLUSTER_NODES"] = ",".join(
                 str(m.serverId) for m in self.desired.cluster.members
             )
-        props_for_commands = {**properties, "PORT": str(port)}
         return RunSpec(
             name=app.name,
             deployment_id=app.deploymentId,
             sha256=app.artifact.sha256,
             app_dir=app_dir,
-            processes={k: manifest.substitute(v, props_for_commands)
-                       for k, v in declared.processes.items()},
+            processes=processes,
             env=env,
             log_path=self.layout.log_file(app.name),
             stop_timeout=declared.stop_timeout,
             health=declared.health,
             port=port,
+            user=self.app_user.ids if other_user and self.app_user else None,
         )
 
     async def _remove(self, name: str) -> None:

@@ -15,11 +15,22 @@ from cryptography.x509.oid import NameOID
 
 from corral.agent import AGENT_VERSION
 from corral.agent.layout import AgentDir, AgentError, Identity, write_identity, write_private
+from corral.pki import fingerprint_of
 
 
 def register(manager_url: str, directory: Path, token: str, name: str,
-             ca_cert: Path | None = None) -> Identity:
-    """Register this machine as server NAME. DIR is created whole or not at all."""
+             ca_cert: Path | None = None, *, ca_fingerprint: str | None = None,
+             insecure: bool = False) -> Identity:
+    """Register this machine as server NAME. DIR is created whole or not at all.
+
+    Over plain `http://` anyone on the path could hand back their own CA and gateway, so that
+    needs `ca_fingerprint` (the control plane's CA, pinned: `GET .../registrationToken` shows it)
+    or an explicit `insecure`."""
+    pin = _normalise_pin(ca_fingerprint) if ca_fingerprint else None
+    if manager_url.lower().startswith("http://") and pin is None and not insecure:
+        raise AgentError(
+            "refusing to register over plain http:// without --ca-fingerprint (the control "
+            "plane's CA, shown with its registration token) or an explicit --insecure")
     target = AgentDir(directory)
     if target.identity.exists():
         raise AgentError(f"{directory} already holds a registered server; use another --dir")
@@ -46,14 +57,24 @@ def register(manager_url: str, directory: Path, token: str, name: str,
         raise AgentError(f"cannot reach the control plane at {manager_url}: {exc}") from exc
     if r.status_code != 200:
         raise AgentError(_refusal(r))
-    answer = r.json()
-    cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
+    try:
+        answer = r.json()
+        cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
+        ca = x509.load_pem_x509_certificate(answer["caCertificate"].encode())
+        gateway_url = str(answer["environmentUrls"]["mcmWebsocketUrl"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise AgentError(f"the control plane's answer is not a registration: {exc}") from exc
+    if pin is not None and fingerprint_of(ca) != pin:
+        raise AgentError(f"the CA returned by {manager_url} is not the pinned one "
+                         f"({fingerprint_of(ca)}); someone may be in the middle. Nothing was kept.")
+    if not gateway_url.startswith("wss://"):
+        raise AgentError(f"the gateway URL {gateway_url[:100]!r} is not wss://; refusing it")
     server_id = int(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
     identity = Identity(
         serverId=server_id,
         name=name,
         managerUrl=manager_url.rstrip("/"),
-        gatewayUrl=answer["environmentUrls"]["mcmWebsocketUrl"],
+        gatewayUrl=gateway_url,
     )
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -79,6 +100,13 @@ def register(manager_url: str, directory: Path, token: str, name: str,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return identity
+
+
+def _normalise_pin(value: str) -> str:
+    hexed = value.strip().lower().removeprefix("sha256:").replace(":", "")
+    if len(hexed) != 64 or any(c not in "0123456789abcdef" for c in hexed):
+        raise AgentError("--ca-fingerprint must be sha256:<64 hex digits>")
+    return "sha256:" + hexed
 
 
 def _refusal(r: httpx.Response) -> str:

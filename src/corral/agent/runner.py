@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import signal
+import secrets
 import socket
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import uvicorn
 from corral.agent import local_api
 from corral.agent.cluster import DEFAULT_CLUSTER_PORT, ClusterManager, MulticastSettings
 from corral.agent.connection import Connection
+from corral.agent.app_user import resolve as app_user_of
 from corral.agent.layout import AgentDir, write_json_atomic
 from corral.agent.reconciler import Reconciler
 from corral.gateway.protocol import DesiredApplication
@@ -22,12 +24,19 @@ from corral.gateway.protocol import DesiredApplication
 log = logging.getLogger(__name__)
 
 
-def _local_api_socket(layout: AgentDir, wanted: int | None) -> socket.socket:
-    """Bind the local API; keep its port across restarts so adopted apps' URL stays right."""
+def _local_api_socket(layout: AgentDir, wanted: int | None) -> tuple[socket.socket, str]:
+    """Bind the local API; keep its port and its secret path prefix across restarts so adopted
+    apps' URL stays right. The prefix is the credential: only processes given
+    `CORRAL_AGENT_URL` know it, not every local user."""
     remembered = layout.root / "agent.json"
     port = wanted
-    if port is None and remembered.exists():
-        port = int(json.loads(remembered.read_text()).get("apiPort") or 0)
+    saved: dict[str, object] = {}
+    if remembered.exists():
+        with contextlib.suppress(ValueError):
+            saved = json.loads(remembered.read_text())
+    if port is None:
+        port = int(saved.get("apiPort") or 0)  # type: ignore[call-overload]
+    prefix = str(saved.get("apiPrefix") or "") or secrets.token_urlsafe(24)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -37,16 +46,19 @@ def _local_api_socket(layout: AgentDir, wanted: int | None) -> socket.socket:
                     port)
         sock.bind(("127.0.0.1", 0))
     sock.listen(128)
-    write_json_atomic(remembered, {"apiPort": sock.getsockname()[1]})
-    return sock
+    write_json_atomic(remembered, {"apiPort": sock.getsockname()[1], "apiPrefix": prefix})
+    return sock, prefix
 
 
 async def run_agent(directory: Path, cluster_port: int | None = None,
                     api_port: int | None = None,
-                    multicast: MulticastSettings | None = None) -> None:
+                    multicast: MulticastSettings | None = None,
+                    app_user: str | None = None) -> None:
     layout = AgentDir(directory)
     identity = layout.load_identity()
+    runs_as = app_user_of(app_user)
     layout.make_dirs()
+    runs_as.check_reaches(layout.apps)
     port = cluster_port or DEFAULT_CLUSTER_PORT
     connection: Connection | None = None
 
@@ -59,12 +71,13 @@ async def run_agent(directory: Path, cluster_port: int | None = None,
 
     cluster = ClusterManager(layout.root / "cluster", identity.serverId, port,
                              multicast or MulticastSettings(), changed)
-    sock = _local_api_socket(layout, api_port)
-    agent_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    reconciler = Reconciler(layout, fetch, identity.serverId, cluster, agent_url)
+    sock, prefix = _local_api_socket(layout, api_port)
+    api_port_bound = sock.getsockname()[1]
+    agent_url = f"http://127.0.0.1:{api_port_bound}/{prefix}"
+    reconciler = Reconciler(layout, fetch, identity.serverId, cluster, agent_url, runs_as)
     connection = Connection(identity, layout, reconciler, port)
-    api = uvicorn.Server(uvicorn.Config(local_api.build(cluster), log_level="warning",
-                                        lifespan="off"))
+    api = uvicorn.Server(uvicorn.Config(local_api.build(cluster, prefix, api_port_bound),
+                                        log_level="warning", lifespan="off"))
     api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     await reconciler.recover()
 
@@ -75,8 +88,8 @@ async def run_agent(directory: Path, cluster_port: int | None = None,
     tasks = [asyncio.create_task(connection.run_forever()),
              asyncio.create_task(cluster.watch()),
              asyncio.create_task(api.serve(sockets=[sock]))]
-    log.info("agent for server %s (%s) running in %s; local API %s", identity.serverId,
-             identity.name, directory, agent_url)
+    log.info("agent for server %s (%s) running in %s; applications run as %s; local API on "
+             "port %s", identity.serverId, identity.name, directory, runs_as.name, api_port_bound)
     await stop.wait()
     log.info("stopping; applications keep running")
     api.should_exit = True

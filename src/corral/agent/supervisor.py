@@ -83,6 +83,8 @@ class RunSpec:
     stop_timeout: float
     health: HealthCheck | None
     port: int
+    user: tuple[int, int] | None = None
+    """(uid, gid) the processes run as; None: the agent's own."""
 
 
 StatusCallback = Callable[[], None]
@@ -173,6 +175,10 @@ class AppRunner:
         with open(self.spec.log_path, "ab") as out:
             out.write(f"[corral] starting {pname}: {command}\n".encode())
             out.flush()
+            as_user: dict[str, Any] = {}
+            if self.spec.user is not None:
+                uid, gid = self.spec.user
+                as_user = {"user": uid, "group": gid, "extra_groups": []}
             popen = subprocess.Popen(
                 ["/bin/sh", "-c", command],
                 cwd=self.spec.app_dir,
@@ -181,6 +187,7 @@ class AppRunner:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                **as_user,
             )
         return Proc(pname, popen.pid, proc_starttime(popen.pid), popen)
 

@@ -10,9 +10,15 @@ from sqlalchemy.orm import Session
 
 from corral.api import schemas, views
 from corral.api.bodies import json_or_form, openapi_json_or_form
-from corral.api.deps import PlaneDep, PrincipalDep, SessionDep
+from corral.api.deps import (
+    AdminDep,
+    PlaneDep,
+    PrincipalDep,
+    ReadSessionDep,
+    SessionDep,
+    SourceDep,
+)
 from corral.db.models import ConnectedApp, Organization, User
-from corral.db.session import transaction
 from corral.domain import accounts
 from corral.domain.accounts import Principal
 from corral.domain.errors import Forbidden, InvalidInput, NotFound
@@ -24,37 +30,29 @@ router = APIRouter(prefix="/accounts", tags=["access management"])
     "/login",
     response_model=schemas.LoginOut,
     openapi_extra=openapi_json_or_form(schemas.LoginIn),
+    responses={429: {"model": schemas.ErrorOut}},
 )
-async def login(request: Request, plane: PlaneDep) -> dict[str, Any]:
+async def login(request: Request, plane: PlaneDep, source: SourceDep) -> dict[str, Any]:
     body = await json_or_form(request, schemas.LoginIn)
-
-    def work() -> str:
-        with transaction(plane.sessions) as session:
-            return accounts.login(
-                session, body.username, body.password, plane.settings.user_token_ttl_seconds
-            )
-
-    return {"access_token": await run_in_threadpool(work), "token_type": "bearer",
-            "redirectUrl": "/home/"}
+    token = await run_in_threadpool(plane.signin.login, body.username, body.password, source,
+                                    plane.settings.user_token_ttl_seconds)
+    return {"access_token": token, "token_type": "bearer", "redirectUrl": "/home/"}
 
 
 @router.post(
     "/api/v2/oauth2/token",
     response_model=schemas.TokenOut,
     openapi_extra=openapi_json_or_form(schemas.TokenIn),
+    responses={429: {"model": schemas.ErrorOut}},
 )
-async def oauth2_token(request: Request, plane: PlaneDep) -> dict[str, Any]:
+async def oauth2_token(request: Request, plane: PlaneDep, source: SourceDep) -> dict[str, Any]:
     body = await json_or_form(request, schemas.TokenIn)
     if body.grant_type != "client_credentials":
         raise InvalidInput("grant_type must be client_credentials")
     ttl = plane.settings.client_token_ttl_seconds
-
-    def work() -> str:
-        with transaction(plane.sessions) as session:
-            return accounts.client_credentials(session, body.client_id, body.client_secret, ttl)
-
-    return {"access_token": await run_in_threadpool(work), "token_type": "bearer",
-            "expires_in": ttl}
+    token = await run_in_threadpool(plane.signin.client_credentials, body.client_id,
+                                    body.client_secret, source, ttl)
+    return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
 
 
 @router.post("/api/logout", status_code=204)
@@ -70,7 +68,7 @@ def _me(session: Session, principal: Principal) -> dict[str, Any]:
 
 
 @router.get("/api/me")
-def me(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+def me(session: ReadSessionDep, principal: PrincipalDep) -> dict[str, Any]:
     token = {"expires_at": principal.expires_at, "token_type": "bearer"}
     if principal.user_id is not None:
         return {"access_token": token, "user": _me(session, principal)}
@@ -84,17 +82,17 @@ def me(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
 
 
 @router.get("/api/users/me", response_model=schemas.UserOut)
-def users_me(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+def users_me(session: ReadSessionDep, principal: PrincipalDep) -> dict[str, Any]:
     return _me(session, principal)
 
 
 @router.get("/api/profile", response_model=schemas.UserOut)
-def profile(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+def profile(session: ReadSessionDep, principal: PrincipalDep) -> dict[str, Any]:
     return _me(session, principal)
 
 
 def _own_org(session: Session, principal: Principal, org_id: str) -> Organization:
-    org = session.get(Organization, org_id)
+    org = session.get(Organization, org_id) if len(org_id) <= 64 else None
     if org is None:
         raise NotFound(f"organization {org_id} not found")
     if org.id != principal.organization_id:
@@ -103,7 +101,7 @@ def _own_org(session: Session, principal: Principal, org_id: str) -> Organizatio
 
 
 @router.get("/api/organizations/{org_id}", response_model=schemas.OrganizationOut)
-def get_organization(session: SessionDep, principal: PrincipalDep, org_id: str) -> dict[str, Any]:
+def get_organization(session: ReadSessionDep, principal: PrincipalDep, org_id: str) -> dict[str, Any]:
     return views.organization(_own_org(session, principal, org_id))
 
 
@@ -112,7 +110,7 @@ def get_organization(session: SessionDep, principal: PrincipalDep, org_id: str) 
     response_model=schemas.DataList[schemas.EnvironmentOut],
 )
 def list_environments(
-    session: SessionDep, principal: PrincipalDep, org_id: str
+    session: ReadSessionDep, principal: PrincipalDep, org_id: str
 ) -> dict[str, Any]:
     org = _own_org(session, principal, org_id)
     envs = accounts.list_environments(session, org.id)
@@ -123,7 +121,7 @@ def list_environments(
     "/api/organizations/{org_id}/environments/{env_id}", response_model=schemas.EnvironmentOut
 )
 def get_environment(
-    session: SessionDep, principal: PrincipalDep, org_id: str, env_id: str
+    session: ReadSessionDep, principal: PrincipalDep, org_id: str, env_id: str
 ) -> dict[str, Any]:
     org = _own_org(session, principal, org_id)
     return views.environment(accounts.get_environment(session, org.id, env_id))
@@ -135,33 +133,85 @@ def get_environment(
     response_model=schemas.EnvironmentOut,
 )
 def create_environment(
-    session: SessionDep, principal: PrincipalDep, org_id: str, body: schemas.EnvironmentIn
+    session: SessionDep, principal: AdminDep, org_id: str, body: schemas.EnvironmentIn
 ) -> dict[str, Any]:
     org = _own_org(session, principal, org_id)
     return views.environment(accounts.create_environment(session, org.id, body.name, body.type))
+
+
+@router.get(
+    "/api/organizations/{org_id}/users", response_model=schemas.DataList[schemas.UserOut]
+)
+def list_users(session: ReadSessionDep, principal: AdminDep, org_id: str) -> dict[str, Any]:
+    org = _own_org(session, principal, org_id)
+    found = accounts.list_users(session, org.id)
+    return {"data": [views.user(u) for u in found], "total": len(found)}
 
 
 @router.post(
     "/api/organizations/{org_id}/users", status_code=201, response_model=schemas.UserOut
 )
 def create_user(
-    session: SessionDep, principal: PrincipalDep, org_id: str, body: schemas.UserIn
+    session: SessionDep, principal: AdminDep, org_id: str, body: schemas.UserIn
 ) -> dict[str, Any]:
     org = _own_org(session, principal, org_id)
     user = accounts.create_user(
         session, org.id, body.username, body.password,
         first_name=body.firstName, last_name=body.lastName, email=body.email,
+        role=body.role, environment_ids=body.environments,
     )
     return views.user(user)
+
+
+@router.patch(
+    "/api/organizations/{org_id}/users/{user_id}", response_model=schemas.UserOut
+)
+def update_user(
+    session: SessionDep, principal: AdminDep, org_id: str, user_id: str,
+    body: schemas.UserPatchIn,
+) -> dict[str, Any]:
+    """Change a user's `role`, `enabled`, `environments` or `password`. Disabling a user or
+    setting its password ends its tokens at once."""
+    org = _own_org(session, principal, org_id)
+    envs = body.environments if "environments" in body.model_fields_set else ...
+    user = accounts.update_user(session, org.id, user_id, role=body.role, enabled=body.enabled,
+                                password=body.password, environment_ids=envs)
+    return views.user(user)
+
+
+@router.delete("/api/organizations/{org_id}/users/{user_id}", status_code=204)
+def delete_user(
+    session: SessionDep, principal: AdminDep, org_id: str, user_id: str
+) -> Response:
+    org = _own_org(session, principal, org_id)
+    accounts.delete_user(session, org.id, user_id)
+    return Response(status_code=204)
+
+
+@router.put("/api/users/me/password", status_code=204)
+def change_password(
+    session: SessionDep, principal: PrincipalDep, body: schemas.PasswordIn
+) -> Response:
+    """The signed-in user's own password; their other tokens end, this one stays."""
+    accounts.change_own_password(session, principal, body.currentPassword, body.newPassword)
+    return Response(status_code=204)
 
 
 @router.post(
     "/api/connectedApplications", status_code=201, response_model=schemas.ConnectedAppOut
 )
 def create_connected_app(
-    session: SessionDep, principal: PrincipalDep, body: schemas.ConnectedAppIn
+    session: SessionDep, principal: AdminDep, body: schemas.ConnectedAppIn
 ) -> dict[str, Any]:
     app, secret = accounts.create_connected_app(
-        session, principal.organization_id, body.client_name
+        session, principal.organization_id, body.client_name, role=body.role,
+        environment_ids=body.environments,
     )
     return views.connected_app(app, secret)
+
+
+@router.delete("/api/connectedApplications/{client_id}", status_code=204)
+def delete_connected_app(session: SessionDep, principal: AdminDep, client_id: str) -> Response:
+    """The app and every token it holds stop working at once."""
+    accounts.delete_connected_app(session, principal.organization_id, client_id)
+    return Response(status_code=204)

@@ -15,6 +15,7 @@ from corral.api import (
     servers,
     targets,
 )
+from corral.api.middleware import BodyLimit, SecurityHeaders
 from corral.controlplane import ControlPlane
 from corral.web import app as console
 
@@ -32,4 +33,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     for module in (health, accounts, servers, server_groups, clusters, applications, targets):
         app.include_router(module.router)
     console.install(app)
+    app.add_middleware(BodyLimit, max_body=lambda: plane.settings.max_body_bytes,
+                       max_upload=lambda: plane.settings.max_artifact_bytes)
+    app.add_middleware(SecurityHeaders)
     return app

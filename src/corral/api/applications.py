@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from corral.api import schemas, views
 from corral.api.bodies import json_or_form
-from corral.api.deps import PlaneDep, ScopeDep, SessionDep
+from corral.api.deps import OperatorScopeDep, PlaneDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.api.uploads import UploadForm, read_upload
 from corral.artifacts.store import iter_blob
 from corral.controlplane import ControlPlane
@@ -25,6 +26,7 @@ from corral.domain.errors import InvalidInput, Unavailable
 from corral.gateway.server import AgentUnavailable
 
 router = APIRouter(prefix="/hybrid/api/v1/applications", tags=["applications"])
+MAX_LOG_LINE = 32 * 1024
 One = schemas.Data[schemas.ApplicationOut]
 
 _FILE = {"type": "string", "format": "binary"}
@@ -105,7 +107,7 @@ def redeploy_uploaded(
 
 @router.post("", status_code=202, response_model=One, response_model_exclude_unset=True,
              openapi_extra=DEPLOY_FORM)
-async def deploy(request: Request, plane: PlaneDep, scope: ScopeDep) -> dict[str, Any]:
+async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep) -> dict[str, Any]:
     form = await read_upload(request, plane.store, plane.settings.max_artifact_bytes)
     try:
         return await run_in_threadpool(deploy_uploaded, plane, scope, form)
@@ -116,11 +118,11 @@ async def deploy(request: Request, plane: PlaneDep, scope: ScopeDep) -> dict[str
 @router.get("", response_model=schemas.DataList[schemas.ApplicationOut],
             response_model_exclude_unset=True)
 def list_applications(
-    session: SessionDep,
+    session: ReadSessionDep,
     scope: ScopeDep,
     target_id: int | None = Query(None, alias="targetId"),
     artifact_name: str | None = Query(None, alias="artifactName"),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**31 - 1),
     limit: int | None = Query(None, ge=1, le=1000),
 ) -> JSONResponse:
     """Without `limit`, every application (ARM's clients look applications up by name)."""
@@ -132,7 +134,7 @@ def list_applications(
 
 
 @router.get("/{app_id}", response_model=One, response_model_exclude_unset=True)
-def get_application(session: SessionDep, scope: ScopeDep, app_id: int) -> JSONResponse:
+def get_application(session: ReadSessionDep, scope: ScopeDep, app_id: int) -> JSONResponse:
     return views.one(views.application(applications.get(session, scope, app_id)))
 
 
@@ -150,7 +152,7 @@ async def _redeploy(request: Request, plane: ControlPlane, scope: Scope, app_id:
 @router.patch("/{app_id}", response_model=One, response_model_exclude_unset=True,
               openapi_extra=PATCH_FORMS)
 async def patch_application(
-    request: Request, plane: PlaneDep, scope: ScopeDep, app_id: int
+    request: Request, plane: PlaneDep, scope: OperatorScopeDep, app_id: int
 ) -> Any:
     """JSON `desiredStatus` starts or stops; multipart redeploys (no file: the same artifact)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -170,7 +172,7 @@ async def patch_application(
 
 
 @router.delete("/{app_id}", status_code=204)
-def delete_application(session: SessionDep, scope: ScopeDep, app_id: int) -> Response:
+def delete_application(session: SessionDep, scope: OperatorScopeDep, app_id: int) -> Response:
     """204 whether or not it existed (ARM's contract)."""
     applications.delete_application(session, scope, app_id)
     return Response(status_code=204)
@@ -215,18 +217,34 @@ async def application_logs(
         try:
             async for batch in agent.logs(name, lines, follow=True):
                 for line in batch:
-                    yield f"data: {line}\n\n"
+                    yield sse_data(line)
         except AgentUnavailable as exc:
-            yield f"event: error\ndata: {exc}\n\n"
+            yield "event: error\n" + sse_data(str(exc))
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
 
 
+def content_disposition(file_name: str) -> str:
+    """An ASCII `filename` any client reads, and the exact name in RFC 5987 `filename*`."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_"
+                       for c in file_name) or "artifact.zip"
+    exact = quote(file_name.encode("utf-8", "replace"), safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
+
+
+def sse_data(line: str) -> str:
+    """One event carrying one line. A line is the agent's (and so an application's) text: a
+    carriage return or newline in it would end the field and let it forge events, so both are
+    shown escaped, and the line is bounded."""
+    clean = line[:MAX_LOG_LINE].replace("\r", "\\r").replace("\n", "\\n")
+    return f"data: {clean}\n\n"
+
+
 @router.get("/{app_id}/artifact", response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {}}}})
 def download_artifact(
-    session: SessionDep, plane: PlaneDep, scope: ScopeDep, app_id: int
+    session: ReadSessionDep, plane: PlaneDep, scope: ScopeDep, app_id: int
 ) -> StreamingResponse:
     app = applications.get(session, scope, app_id)
     art = app.artifact
@@ -235,6 +253,6 @@ def download_artifact(
         media_type="application/octet-stream",
         headers={
             "Content-Length": str(art.size),
-            "Content-Disposition": f'attachment; filename="{art.file_name}"',
+            "Content-Disposition": content_disposition(art.file_name),
         },
     )

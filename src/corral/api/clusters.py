@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from corral.api import schemas, views
-from corral.api.deps import PlaneDep, ScopeDep, SessionDep
+from corral.api.deps import OperatorScopeDep, PlaneDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import Cluster
 from corral.domain import clusters
 from corral.domain.targets import get_target, list_targets
@@ -19,7 +19,7 @@ One = schemas.Data[schemas.ClusterOut]
 
 @router.post("", status_code=201, response_model=One, response_model_exclude_unset=True)
 def create(
-    session: SessionDep, plane: PlaneDep, scope: ScopeDep, body: schemas.ClusterIn
+    session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep, body: schemas.ClusterIn
 ) -> dict[str, Any]:
     cluster = clusters.create(
         session,
@@ -34,19 +34,19 @@ def create(
 
 @router.get("", response_model=schemas.DataList[schemas.ClusterOut],
             response_model_exclude_unset=True)
-def list_clusters(session: SessionDep, scope: ScopeDep) -> JSONResponse:
+def list_clusters(session: ReadSessionDep, scope: ScopeDep) -> JSONResponse:
     found = list_targets(session, scope, Cluster)
     return views.many([views.cluster(c) for c in found], len(found))
 
 
 @router.get("/{cluster_id}", response_model=One, response_model_exclude_unset=True)
-def get_cluster(session: SessionDep, scope: ScopeDep, cluster_id: int) -> JSONResponse:
+def get_cluster(session: ReadSessionDep, scope: ScopeDep, cluster_id: int) -> JSONResponse:
     return views.one(views.cluster(get_target(session, scope, cluster_id, Cluster)))
 
 
 @router.patch("/{cluster_id}", response_model=One, response_model_exclude_unset=True)
 def rename(
-    session: SessionDep, scope: ScopeDep, cluster_id: int, body: schemas.RenameIn
+    session: SessionDep, scope: OperatorScopeDep, cluster_id: int, body: schemas.RenameIn
 ) -> dict[str, Any]:
     return {"data": views.cluster(clusters.rename(session, scope, cluster_id, body.name))}
 
@@ -55,7 +55,7 @@ def rename(
 def add_server(
     session: SessionDep,
     plane: PlaneDep,
-    scope: ScopeDep,
+    scope: OperatorScopeDep,
     cluster_id: int,
     body: schemas.ClusterMemberIn,
 ) -> dict[str, Any]:
@@ -67,13 +67,13 @@ def add_server(
 
 @router.delete("/{cluster_id}/servers/{server_id}", status_code=204)
 def remove_server(
-    session: SessionDep, scope: ScopeDep, cluster_id: int, server_id: int
+    session: SessionDep, scope: OperatorScopeDep, cluster_id: int, server_id: int
 ) -> Response:
     clusters.remove_server(session, scope, cluster_id, server_id)
     return Response(status_code=204)
 
 
 @router.delete("/{cluster_id}", status_code=204)
-def delete(session: SessionDep, scope: ScopeDep, cluster_id: int) -> Response:
+def delete(session: SessionDep, scope: OperatorScopeDep, cluster_id: int) -> Response:
     clusters.delete_cluster(session, scope, cluster_id)
     return Response(status_code=204)

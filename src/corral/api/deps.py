@@ -1,6 +1,6 @@
-"""Request dependencies: the control plane, one DB session per request, who is calling and in
-which org + environment. Authentication uses its own short transaction so that a long upload
-never holds a database transaction open."""
+"""Request dependencies: the control plane, one DB session per request, who is calling, with
+which role, in which org + environment. Authentication uses its own short read-only transaction
+so that a long upload never holds a database transaction open."""
 
 from __future__ import annotations
 
@@ -33,6 +33,24 @@ def get_session(plane: PlaneDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+"""A writing transaction (on SQLite, these take turns)."""
+
+
+def get_read_session(plane: PlaneDep) -> Iterator[Session]:
+    with transaction(plane.readers) as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+"""A read-only transaction: never waits for a writer."""
+
+
+def client_address(request: Request) -> str:
+    """The caller's address (a trusted proxy's X-Forwarded-For is applied by the server)."""
+    return request.client.host if request.client else "unknown"
+
+
+SourceDep = Annotated[str, Depends(client_address)]
 
 
 def bearer_token(
@@ -45,11 +63,19 @@ TokenDep = Annotated[str | None, Depends(bearer_token)]
 
 
 def get_principal(plane: PlaneDep, token: TokenDep) -> Principal:
-    with transaction(plane.sessions) as session:
+    with transaction(plane.readers) as session:
         return accounts.authenticate(session, token)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_admin(principal: PrincipalDep) -> Principal:
+    principal.require("admin")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]
 
 
 def get_scope(
@@ -58,8 +84,18 @@ def get_scope(
     org_id: Annotated[str | None, Header(alias="X-ANYPNT-ORG-ID")] = None,
     env_id: Annotated[str | None, Header(alias="X-ANYPNT-ENV-ID")] = None,
 ) -> Scope:
-    with transaction(plane.sessions) as session:
+    with transaction(plane.readers) as session:
         return accounts.resolve_scope(session, principal, org_id, env_id)
 
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
+"""Where a hybrid call acts; enough for reading (the viewer role)."""
+
+
+def get_operator_scope(principal: PrincipalDep, scope: ScopeDep) -> Scope:
+    principal.require("operator")
+    return scope
+
+
+OperatorScopeDep = Annotated[Scope, Depends(get_operator_scope)]
+"""Where a hybrid call that changes something acts: the operator role or more."""

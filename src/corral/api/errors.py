@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral.domain.errors import (
@@ -19,6 +19,7 @@ from corral.domain.errors import (
     InvalidInput,
     NotFound,
     TooLarge,
+    TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
@@ -32,18 +33,24 @@ STATUS_OF: dict[type[CorralError], int] = {
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
+    TooManyRequests: 429,
     Unavailable: 503,
 }
 
 
 def error_response(
-    status: int, message: str, errors: list[dict[str, Any]] | None = None
+    status: int,
+    message: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"status": status, "message": message}
     if errors:
         body["errors"] = errors
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -66,7 +73,10 @@ def validation_errors(exc: RequestValidationError | ValidationError) -> JSONResp
 def install(app: FastAPI) -> None:
     @app.exception_handler(CorralError)
     async def _domain(_: Request, exc: CorralError) -> JSONResponse:
-        return error_response(STATUS_OF.get(type(exc), 400), exc.message, exc.errors)
+        headers = None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
+        return error_response(STATUS_OF.get(type(exc), 400), exc.message, exc.errors, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -87,6 +97,25 @@ def install(app: FastAPI) -> None:
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         log.info("integrity error mapped to 409: %s", exc.orig)
         return error_response(409, "the change conflicts with an existing record; retry")
+
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> JSONResponse:
+        log.info("data error mapped to 400: %s", exc.orig)
+        return error_response(400, "a value in the request cannot be stored (too long, out of "
+                                   "range, or with characters that are not allowed)")
+
+    @app.exception_handler(StatementError)
+    async def _statement(request: Request, exc: StatementError) -> JSONResponse:
+        """A value the driver refuses before the database sees it (an integer beyond 64 bits,
+        text that is not valid UTF-8)."""
+        if isinstance(exc.orig, (OverflowError, UnicodeError, ValueError)):
+            log.info("unstorable value mapped to 400: %s", exc.orig)
+            return error_response(400, "a value in the request cannot be stored")
+        return await _unexpected(request, exc)
+
+    @app.exception_handler(UnicodeError)
+    async def _unicode(_: Request, exc: UnicodeError) -> JSONResponse:
+        return error_response(400, "the request holds text that is not valid UTF-8")
 
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:

@@ -33,24 +33,34 @@ class Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+Short = Annotated[str, Field(max_length=255)]
+Secret = Annotated[str, Field(max_length=1024)]
+Role = Literal["viewer", "operator", "admin"]
+
+
 class LoginIn(Lenient):
-    username: str
-    password: str
+    username: Short
+    password: Secret
 
 
 class TokenIn(Lenient):
-    grant_type: str
-    client_id: str
-    client_secret: str
+    grant_type: Short
+    client_id: Short
+    client_secret: Secret
 
 
 class RegistrationIn(Lenient):
-    muleLabel: str
-    signatureRequest: str
-    muleVersion: str = ""
-    gatewayVersion: str = ""
-    agentVersion: str = ""
-    environment: str | None = None
+    muleLabel: Short
+    signatureRequest: Annotated[str, Field(max_length=16384)]
+    muleVersion: Annotated[str, Field(max_length=64)] = ""
+    gatewayVersion: Annotated[str, Field(max_length=64)] = ""
+    agentVersion: Annotated[str, Field(max_length=64)] = ""
+    environment: Short | None = None
+
+
+class RegistrationTokenIn(Strict):
+    maxUses: int | None = Field(default=None, ge=1, le=1_000_000)
+    expiresInSeconds: int | None = Field(default=None, ge=60, le=365 * 24 * 3600)
 
 
 class RenameIn(Strict):
@@ -83,15 +93,35 @@ class EnvironmentIn(Lenient):
 
 
 class UserIn(Lenient):
-    username: str
-    password: str
-    firstName: str = ""
-    lastName: str = ""
-    email: str = ""
+    username: Short
+    password: Secret
+    firstName: Short = ""
+    lastName: Short = ""
+    email: Short = ""
+    role: Role = "viewer"
+    environments: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=100,
+        description="environment ids the role holds in; absent: every environment")
+
+
+class UserPatchIn(Strict):
+    role: Role | None = None
+    enabled: bool | None = None
+    password: Secret | None = None
+    environments: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=100)
+
+
+class PasswordIn(Strict):
+    currentPassword: Secret
+    newPassword: Secret
 
 
 class ConnectedAppIn(Lenient):
-    client_name: str
+    client_name: Short
+    role: Role = "viewer"
+    environments: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=100)
 
 
 # --- responses ----------------------------------------------------------------------------
@@ -101,6 +131,11 @@ class LoginOut(BaseModel):
     access_token: str
     token_type: str = "bearer"
     redirectUrl: str = "/home/"
+
+
+class RegistrationTokenOut(BaseModel):
+    data: str
+    caFingerprint: str = Field(description="sha256 of the CA certificate, for --ca-fingerprint")
 
 
 class TokenOut(BaseModel):
@@ -130,6 +165,8 @@ class OrganizationOut(OrganizationRef):
 class UserOut(Wire):
     id: str
     username: str
+    role: str = "viewer"
+    enabled: bool = True
     firstName: str
     lastName: str
     email: str
@@ -144,6 +181,8 @@ class ConnectedAppOut(BaseModel):
     client_name: str
     client_secret: str | None = None
     org_id: str
+    role: str = "viewer"
+    enabled: bool = True
 
 
 class Address(BaseModel):

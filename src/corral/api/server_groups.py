@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from corral.api import schemas, views
-from corral.api.deps import PlaneDep, ScopeDep, SessionDep
+from corral.api.deps import OperatorScopeDep, PlaneDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import ServerGroup
 from corral.domain import server_groups
 from corral.domain.targets import get_target, list_targets
@@ -19,7 +19,7 @@ Group = schemas.Data[schemas.ServerGroupOut]
 
 @router.post("", status_code=201, response_model=Group, response_model_exclude_unset=True)
 def create(
-    session: SessionDep, plane: PlaneDep, scope: ScopeDep, body: schemas.ServerGroupIn
+    session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep, body: schemas.ServerGroupIn
 ) -> dict[str, Any]:
     group = server_groups.create(
         session, scope, name=body.name, server_ids=list(body.serverIds),
@@ -30,19 +30,19 @@ def create(
 
 @router.get("", response_model=schemas.DataList[schemas.ServerGroupOut],
             response_model_exclude_unset=True)
-def list_groups(session: SessionDep, scope: ScopeDep) -> JSONResponse:
+def list_groups(session: ReadSessionDep, scope: ScopeDep) -> JSONResponse:
     groups = list_targets(session, scope, ServerGroup)
     return views.many([views.server_group(g) for g in groups], len(groups))
 
 
 @router.get("/{group_id}", response_model=Group, response_model_exclude_unset=True)
-def get_group(session: SessionDep, scope: ScopeDep, group_id: int) -> JSONResponse:
+def get_group(session: ReadSessionDep, scope: ScopeDep, group_id: int) -> JSONResponse:
     return views.one(views.server_group(get_target(session, scope, group_id, ServerGroup)))
 
 
 @router.patch("/{group_id}", response_model=Group, response_model_exclude_unset=True)
 def rename(
-    session: SessionDep, scope: ScopeDep, group_id: int, body: schemas.RenameIn
+    session: SessionDep, scope: OperatorScopeDep, group_id: int, body: schemas.RenameIn
 ) -> dict[str, Any]:
     return {"data": views.server_group(server_groups.rename(session, scope, group_id, body.name))}
 
@@ -50,7 +50,7 @@ def rename(
 @router.post("/{group_id}/servers/{server_id}", response_model=Group,
              response_model_exclude_unset=True)
 def add_server(
-    session: SessionDep, plane: PlaneDep, scope: ScopeDep, group_id: int, server_id: int
+    session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep, group_id: int, server_id: int
 ) -> dict[str, Any]:
     group = server_groups.add_server(
         session, scope, group_id, server_id, plane.settings.max_group_size
@@ -59,12 +59,12 @@ def add_server(
 
 
 @router.delete("/{group_id}/servers/{server_id}", status_code=204)
-def remove_server(session: SessionDep, scope: ScopeDep, group_id: int, server_id: int) -> Response:
+def remove_server(session: SessionDep, scope: OperatorScopeDep, group_id: int, server_id: int) -> Response:
     server_groups.remove_server(session, scope, group_id, server_id)
     return Response(status_code=204)
 
 
 @router.delete("/{group_id}", status_code=204)
-def delete(session: SessionDep, scope: ScopeDep, group_id: int) -> Response:
+def delete(session: SessionDep, scope: OperatorScopeDep, group_id: int) -> Response:
     server_groups.delete_group(session, scope, group_id)
     return Response(status_code=204)

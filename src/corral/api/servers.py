@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
@@ -11,44 +12,111 @@ from sqlalchemy.orm import selectinload
 
 from corral import __version__
 from corral.api import schemas, views
-from corral.api.deps import PlaneDep, ScopeDep, SessionDep, TokenDep
-from corral.db.models import Server
+from corral.api.deps import (
+    OperatorScopeDep,
+    PlaneDep,
+    ReadSessionDep,
+    ScopeDep,
+    SessionDep,
+    SourceDep,
+    TokenDep,
+)
+from corral.db.models import RegistrationToken, Server
+from corral.db.session import transaction
 from corral.domain import registration, servers
+from corral.domain.errors import TooManyRequests, Unauthenticated
 from corral.domain.targets import get_target
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/hybrid/api/v1/servers", tags=["servers"])
 
 
-@router.get("/registrationToken", response_model=schemas.Data[str])
-def registration_token(session: SessionDep, plane: PlaneDep, scope: ScopeDep) -> dict[str, Any]:
+@router.get("/registrationToken", response_model=schemas.RegistrationTokenOut)
+def registration_token(
+    session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep
+) -> dict[str, Any]:
+    """The environment's reusable registration token (ARM's), and the CA fingerprint an agent
+    pins when it registers over plain HTTP."""
     ttl = plane.settings.registration_token_ttl_seconds
-    return {"data": registration.current_token(session, plane.sealer, scope.environment_id, ttl)}
+    return {"data": registration.current_token(session, plane.sealer, scope.environment_id, ttl),
+            "caFingerprint": plane.ca.fingerprint}
 
 
-@router.post("/registrationToken", response_model=schemas.Data[str])
+@router.post("/registrationToken", response_model=schemas.RegistrationTokenOut)
 def rotate_registration_token(
-    session: SessionDep, plane: PlaneDep, scope: ScopeDep
+    session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep
 ) -> dict[str, Any]:
     """Corral's addition: revoke the environment's registration tokens and issue a new one."""
     ttl = plane.settings.registration_token_ttl_seconds
-    return {"data": registration.rotate_token(session, plane.sealer, scope.environment_id, ttl)}
+    return {"data": registration.rotate_token(session, plane.sealer, scope.environment_id, ttl),
+            "caFingerprint": plane.ca.fingerprint}
 
 
-@router.post("", summary="Register a server (authorised by a registration token)")
-def register(
-    session: SessionDep, plane: PlaneDep, token: TokenDep, body: schemas.RegistrationIn
+def _token_view(row: RegistrationToken) -> dict[str, Any]:
+    return {"id": registration.token_id(row), "createdAt": row.created_at,
+            "expiresAt": row.expires_at, "maxUses": row.max_uses, "uses": row.uses,
+            "revoked": row.revoked}
+
+
+@router.post("/registrationTokens", status_code=201)
+def create_registration_token(
+    session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep,
+    body: schemas.RegistrationTokenIn,
 ) -> dict[str, Any]:
-    result = registration.register_server(
-        session,
-        plane.ca,
-        token=token,
-        name=body.muleLabel,
-        csr_pem=body.signatureRequest,
-        mule_version=body.muleVersion,
-        gateway_version=body.gatewayVersion,
-        agent_version=body.agentVersion or __version__,
-        certificate_days=plane.settings.server_certificate_days,
-    )
+    """Corral's addition: a token with a use limit and a lifetime of its own (revocable)."""
+    token, row = registration.create_token(
+        session, plane.sealer, scope.environment_id,
+        ttl_seconds=body.expiresInSeconds or plane.settings.registration_token_ttl_seconds,
+        max_uses=body.maxUses)
+    return {"data": token, "caFingerprint": plane.ca.fingerprint, **_token_view(row)}
+
+
+@router.get("/registrationTokens")
+def list_registration_tokens(session: ReadSessionDep, scope: OperatorScopeDep) -> dict[str, Any]:
+    """Every registration token of the environment, without the tokens themselves."""
+    rows = registration.list_tokens(session, scope.environment_id)
+    return {"data": [_token_view(r) for r in rows], "total": len(rows)}
+
+
+@router.delete("/registrationTokens/{token_id}", status_code=204)
+def revoke_registration_token(
+    session: SessionDep, scope: OperatorScopeDep, token_id: str
+) -> Response:
+    registration.revoke_token(session, scope.environment_id, token_id)
+    return Response(status_code=204)
+
+
+@router.post("", summary="Register a server (authorised by a registration token)",
+             responses={429: {"model": schemas.ErrorOut}})
+def register(
+    plane: PlaneDep, token: TokenDep, source: SourceDep, body: schemas.RegistrationIn
+) -> dict[str, Any]:
+    """Rate-limited per source address; failed tokens count like failed sign-ins."""
+    keys = (f"source:{source}",)
+    wait = plane.registration_failures.retry_after(*keys) or plane.registration_rate.take(source)
+    if wait:
+        raise TooManyRequests(f"too many registrations from {source}; retry in {wait} s",
+                              retry_after=wait)
+    try:
+        with transaction(plane.sessions) as session:
+            result = registration.register_server(
+                session,
+                plane.ca,
+                token=token,
+                name=body.muleLabel,
+                csr_pem=body.signatureRequest,
+                mule_version=body.muleVersion,
+                gateway_version=body.gatewayVersion,
+                agent_version=body.agentVersion or __version__,
+                certificate_days=plane.settings.server_certificate_days,
+            )
+            server_id, server_name = result.server.id, result.server.name
+    except Unauthenticated:
+        plane.registration_failures.failed(*keys)
+        log.warning("registration refused from %s: bad registration token", source)
+        raise
+    log.info("server %s (%r) registered from %s", server_id, server_name, source)
     return {
         "certificate": result.certificate.pem,
         "caCertificate": plane.ca.certificate_pem,
@@ -56,15 +124,15 @@ def register(
             "authProxyUrl": plane.settings.api_url,
             "mcmWebsocketUrl": plane.settings.gateway_url,
         },
-        "serverId": result.server.id,
+        "serverId": server_id,
     }
 
 
 @router.get("", response_model=schemas.DataList[schemas.ServerOut], response_model_exclude_unset=True)
 def list_servers(
-    session: SessionDep,
+    session: ReadSessionDep,
     scope: ScopeDep,
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**31 - 1),
     limit: int | None = Query(None, ge=1, le=10000),
 ) -> JSONResponse:
     where = Server.environment_id == scope.environment_id
@@ -83,19 +151,19 @@ def list_servers(
 
 @router.get("/{server_id}", response_model=schemas.Data[schemas.ServerOut],
             response_model_exclude_unset=True)
-def get_server(session: SessionDep, scope: ScopeDep, server_id: int) -> JSONResponse:
+def get_server(session: ReadSessionDep, scope: ScopeDep, server_id: int) -> JSONResponse:
     return views.one(views.server(get_target(session, scope, server_id, Server)))
 
 
 @router.patch("/{server_id}", response_model=schemas.Data[schemas.ServerOut],
               response_model_exclude_unset=True)
 def rename_server(
-    session: SessionDep, scope: ScopeDep, server_id: int, body: schemas.RenameIn
+    session: SessionDep, scope: OperatorScopeDep, server_id: int, body: schemas.RenameIn
 ) -> dict[str, Any]:
     return {"data": views.server(servers.rename(session, scope, server_id, body.name))}
 
 
 @router.delete("/{server_id}", status_code=204)
-def delete_server(session: SessionDep, scope: ScopeDep, server_id: int) -> Response:
+def delete_server(session: SessionDep, scope: OperatorScopeDep, server_id: int) -> Response:
     servers.delete_server(session, scope, server_id)
     return Response(status_code=204)

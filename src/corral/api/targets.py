@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from corral.api.deps import ScopeDep, SessionDep
+from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import TargetComponent
 from corral.domain import components
 
@@ -25,7 +25,7 @@ def list_components(session: SessionDep, scope: ScopeDep, target_id: int) -> dic
 
 
 @router.patch("/{target_id}/components/{component_id}")
-def update_component(session: SessionDep, scope: ScopeDep, target_id: int, component_id: int,
+def update_component(session: SessionDep, scope: OperatorScopeDep, target_id: int, component_id: int,
                      body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     return {"data": _view(components.update_component(session, scope, target_id, component_id,
                                                        body))}

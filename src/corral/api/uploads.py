@@ -3,17 +3,22 @@ store's writer (hashed on the way), other parts are small text fields. Nothing i
 
 from __future__ import annotations
 
+import asyncio
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from corral.artifacts import ArtifactStore, BlobWriter
-from corral.domain.errors import InvalidInput, TooLarge
+from corral.domain.errors import CorralError, InvalidInput, TooLarge
+from corral.zipcheck import ZipRefused, check_entries
 
-MAX_FIELD_BYTES = 1024 * 1024
+MAX_FIELD_BYTES = 256 * 1024
+MAX_FIELDS = 16
+MAX_HEADER_BYTES = 8 * 1024
 MULTIPART_OVERHEAD = 1024 * 1024
 
 
@@ -33,9 +38,13 @@ class UploadForm:
         assert self.file is not None
         with self.file.open_uncommitted() as f:
             try:
+                check_entries(f)  # before zipfile reads a hostile directory into memory
                 with zipfile.ZipFile(f) as archive:
                     archive.infolist()
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+            except ZipRefused as exc:
+                raise InvalidInput(f"the uploaded file is refused: {exc}") from exc
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError,
+                    ValueError) as exc:
                 raise InvalidInput("the uploaded file is not a zip archive") from exc
 
 
@@ -50,6 +59,7 @@ class _Collector:
         self._name = ""
         self._buffer: bytearray | None = None
         self._writer: BlobWriter | None = None
+        self._parts = 0
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -63,14 +73,25 @@ class _Collector:
         }
 
     def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_FIELDS:
+            raise InvalidInput(f"a form may have at most {MAX_FIELDS} parts")
         self._headers = {}
         self._header_field = self._header_value = b""
+        self._header_bytes = 0
 
     def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_field += data[start:end]
 
     def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_value += data[start:end]
+
+    def _count_header(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise InvalidInput("a form part's headers are too long")
 
     def _header_end(self) -> None:
         self._headers[self._header_field.lower()] = self._header_value
@@ -98,7 +119,8 @@ class _Collector:
         elif self._buffer is not None:
             self._buffer += data[start:end]
             if len(self._buffer) > MAX_FIELD_BYTES:
-                raise InvalidInput(f"form field {self._name!r} is larger than 1 MiB")
+                raise InvalidInput(f"form field {self._name[:64]!r} is larger than "
+                                   f"{MAX_FIELD_BYTES // 1024} KiB")
 
     def _part_end(self) -> None:
         if self._buffer is not None:
@@ -114,12 +136,21 @@ async def read_upload(request: Request, store: ArtifactStore, max_bytes: int) ->
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
         raise TooLarge(f"artifact exceeds the size limit of {max_bytes} bytes")
+    boundary = params[b"boundary"]
+    if not 1 <= len(boundary) <= 200:
+        raise InvalidInput("the multipart boundary must be 1 to 200 characters")
     collector = _Collector(store, max_bytes)
-    parser = MultipartParser(params[b"boundary"], collector.callbacks())
+    parser = MultipartParser(boundary, collector.callbacks())
     try:
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
+    except (CorralError, asyncio.CancelledError, ClientDisconnect):
+        collector.form.abort()
+        raise
+    except Exception as exc:  # the parser's own errors: a malformed body
+        collector.form.abort()
+        raise InvalidInput(f"the multipart body is malformed: {str(exc)[:120]}") from exc
     except BaseException:
         collector.form.abort()
         raise

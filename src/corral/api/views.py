@@ -69,6 +69,9 @@ def user(u: User) -> dict[str, Any]:
         "memberOfOrganizations": [org],
         "contributorOfOrganizations": [org],
         "organizationPreferences": {},
+        "role": u.role,
+        "enabled": u.enabled,
+        "environments": u.environment_ids,
     }
 
 
@@ -87,11 +90,16 @@ def app_as_user(app: ConnectedApp) -> dict[str, Any]:
         "memberOfOrganizations": [org],
         "contributorOfOrganizations": [org],
         "organizationPreferences": {},
+        "role": app.role,
+        "enabled": app.enabled,
+        "environments": app.environment_ids,
     }
 
 
 def connected_app(app: ConnectedApp, secret: str | None = None) -> dict[str, Any]:
-    out = {"client_id": app.client_id, "client_name": app.name, "org_id": app.organization_id}
+    out: dict[str, Any] = {"client_id": app.client_id, "client_name": app.name,
+                           "org_id": app.organization_id, "role": app.role,
+                           "enabled": app.enabled}
     if secret:
         out["client_secret"] = secret
     return out

@@ -22,13 +22,20 @@ def register(
     directory: DirOpt,
     ca_cert: Annotated[Path | None, typer.Option(
         help="CA certificate to trust when --manager is https (Corral's own CA)")] = None,
+    ca_fingerprint: Annotated[str | None, typer.Option(
+        help="Pin the control plane's CA (sha256:..., shown with the registration token); "
+             "required for a plain http:// --manager")] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Register over plain http:// without a pin (trusts the network)")
+    ] = False,
 ) -> None:
     """Register this machine: make a key and CSR, get it signed, keep it all in --dir."""
     from corral.agent.layout import AgentError
     from corral.agent.register import register as do_register
 
     try:
-        identity = do_register(manager, directory, token, name, ca_cert)
+        identity = do_register(manager, directory, token, name, ca_cert,
+                               ca_fingerprint=ca_fingerprint, insecure=insecure)
     except AgentError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -49,6 +56,10 @@ def run(
     multicast_port: Annotated[int, typer.Option(help="Multicast clusters: UDP port")] = 47777,
     multicast_interface: Annotated[str, typer.Option(
         help="Multicast clusters: address of the interface to announce on")] = "0.0.0.0",
+    app_user: Annotated[str | None, typer.Option(
+        help="User the applications run as. An agent running as root uses `nobody` unless told "
+             "otherwise; `root` is allowed but lets applications read the agent's key "
+             "[default: nobody as root, else the agent's own user]")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C. Applications keep running when
@@ -64,7 +75,7 @@ def run(
     logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         asyncio.run(run_agent(directory, cluster_port, api_port, MulticastSettings(
-            multicast_group, multicast_port, multicast_interface)))
+            multicast_group, multicast_port, multicast_interface), app_user))
     except AgentError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -106,11 +106,29 @@ def server_delete(server: str, yes: YesOpt = False) -> None:
 @server_app.command("token")
 def server_token(
     rotate: Annotated[bool, typer.Option(help="Revoke the current token, make a new one")] = False,
+    max_uses: Annotated[int | None, typer.Option(
+        help="Make a separate token good for this many registrations")] = None,
+    expires_in: Annotated[int | None, typer.Option(
+        help="...and for this many seconds (with --max-uses)")] = None,
 ) -> None:
     """Print the registration token for new servers of this environment."""
     api = Api.from_config()
-    token = api.hybrid("POST" if rotate else "GET", "/servers/registrationToken")
+    if max_uses is not None:
+        body: dict[str, int] = {"maxUses": max_uses}
+        if expires_in is not None:
+            body["expiresInSeconds"] = expires_in
+        token = api.hybrid("POST", "/servers/registrationTokens", json=body)
+    else:
+        token = api.hybrid("POST" if rotate else "GET", "/servers/registrationToken")
     typer.echo(token)
+
+
+@server_app.command("ca-fingerprint")
+def server_ca_fingerprint() -> None:
+    """Print the control plane's CA fingerprint, for `corral agent register --ca-fingerprint`."""
+    api = Api.from_config()
+    r = api.request("GET", "/hybrid/api/v1/servers/registrationToken")
+    typer.echo(r.json()["caFingerprint"])
 
 
 # --- groups --------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
 import logging
 import signal
 from typing import TYPE_CHECKING, Annotated, Any
@@ -28,6 +30,11 @@ def serve(
         typer.Option("--tls/--no-tls", help="Serve the API over HTTPS (certificate from Corral's "
                      "CA, in <data-dir>/pki/api.pem) [CORRAL_API_TLS]"),
     ] = None,
+    allow_plain_http: Annotated[
+        bool | None,
+        typer.Option("--allow-plain-http", help="Serve plain HTTP on a non-loopback address "
+                     "(only behind a TLS proxy) [CORRAL_ALLOW_PLAIN_HTTP]"),
+    ] = None,
 ) -> None:
     """Run the control plane: REST API, certificate authority and artifact store.
 
@@ -40,8 +47,17 @@ def serve(
     from corral.controlplane import ControlPlane
 
     settings = settings_from(
-        data_dir=data_dir, host=host, port=port, gateway_port=gateway_port, api_tls=tls
+        data_dir=data_dir, host=host, port=port, gateway_port=gateway_port, api_tls=tls,
+        allow_plain_http=allow_plain_http,
     )
+    if not settings.api_tls and not settings.allow_plain_http and not is_loopback(settings.host):
+        typer.echo(
+            f"error: refusing to serve plain HTTP on {settings.host}: passwords and tokens would "
+            "cross the network in the clear. Use --tls, put a TLS proxy in front and pass "
+            "--allow-plain-http (CORRAL_ALLOW_PLAIN_HTTP=true), or listen on 127.0.0.1.",
+            err=True)
+        raise typer.Exit(2)
+    os.umask(0o077)  # everything the control plane writes is its own
     plane = ControlPlane.open(settings)
     generated = plane.bootstrap()
     if generated:
@@ -60,6 +76,15 @@ def serve(
         plane.close()
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def _run(plane: ControlPlane, app: Any) -> None:
     """REST API and agent gateway in one event loop; the API's shutdown stops both."""
     from corral.gateway.server import Gateway
@@ -76,7 +101,11 @@ async def _run(plane: ControlPlane, app: Any) -> None:
         tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
-                       timeout_graceful_shutdown=10, **tls)
+                       timeout_graceful_shutdown=10,
+                       # X-Forwarded-For/-Proto are believed from the configured proxies only
+                       proxy_headers=bool(settings.trusted_proxies),
+                       forwarded_allow_ips=settings.trusted_proxies or [],
+                       h11_max_incomplete_event_size=16 * 1024, **tls)
     )
     try:
         await server.serve()

@@ -20,17 +20,16 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
+def new_secret_nonce() -> str:
+    return secrets.token_hex(16)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 def new_uuid() -> str:
     return str(uuid.uuid4())
-
-
-def new_secret() -> str:
-    """A cluster's shared key: encrypts its Raft traffic and signs its announcements."""
-    return secrets.token_hex(32)
 
 
 class Base(DeclarativeBase):
@@ -73,6 +72,10 @@ class User(Base):
     first_name: Mapped[str] = mapped_column(String(255), default="")
     last_name: Mapped[str] = mapped_column(String(255), default="")
     email: Mapped[str] = mapped_column(String(255), default="")
+    role: Mapped[str] = mapped_column(String(16), default="viewer")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    environment_ids: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    """None: every environment of the organization; else the role holds in these only."""
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
 
     organization: Mapped[Organization] = relationship()
@@ -84,6 +87,9 @@ class ConnectedApp(Base):
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     secret_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="viewer")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    environment_ids: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
 
     organization: Mapped[Organization] = relationship()
@@ -115,6 +121,8 @@ class RegistrationToken(Base):
     created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_uses: Mapped[int | None] = mapped_column(Integer, default=None)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
 
     environment: Mapped[Environment] = relationship()
 
@@ -180,7 +188,9 @@ class Cluster(Target):
     __tablename__ = "clusters"
     id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"), primary_key=True)
     multicast_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    secret: Mapped[str] = mapped_column(String(64), default=new_secret)
+    secret: Mapped[str] = mapped_column(String(64), default=new_secret_nonce)
+    """Not the secret itself: a nonce from which the sealer derives it at push time
+    (`corral.domain.agents`); a new nonce whenever the membership changes."""
     primary_node_id: Mapped[int | None] = mapped_column(Integer)
     visibility: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

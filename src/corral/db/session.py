@@ -21,12 +21,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
 
+READ_ONLY = "corral_read_only"
+"""Execution option of the engine behind read-only sessions (see `make_read_sessionmaker`)."""
+
+
 def _serialize_sqlite_writers(engine: Engine) -> None:
-    """SQLite has one writer at a time. Begin every transaction IMMEDIATE so a reader never has
-    to upgrade its lock (which fails at once with 'database is locked'), and queue this
-    process's transactions on a lock: a waiting thread wakes the moment the previous one ends,
-    instead of polling in SQLite's busy handler (which sleeps up to 100 ms between tries).
-    Other processes (`corral admin`) still meet the busy timeout."""
+    """SQLite has one writer at a time. Writing transactions begin IMMEDIATE so a reader never
+    has to upgrade its lock (which fails at once with 'database is locked'), and queue in this
+    process on a lock: a waiting thread wakes the moment the previous one ends, instead of
+    polling in SQLite's busy handler (which sleeps up to 100 ms between tries). Read-only
+    transactions take neither: in WAL mode a reader sees the last commit and never waits for the
+    writer. Other processes (`corral admin`) still meet the busy timeout."""
     turn = threading.Lock()
 
     @event.listens_for(engine, "connect")
@@ -41,6 +46,9 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+            return
         if not turn.acquire(timeout=120):
             raise RuntimeError("waited 120 s for the database; a transaction is stuck")
         conn.info["corral.turn"] = True
@@ -60,6 +68,12 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for requests that only read: on SQLite they never queue behind a writer (WAL
+    lets readers run beside the one writer); PostgreSQL's MVCC gives that already."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 @contextmanager

@@ -20,17 +20,30 @@ from corral.db.models import (
     now_ms,
 )
 from corral.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from corral.domain.names import check_name
+from corral.domain.names import check_name, check_text
 
 _hasher = PasswordHasher()
 ENVIRONMENT_TYPES = ("production", "sandbox", "design")
+ROLES = ("viewer", "operator", "admin")
+"""viewer reads; operator also changes servers, tokens, groups, clusters and applications;
+admin also users, connected apps and environments."""
+MAX_PASSWORD = 1024
+_dummy_hash: str | None = None
 
 
 def hash_secret(value: str) -> str:
     return _hasher.hash(value)
 
 
-def verify_secret(stored_hash: str, value: str) -> bool:
+def verify_secret(stored_hash: str | None, value: str) -> bool:
+    """Constant work whether or not the name exists: an unknown one is checked against a dummy
+    hash, so timing does not reveal who has an account."""
+    global _dummy_hash
+    if stored_hash is None:
+        if _dummy_hash is None:
+            _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+        stored_hash = _dummy_hash
+        value = value + "\x00never"
     try:
         return _hasher.verify(stored_hash, value)
     except (VerificationError, InvalidHashError):
@@ -44,13 +57,25 @@ def token_digest(token: str) -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a bearer token speaks for."""
+    """Who a bearer token speaks for, and with which rights."""
 
     organization_id: str
     token_hash: str
     expires_at: int
     user_id: str | None = None
     client_id: str | None = None
+    role: str = "viewer"
+    environment_ids: tuple[str, ...] | None = None
+
+    def may(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+    def require(self, role: str) -> None:
+        if not self.may(role):
+            raise Forbidden(f"this call needs the {role} role; this token has {self.role}")
+
+    def may_use_environment(self, environment_id: str) -> bool:
+        return self.environment_ids is None or environment_id in self.environment_ids
 
 
 @dataclass(frozen=True)
@@ -84,7 +109,7 @@ def bootstrap(
     generated = None
     if not admin_password:
         generated = admin_password = secrets.token_urlsafe(18)
-    create_user(session, org.id, admin_username, admin_password, first_name="Admin")
+    create_user(session, org.id, admin_username, admin_password, first_name="Admin", role="admin")
     return generated
 
 
@@ -107,23 +132,125 @@ def create_user(
     first_name: str = "",
     last_name: str = "",
     email: str = "",
+    role: str = "viewer",
+    environment_ids: list[str] | None = None,
 ) -> User:
     username = check_name(username, "username")
-    if len(password) < 8:
-        raise InvalidInput("password must be at least 8 characters")
     if session.scalar(select(User.id).where(User.username == username)):
         raise Conflict(f"a user named {username!r} already exists")
     user = User(
         organization_id=organization_id,
         username=username,
-        password_hash=hash_secret(password),
-        first_name=first_name,
-        last_name=last_name,
-        email=email,
+        password_hash=hash_secret(check_password(password)),
+        first_name=check_text(first_name, "firstName"),
+        last_name=check_text(last_name, "lastName"),
+        email=check_text(email, "email"),
+        role=check_role(role),
+        environment_ids=check_environments(session, organization_id, environment_ids),
     )
     session.add(user)
     session.flush()
     return user
+
+
+def check_password(password: object) -> str:
+    if not isinstance(password, str) or len(password) < 8:
+        raise InvalidInput("password must be at least 8 characters")
+    if len(password) > MAX_PASSWORD:
+        raise InvalidInput(f"password must be at most {MAX_PASSWORD} characters")
+    return check_text(password, "password", max_length=MAX_PASSWORD)
+
+
+def check_role(role: object) -> str:
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    return str(role)
+
+
+def check_environments(
+    session: Session, organization_id: str, environment_ids: list[str] | None
+) -> list[str] | None:
+    """None means every environment; otherwise each id must be one of the organization's."""
+    if environment_ids is None:
+        return None
+    known = {e.id for e in list_environments(session, organization_id)}
+    wanted = list(dict.fromkeys(environment_ids))
+    unknown = [e for e in wanted if e not in known]
+    if unknown:
+        raise InvalidInput(f"unknown environment {unknown[0]!r}")
+    return wanted
+
+
+def list_users(session: Session, organization_id: str) -> list[User]:
+    return list(session.scalars(
+        select(User).where(User.organization_id == organization_id).order_by(User.created_at)))
+
+
+def get_user(session: Session, organization_id: str, user_id: str) -> User:
+    user = session.get(User, user_id) if isinstance(user_id, str) and len(user_id) <= 64 else None
+    if user is None or user.organization_id != organization_id:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def update_user(
+    session: Session,
+    organization_id: str,
+    user_id: str,
+    *,
+    role: str | None = None,
+    enabled: bool | None = None,
+    password: str | None = None,
+    environment_ids: list[str] | None | object = ...,
+) -> User:
+    """An admin changes a user's role, environments, password or whether it may sign in.
+    Disabling a user or resetting its password ends its tokens at once."""
+    user = get_user(session, organization_id, user_id)
+    new_role = check_role(role) if role is not None else user.role
+    new_enabled = user.enabled if enabled is None else bool(enabled)
+    if user.role == "admin" and user.enabled and (new_role != "admin" or not new_enabled):
+        _keep_an_admin(session, organization_id, user.id)
+    user.role, user.enabled = new_role, new_enabled
+    if environment_ids is not ...:
+        user.environment_ids = check_environments(
+            session, organization_id, environment_ids)  # type: ignore[arg-type]
+    if password is not None:
+        user.password_hash = hash_secret(check_password(password))
+    if not new_enabled or password is not None:
+        session.execute(delete(AccessToken).where(AccessToken.user_id == user.id))
+    session.flush()
+    return user
+
+
+def delete_user(session: Session, organization_id: str, user_id: str) -> None:
+    user = get_user(session, organization_id, user_id)
+    if user.role == "admin" and user.enabled:
+        _keep_an_admin(session, organization_id, user.id)
+    session.execute(delete(AccessToken).where(AccessToken.user_id == user.id))
+    session.delete(user)
+    session.flush()
+
+
+def _keep_an_admin(session: Session, organization_id: str, leaving_id: str) -> None:
+    others = session.scalar(
+        select(User.id).where(User.organization_id == organization_id, User.role == "admin",
+                              User.enabled.is_(True), User.id != leaving_id).limit(1))
+    if others is None:
+        raise Conflict("this is the organization's last enabled admin; make another admin first")
+
+
+def change_own_password(
+    session: Session, principal: Principal, current: str, new: str
+) -> None:
+    """A signed-in user changes their password; every other token of theirs ends."""
+    if principal.user_id is None:
+        raise Forbidden("a connected app has no password; rotate it by making a new app")
+    user = session.get_one(User, principal.user_id)
+    if not verify_secret(user.password_hash, str(current)):
+        raise Unauthenticated("the current password is wrong")
+    user.password_hash = hash_secret(check_password(new))
+    session.execute(delete(AccessToken).where(AccessToken.user_id == user.id,
+                                              AccessToken.token_hash != principal.token_hash))
 
 
 def create_environment(
@@ -156,14 +283,15 @@ def list_environments(session: Session, organization_id: str) -> list[Environmen
 
 
 def get_environment(session: Session, organization_id: str, environment_id: str) -> Environment:
-    env = session.get(Environment, environment_id)
+    env = session.get(Environment, environment_id) if len(environment_id) <= 64 else None
     if env is None or env.organization_id != organization_id:
         raise NotFound(f"environment {environment_id} not found")
     return env
 
 
 def create_connected_app(
-    session: Session, organization_id: str, name: str
+    session: Session, organization_id: str, name: str, *, role: str = "viewer",
+    environment_ids: list[str] | None = None,
 ) -> tuple[ConnectedApp, str]:
     """Returns the app and its secret; the secret is shown once and kept only as a hash."""
     name = check_name(name, "connected app name")
@@ -173,10 +301,21 @@ def create_connected_app(
         organization_id=organization_id,
         name=name,
         secret_hash=hash_secret(secret),
+        role=check_role(role),
+        environment_ids=check_environments(session, organization_id, environment_ids),
     )
     session.add(app)
     session.flush()
     return app, secret
+
+
+def delete_connected_app(session: Session, organization_id: str, client_id: str) -> None:
+    app = session.get(ConnectedApp, client_id) if len(client_id) <= 64 else None
+    if app is None or app.organization_id != organization_id:
+        raise NotFound(f"connected application {client_id} not found")
+    session.execute(delete(AccessToken).where(AccessToken.client_id == app.client_id))
+    session.delete(app)
+    session.flush()
 
 
 # --- tokens --------------------------------------------------------------------------------
@@ -207,34 +346,73 @@ def _issue_token(
     return token
 
 
-def login(session: Session, username: str, password: str, ttl_seconds: int) -> str:
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None or not verify_secret(user.password_hash, password):
-        raise Unauthenticated("invalid username or password")
-    return _issue_token(session, user.organization_id, ttl_seconds, user_id=user.id)
+@dataclass(frozen=True)
+class Credentials:
+    """What a sign-in needs to check a secret, read in a short transaction of its own."""
+
+    organization_id: str | None
+    secret_hash: str | None
+    enabled: bool
+    user_id: str | None = None
+    client_id: str | None = None
 
 
-def client_credentials(
-    session: Session, client_id: str, client_secret: str, ttl_seconds: int
-) -> str:
-    app = session.get(ConnectedApp, client_id)
-    if app is None or not verify_secret(app.secret_hash, client_secret):
-        raise Unauthenticated("invalid client_id or client_secret")
-    return _issue_token(session, app.organization_id, ttl_seconds, client_id=app.client_id)
+def user_credentials(session: Session, username: str) -> Credentials:
+    user = session.scalar(select(User).where(User.username == username)) \
+        if 0 < len(username) <= 255 else None
+    if user is None:
+        return Credentials(None, None, False)
+    return Credentials(user.organization_id, user.password_hash, user.enabled, user_id=user.id)
+
+
+def app_credentials(session: Session, client_id: str) -> Credentials:
+    app = session.get(ConnectedApp, client_id) if 0 < len(client_id) <= 64 else None
+    if app is None:
+        return Credentials(None, None, False)
+    return Credentials(app.organization_id, app.secret_hash, app.enabled,
+                       client_id=app.client_id)
+
+
+def issue_token(session: Session, who: Credentials, ttl_seconds: int) -> str:
+    """A token for credentials that were just checked; refused if they were disabled since."""
+    if who.user_id is not None:
+        live = session.scalar(select(User.enabled).where(User.id == who.user_id))
+    else:
+        live = session.scalar(select(ConnectedApp.enabled)
+                              .where(ConnectedApp.client_id == who.client_id))
+    if not live or who.organization_id is None:
+        raise Unauthenticated("invalid credentials")
+    return _issue_token(session, who.organization_id, ttl_seconds, user_id=who.user_id,
+                        client_id=who.client_id)
 
 
 def authenticate(session: Session, token: str | None) -> Principal:
     if not token:
         raise Unauthenticated("missing bearer token")
-    row = session.get(AccessToken, token_digest(token))
-    if row is None or row.expires_at <= now_ms():
+    if len(token) > 512:
+        raise Unauthenticated("invalid or expired token")
+    row = session.execute(
+        select(AccessToken, User.role, User.enabled, User.environment_ids,
+               ConnectedApp.role, ConnectedApp.enabled, ConnectedApp.environment_ids)
+        .outerjoin(User, User.id == AccessToken.user_id)
+        .outerjoin(ConnectedApp, ConnectedApp.client_id == AccessToken.client_id)
+        .where(AccessToken.token_hash == token_digest(token))
+    ).first()
+    if row is None or row[0].expires_at <= now_ms():
+        raise Unauthenticated("invalid or expired token")
+    found, user_role, user_on, user_envs, app_role, app_on, app_envs = row
+    role, enabled, envs = (user_role, user_on, user_envs) if found.user_id else \
+        (app_role, app_on, app_envs)
+    if not enabled:
         raise Unauthenticated("invalid or expired token")
     return Principal(
-        organization_id=row.organization_id,
-        token_hash=row.token_hash,
-        expires_at=row.expires_at,
-        user_id=row.user_id,
-        client_id=row.client_id,
+        organization_id=found.organization_id,
+        token_hash=found.token_hash,
+        expires_at=found.expires_at,
+        user_id=found.user_id,
+        client_id=found.client_id,
+        role=role if role in ROLES else "viewer",
+        environment_ids=tuple(envs) if envs is not None else None,
     )
 
 
@@ -250,7 +428,8 @@ def resolve_scope(
         raise Forbidden(f"this token may not act in organization {org_id}")
     if not env_id:
         raise InvalidInput("X-ANYPNT-ENV-ID header is required")
-    env = session.get(Environment, env_id)
-    if env is None or env.organization_id != principal.organization_id:
-        raise Forbidden(f"this token may not act in environment {env_id}")
+    env = session.get(Environment, env_id) if len(env_id) <= 64 else None
+    if env is None or env.organization_id != principal.organization_id or \
+            not principal.may_use_environment(env.id):
+        raise Forbidden(f"this token may not act in environment {env_id[:64]}")
     return Scope(principal.organization_id, env.id)

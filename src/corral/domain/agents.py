@@ -13,7 +13,7 @@ from corral.domain import desired_state
 from corral.domain.errors import Forbidden, NotFound
 from corral.domain.servers import is_revoked
 from corral.gateway.protocol import ClusterReport, Hello, Report
-from corral.pki import ServerIdentity
+from corral.pki import Sealer, ServerIdentity
 
 
 def admit(session: Session, who: ServerIdentity) -> Server:
@@ -28,7 +28,9 @@ def admit(session: Session, who: ServerIdentity) -> Server:
     return server
 
 
-def connected(session: Session, who: ServerIdentity, hello: Hello) -> dict[str, Any]:
+def connected(
+    session: Session, who: ServerIdentity, hello: Hello, sealer: Sealer
+) -> dict[str, Any]:
     """Record the hello; returns the server's desired-state message."""
     server = admit(session, who)
     old_port = (server.runtime_information or {}).get("clusterPort")
@@ -46,11 +48,22 @@ def connected(session: Session, who: ServerIdentity, hello: Hello) -> dict[str, 
         # every member's view of where this one listens changes
         desired_state.refresh(session, [m.id for m in server.cluster.servers])
         server = session.get_one(Server, server.id)
-    return desired_message(server)
+    return _message(server.desired_revision, server.desired_state, sealer)
 
 
-def desired_message(server: Server) -> dict[str, Any]:
-    return {"v": 1, "type": "desired", "revision": server.desired_revision, **server.desired_state}
+def _message(revision: int, document: dict[str, Any] | None, sealer: Sealer) -> dict[str, Any]:
+    """The wire form of a stored desired state. The stored cluster section holds a nonce; the
+    member gets the secret derived from it, so no cluster key is ever kept in the database."""
+    document = dict(document or {})
+    cluster = document.get("cluster")
+    if cluster:
+        document["cluster"] = {**cluster, "secret": cluster_secret(sealer, cluster["id"],
+                                                                   cluster["secret"])}
+    return {"v": 1, "type": "desired", "revision": revision, **document}
+
+
+def cluster_secret(sealer: Sealer, cluster_id: int, nonce: str) -> str:
+    return sealer.derive(f"cluster:{cluster_id}:{nonce}")
 
 
 def revisions(session: Session, server_ids: Iterable[int]) -> dict[int, int]:
@@ -122,14 +135,15 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
     return len(updates)
 
 
-def desired_messages(session: Session, server_ids: list[int]) -> dict[int, dict[str, Any]]:
+def desired_messages(
+    session: Session, server_ids: list[int], sealer: Sealer
+) -> dict[int, dict[str, Any]]:
     """The desired-state messages of these servers in one query (absent: deleted)."""
     rows = session.execute(
         select(Server.id, Server.desired_revision, Server.desired_state)
         .where(Server.id.in_(server_ids))
     ).all()
-    return {sid: {"v": 1, "type": "desired", "revision": rev, **(doc or {})}
-            for sid, rev, doc in rows}
+    return {sid: _message(rev, doc, sealer) for sid, rev, doc in rows}
 
 
 def _record_cluster_view(session: Session, server_id: int, view: ClusterReport) -> None:

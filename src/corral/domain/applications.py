@@ -21,7 +21,7 @@ from corral.domain import desired_state
 from corral.domain.accounts import Scope
 from corral.domain.configuration import with_application_name
 from corral.domain.errors import Conflict, InvalidInput, NotFound
-from corral.domain.names import check_application_name
+from corral.domain.names import as_id, check_application_name, check_text
 from corral.domain.status import DESIRED_STATUSES
 
 
@@ -46,7 +46,7 @@ def resolve_target(session: Session, scope: Scope, target_id: object) -> Target:
         tid = int(target_id)  # type: ignore[call-overload]
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"targetId {target_id!r} is not an integer id") from exc
-    target = session.get(Target, tid)
+    target = session.get(Target, tid) if as_id(tid) is not None else None
     if target is None or target.environment_id != scope.environment_id:
         raise NotFound(f"target {tid} not found")
     if isinstance(target, Server):
@@ -153,7 +153,7 @@ def split_off(session: Session, app: Application, server: Server) -> Application
 
 
 def get(session: Session, scope: Scope, app_id: int) -> Application:
-    app = session.get(Application, app_id)
+    app = session.get(Application, app_id) if as_id(app_id) is not None else None
     if app is None or app.environment_id != scope.environment_id:
         raise NotFound(f"application {app_id} not found")
     return app
@@ -183,9 +183,11 @@ def list_applications(
 ) -> tuple[list[Application], int]:
     where = [Application.environment_id == scope.environment_id]
     if target_id is not None:
+        if as_id(target_id) is None:
+            return [], 0
         where.append(Application.target_id == target_id)
     if artifact_name:
-        where.append(Application.name == artifact_name)
+        where.append(Application.name == check_text(artifact_name, "artifactName"))
     total = session.scalar(select(func.count()).select_from(Application).where(*where)) or 0
     query = (
         select(Application)
@@ -256,7 +258,7 @@ def _instance_servers(session: Session, app_id: int) -> list[int]:
 
 def delete_application(session: Session, scope: Scope, app_id: int) -> None:
     """No error when it does not exist (ARM answers 204 either way)."""
-    app = session.get(Application, app_id)
+    app = session.get(Application, app_id) if as_id(app_id) is not None else None
     if app is None or app.environment_id != scope.environment_id:
         return
     servers = [i.server_id for i in app.server_artifacts]

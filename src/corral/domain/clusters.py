@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from corral.db.models import Cluster, Server
+from corral.db.models import Cluster, Server, new_secret_nonce
 from corral.domain import applications, desired_state
 from corral.domain.accounts import Scope
 from corral.domain.errors import Conflict, InvalidInput, NotFound
-from corral.domain.names import check_name
+from corral.domain.names import as_id, check_name
 from corral.domain.targets import (
     applications_on,
     check_name_free,
@@ -91,6 +91,7 @@ def add_server(
     check_size(len(cluster.servers), 1, max_size, "cluster")
     server.cluster_id = cluster.id
     server.cluster_ip = ip
+    cluster.secret = new_secret_nonce()  # the group re-forms under a key the newcomer gets
     session.flush()
     session.expire(cluster, ["servers"])
     for app in applications_on(session, cluster.id):
@@ -103,12 +104,13 @@ def add_server(
 def remove_server(session: Session, scope: Scope, cluster_id: int, server_id: int) -> None:
     """The server leaves; the cluster's applications are removed from it."""
     cluster = get_target(session, scope, cluster_id, Cluster)
-    server = session.get(Server, server_id)
+    server = session.get(Server, server_id) if as_id(server_id) is not None else None
     if server is None or server.cluster_id != cluster.id:
         raise NotFound(f"server {server_id} is not in cluster {cluster_id}")
     affected = [s.id for s in cluster.servers]
     server.cluster_id = None
     server.cluster_ip = None
+    cluster.secret = new_secret_nonce()  # what the leaver holds no longer opens the group
     if cluster.primary_node_id == server.id:
         cluster.primary_node_id = None
     session.flush()

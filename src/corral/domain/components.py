@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from corral.db.models import Target, TargetComponent
 from corral.domain.accounts import Scope
 from corral.domain.errors import InvalidInput, NotFound
+from corral.domain.names import as_id
 
 DEFAULTS: dict[str, tuple[bool, dict[str, Any]]] = {
     "mule.agent.tracking.handler.analytics": (False, {}),
@@ -22,7 +23,7 @@ DEFAULTS: dict[str, tuple[bool, dict[str, Any]]] = {
 
 
 def _target(session: Session, scope: Scope, target_id: int) -> Target:
-    target = session.get(Target, target_id)
+    target = session.get(Target, target_id) if as_id(target_id) is not None else None
     if target is None or target.environment_id != scope.environment_id:
         raise NotFound(f"target {target_id} not found")
     return target
@@ -44,7 +45,8 @@ def list_components(session: Session, scope: Scope, target_id: int) -> list[Targ
 def update_component(session: Session, scope: Scope, target_id: int, component_id: int,
                      body: dict[str, Any]) -> TargetComponent:
     list_components(session, scope, target_id)
-    component = session.get(TargetComponent, component_id)
+    component = session.get(TargetComponent, component_id) \
+        if as_id(component_id) is not None else None
     if component is None or component.target_id != target_id:
         raise NotFound(f"component {component_id} not found on target {target_id}")
     if "enabled" in body:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from corral.domain.errors import InvalidInput
 
 PROPERTIES_SERVICE = "mule.agent.application.properties.service"
+PROPERTY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
+MAX_PROPERTIES = 500
+MAX_VALUE_CHARS = 32 * 1024
+MAX_CONFIGURATION_CHARS = 256 * 1024
 
 
 def parse_configuration(raw: object) -> dict[str, Any]:
@@ -15,6 +20,8 @@ def parse_configuration(raw: object) -> dict[str, Any]:
     if raw is None or raw == "":
         return {}
     if isinstance(raw, str):
+        if len(raw) > MAX_CONFIGURATION_CHARS:
+            raise InvalidInput(f"configuration must be at most {MAX_CONFIGURATION_CHARS} characters")
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
@@ -28,10 +35,27 @@ def parse_configuration(raw: object) -> dict[str, Any]:
         props = service.get("properties", {})
         if not isinstance(props, dict):
             raise InvalidInput(f"configuration.{PROPERTIES_SERVICE}.properties must be an object")
+        if len(props) > MAX_PROPERTIES:
+            raise InvalidInput(f"at most {MAX_PROPERTIES} properties are allowed")
         for key, value in props.items():
-            if isinstance(value, (dict, list)):
-                raise InvalidInput(f"property {key!r} must be a string, number or boolean")
+            check_property(key, value)
     return raw
+
+
+def check_property(key: str, value: object) -> None:
+    """Keys become environment variable names on the server; values reach the process byte
+    for byte, so only what cannot be passed is refused (NUL), and their size is bounded."""
+    if not PROPERTY_KEY.fullmatch(key):
+        raise InvalidInput(
+            f"property key {key[:64]!r} must be 1–128 letters, digits, '_', '.' or '-', "
+            "starting with a letter or '_'")
+    if isinstance(value, (dict, list)):
+        raise InvalidInput(f"property {key!r} must be a string, number or boolean")
+    text = _as_text(value)
+    if len(text) > MAX_VALUE_CHARS:
+        raise InvalidInput(f"property {key!r} is longer than {MAX_VALUE_CHARS} characters")
+    if "\x00" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise InvalidInput(f"property {key!r} contains a NUL or an unpaired surrogate")
 
 
 def properties_of(configuration: dict[str, Any]) -> dict[str, str]:

@@ -38,3 +38,11 @@ class TooLarge(CorralError):
 
 class Unavailable(CorralError):
     """Something the request needs is not reachable now (an agent that is not connected)."""
+
+
+class TooManyRequests(CorralError):
+    """Too many failures or attempts from one source or for one name; retry after a while."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)

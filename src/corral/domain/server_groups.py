@@ -8,7 +8,7 @@ from corral.db.models import Server, ServerGroup
 from corral.domain import applications, desired_state
 from corral.domain.accounts import Scope
 from corral.domain.errors import Conflict, NotFound
-from corral.domain.names import check_name
+from corral.domain.names import as_id, check_name
 from corral.domain.targets import (
     applications_on,
     check_name_free,
@@ -64,7 +64,7 @@ def add_server(
 def remove_server(session: Session, scope: Scope, group_id: int, server_id: int) -> None:
     """The server keeps the group's applications, now as its own."""
     group = get_target(session, scope, group_id, ServerGroup)
-    server = session.get(Server, server_id)
+    server = session.get(Server, server_id) if as_id(server_id) is not None else None
     if server is None or server.server_group_id != group.id:
         raise NotFound(f"server {server_id} is not in server group {group_id}")
     for app in applications_on(session, group.id):

@@ -5,7 +5,13 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from corral.db.models import Application, RevokedCertificate, Server, ServerArtifact
+from corral.db.models import (
+    Application,
+    RevokedCertificate,
+    Server,
+    ServerArtifact,
+    new_secret_nonce,
+)
 from corral.domain import desired_state
 from corral.domain.accounts import Scope
 from corral.domain.names import check_name
@@ -27,6 +33,13 @@ def rename(session: Session, scope: Scope, server_id: int, name: object) -> Serv
 def delete_server(session: Session, scope: Scope, server_id: int) -> None:
     """Revoke its certificate, drop its own applications and its instances of others."""
     server = get_target(session, scope, server_id, Server)
+    members: list[int] = []
+    if server.cluster is not None:
+        # the deleted member's copy of the cluster key must stop working
+        server.cluster.secret = new_secret_nonce()
+        members = [s.id for s in server.cluster.servers if s.id != server.id]
+        server.cluster_id = None
+        session.flush()
     if server.certificate_serial:
         session.add(RevokedCertificate(serial=server.certificate_serial, server_id=server.id))
     session.execute(delete(ServerArtifact).where(ServerArtifact.server_id == server.id))
@@ -35,6 +48,7 @@ def delete_server(session: Session, scope: Scope, server_id: int) -> None:
     session.flush()
     session.delete(server)
     session.info.setdefault(REVOKED_KEY, set()).add(server_id)
+    desired_state.refresh(session, members)
 
 
 def is_revoked(session: Session, serial: str) -> bool:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from corral.db.models import Application, Cluster, Server, ServerGroup, Target
 from corral.domain.accounts import Scope
 from corral.domain.errors import Conflict, InvalidInput, NotFound
+from corral.domain.names import as_id
 
 T = TypeVar("T", bound=Target)
 
@@ -18,7 +19,8 @@ KIND_NAMES = {Server: "server", ServerGroup: "server group", Cluster: "cluster"}
 
 def get_target(session: Session, scope: Scope, target_id: int, kind: type[T]) -> T:
     """The target of that kind in this environment; 404 for anything else, anywhere else."""
-    target = session.get(kind, target_id)
+    tid = as_id(target_id)
+    target = session.get(kind, tid) if tid is not None else None
     if target is None or target.environment_id != scope.environment_id:
         raise NotFound(f"{KIND_NAMES.get(kind, 'target')} {target_id} not found")
     return target
@@ -46,7 +48,7 @@ def joinable_server(session: Session, scope: Scope, server_id: object) -> Server
         sid = int(server_id)  # type: ignore[call-overload]
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"serverId {server_id!r} is not an integer id") from exc
-    target = session.get(Target, sid)
+    target = session.get(Target, sid) if as_id(sid) is not None else None
     if target is None or target.environment_id != scope.environment_id:
         raise NotFound(f"server {sid} not found")
     if not isinstance(target, Server):

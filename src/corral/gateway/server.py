@@ -197,8 +197,18 @@ class Gateway:
         for sid in revoked:
             session = self.sessions.get(sid)
             if session is not None:
-                asyncio.ensure_future(session.ws.close(protocol.CLOSE_REVOKED, "server deleted"))
+                asyncio.ensure_future(self._release(session))
         self.push(changed)
+
+    async def _release(self, session: AgentSession) -> None:
+        """A deleted server stops what it runs: an empty desired state, then the door shut
+        (the agent also empties itself when it is refused, should this message be lost)."""
+        empty = protocol.Desired(revision=session.sent_revision + 1,
+                                 serverId=session.who.server_id, serverName="", cluster=None,
+                                 applications=[])
+        with contextlib.suppress(ConnectionClosed):
+            await session.ws.send(protocol.encode(empty))
+        await session.ws.close(protocol.CLOSE_REVOKED, "server deleted")
 
     # --- batched work: desired state out, reports in ------------------------------------------
 
@@ -216,7 +226,7 @@ class Gateway:
             ids, self._to_push = sorted(self._to_push), set()
             for start in range(0, len(ids), 2000):
                 chunk = ids[start : start + 2000]
-                messages = await self.db(agents.desired_messages, chunk)
+                messages = await self.db(agents.desired_messages, chunk, self.plane.sealer)
                 sends = []
                 for sid in chunk:
                     session = self.sessions.get(sid)
@@ -283,7 +293,7 @@ class Gateway:
             await ws.close(protocol.CLOSE_BAD_MESSAGE, "expected hello")
             return
         try:
-            desired = await self.db(agents.connected, who, hello)
+            desired = await self.db(agents.connected, who, hello, self.plane.sealer)
         except CorralError as exc:
             log.info("refused server %s: %s", who.server_id, exc.message)
             await ws.close(protocol.CLOSE_REVOKED, exc.message[:120])

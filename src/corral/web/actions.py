@@ -28,7 +28,7 @@ class PageError(Exception):
 def read(console: Console, fn: Callable[[Session], T]) -> T:
     """Load what a page shows; a refusal becomes an error page, never a stack trace."""
     try:
-        with transaction(console.plane.sessions) as session:
+        with transaction(console.plane.readers) as session:
             return fn(session)
     except CorralError as exc:
         raise PageError(STATUS_OF.get(type(exc), 400), exc.message) from exc

@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from corral.web import apps, auth, fleet
 from corral.web.actions import PageError
-from corral.web.session import CsrfRejected, LoginRequired, templates
+from corral.web.session import CsrfRejected, LoginRequired, RoleRequired, templates
 
 
 def install(app: FastAPI) -> None:
@@ -31,6 +31,11 @@ def install(app: FastAPI) -> None:
             request, "error.html",
             {"status": 403, "message": "This form is stale; reload the page and try again."},
             status_code=403)
+
+    @app.exception_handler(RoleRequired)
+    async def _role(request: Request, exc: RoleRequired) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, "error.html", {"status": 403, "message": exc.message}, status_code=403)
 
     @app.exception_handler(PageError)
     async def _page(request: Request, exc: PageError) -> HTMLResponse:

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from corral.api.deps import PlaneDep
-from corral.domain.errors import CorralError
+from corral.api.deps import PlaneDep, client_address
+from corral.domain.errors import CorralError, TooManyRequests
 from corral.web.session import (
     ENV_COOKIE,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     ConsoleDep,
+    is_https,
     new_login_csrf,
     sign_in,
     sign_out,
@@ -30,7 +31,8 @@ def _login_page(request: Request, error: str | None = None, status_code: int = 2
     response = templates.TemplateResponse(
         request, "login.html", {"csrf": csrf, "error": error}, status_code=status_code
     )
-    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict")
+    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict",
+                        secure=is_https(request))
     return response
 
 
@@ -51,12 +53,14 @@ async def login(
     if not expected or not hmac.compare_digest(csrf, expected):
         return _login_page(request, "The form expired; please sign in again.", 400)
     try:
-        token = await run_in_threadpool(sign_in, plane, username, password)
+        token = await run_in_threadpool(sign_in, plane, username[:255], password[:1024],
+                                        client_address(request))
     except CorralError as exc:
-        return _login_page(request, exc.message[:1].upper() + exc.message[1:] + ".", 401)
+        status = 429 if isinstance(exc, TooManyRequests) else 401
+        return _login_page(request, exc.message[:1].upper() + exc.message[1:] + ".", status)
     response = RedirectResponse("/servers", status_code=303)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
-                        secure=plane.settings.api_tls,
+                        secure=is_https(request),
                         max_age=plane.settings.user_token_ttl_seconds)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
@@ -74,7 +78,8 @@ def logout(console: ConsoleDep) -> Response:
 def switch_environment(console: ConsoleDep, env: Annotated[str, Form()]) -> Response:
     response = console.redirect("/servers")
     if any(e["id"] == env for e in console.environments):
-        response.set_cookie(ENV_COOKIE, env, httponly=True, samesite="lax")
+        response.set_cookie(ENV_COOKIE, env, httponly=True, samesite="lax",
+                            secure=is_https(console.request))
     return response
 
 

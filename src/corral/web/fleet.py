@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from corral.api import views
 from corral.db.models import Application, Cluster, Server, ServerArtifact, ServerGroup
+from corral.db.session import transaction
 from corral.domain import clusters, registration, server_groups, servers
 from corral.domain.targets import get_target, list_targets
 from corral.web.actions import act, read
@@ -40,11 +41,14 @@ def server_list(console: ConsoleDep, partial: str | None = None) -> HTMLResponse
 @router.get("/servers/add", response_class=HTMLResponse)
 def add_server(console: ConsoleDep) -> HTMLResponse:
     settings = console.plane.settings
-    token = read(console, lambda s: registration.current_token(
-        s, console.plane.sealer, console.scope.environment_id,
-        settings.registration_token_ttl_seconds))
+    console.require("operator")
+    with transaction(console.plane.sessions) as session:
+        token = registration.current_token(session, console.plane.sealer,
+                                           console.scope.environment_id,
+                                           settings.registration_token_ttl_seconds)
     manager = str(console.request.base_url).rstrip("/")
-    ca = " --ca-cert ca.pem" if manager.startswith("https") else ""
+    ca = " --ca-cert ca.pem" if manager.startswith("https") else \
+        f" --ca-fingerprint {console.plane.ca.fingerprint}"
     command = f"corral agent register --manager {manager} --dir /var/lib/corral-agent{ca} {token} NAME"
     return console.render("add_server.html", token=token, command=command)
 

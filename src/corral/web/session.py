@@ -19,7 +19,7 @@ from corral.controlplane import ControlPlane
 from corral.db.models import ConnectedApp, User
 from corral.db.session import transaction
 from corral.domain import accounts
-from corral.domain.accounts import Scope
+from corral.domain.accounts import Principal, Scope
 from corral.domain.errors import CorralError, Unauthenticated
 from corral.web import filters
 
@@ -39,6 +39,18 @@ class CsrfRejected(Exception):
     """A state-changing request without the session's CSRF token."""
 
 
+class RoleRequired(Exception):
+    """The signed-in principal's role does not allow this page or action."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# Console forms that change nothing on the fleet: any signed-in role may post them.
+UNPRIVILEGED_POSTS = ("/logout", "/environment")
+
+
 @dataclass
 class Console:
     """Who is signed in, where they act, and what every page needs to render."""
@@ -50,6 +62,17 @@ class Console:
     csrf: str
     who: str
     environments: list[dict[str, Any]]
+    principal: Principal
+
+    @property
+    def role(self) -> str:
+        return self.principal.role
+
+    def require(self, role: str) -> None:
+        """A page or action beyond the signed-in role: 403, with the reason."""
+        if not self.principal.may(role):
+            raise RoleRequired(f"This needs the {role} role; you are signed in as "
+                               f"{self.principal.role}.")
 
     @property
     def env_name(self) -> str:
@@ -76,12 +99,15 @@ def console_for(request: Request, plane: PlaneDep) -> Console:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise LoginRequired
-    with transaction(plane.sessions) as session:
+    with transaction(plane.readers) as session:
         try:
             principal = accounts.authenticate(session, token)
         except Unauthenticated as exc:
             raise LoginRequired from exc
-        envs = accounts.list_environments(session, principal.organization_id)
+        envs = [e for e in accounts.list_environments(session, principal.organization_id)
+                if principal.may_use_environment(e.id)]
+        if not envs:
+            raise LoginRequired
         wanted = request.cookies.get(ENV_COOKIE)
         env = next((e for e in envs if e.id == wanted), None) or next(
             (e for e in envs if e.name == "Production"), envs[0])
@@ -91,20 +117,28 @@ def console_for(request: Request, plane: PlaneDep) -> Console:
         else:
             who = session.get_one(ConnectedApp, principal.client_id).name
         environments = [{"id": e.id, "name": e.name} for e in envs]
-    console = Console(request, plane, token, scope, plane.sealer.mac(token), who, environments)
+    console = Console(request, plane, token, scope, plane.sealer.mac(token), who, environments,
+                      principal)
     if request.method == "POST":
         sent = request.headers.get("X-CSRF-Token") or request.query_params.get("csrf", "")
         if not hmac.compare_digest(sent, console.csrf):
             raise CsrfRejected
+        if request.url.path not in UNPRIVILEGED_POSTS:
+            console.require("operator")  # before any form or upload is read
     return console
 
 
 ConsoleDep = Annotated[Console, Depends(console_for)]
 
 
-def sign_in(plane: ControlPlane, username: str, password: str) -> str:
-    with transaction(plane.sessions) as session:
-        return accounts.login(session, username, password, plane.settings.user_token_ttl_seconds)
+def sign_in(plane: ControlPlane, username: str, password: str, source: str) -> str:
+    return plane.signin.login(username, password, source, plane.settings.user_token_ttl_seconds)
+
+
+def is_https(request: Request) -> bool:
+    """Over TLS here, or behind a trusted proxy that says so (X-Forwarded-Proto, applied by
+    the server only for `CORRAL_TRUSTED_PROXIES`)."""
+    return request.url.scheme == "https"
 
 
 def sign_out(plane: ControlPlane, token: str) -> None:
