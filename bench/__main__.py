@@ -1,4 +1,4 @@
-"""`python -m bench all | fleet | api | artifacts | smoke [--db sqlite,postgresql]`
+"""`python -m bench all | fleet | api | artifacts | security | smoke [--db sqlite,postgresql]`
 
 Prints each scenario's figures as tables and writes them as JSON to bench/results/."""
 
@@ -33,6 +33,10 @@ PLANS = {
     # name: (fleet sizes held, fan-out sizes, api servers, api apps, artifact MB)
     "full": ([1000, 5000, 10000], [100, 1000, 10000], 1000, 5000, 200),
     "smoke": ([50], [50], 20, 50, 5),
+}
+SECURITY = {  # name: (reads measured per phase, hostile body MiB, sign-in timing tries)
+    "full": (300, 300, 20),
+    "smoke": (20, 20, 2),
 }
 
 
@@ -97,6 +101,7 @@ def table(title: str, rows: list[dict[str, Any]]) -> None:
 
 def run(which: str, dbs: list[str], plan: str) -> None:
     sizes, fanouts, api_servers, api_apps, artifact_mb = PLANS[plan]
+    reads, body_mib, tries = SECURITY[plan]
     limit = raise_fd_limit()
     if max(sizes) + 500 > limit:
         console.print(f"[yellow]{max(sizes)} agents do not fit: the file-descriptor limit is "
@@ -121,6 +126,24 @@ def run(which: str, dbs: list[str], plan: str) -> None:
             save(f"api-{suffix}", figures)
             table(f"API latency ({kind}): {api_servers} servers, {api_apps} applications, "
                   f"{figures['clients']} concurrent clients", figures["endpoints"])
+        if which in ("all", "security"):
+            flood: dict[str, Any] = {}
+            for label, free in (("throttled", "5"), ("unthrottled", "1000000000")):
+                with control_plane(kind, f"security-{label}") as (cp, workdir):
+                    cp.env["CORRAL_LOGIN_FREE_FAILURES"] = free
+                    cp.stop()
+                    cp.start()
+                    flood[label] = scenarios.login_flood(cp, reads)
+                    if label == "unthrottled":
+                        flood["guess_timing"] = scenarios.guess_timing(cp, tries)
+                        flood["hostile_body"] = scenarios.hostile_body(cp, body_mib)
+            save(f"security-{suffix}", flood)
+            table(f"Login flood ({kind}): GET /servers?limit=1 while 3 clients send wrong "
+                  "passwords", [{"throttle": k, **{x: y for x, y in v.items() if x != "attempts"},
+                                 "answers": v["attempts"]}
+                                for k, v in flood.items() if k in ("throttled", "unthrottled")])
+            table(f"Failed sign-in time ({kind})", [flood["guess_timing"]])
+            table(f"Hostile body ({kind})", [flood["hostile_body"]])
         if which in ("all", "artifacts"):
             with control_plane(kind, "artifacts") as (cp, workdir):
                 figures = scenarios.artifacts(cp, workdir, artifact_mb)
@@ -131,7 +154,8 @@ def run(which: str, dbs: list[str], plan: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("scenario", choices=["all", "fleet", "api", "artifacts", "smoke"])
+    parser.add_argument("scenario",
+                        choices=["all", "fleet", "api", "artifacts", "security", "smoke"])
     parser.add_argument("--db", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
     args = parser.parse_args()

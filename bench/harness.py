@@ -47,6 +47,9 @@ class ControlPlaneProcess:
     port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=lambda: {
+        # every simulated agent registers from 127.0.0.1: lift the per-address limit
+        "CORRAL_REGISTRATION_RATE_PER_MINUTE": "0"})
 
     @property
     def url(self) -> str:
@@ -62,7 +65,8 @@ class ControlPlaneProcess:
 
     def start(self) -> float:
         env = {**os.environ, "CORRAL_DATABASE_URL": self.database_url,
-               "CORRAL_ADMIN_PASSWORD": PASSWORD, "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "30"}
+               "CORRAL_ADMIN_PASSWORD": PASSWORD, "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "30",
+               **self.env}
         log = open(self.workdir / "serve.log", "ab")  # noqa: SIM115
         t0 = time.monotonic()
         self.proc = subprocess.Popen(

@@ -255,3 +255,93 @@ def artifacts(cp: ControlPlaneProcess, workdir: Path, size_mb: int) -> dict[str,
                        "rss_growth_mb": round(up_rss, 1)},
             "download": {"seconds": round(down_s, 2), "mb_per_s": round(mb / down_s, 1),
                          "rss_growth_mb": round(down_rss, 1)}}
+
+
+# --- 5: hardening: a login flood beside reads, guessing costs, a hostile body ------------------
+
+
+def _p50_read(http: httpx.Client, headers: dict[str, str], n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = http.get("/hybrid/api/v1/servers", params={"limit": 1}, headers=headers)
+        times.append(time.perf_counter() - t0)
+        assert r.status_code == 200, r.text
+    return percentile(times, 50)
+
+
+def _flood(url: str, clients: int, stop: threading.Event, counts: dict[int, int]) -> None:
+    def attacker(i: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            n = 0
+            while not stop.is_set():
+                name = "admin" if n % 2 else f"ghost-{i}-{n}"
+                r = http.post("/accounts/login", json={"username": name, "password": f"bad-{n}"})
+                counts[r.status_code] = counts.get(r.status_code, 0) + 1
+                n += 1
+
+    threads = [threading.Thread(target=attacker, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+
+
+def login_flood(cp: ControlPlaneProcess, reads: int = 300, clients: int = 3) -> dict[str, Any]:
+    """p50 of `GET /servers?limit=1` idle and while `clients` send wrong passwords as fast as
+    they can (with the throttle as configured), and the ratio of the two."""
+    api = Api(cp)
+    http = httpx.Client(base_url=cp.url, timeout=60)
+    _p50_read(http, api.headers, 30)  # warm up
+    idle = _p50_read(http, api.headers, reads)
+    stop = threading.Event()
+    counts: dict[int, int] = {}
+    _flood(cp.url, clients, stop, counts)
+    time.sleep(1)
+    flooded = _p50_read(http, api.headers, reads)
+    stop.set()
+    time.sleep(0.5)
+    return {"idle_p50_ms": round(idle * 1000, 2), "flood_p50_ms": round(flooded * 1000, 2),
+            "ratio": round(flooded / idle, 2), "attacker_clients": clients,
+            "attempts": dict(sorted(counts.items()))}
+
+
+def guess_timing(cp: ControlPlaneProcess, tries: int = 20) -> dict[str, Any]:
+    """Mean time of a failed sign-in for an existing name and for an unknown one."""
+    http = httpx.Client(base_url=cp.url, timeout=60)
+
+    def mean(name: str) -> float:
+        times = []
+        for i in range(tries):
+            t0 = time.perf_counter()
+            r = http.post("/accounts/login", json={"username": name, "password": f"no-{i}"})
+            times.append(time.perf_counter() - t0)
+            assert r.status_code == 401, r.text
+        return sum(times) / len(times)
+
+    known, unknown = mean("admin"), mean("nobody-by-this-name")
+    return {"known_name_ms": round(known * 1000, 1), "unknown_name_ms": round(unknown * 1000, 1)}
+
+
+def hostile_body(cp: ControlPlaneProcess, mib: int = 300) -> dict[str, Any]:
+    """RSS of the control plane before and after a `mib` MiB body to /accounts/login."""
+    import socket
+
+    before = cp.rss_mb()
+    sock = socket.create_connection(("127.0.0.1", cp.port), timeout=30)
+    sock.sendall(f"POST /accounts/login HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                 f"application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    block = b"x" * (1024 * 1024)
+    status = b""
+    try:
+        for _ in range(mib):
+            sock.sendall(b"%x\r\n%s\r\n" % (len(block), block))
+    except OSError:
+        pass
+    try:
+        status = sock.recv(100).split(b"\r\n", 1)[0]
+    except OSError:
+        pass
+    sock.close()
+    time.sleep(0.5)
+    return {"body_mib": mib, "answer": status.decode(errors="replace"),
+            "rss_before_mb": round(before, 1), "rss_after_mb": round(cp.rss_mb(), 1),
+            "grew_mb": round(cp.rss_mb() - before, 1)}

@@ -9,11 +9,12 @@ from fastapi.testclient import TestClient
 from tests.api.conftest import ADMIN_PASSWORD, Api
 
 
-def _sign_in(client: TestClient) -> str:
+def _sign_in(client: TestClient, username: str = "admin",
+             password: str = ADMIN_PASSWORD) -> str:
     page = client.get("/login")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert csrf
-    r = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD,
+    r = client.post("/login", data={"username": username, "password": password,
                                     "csrf": csrf.group(1)}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/servers"
     token = re.search(r'"X-CSRF-Token": "([^"]+)"', client.get("/servers").text)
@@ -64,3 +65,16 @@ def test_sign_out_ends_the_session(client: TestClient) -> None:
     client.post("/logout", headers={"X-CSRF-Token": token})
     r = client.get("/servers", follow_redirects=False)
     assert r.status_code == 303
+
+
+def test_the_console_shows_and_enforces_the_role(client: TestClient, api: Api) -> None:
+    r = client.post(f"/accounts/api/organizations/{api.org_id}/users", headers=api.headers,
+                    json={"username": "vera", "password": "vera-password", "role": "viewer"})
+    assert r.status_code == 201, r.text
+    token = _sign_in(client, "vera", "vera-password")
+    page = client.get("/servers")
+    assert "vera" in page.text and "(viewer)" in page.text
+    r = client.post("/groups", data={"name": "g1"}, headers={"X-CSRF-Token": token})
+    assert r.status_code == 403 and "operator role" in r.text
+    assert client.get("/servers/add").status_code == 403  # the registration token is not shown
+    assert api.get("/serverGroups").json()["total"] == 0

@@ -31,3 +31,7 @@ def test_bench_smoke_runs(tmp_path: Path) -> None:
     artifacts = json.loads((tmp_path / "results" / "artifacts-smoke-sqlite.json").read_text())
     assert artifacts["upload"]["mb_per_s"] > 0 and artifacts["download"]["mb_per_s"] > 0
     assert "Fan-out" in r.stdout and "API latency" in r.stdout
+    security = json.loads((tmp_path / "results" / "security-smoke-sqlite.json").read_text())
+    assert security["throttled"]["attempts"].get("429", 0) > 0  # the flood met the throttle
+    assert security["unthrottled"]["flood_p50_ms"] > 0
+    assert "413" in security["hostile_body"]["answer"]

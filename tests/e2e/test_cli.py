@@ -213,3 +213,24 @@ def test_help_is_there_for_newcomers(tmp_path: Path) -> None:
     assert "--wait" in deploy and "--property" in deploy
     completion = cli("--show-completion", "bash").stdout
     assert "_corral_completion" in completion and "complete -o default" in completion
+
+
+def test_users_and_roles(tmp_path: Path, cli: Cli, control_plane: ServeProcess) -> None:
+    cli.env["CORRAL_NEW_USER_PASSWORD"] = "viv-password-1"
+    made = cli.json("user", "create", "viv", "--role", "viewer")
+    assert made["role"] == "viewer" and made["enabled"] is True
+    assert {u["username"]: u["role"] for u in cli.json("user", "list")} == {
+        "admin": "admin", "viv": "viewer"}
+    viv = Cli(tmp_path / "viv")
+    viv("login", "--url", control_plane.url, "--username", "viv", "--password", "viv-password-1")
+    r = viv("group", "create", "nope", ok=False)
+    assert r.returncode == 1 and "operator role" in r.stderr and "403" in r.stderr
+    assert cli.json("user", "set", "viv", "--role", "operator")["role"] == "operator"
+    viv("group", "create", "yes")
+    cli("user", "set", "viv", "--disable")
+    r = viv("group", "list", ok=False)
+    assert r.returncode == 1 and "401" in r.stderr
+    cli("user", "delete", "viv", "--yes")
+    assert [u["username"] for u in cli.json("user", "list")] == ["admin"]
+    cli("user", "passwd", "--current", ADMIN_PASSWORD, "--new", "admin-password-2")
+    cli("group", "list")  # this session stays

@@ -242,6 +242,16 @@ def test_roles(operator: Operator, control_plane: ServeProcess) -> None:
     assert operator.http.get("/hybrid/api/v1/servers", headers=app_headers).status_code == 200
     assert operator.http.post("/hybrid/api/v1/serverGroups", headers=app_headers,
                               json={"name": "x"}).status_code == 403
+    r = operator.http.patch(f"/accounts/api/connectedApplications/{app['client_id']}",
+                            headers=operator.headers, json={"enabled": False})
+    assert r.status_code == 200 and r.json()["enabled"] is False
+    assert operator.http.get("/hybrid/api/v1/servers", headers=app_headers).status_code == 401
+    operator.http.patch(f"/accounts/api/connectedApplications/{app['client_id']}",
+                        headers=operator.headers, json={"enabled": True})
+    token = httpx.post(f"{control_plane.url}/accounts/api/v2/oauth2/token", json={
+        "grant_type": "client_credentials", "client_id": app["client_id"],
+        "client_secret": app["client_secret"]}).json()["access_token"]
+    app_headers = {**operator.headers, "Authorization": f"Bearer {token}"}
     assert operator.http.delete(f"/accounts/api/connectedApplications/{app['client_id']}",
                                 headers=operator.headers).status_code == 204
     assert operator.http.get("/hybrid/api/v1/servers", headers=app_headers).status_code == 401

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 # Protocol 2 (pysyncobj's) pickles `bytes` through `_codecs.encode` and sets through the builtin
 # constructors; nothing else outside plain data is ever needed.
-_ALLOWED = {("_codecs", "encode"), ("builtins", "set"), ("builtins", "frozenset"),
-            ("builtins", "bytearray")}
+_ALLOWED = {(module, name) for module in ("builtins", "__builtin__")
+            for name in ("set", "frozenset", "bytearray")} | {("_codecs", "encode")}
 
 
 class PlainDataUnpickler(pickle.Unpickler):

@@ -194,6 +194,7 @@ class Reconciler:
         destination = self.layout.app_dir(app.name, app.artifact.sha256)
         if not (destination / "Procfile").exists():
             await asyncio.to_thread(unpack, cached, destination)
+            destination.parent.chmod(0o711)  # traversable by the app user, whatever the umask
             if self.app_user is not None:
                 await asyncio.to_thread(self.app_user.take, destination)
         return self._spec(app)

@@ -210,6 +210,20 @@ def create_connected_app(
     return views.connected_app(app, secret)
 
 
+@router.patch(
+    "/api/connectedApplications/{client_id}", response_model=schemas.ConnectedAppOut
+)
+def update_connected_app(
+    session: SessionDep, principal: AdminDep, client_id: str, body: schemas.ConnectedAppPatchIn
+) -> dict[str, Any]:
+    """Change an app's `role`, `environments`, or `enabled` (disabling ends its tokens)."""
+    envs = body.environments if "environments" in body.model_fields_set else ...
+    app = accounts.update_connected_app(session, principal.organization_id, client_id,
+                                        role=body.role, enabled=body.enabled,
+                                        environment_ids=envs)
+    return views.connected_app(app)
+
+
 @router.delete("/api/connectedApplications/{client_id}", status_code=204)
 def delete_connected_app(session: SessionDep, principal: AdminDep, client_id: str) -> Response:
     """The app and every token it holds stop working at once."""

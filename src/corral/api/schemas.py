@@ -112,6 +112,13 @@ class UserPatchIn(Strict):
         default=None, max_length=100)
 
 
+class ConnectedAppPatchIn(Strict):
+    role: Role | None = None
+    enabled: bool | None = None
+    environments: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=100)
+
+
 class PasswordIn(Strict):
     currentPassword: Secret
     newPassword: Secret

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import admin, agent, apps, db, fleet, serve, session
+from corral.cli import admin, agent, apps, db, fleet, serve, session, users
 
 app = typer.Typer(
     name="corral",
@@ -21,6 +21,7 @@ app.add_typer(db.app, name="db", rich_help_panel="Run")
 app.command("login", rich_help_panel="Session")(session.login)
 app.command("logout", rich_help_panel="Session")(session.logout)
 app.add_typer(session.env_app, name="env", rich_help_panel="Session")
+app.add_typer(users.user_app, name="user", rich_help_panel="Session")
 app.add_typer(fleet.server_app, name="server", rich_help_panel="Fleet")
 app.add_typer(fleet.group_app, name="group", rich_help_panel="Fleet")
 app.add_typer(fleet.cluster_app, name="cluster", rich_help_panel="Fleet")

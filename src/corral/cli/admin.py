@@ -29,10 +29,14 @@ def _run(data_dir: object, action):  # type: ignore[no-untyped-def]
         plane.close()
 
 
+RoleOpt = Annotated[str, typer.Option(help="viewer, operator or admin")]
+
+
 @app.command("create-user")
 def create_user(
     username: str,
     data_dir: DataDirOpt = None,
+    role: RoleOpt = "viewer",
     password: Annotated[
         str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
                           envvar="CORRAL_NEW_USER_PASSWORD")
@@ -41,8 +45,38 @@ def create_user(
     """Create a user in the organization."""
     from corral.domain import accounts
 
-    user_id = _run(data_dir, lambda s, org: accounts.create_user(s, org, username, password).id)
-    typer.echo(f"created user {username} ({user_id})")
+    user_id = _run(data_dir, lambda s, org: accounts.create_user(
+        s, org, username, password, role=role).id)
+    typer.echo(f"created user {username} ({user_id}, {role})")
+
+
+@app.command("set-user")
+def set_user(
+    username: str,
+    data_dir: DataDirOpt = None,
+    role: Annotated[str | None, typer.Option(help="viewer, operator or admin")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+    password: Annotated[str | None, typer.Option(
+        envvar="CORRAL_NEW_USER_PASSWORD", help="Reset the password (ends the user's sessions)")
+    ] = None,
+) -> None:
+    """Change a user's role, password or whether it may sign in (a way back in for an
+    operator locked out of the API)."""
+    from sqlalchemy import select
+
+    from corral.db.models import User
+    from corral.domain import accounts
+
+    def change(session, org):  # type: ignore[no-untyped-def]
+        user_id = session.scalar(select(User.id).where(User.username == username))
+        if user_id is None:
+            raise accounts.NotFound(f"no user {username!r}")
+        user = accounts.update_user(session, org, user_id, role=role, enabled=enabled,
+                                    password=password)
+        return user.role, user.enabled
+
+    new_role, on = _run(data_dir, change)
+    typer.echo(f"user {username}: {new_role}, {'enabled' if on else 'disabled'}")
 
 
 @app.command("create-env")
@@ -59,12 +93,13 @@ def create_env(
 
 
 @app.command("create-connected-app")
-def create_connected_app(name: str, data_dir: DataDirOpt = None) -> None:
+def create_connected_app(name: str, data_dir: DataDirOpt = None,
+                         role: RoleOpt = "viewer") -> None:
     """Create a connected app; prints its client id and secret (shown only once)."""
     from corral.domain import accounts
 
     def make(session, org):  # type: ignore[no-untyped-def]
-        app_row, secret = accounts.create_connected_app(session, org, name)
+        app_row, secret = accounts.create_connected_app(session, org, name, role=role)
         return app_row.client_id, secret
 
     client_id, secret = _run(data_dir, make)

@@ -309,10 +309,34 @@ def create_connected_app(
     return app, secret
 
 
-def delete_connected_app(session: Session, organization_id: str, client_id: str) -> None:
+def get_connected_app(session: Session, organization_id: str, client_id: str) -> ConnectedApp:
     app = session.get(ConnectedApp, client_id) if len(client_id) <= 64 else None
     if app is None or app.organization_id != organization_id:
-        raise NotFound(f"connected application {client_id} not found")
+        raise NotFound(f"connected application {client_id[:64]} not found")
+    return app
+
+
+def update_connected_app(
+    session: Session, organization_id: str, client_id: str, *, role: str | None = None,
+    enabled: bool | None = None, environment_ids: list[str] | None | object = ...,
+) -> ConnectedApp:
+    """Disabling an app ends its tokens at once, as for a user."""
+    app = get_connected_app(session, organization_id, client_id)
+    if role is not None:
+        app.role = check_role(role)
+    if enabled is not None:
+        app.enabled = bool(enabled)
+        if not app.enabled:
+            session.execute(delete(AccessToken).where(AccessToken.client_id == app.client_id))
+    if environment_ids is not ...:
+        app.environment_ids = check_environments(
+            session, organization_id, environment_ids)  # type: ignore[arg-type]
+    session.flush()
+    return app
+
+
+def delete_connected_app(session: Session, organization_id: str, client_id: str) -> None:
+    app = get_connected_app(session, organization_id, client_id)
     session.execute(delete(AccessToken).where(AccessToken.client_id == app.client_id))
     session.delete(app)
     session.flush()
