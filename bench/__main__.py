@@ -34,9 +34,9 @@ PLANS = {
     "full": ([1000, 5000, 10000], [100, 1000, 10000], 1000, 5000, 200),
     "smoke": ([50], [50], 20, 50, 5),
 }
-SECURITY = {  # name: (reads measured per phase, hostile body MiB, sign-in timing tries)
-    "full": (300, 300, 20),
-    "smoke": (20, 20, 2),
+SECURITY = {  # name: (reads per phase, attacking clients, hostile body MiB, sign-in tries)
+    "full": (300, 3, 300, 20),
+    "smoke": (20, 1, 20, 2),  # light: the smoke test runs beside the rest of the suite
 }
 
 
@@ -101,7 +101,7 @@ def table(title: str, rows: list[dict[str, Any]]) -> None:
 
 def run(which: str, dbs: list[str], plan: str) -> None:
     sizes, fanouts, api_servers, api_apps, artifact_mb = PLANS[plan]
-    reads, body_mib, tries = SECURITY[plan]
+    reads, attackers, body_mib, tries = SECURITY[plan]
     limit = raise_fd_limit()
     if max(sizes) + 500 > limit:
         console.print(f"[yellow]{max(sizes)} agents do not fit: the file-descriptor limit is "
@@ -133,13 +133,13 @@ def run(which: str, dbs: list[str], plan: str) -> None:
                     cp.env["CORRAL_LOGIN_FREE_FAILURES"] = free
                     cp.stop()
                     cp.start()
-                    flood[label] = scenarios.login_flood(cp, reads)
+                    flood[label] = scenarios.login_flood(cp, reads, attackers)
                     if label == "unthrottled":
                         flood["guess_timing"] = scenarios.guess_timing(cp, tries)
                         flood["hostile_body"] = scenarios.hostile_body(cp, body_mib)
             save(f"security-{suffix}", flood)
-            table(f"Login flood ({kind}): GET /servers?limit=1 while 3 clients send wrong "
-                  "passwords", [{"throttle": k, **{x: y for x, y in v.items() if x != "attempts"},
+            table(f"Login flood ({kind}): GET /servers?limit=1 while {attackers} clients send "
+                  "wrong passwords", [{"throttle": k, **{x: y for x, y in v.items() if x != "attempts"},
                                  "answers": v["attempts"]}
                                 for k, v in flood.items() if k in ("throttled", "unthrottled")])
             table(f"Failed sign-in time ({kind})", [flood["guess_timing"]])

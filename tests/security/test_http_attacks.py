@@ -165,6 +165,9 @@ def test_multipart_and_zip_limits(operator: Operator) -> None:
     r = operator.call("POST", "/applications", headers={
         "Content-Type": "multipart/form-data; boundary=abc"}, content=b"--abc\r\nbroken")
     assert r.status_code == 400
+    r = operator.call("PATCH", "/applications/1", headers={"Content-Type": "application/json"},
+                      content=b'{"desiredStatus": "' + b"x" * (200 * 1024) + b'"}')
+    assert r.status_code == 413  # an upload route's JSON form is held to the small cap
     assert operator.call("GET", "/applications", expect=200).json()["total"] == 0
 
 

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from corral.agent.cluster import ClusterManager, RaftNode
 
 WRITE_TIMEOUT = 5.0
+MAX_VALUE_BYTES = 1024 * 1024  # the store is replicated to every member
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -84,8 +85,13 @@ def build(cluster: ClusterManager, prefix: str, port: int) -> ASGIApp:
             return JSONResponse({"key": key, "value": value})
         try:
             if request.method == "PUT":
+                raw = bytearray()
+                async for chunk in request.stream():
+                    raw += chunk
+                    if len(raw) > MAX_VALUE_BYTES:
+                        return _error(413, f"a value is at most {MAX_VALUE_BYTES} bytes")
                 try:
-                    body = json.loads(await request.body())
+                    body = json.loads(raw)
                 except ValueError:
                     return _error(400, 'the body must be JSON: {"value": ...}')
                 if not isinstance(body, dict) or "value" not in body:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
 from corral.api import schemas, views
-from corral.api.bodies import json_or_form
+from corral.api.bodies import json_or_form, read_small
 from corral.api.deps import OperatorScopeDep, PlaneDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.api.uploads import UploadForm, read_upload
 from corral.artifacts.store import iter_blob
@@ -158,10 +158,10 @@ async def patch_application(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         return await _redeploy(request, plane, scope, app_id)
-    body = await request.body()
+    body = await read_small(request)
     if not body.strip():  # no body at all: the current artifact again
         return await run_in_threadpool(redeploy_uploaded, plane, scope, app_id, UploadForm())
-    change = await json_or_form(request, schemas.DesiredStatusIn)
+    change = await json_or_form(request, schemas.DesiredStatusIn, body)
 
     def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:

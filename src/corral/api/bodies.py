@@ -9,17 +9,30 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from pydantic import BaseModel
 
-from corral.domain.errors import InvalidInput
+from corral.domain.errors import InvalidInput, TooLarge
 
 M = TypeVar("M", bound=BaseModel)
 MAX_FORM_BYTES = 64 * 1024
 
 
-async def json_or_form(request: Request, model: type[M]) -> M:
+async def read_small(request: Request, limit: int = MAX_FORM_BYTES) -> bytes:
+    """The whole body, refused with 413 once it passes `limit` (on routes whose middleware cap
+    is the upload limit, a JSON body must not be read whole first)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body exceeds the limit of {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise TooLarge(f"request body exceeds the limit of {limit} bytes")
+    return bytes(raw)
+
+
+async def json_or_form(request: Request, model: type[M], raw: bytes | None = None) -> M:
     """A small body as JSON or `application/x-www-form-urlencoded` (scripts send both)."""
-    raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
-        raise InvalidInput("request body too large")
+    if raw is None:
+        raw = await read_small(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     data: Any
     if content_type == "application/x-www-form-urlencoded":
