@@ -327,8 +327,8 @@ def hostile_body(cp: ControlPlaneProcess, mib: int = 300) -> dict[str, Any]:
 
     before = cp.rss_mb()
     sock = socket.create_connection(("127.0.0.1", cp.port), timeout=30)
-    sock.sendall(f"POST /accounts/login HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                 f"application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    sock.sendall("POST /accounts/login HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                 "application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
     block = b"x" * (1024 * 1024)
     status = b""
     try:

@@ -6,10 +6,10 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
-import shutil
 import subprocess
 import sys
 import tempfile

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
 import socket
 import sqlite3
 import stat
 import struct
 import subprocess
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -308,7 +305,7 @@ def test_environment_narrowed_role(operator: Operator) -> None:
 # --- 10. serving and registering over an untrusted network ------------------------------------
 
 
-def test_serve_refuses_plain_http_on_a_public_address(tmp_path: pytest.TempPathFactory) -> None:
+def test_serve_refuses_plain_http_on_a_public_address(tmp_path: Path) -> None:
     r = subprocess.run([*CORRAL, "serve", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0",
                         "--port", str(free_port()), "--gateway-port", str(free_port())],
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -340,7 +337,7 @@ def test_files_headers_and_downloads(operator: Operator, control_plane: ServePro
 
 
 @pytest.fixture
-def proxied(tmp_path: pytest.TempPathFactory, database_url: str) -> Iterator[ServeProcess]:
+def proxied(tmp_path: Path, database_url: str) -> Iterator[ServeProcess]:
     proc = ServeProcess(data_dir=tmp_path / "proxied", database_url=database_url)
     proc.env.update({"CORRAL_ADMIN_PASSWORD": "proxied-password",
                      "CORRAL_TRUSTED_PROXIES": '["127.0.0.1"]'})

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from corral.agent import manifest
+from corral.agent.app_user import SYSTEM_PATH, AppUser
 from corral.agent.archive import ArchiveRefused, unpack
 from corral.agent.cluster import ClusterManager
-from corral.agent.app_user import SYSTEM_PATH, AppUser
 from corral.agent.layout import AgentDir, write_json_atomic
 from corral.agent.supervisor import AppRunner, Proc, RunSpec
 from corral.gateway.protocol import ApplicationReport, Desired, DesiredApplication, Report

@@ -6,17 +6,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import secrets
+import signal
 import socket
 from pathlib import Path
 
 import uvicorn
 
 from corral.agent import local_api
+from corral.agent.app_user import resolve as app_user_of
 from corral.agent.cluster import DEFAULT_CLUSTER_PORT, ClusterManager, MulticastSettings
 from corral.agent.connection import Connection
-from corral.agent.app_user import resolve as app_user_of
 from corral.agent.layout import AgentDir, write_json_atomic
 from corral.agent.reconciler import Reconciler
 from corral.gateway.protocol import DesiredApplication

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
+from corral.api.deps import OperatorScopeDep, ScopeDep, SessionDep
 from corral.db.models import TargetComponent
 from corral.domain import components
 

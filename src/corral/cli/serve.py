@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import logging
+import os
 import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
