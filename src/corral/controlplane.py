@@ -74,6 +74,10 @@ class ControlPlane:
         event.listen(plane.sessions, "after_soft_rollback", _forget_changes)
         return plane
 
+    def has_organization(self) -> bool:
+        with transaction(self.readers) as session:
+            return accounts.has_organization(session)
+
     def bootstrap(self) -> str | None:
         """First start: organization, environments, admin. Returns a generated password."""
         with transaction(self.sessions) as session:

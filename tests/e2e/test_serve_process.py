@@ -117,3 +117,43 @@ def test_admin_and_db_commands(serve: ServeProcess) -> None:
     assert r.status_code == 200
     assert not (serve.data_dir / "admin-credentials").exists()
     assert serve.stop() == 0
+
+    # the way back in for a locked-out operator, and roles from the command line
+    r = corral("admin", "set-user", "admin", "--password", "second-admin-pw")
+    assert r.returncode == 0 and "admin, enabled" in r.stdout, r.stderr
+    r = corral("admin", "set-user", "ops", "--role", "operator", "--disable")
+    assert r.returncode == 0 and "operator, disabled" in r.stdout, r.stderr
+    assert corral("admin", "set-user", "ghost", "--role", "viewer").returncode == 1
+    serve.start()
+    assert http.post("/accounts/login", json={"username": "admin", "password": "second-admin-pw"}
+                     ).status_code == 200
+    assert http.post("/accounts/login", json={"username": "ops", "password": "ops-password-1"}
+                     ).status_code == 401
+
+
+def test_first_run_messages(serve: ServeProcess) -> None:
+    """A taken port is one clear line; a password that cannot apply any more is said so."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = subprocess.run([*CORRAL, "serve", "--data-dir", str(serve.data_dir), "--port",
+                            str(port), "--gateway-port", str(serve.gateway_port)],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                           env={**os.environ, "CORRAL_DATABASE_URL": serve.database_url})
+    assert r.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}, the API port (--port, CORRAL_PORT)" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout and len(r.stderr.splitlines()) == 1
+
+    serve.env["CORRAL_ADMIN_PASSWORD"] = "first-password"
+    serve.start()
+    assert "is ignored" not in serve.output()
+    serve.stop()
+    serve.env["CORRAL_ADMIN_PASSWORD"] = "second-password"
+    serve.start()
+    assert "CORRAL_ADMIN_PASSWORD is ignored" in serve.output()
+    r = httpx.post(f"{serve.url}/accounts/login",
+                   json={"username": "admin", "password": "first-password"}, timeout=10)
+    assert r.status_code == 200

@@ -218,6 +218,7 @@ class Reconciler:
             "PATH": SYSTEM_PATH if other_user else os.environ.get("PATH", SYSTEM_PATH),
             "HOME": str(app_dir) if other_user else os.environ.get("HOME", "/"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "PYTHONUNBUFFERED": "1",  # a Python app's output reaches its log as it is printed
             **manifest.environment_names(properties),
             **carried,
             "PORT": str(port),

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -15,6 +16,7 @@ import uvicorn
 from corral.cli.common import DataDirOpt, settings_from
 
 if TYPE_CHECKING:
+    from corral.config import Settings
     from corral.controlplane import ControlPlane
 
 
@@ -57,14 +59,25 @@ def serve(
             "--allow-plain-http (CORRAL_ALLOW_PLAIN_HTTP=true), or listen on 127.0.0.1.",
             err=True)
         raise typer.Exit(2)
+    busy = busy_port(settings)
+    if busy:
+        typer.echo(f"error: {busy}", err=True)
+        raise typer.Exit(2)
     os.umask(0o077)  # everything the control plane writes is its own
     plane = ControlPlane.open(settings)
+    first_start = not plane.has_organization()
     generated = plane.bootstrap()
     if generated:
         typer.echo(
             f"Created admin user {settings.admin_username!r} with password {generated}\n"
             f"(also written to {settings.data_dir / 'admin-credentials'}; shown only once)"
         )
+    elif not first_start and settings.admin_password:
+        typer.echo(
+            f"note: CORRAL_ADMIN_PASSWORD is ignored: {settings.data_dir} was set up before and "
+            f"keeps its admin's password. Change it with `corral admin set-user "
+            f"{settings.admin_username} --password ...`, or start on a new --data-dir.",
+            err=True)
     typer.echo(f"Corral API on {settings.api_url} (data in {settings.data_dir.resolve()})")
     # uvicorn shuts down gracefully, then re-raises the signal it caught; with these no-op
     # handlers in place that re-raise is harmless and a requested stop exits 0.
@@ -74,6 +87,21 @@ def serve(
         asyncio.run(_run(plane, create_app(plane)))
     finally:
         plane.close()
+
+
+def busy_port(settings: Settings) -> str | None:
+    """One clear line instead of a traceback when a port is taken."""
+    for port, what in ((settings.port, "API port (--port, CORRAL_PORT)"),
+                       (settings.gateway_port, "gateway port (--gateway-port, "
+                                               "CORRAL_GATEWAY_PORT)")):
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((settings.host, port))
+        except OSError as exc:
+            return (f"cannot listen on {settings.host}:{port}, the {what}: {exc.strerror}. "
+                    f"Stop what uses it or choose another port.")
+    return None
 
 
 def is_loopback(host: str) -> bool:

@@ -113,6 +113,10 @@ def bootstrap(
     return generated
 
 
+def has_organization(session: Session) -> bool:
+    return session.scalar(select(Organization.id).limit(1)) is not None
+
+
 def default_organization(session: Session) -> Organization:
     org = session.scalar(select(Organization).order_by(Organization.created_at).limit(1))
     if org is None:
