@@ -144,3 +144,38 @@ def test_raft_unpickler_admits_plain_data_only() -> None:
         loads(pickle.dumps(_Evil(), 2))
     with pytest.raises(pickle.UnpicklingError):
         loads(pickle.dumps(Path("/etc"), 2))
+
+
+def test_sign_ins_never_tie_up_the_worker_threads(tmp_path: Path) -> None:
+    """Twenty sign-ins at once: one hashes, a few wait, the rest get 429 at once."""
+    import threading
+
+    from corral.domain import signin
+
+    plane = ControlPlane.open(Settings(data_dir=tmp_path / "d", admin_password="pw-12345678",
+                                       login_free_failures=1000))
+    plane.bootstrap()
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def attempt(i: int) -> None:
+        try:
+            plane.signin.login(f"user-{i}", "wrong-password", f"10.0.0.{i}", 60)
+        except TooManyRequests:
+            result = "busy"
+        except Unauthenticated:
+            result = "checked"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(20)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        plane.close()
+    assert len(outcomes) == 20
+    assert outcomes.count("checked") <= signin.MAX_WAITING + 1 + 2  # (threads start unevenly)
+    assert outcomes.count("busy") >= 20 - signin.MAX_WAITING - 3

@@ -3,7 +3,9 @@
 - The slow hash check runs with no database transaction open: the credentials are read in one
   short read-only transaction, the token is written in another.
 - Only a few hash checks run at once (`concurrent_checks`), so a flood of guesses uses at most
-  that many cores, and waits beyond that are refused with 429.
+  that many cores. Only a few more may wait for their turn (`MAX_WAITING`), each at most
+  `CHECK_WAIT_SECONDS`: beyond that, 429 at once, so sign-ins never tie up the worker threads
+  that every other request needs.
 - Failures are counted per name and per source address; past a few, 429 with `Retry-After`,
   the wait doubling with each further failure. An unknown name costs the same as a wrong
   password (a dummy hash is checked)."""
@@ -23,6 +25,7 @@ from corral.domain.throttle import Throttle
 
 log = logging.getLogger(__name__)
 CHECK_WAIT_SECONDS = 10.0
+MAX_WAITING = 4
 
 
 class SignIn:
@@ -32,6 +35,8 @@ class SignIn:
         self.writers = writers
         self.throttle = throttle or Throttle()
         self._checks = threading.BoundedSemaphore(max(1, concurrent_checks))
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
 
     @property
     def failures_total(self) -> int:
@@ -56,12 +61,7 @@ class SignIn:
             raise TooManyRequests(f"too many failed sign-ins; retry in {wait} s", retry_after=wait)
         with transaction(self.readers) as session:
             who = lookup(session, name)
-        if not self._checks.acquire(timeout=CHECK_WAIT_SECONDS):
-            raise TooManyRequests("too many sign-ins at once; retry shortly", retry_after=1)
-        try:
-            good = accounts.verify_secret(who.secret_hash, secret[: accounts.MAX_PASSWORD + 1])
-        finally:
-            self._checks.release()
+        good = self._check(who.secret_hash, secret[: accounts.MAX_PASSWORD + 1])
         if not good or not who.enabled:
             wait = self.throttle.failed(*keys)
             log.warning("failed sign-in for %r from %s%s", name[:80], source,
@@ -74,3 +74,21 @@ class SignIn:
             raise Unauthenticated(refusal) from None
         self.throttle.succeeded(keys[0])
         return token
+
+    def _check(self, secret_hash: str | None, secret: str) -> bool:
+        busy = TooManyRequests("too many sign-ins at once; retry shortly", retry_after=1)
+        with self._waiting_lock:
+            if self._waiting >= MAX_WAITING:
+                raise busy
+            self._waiting += 1
+        try:
+            acquired = self._checks.acquire(timeout=CHECK_WAIT_SECONDS)
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        if not acquired:
+            raise busy
+        try:
+            return accounts.verify_secret(secret_hash, secret)
+        finally:
+            self._checks.release()
