@@ -60,11 +60,13 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def control_plane(kind: str, label: str) -> Iterator[tuple[ControlPlaneProcess, Path]]:
+def control_plane(kind: str, label: str, env: dict[str, str] | None = None
+                  ) -> Iterator[tuple[ControlPlaneProcess, Path]]:
     workdir = clean(WORK / f"{label}-{kind}")
     (workdir / "data").mkdir()
     with database(kind, workdir) as url:
         cp = ControlPlaneProcess(workdir, url)
+        cp.env.update(env or {})
         cp.start()
         try:
             yield cp, workdir
@@ -129,10 +131,8 @@ def run(which: str, dbs: list[str], plan: str) -> None:
         if which in ("all", "security"):
             flood: dict[str, Any] = {}
             for label, free in (("throttled", "5"), ("unthrottled", "1000000000")):
-                with control_plane(kind, f"security-{label}") as (cp, workdir):
-                    cp.env["CORRAL_LOGIN_FREE_FAILURES"] = free
-                    cp.stop()
-                    cp.start()
+                with control_plane(kind, f"security-{label}",
+                                   {"CORRAL_LOGIN_FREE_FAILURES": free}) as (cp, workdir):
                     flood[label] = scenarios.login_flood(cp, reads, attackers)
                     if label == "unthrottled":
                         flood["guess_timing"] = scenarios.guess_timing(cp, tries)

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from pysyncobj.encryptor import getEncryptor
 
 from corral.agent.layout import AgentDir
@@ -88,6 +89,12 @@ def test_forged_messages_and_removed_members(
     assert not marker.exists()
     assert put(nodes[1], "after-attack", 1).status_code == 200
     wait_value(nodes[2], "after-attack", 1)
+
+    # an application cannot push an oversized value into the replicated store
+    huge = httpx.put(f"{nodes[0].local_api}/v1/cluster/store/huge",
+                     content=b'{"value": "' + b"x" * (2 * 1024 * 1024) + b'"}', timeout=10)
+    assert huge.status_code == 413 and huge.json()["status"] == 413
+    assert httpx.get(f"{nodes[0].local_api}/v1/cluster/store/huge", timeout=5).status_code == 404
 
     # a removed member keeps its old key; the others move to a new one, without restarts
     removed = nodes[2]

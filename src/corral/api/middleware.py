@@ -14,9 +14,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from corral.api.uploads import MULTIPART_OVERHEAD
 from corral.domain.errors import TooLarge
 
-MULTIPART_OVERHEAD = 1024 * 1024
 UPLOAD_ROUTES = (
     ("POST", re.compile(r"/hybrid/api/v1/applications/?")),
     ("PATCH", re.compile(r"/hybrid/api/v1/applications/[^/]+/?")),

@@ -43,7 +43,6 @@ def verify_secret(stored_hash: str | None, value: str) -> bool:
         if _dummy_hash is None:
             _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
         stored_hash = _dummy_hash
-        value = value + "\x00never"
     try:
         return _hasher.verify(stored_hash, value)
     except (VerificationError, InvalidHashError):
@@ -214,16 +213,28 @@ def update_user(
     new_enabled = user.enabled if enabled is None else bool(enabled)
     if user.role == "admin" and user.enabled and (new_role != "admin" or not new_enabled):
         _keep_an_admin(session, organization_id, user.id)
-    user.role, user.enabled = new_role, new_enabled
-    if environment_ids is not ...:
-        user.environment_ids = check_environments(
-            session, organization_id, environment_ids)  # type: ignore[arg-type]
+    _set_rights(session, organization_id, user, new_role, new_enabled, environment_ids)
     if password is not None:
         user.password_hash = hash_secret(check_password(password))
     if not new_enabled or password is not None:
         session.execute(delete(AccessToken).where(AccessToken.user_id == user.id))
     session.flush()
     return user
+
+
+def _set_rights(
+    session: Session, organization_id: str, principal: User | ConnectedApp, role: str | None,
+    enabled: bool | None, environment_ids: list[str] | None | object,
+) -> None:
+    """Role, enabled and environments, the same for a user and a connected app; `...` leaves
+    the environments as they are (None means every environment)."""
+    if role is not None:
+        principal.role = check_role(role)
+    if enabled is not None:
+        principal.enabled = bool(enabled)
+    if environment_ids is not ...:
+        principal.environment_ids = check_environments(
+            session, organization_id, environment_ids)  # type: ignore[arg-type]
 
 
 def delete_user(session: Session, organization_id: str, user_id: str) -> None:
@@ -326,15 +337,9 @@ def update_connected_app(
 ) -> ConnectedApp:
     """Disabling an app ends its tokens at once, as for a user."""
     app = get_connected_app(session, organization_id, client_id)
-    if role is not None:
-        app.role = check_role(role)
-    if enabled is not None:
-        app.enabled = bool(enabled)
-        if not app.enabled:
-            session.execute(delete(AccessToken).where(AccessToken.client_id == app.client_id))
-    if environment_ids is not ...:
-        app.environment_ids = check_environments(
-            session, organization_id, environment_ids)  # type: ignore[arg-type]
+    _set_rights(session, organization_id, app, role, enabled, environment_ids)
+    if not app.enabled:
+        session.execute(delete(AccessToken).where(AccessToken.client_id == app.client_id))
     session.flush()
     return app
 

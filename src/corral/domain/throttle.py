@@ -39,7 +39,7 @@ class Throttle:
                 found = self._entries.get(key)
                 if found is not None:
                     wait = max(wait, found[0].blocked_until - now)
-        return int(wait + 0.999) if wait > 0 else 0
+        return _whole_seconds(wait)
 
     def failed(self, *keys: str) -> int:
         """Count a failure under each key; returns the wait now imposed (0: none yet)."""
@@ -60,7 +60,7 @@ class Throttle:
                 self._entries[key] = (entry, now)
             while len(self._entries) > self.max_keys:
                 self._entries.popitem(last=False)
-        return int(wait + 0.999) if wait > 0 else 0
+        return _whole_seconds(wait)
 
     def succeeded(self, *keys: str) -> None:
         with self._lock:
@@ -92,3 +92,8 @@ class RateLimit:
             while len(self._events) > self.max_keys:
                 self._events.popitem(last=False)
         return 0
+
+
+def _whole_seconds(wait: float) -> int:
+    """A wait as `Retry-After` states it: whole seconds, rounded up; 0 for none."""
+    return int(wait + 0.999) if wait > 0 else 0
