@@ -18,8 +18,9 @@ install: $(BIN)/corral
 serve: install  ## run the control plane on the embedded default (SQLite in ./corral-data)
 	$(BIN)/corral serve
 
-test: install  ## the whole suite, on SQLite and on PostgreSQL, two workers
-	$(BIN)/python -m pytest -n 2
+test: install  ## the whole suite, on SQLite and on PostgreSQL, four workers
+	$(BIN)/python -m compileall -q src bench > /dev/null  # hundreds of processes start from it
+	$(BIN)/python -m pytest -n 4
 
 clean:
 	rm -rf $(VENV) corral-data .pytest_cache

@@ -32,7 +32,12 @@ PG_ADMIN = os.environ.get("CORRAL_BENCH_DATABASE_URL",
 PLANS = {
     # name: (fleet sizes held, fan-out sizes, api servers, api apps, artifact MB)
     "full": ([1000, 5000, 10000], [100, 1000, 10000], 1000, 5000, 200),
-    "smoke": ([50], [50], 20, 50, 5),
+    "smoke": ([30], [30], 10, 30, 5),
+}
+STEADY = {  # name: (seconds a held fleet settles, seconds its CPU is measured, API requests
+    #          per endpoint)
+    "full": (12, 20, 400),
+    "smoke": (1, 1, 40),  # the smoke test checks the figures exist, not what they are
 }
 SECURITY = {  # name: (reads per phase, attacking clients, hostile body MiB, sign-in tries)
     "full": (300, 3, 300, 20),
@@ -114,7 +119,8 @@ def run(which: str, dbs: list[str], plan: str) -> None:
         suffix = f"{kind}" if plan == "full" else f"{plan}-{kind}"
         if which in ("all", "fleet"):
             with control_plane(kind, "fleet") as (cp, workdir):
-                figures = scenarios.fleet(cp, workdir, sizes, fanouts)
+                figures = scenarios.fleet(cp, workdir, sizes, fanouts,
+                                          settle_s=STEADY[plan][0], cpu_window_s=STEADY[plan][1])
             save(f"fleet-{suffix}", figures)
             table(f"Agents held ({kind}); {figures['registered']} registered in "
                   f"{figures['registration_s']} s", figures["held"])
@@ -124,7 +130,8 @@ def run(which: str, dbs: list[str], plan: str) -> None:
                    for f in figures["fanout"] for op in ("deploy", "stop", "redeploy")])
         if which in ("all", "api"):
             with control_plane(kind, "api") as (cp, workdir):
-                figures = scenarios.api_latency(cp, workdir, api_servers, api_apps)
+                figures = scenarios.api_latency(cp, workdir, api_servers, api_apps,
+                                                requests=STEADY[plan][2])
             save(f"api-{suffix}", figures)
             table(f"API latency ({kind}): {api_servers} servers, {api_apps} applications, "
                   f"{figures['clients']} concurrent clients", figures["endpoints"])

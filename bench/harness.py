@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from corral.client import Client
+from corral.pki import new_key_request
 
 PASSWORD = "bench-admin-password"
 CLK = os.sysconf("SC_CLK_TCK")
@@ -110,25 +109,23 @@ class ControlPlaneProcess:
 
 
 class Api:
+    """An admin's client of the control plane (`corral.client`), raising on any refusal."""
+
     def __init__(self, cp: ControlPlaneProcess) -> None:
-        self.http = httpx.Client(base_url=cp.url, timeout=300)
+        self.client = Client(cp.url, timeout=300)
+        self.http = self.client.http
         self.login()
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.client.headers
+
     def login(self) -> None:
-        token = self.http.post("/accounts/login", json={"username": "admin", "password": PASSWORD}
-                               ).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        org = self.http.get("/accounts/api/users/me", headers=auth).json()["organization"]["id"]
-        envs = self.http.get(f"/accounts/api/organizations/{org}/environments", headers=auth
-                             ).json()["data"]
-        env = next(e["id"] for e in envs if e["name"] == "Production")
-        self.headers = {**auth, "X-ANYPNT-ORG-ID": org, "X-ANYPNT-ENV-ID": env}
+        self.client.login("admin", PASSWORD)
+        self.client.use_environment("Production")
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
-        r = self.http.request(method, "/hybrid/api/v1" + path, headers=self.headers, **kw)
-        if r.status_code >= 400:
-            raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:300]}")
-        return r.json().get("data") if r.content else None
+        return self.client.hybrid(method, path, **kw)
 
 
 def register_fleet(cp: ControlPlaneProcess, api: Api, n: int, folder: Path,
@@ -138,20 +135,15 @@ def register_fleet(cp: ControlPlaneProcess, api: Api, n: int, folder: Path,
     token = api.call("GET", "/servers/registrationToken")
 
     async def one(i: int, client: httpx.AsyncClient, gate: asyncio.Semaphore) -> dict[str, str]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"sim-{i}")]))
-               .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
+        request = new_key_request(f"sim-{i}")
         async with gate:
             r = await client.post("/hybrid/api/v1/servers", json={
-                "muleLabel": f"sim-{i:05d}", "signatureRequest": csr, "agentVersion": "sim"},
-                headers={"Authorization": f"Bearer {token}"})
+                "muleLabel": f"sim-{i:05d}", "signatureRequest": request.csr_pem,
+                "agentVersion": "sim"}, headers={"Authorization": f"Bearer {token}"})
         r.raise_for_status()
         body = r.json()
         pem = folder / f"{body['serverId']}.pem"
-        pem.write_text(body["certificate"] + key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()).decode())
+        pem.write_text(body["certificate"] + request.key_pem.decode())
         return {"id": str(body["serverId"]), "pem": str(pem)}
 
     async def all_of_them() -> list[dict[str, str]]:

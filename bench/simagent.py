@@ -19,8 +19,8 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from corral import wire
 from corral.agent.connection import Backoff
-from corral.gateway import protocol
 
 CONNECT_AT_ONCE = 100
 
@@ -43,7 +43,7 @@ class Fleet:
         ctx = ssl.create_default_context(cadata=self.ca)
         ctx.load_cert_chain(ident["pem"])
         backoff = Backoff()
-        hello = protocol.encode(protocol.Hello(agentVersion="sim", hostname=f"sim-{ident['id']}"))
+        hello = wire.encode(wire.Hello(agentVersion="sim", hostname=f"sim-{ident['id']}"))
         while True:
             live = False
             try:
@@ -55,8 +55,8 @@ class Fleet:
                     beat = asyncio.create_task(self.heartbeats(ws))
                     try:
                         async for raw in ws:
-                            message = protocol.decode(raw)
-                            if isinstance(message, protocol.Desired):
+                            message = wire.decode(raw)
+                            if isinstance(message, wire.Desired):
                                 if not live:
                                     live = True
                                     backoff.reset()
@@ -70,7 +70,7 @@ class Fleet:
                 self.synced -= 1
             await asyncio.sleep(backoff.next())
 
-    def answer(self, server_id: int, desired: protocol.Desired) -> str:
+    def answer(self, server_id: int, desired: wire.Desired) -> str:
         now = time.time()
         apps = []
         for app in desired.applications:
@@ -80,15 +80,15 @@ class Fleet:
                 self.answered.add(key)
                 emit({"event": "answered", "server": server_id, "app": app.name,
                       "deployment": app.deploymentId, "status": status, "t": now})
-            apps.append(protocol.ApplicationReport(name=app.name, deploymentId=app.deploymentId,
+            apps.append(wire.ApplicationReport(name=app.name, deploymentId=app.deploymentId,
                                                    status=status))
-        return protocol.encode(protocol.Report(revision=desired.revision, applications=apps))
+        return wire.encode(wire.Report(revision=desired.revision, applications=apps))
 
     async def heartbeats(self, ws: object) -> None:
-        await asyncio.sleep(random.uniform(0, protocol.HEARTBEAT_SECONDS))
+        await asyncio.sleep(random.uniform(0, wire.HEARTBEAT_SECONDS))
         while True:
-            await ws.send(protocol.encode(protocol.Heartbeat()))  # type: ignore[attr-defined]
-            await asyncio.sleep(protocol.HEARTBEAT_SECONDS)
+            await ws.send(wire.encode(wire.Heartbeat()))  # type: ignore[attr-defined]
+            await asyncio.sleep(wire.HEARTBEAT_SECONDS)
 
     async def report_counts(self) -> None:
         last = -1

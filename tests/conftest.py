@@ -43,9 +43,35 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+PROCESS_SUITES = ("e2e", "security")
+"""Folders whose tests start real `corral` processes: marked `e2e`, and run on PostgreSQL as
+well as SQLite only when marked `every_database` (their subject depends on the database)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    deselected = []
+    for item in items:
+        suite = item.path.relative_to(Path(__file__).parent).parts[0]
+        if suite not in PROCESS_SUITES:
+            continue
+        item.add_marker(pytest.mark.e2e)
+        engine = getattr(item, "callspec", None) and item.callspec.params.get("database_url")
+        if engine == "postgresql" and item.get_closest_marker("every_database") is None:
+            deselected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        dropped = {id(i) for i in deselected}
+        items[:] = [i for i in items if id(i) not in dropped]
+    # the longest tests first, then the other process tests, so that the parallel workers
+    # finish together instead of waiting on one long test at the end
+    items.sort(key=lambda i: (i.get_closest_marker("slow") is None,
+                              i.get_closest_marker("e2e") is None))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every test that uses the database runs on both engines."""
+    """Tests that use the database run on both engines: in-process ones always, those that
+    start processes when marked `every_database`."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'corral.db'}"
     url: str = request.getfixturevalue("postgres_database")

@@ -1,11 +1,39 @@
-"""Helpers for tests (not fixtures): key pairs and CSRs like an agent makes them."""
+"""Helpers for tests (not fixtures): polling for a condition, key pairs and CSRs of every kind
+an agent might send."""
 
 from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T], check: Callable[[T], bool] = bool, *,
+               timeout: float = 30, what: str = "the condition") -> T:
+    """Call `probe` until `check` holds for what it returns; that value. A test waits for a
+    state, never for a fixed time; on timeout the last value is in the failure.
+
+    Probes start 20 ms apart and back off to 250 ms: a quick change is seen at once, and a
+    long wait does not keep the control plane busy answering (the suite runs in parallel)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.02
+    while True:
+        value = probe()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            shown = json.dumps(value, default=str)[:2000] if value is not None else "None"
+            raise AssertionError(f"{what} did not hold within {timeout:g}s; last: {shown}")
+        time.sleep(pause)
+        pause = min(0.25, pause * 1.5)
 
 
 def make_key(kind: str = "ec") -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:

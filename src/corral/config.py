@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from corral.wire import HEARTBEAT_SECONDS
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore")
@@ -38,7 +40,12 @@ class Settings(BaseSettings):
     max_group_size: int | None = None
     max_cluster_size: int | None = None
 
-    heartbeat_timeout_seconds: float = 30.0
+    heartbeat_timeout_seconds: float = Field(
+        default=30.0, ge=1.5 * HEARTBEAT_SECONDS,
+        description="a connected server not heard from for this long becomes DISCONNECTED; "
+        f"agents send a heartbeat every {HEARTBEAT_SECONDS:g} s, so it must be at least "
+        f"{1.5 * HEARTBEAT_SECONDS:g} s (less would mark healthy servers DISCONNECTED between "
+        "two heartbeats)")
 
     max_body_bytes: int = Field(
         default=64 * 1024, description="largest request body outside the upload routes (413)"

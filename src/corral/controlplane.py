@@ -21,11 +21,13 @@ from corral.db.session import (
     transaction,
 )
 from corral.domain import accounts
+from corral.domain.agent_link import AgentLink, NoAgents
 from corral.domain.desired_state import CHANGED_KEY
 from corral.domain.servers import REVOKED_KEY
 from corral.domain.signin import SignIn
 from corral.domain.throttle import RateLimit, Throttle
-from corral.pki import CertificateAuthority, Sealer
+from corral.pki import CertificateAuthority
+from corral.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class ControlPlane:
     registration_failures: Throttle
     registration_rate: RateLimit
     listeners: list[ChangeListener] = field(default_factory=list)
+    agents: AgentLink = field(default_factory=NoAgents)
+    """Set by the gateway while it runs in this process."""
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> ControlPlane:

@@ -8,8 +8,6 @@ gateway can map a client certificate to its server without a lookup table.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from corral.domain.errors import InvalidInput
+from corral.errors import InvalidInput
 
 _CA_VALIDITY = dt.timedelta(days=3650)
 _MIN_RSA_BITS = 2048
@@ -42,7 +40,7 @@ class ServerIdentity:
     serial: str
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
@@ -91,7 +89,7 @@ class CertificateAuthority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, hashes.SHA256())
         )
-        _write_private(
+        write_private(
             key_path,
             key.private_bytes(
                 serialization.Encoding.PEM,
@@ -195,25 +193,8 @@ class CertificateAuthority:
         issued, key = self.issue_tls_server_certificate(names)
         cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
         cert_path.write_text(issued.pem)
-        _write_private(key_path, key)
+        write_private(key_path, key)
         return cert_path, key_path
-
-    def build_crl(self, revoked_serials: list[str], next_update_hours: int = 24) -> bytes:
-        now = dt.datetime.now(dt.UTC)
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(self.certificate.subject)
-            .last_update(now)
-            .next_update(now + dt.timedelta(hours=next_update_hours))
-        )
-        for serial in revoked_serials:
-            builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(int(serial, 16))
-                .revocation_date(now)
-                .build()
-            )
-        return builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
     def identify(self, cert: x509.Certificate) -> ServerIdentity:
         """Map a (verified) client certificate to the server it was issued to."""
@@ -240,6 +221,26 @@ class CertificateAuthority:
             environment_id=attr(NameOID.ORGANIZATIONAL_UNIT_NAME),
             serial=format(cert.serial_number, "x"),
         )
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    """A new private key and the CSR that asks for its certificate."""
+
+    key_pem: bytes
+    csr_pem: str
+
+
+def new_key_request(common_name: str) -> KeyRequest:
+    """What an agent (or a simulated one) sends to register: an EC P-256 key and its CSR."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+           .sign(key, hashes.SHA256()))
+    return KeyRequest(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption()),
+        csr.public_bytes(serialization.Encoding.PEM).decode())
 
 
 def fingerprint_of(certificate: x509.Certificate) -> str:
@@ -281,40 +282,3 @@ def _normalise_pem(pem: str) -> str:
     body = pem[len(begin) : -len(end)].strip()
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return "\n".join([begin, *lines, end]) + "\n"
-
-
-class Sealer:
-    """Symmetric sealing for secrets that must be shown again (registration tokens).
-
-    The key lives beside the CA key (`secret.key`, 0600); the database holds only ciphertext."""
-
-    def __init__(self, key: bytes) -> None:
-        from cryptography.fernet import Fernet
-
-        self._fernet = Fernet(key)
-        self._mac_key = hashlib.sha256(b"corral-mac:" + key).digest()
-
-    @classmethod
-    def load_or_create(cls, directory: Path) -> Sealer:
-        from cryptography.fernet import Fernet
-
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / "secret.key"
-        if not path.exists():
-            _write_private(path, Fernet.generate_key())
-        return cls(path.read_bytes().strip())
-
-    def seal(self, value: str) -> str:
-        return self._fernet.encrypt(value.encode()).decode()
-
-    def unseal(self, sealed: str) -> str:
-        return self._fernet.decrypt(sealed.encode()).decode()
-
-    def derive(self, purpose: str) -> str:
-        """A secret derived from the sealing key (e.g. a cluster's, from its nonce): never
-        stored, the same on every call and on every replica that holds the key."""
-        return hmac.new(self._mac_key, b"derive:" + purpose.encode(), hashlib.sha256).hexdigest()
-
-    def mac(self, value: str) -> str:
-        """A keyed digest (e.g. the console's CSRF token for a session)."""
-        return hmac.new(self._mac_key, value.encode(), hashlib.sha256).hexdigest()

@@ -11,16 +11,29 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from corral.api.app import create_app
+from corral.app import create_app
 from corral.config import Settings
 from corral.controlplane import ControlPlane
 from corral.db.models import Environment
+from corral.domain import accounts
 from tests.support import make_csr
 
 ADMIN_PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def _quick_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 at its real cost takes ~0.15 s a hash, and these in-process tests sign in and
+    create users hundreds of times. They test what happens around the hash, not its cost:
+    the real cost is held by the process tests (tests/security) and measured by
+    `python -m bench security`. The same algorithm, its smallest parameters."""
+    monkeypatch.setattr(accounts, "_hasher",
+                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(accounts, "_dummy_hash", None)
 
 
 @pytest.fixture

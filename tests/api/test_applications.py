@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 from sqlalchemy import func, select
 
 from corral.config import Settings
@@ -70,6 +71,28 @@ class TestDeploy:
         assert _artifact_rows(plane) == 0
         assert api.get("/applications").json()["total"] == 0
         assert list((plane.settings.data_dir / "artifacts" / "tmp").iterdir()) == []
+
+    @pytest.mark.parametrize(("files", "words"), [
+        ({"app.py": "print(1)\n"}, "no Procfile at the archive root"),
+        ({"sub/Procfile": "web: x\n"}, "no Procfile at the archive root"),
+        ({"Procfile": "this is not a procfile\n"}, "Procfile line 1"),
+        ({"Procfile": "# only a comment\n"}, "declares no process"),
+    ], ids=["none", "not-at-root", "malformed", "empty"])
+    def test_not_a_bundle_400_nothing_kept(self, api: Api, plane: ControlPlane,
+                                           files: dict[str, str], words: str) -> None:
+        """Refused at upload, not later on every server: the file is never kept."""
+        sid = api.register("a")
+        r = api.deploy("web", sid, make_zip(files))
+        assert r.status_code == 400, r.text
+        assert words in r.json()["message"]
+        assert _artifact_rows(plane) == 0
+        assert api.get("/applications").json()["total"] == 0
+        assert list((plane.settings.data_dir / "artifacts" / "tmp").iterdir()) == []
+        app_id = api.deploy("web", sid).json()["data"]["id"]
+        r = api.patch(f"/applications/{app_id}",
+                      files={"file": ("web.zip", make_zip(files), "application/zip")})
+        assert r.status_code == 400 and words in r.json()["message"]
+        assert _artifact_rows(plane) == 1  # the redeploy kept nothing either
 
     def test_too_large_413(self, api: Api, plane: ControlPlane, settings: Settings) -> None:
         sid = api.register("a")

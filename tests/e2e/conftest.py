@@ -23,6 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
+from corral.client import Client
+from tests.support import eventually
+
 CORRAL = [sys.executable, "-m", "corral"]
 
 
@@ -119,16 +122,11 @@ class Operator:
     """Logs in (as admin unless told) and drives the hybrid API of a running control plane."""
 
     def __init__(self, serve: ServeProcess, password: str, username: str = "admin") -> None:
-        self.http = httpx.Client(base_url=serve.url, timeout=30, verify=serve.verify)
-        token = self.http.post("/accounts/login", json={"username": username,
-                                                         "password": password}
-                               ).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        org = self.http.get("/accounts/api/users/me", headers=auth).json()["organization"]["id"]
-        envs = self.http.get(f"/accounts/api/organizations/{org}/environments", headers=auth
-                             ).json()["data"]
-        env = next(e["id"] for e in envs if e["name"] == "Production")
-        self.headers = {**auth, "X-ANYPNT-ORG-ID": org, "X-ANYPNT-ENV-ID": env}
+        self.client = Client(serve.url, verify=serve.verify, timeout=30)
+        self.client.login(username, password)
+        self.client.use_environment("Production")
+        self.http = self.client.http  # bare: no token unless a test passes `headers`
+        self.headers = self.client.headers
         self.serve = serve
 
     def call(self, method: str, path: str, expect: int | None = None, **kw: object) -> httpx.Response:
@@ -154,14 +152,8 @@ class Operator:
 
     def _until(self, path: str, check: Callable[[dict[str, Any]], bool], timeout: float,
                what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        found: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            found = self.data(path)
-            if check(found):
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"{path} never {what}: {json.dumps(found)[:2000]}")
+        return eventually(lambda: self.data(path), check, timeout=timeout,
+                          what=f"{path} {what}")
 
     def wait_app(self, app_id: int, status: str, timeout: float = 30) -> dict[str, Any]:
         """Poll until the application's aggregated status is `status`."""
@@ -178,8 +170,7 @@ ADMIN_PASSWORD = "e2e-admin-password"
 
 @pytest.fixture
 def control_plane(serve: ServeProcess) -> ServeProcess:
-    serve.env.update({"CORRAL_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                      "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "5"})
+    serve.env["CORRAL_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     serve.start()
     return serve
 
@@ -344,8 +335,17 @@ def app_zip(version: str = "v1", procfile: str = "web: python3 app.py ${greeting
     return buf.getvalue()
 
 
-def ask(port: int, timeout: float = 2) -> dict[str, Any]:
-    return httpx.get(f"http://127.0.0.1:{port}/", timeout=timeout).json()  # type: ignore[no-any-return]
+def ask(port: int, timeout: float = 2, settle: float = 10) -> dict[str, Any]:
+    """The test application's answer. A process reported STARTED without a health check may
+    not listen yet: connection refusals are retried for `settle` seconds (0: ask once)."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=timeout).json()  # type: ignore[no-any-return]
+        except httpx.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def app_port(agent: AgentProcess, name: str) -> int:

@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     ask,
     register_agent,
 )
+from tests.support import eventually
 
 Agents = Callable[[str], AgentProcess]
 
@@ -66,6 +67,7 @@ class TestRegistration:
 
 
 class TestServerLifecycle:
+    @pytest.mark.every_database
     def test_deploy_stop_start_redeploy_delete(
         self, operator: Operator, agents: Agents
     ) -> None:
@@ -98,7 +100,7 @@ class TestServerLifecycle:
                       json={"desiredStatus": "STOPPED"})
         operator.wait_app(app["id"], "STOPPED")
         with pytest.raises(httpx.HTTPError):
-            ask(port, timeout=1)
+            ask(port, timeout=1, settle=0)
         assert agent.app_pids("hello") == []
 
         operator.call("PATCH", f"/applications/{app['id']}", expect=200,
@@ -108,24 +110,18 @@ class TestServerLifecycle:
 
         operator.call("PATCH", f"/applications/{app['id']}", expect=200,
                       files={"file": ("hello-2.zip", app_zip("v2"), "application/zip")})
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with_new = operator.data(f"/applications/{app['id']}")
-            if (with_new["lastReportedStatus"] == "STARTED"
-                    and with_new["serverArtifacts"][0]["deploymentId"] == 2):
-                break
-            time.sleep(0.05)
+        eventually(lambda: operator.data(f"/applications/{app['id']}"),
+                   lambda a: a["lastReportedStatus"] == "STARTED"
+                   and a["serverArtifacts"][0]["deploymentId"] == 2, what="deployment 2 started")
         assert ask(port)["version"] == "v2"
         assert agent.app_copies("hello") == 1
         apps_dir = agent.directory / "apps" / "hello"
         assert len(list(apps_dir.iterdir())) == 1  # the old version was removed
 
         operator.call("DELETE", f"/applications/{app['id']}", expect=204)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and (agent.app_pids("hello") or apps_dir.exists()):
-            time.sleep(0.05)
-        assert agent.app_pids("hello") == []
-        assert not apps_dir.exists()
+        eventually(lambda: (agent.app_pids("hello"), apps_dir.exists()),
+                   lambda found: found == ([], False), timeout=15,
+                   what="the deleted application's processes and folder gone")
         assert (agent.directory / "logs" / "hello.log").read_text().count("listening on") >= 3
 
     def test_crashing_app_restarts_with_backoff_then_fails(
@@ -163,10 +159,8 @@ class TestBadArchives:
         [
             ({"Procfile": "web: sleep 60\n", "../escape.txt": "x"}, "outside"),
             ({"Procfile": "web: sleep 60\n", "/abs.txt": "x"}, "absolute"),
-            ({"app.py": "print(1)\n"}, "no Procfile"),
-            ({"Procfile": "this is not a procfile\n"}, "Procfile line 1"),
         ],
-        ids=["zip-slip", "absolute", "no-procfile", "bad-procfile"],
+        ids=["zip-slip", "absolute"],
     )
     def test_refused_cleanly(self, operator: Operator, agents: Agents, tmp_path: Path,
                              members: dict[str, str], words: str) -> None:
@@ -202,6 +196,7 @@ class TestBadArchives:
 
 
 class TestGroups:
+    @pytest.mark.every_database
     def test_group_deploy_join_and_leave(self, operator: Operator, agents: Agents) -> None:
         nodes = [agents(f"g{i}") for i in range(4)]
         ids = [n.server_id for n in nodes]
@@ -243,16 +238,18 @@ class TestResilience:
         operator.wait_server(agent.server_id, "DISCONNECTED")
         agent.start()
         operator.wait_server(agent.server_id, "RUNNING")
-        time.sleep(1.5)
+        eventually(agent.output, lambda out: "steady: adopted" in out, what="the adoption")
         assert ask(port)["pid"] == pid
         assert agent.app_copies("steady") == 1
-        assert operator.data(f"/applications/{app['id']}")["lastReportedStatus"] == "STARTED"
+        operator.wait_app(app["id"], "STARTED")
+        assert ask(port)["pid"] == pid
         # the adopted process is under control: stop works
         operator.call("PATCH", f"/applications/{app['id']}", expect=200,
                       json={"desiredStatus": "STOPPED"})
         operator.wait_app(app["id"], "STOPPED")
         assert agent.app_pids("steady") == []
 
+    @pytest.mark.every_database
     def test_apps_keep_running_while_control_plane_is_down(
         self, operator: Operator, agents: Agents, control_plane: ServeProcess
     ) -> None:
@@ -261,14 +258,19 @@ class TestResilience:
         port = app_port(agent, "keeps")
         pid = ask(port)["pid"]
         assert control_plane.stop() == 0
-        time.sleep(2)
+        eventually(agent.output, lambda out: "connection to the control plane closed" in out
+                   or "cannot reach the control plane" in out,
+                   what="the agent noticing the control plane is gone")
         assert ask(port)["pid"] == pid
         # the agent itself restarts while the control plane is away: still no second copy
         agent.stop()
+        before = len(agent.output())
         agent.start()
-        time.sleep(2)
+        eventually(lambda: agent.output()[before:],
+                   lambda out: "keeps: adopted" in out and "cannot reach the control plane" in out,
+                   what="the restarted agent adopting its application")
         assert ask(port)["pid"] == pid
-        assert "cannot reach the control plane" in agent.output()
+        assert agent.app_copies("keeps") == 1
         control_plane.start()
         operator.wait_server(agent.server_id, "RUNNING", timeout=60)
         operator.wait_app(app["id"], "STARTED")
@@ -279,9 +281,7 @@ class TestResilience:
     def test_deleted_server_is_refused(self, operator: Operator, agents: Agents) -> None:
         agent = agents("gone")
         operator.call("DELETE", f"/servers/{agent.server_id}", expect=204)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and "refused this server" not in agent.output():
-            time.sleep(0.1)
-        assert "refused this server" in agent.output()
+        eventually(agent.output, lambda out: "refused this server" in out, timeout=15,
+                   what="the agent being refused")
         assert operator.call("GET", f"/servers/{agent.server_id}").status_code == 404
         assert agent.proc is not None and agent.proc.poll() is None  # alive, just refused

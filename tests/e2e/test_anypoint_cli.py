@@ -10,8 +10,8 @@ import hashlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
     app_zip,
     ask,
 )
+from tests.support import eventually
 
 VERSION = "1.6.12"
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / f"anypoint-cli-{VERSION}"
@@ -52,8 +53,7 @@ def anypoint_cli() -> Path:
 @pytest.fixture
 def control_plane(serve: ServeProcess) -> ServeProcess:
     serve.tls = True
-    serve.env.update({"CORRAL_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                      "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "5"})
+    serve.env["CORRAL_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     serve.start()
     return serve
 
@@ -81,13 +81,25 @@ class Anypoint:
         return out
 
 
-def test_runtime_manager_commands(tmp_path: Path, anypoint_cli: Path, control_plane: ServeProcess,
-                                  operator: Operator,
-                                  agents: Callable[[str], AgentProcess]) -> None:
-    cli = Anypoint(anypoint_cli, control_plane, tmp_path / "home")
-    a, b = agents("arm-a"), agents("arm-b")
+@dataclass
+class Fleet:
+    cli: Anypoint
+    a: AgentProcess
+    b: AgentProcess
 
-    # servers
+
+@pytest.fixture
+def fleet(tmp_path: Path, anypoint_cli: Path, control_plane: ServeProcess,
+          agents: Callable[[str], AgentProcess]) -> Fleet:
+    """The CLI against a control plane of its own with two running servers. The commands are
+    split over three tests so that parallel workers share them (each call starts Node)."""
+    return Fleet(Anypoint(anypoint_cli, control_plane, tmp_path / "home"),
+                 agents("arm-a"), agents("arm-b"))
+
+
+@pytest.mark.slow
+def test_servers_and_groups(fleet: Fleet, operator: Operator) -> None:
+    cli, a, b = fleet.cli, fleet.a, fleet.b
     listing = cli("runtime-mgr:server:list")
     assert "arm-a" in listing and "arm-b" in listing and "RUNNING" in listing
     assert "arm-a" in cli("runtime-mgr:server:describe", str(a.server_id))
@@ -105,7 +117,21 @@ def test_runtime_manager_commands(tmp_path: Path, anypoint_cli: Path, control_pl
     cli("runtime-mgr:serverGroup:modify", str(group["id"]), "--name", "armgroup2")
     assert operator.data(f"/serverGroups/{group['id']}")["name"] == "armgroup2"
 
-    # applications: deploy to the group by name, list, describe, stop, start, restart, modify
+    # an error from Corral is printed with its message and a non-zero exit
+    out = cli("runtime-mgr:serverGroup:create", "again", str(a.server_id), ok=False)
+    assert "already belongs" in out
+
+    cli("runtime-mgr:serverGroup:remove:server", str(group["id"]), str(b.server_id))
+    cli("runtime-mgr:serverGroup:delete", str(group["id"]))
+    assert operator.data("/serverGroups") == []
+
+
+@pytest.mark.slow
+def test_applications(fleet: Fleet, operator: Operator, tmp_path: Path) -> None:
+    """Deploy to a group by name, list, describe, stop, start, restart, modify, download."""
+    cli, a, b = fleet.cli, fleet.a, fleet.b
+    group = operator.call("POST", "/serverGroups", expect=201, json={
+        "name": "armgroup2", "serverIds": [a.server_id, b.server_id]}).json()["data"]
     v1, v2 = tmp_path / "svc.zip", tmp_path / "svc-v2.zip"
     v1.write_bytes(app_zip("v1", procfile="web: python3 app.py\n"))
     v2.write_bytes(app_zip("v2", procfile="web: python3 app.py\n"))
@@ -122,24 +148,17 @@ def test_runtime_manager_commands(tmp_path: Path, anypoint_cli: Path, control_pl
     operator.wait_app(app["id"], "STARTED")
     pid = ask(app_port(a, "svc"))["pid"]
     cli("runtime-mgr:standalone-application:restart", "svc")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        current = operator.data(f"/applications/{app['id']}")
-        if (current["lastReportedStatus"] == "STARTED"
-                and all(i["deploymentId"] == 2 for i in current["serverArtifacts"])):
-            break
-        time.sleep(0.1)
+    eventually(lambda: operator.data(f"/applications/{app['id']}"),
+               lambda a: a["lastReportedStatus"] == "STARTED"
+               and all(i["deploymentId"] == 2 for i in a["serverArtifacts"]),
+               what="the restart's deployment started")
     assert ask(app_port(a, "svc"))["pid"] != pid
     assert "redeployed" in cli("runtime-mgr:standalone-application:modify", str(app["id"]),
                                str(v2))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if ask(app_port(b, "svc"))["version"] == "v2":
-                break
-        except Exception:  # restarting
-            pass
-        time.sleep(0.1)
+    eventually(lambda: operator.data(f"/applications/{app['id']}"),
+               lambda a: a["lastReportedStatus"] == "STARTED"
+               and all(i["deploymentId"] == 3 for i in a["serverArtifacts"]),
+               what="the modify's deployment started")
     assert ask(app_port(b, "svc"))["version"] == "v2"
     # deploying a name that exists on the target redeploys it
     cli("runtime-mgr:standalone-application:deploy", "armgroup2", "svc", str(v1))
@@ -149,32 +168,31 @@ def test_runtime_manager_commands(tmp_path: Path, anypoint_cli: Path, control_pl
     assert (out_dir / f"app_{app['id']}_artifact.zip").read_bytes() == v1.read_bytes()
     cli("runtime-mgr:standalone-application:modify", "svc", "--insight")
     components = operator.data(f"/targets/{group['id']}/components")
-    tracking = next(c for c in components if c["component"]["name"] == "mule.agent.tracking.service")
+    tracking = next(c for c in components
+                    if c["component"]["name"] == "mule.agent.tracking.service")
     assert tracking["enabled"] is True
     assert tracking["configuration"]["trackedApplications"][0]["appName"] == "svc"
     cli("runtime-mgr:standalone-application:delete", "svc")
     assert operator.data("/applications") == []
 
-    # an error from Corral is printed with its message and a non-zero exit
-    out = cli("runtime-mgr:serverGroup:create", "again", str(a.server_id), ok=False)
-    assert "already belongs" in out
 
-    cli("runtime-mgr:serverGroup:remove:server", str(group["id"]), str(b.server_id))
-    cli("runtime-mgr:serverGroup:delete", str(group["id"]))
-    assert operator.data("/serverGroups") == []
-
-    # clusters
+@pytest.mark.slow
+def test_clusters_and_server_delete(fleet: Fleet, operator: Operator) -> None:
+    cli, a, b = fleet.cli, fleet.a, fleet.b
     out = cli("runtime-mgr:cluster:create", "armcluster", "--server", f"{b.server_id}:127.0.0.1")
     [cluster] = operator.data("/clusters")
     assert f"Created cluster with ID {cluster['id']}" in out
     assert "armcluster" in cli("runtime-mgr:cluster:list")
-    assert "arm-b2" in cli("runtime-mgr:cluster:describe", str(cluster["id"]))
+    assert "arm-b" in cli("runtime-mgr:cluster:describe", str(cluster["id"]))
     cli("runtime-mgr:cluster:modify", str(cluster["id"]), "--name", "armcluster2")
+    assert operator.data(f"/clusters/{cluster['id']}")["name"] == "armcluster2"
     cli("runtime-mgr:cluster:add:server", str(cluster["id"]), str(a.server_id), "127.0.0.2")
-    members = {s["id"]: s["serverIp"] for s in operator.data(f"/clusters/{cluster['id']}")["servers"]}
+    members = {s["id"]: s["serverIp"]
+               for s in operator.data(f"/clusters/{cluster['id']}")["servers"]}
     assert members == {a.server_id: "127.0.0.2", b.server_id: "127.0.0.1"}
     cli("runtime-mgr:cluster:remove:server", str(cluster["id"]), str(b.server_id))
-    assert [s["id"] for s in operator.data(f"/clusters/{cluster['id']}")["servers"]] == [a.server_id]
+    assert [s["id"] for s in operator.data(f"/clusters/{cluster['id']}")["servers"]] == [
+        a.server_id]
     cli("runtime-mgr:cluster:delete", str(cluster["id"]))
     assert operator.data("/clusters") == []
 

@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_bench_smoke_runs(tmp_path: Path) -> None:
     env = {**os.environ, "CORRAL_BENCH_RESULTS": str(tmp_path / "results"),
            "CORRAL_BENCH_WORK": str(tmp_path / "work")}
@@ -19,8 +22,8 @@ def test_bench_smoke_runs(tmp_path: Path) -> None:
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     fleet = json.loads((tmp_path / "results" / "fleet-smoke-sqlite.json").read_text())
-    assert fleet["registered"] == 50
-    assert fleet["held"][0]["agents"] == 50 and fleet["held"][0]["rss_mb"] > 0
+    assert fleet["registered"] == 30
+    assert fleet["held"][0]["agents"] == 30 and fleet["held"][0]["rss_mb"] > 0
     assert fleet["restart"]["all_running_after_restart_s"] is not None
     [fan] = fleet["fanout"]
     assert all(fan[op]["complete"] for op in ("deploy", "stop", "redeploy"))

@@ -96,6 +96,7 @@ def test_login_logout_and_environments(tmp_path: Path, control_plane: ServeProce
     assert cli.json("server", "list") == []
 
 
+@pytest.mark.slow
 def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
                                 agents: Agents) -> None:
     token = cli("server", "token").stdout.strip()
@@ -135,6 +136,11 @@ def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
     shown = cli("app", "show", "site").stdout
     assert "greeting=hello" in shown and "node-b" in shown
     assert ask(app_port(a, "site"))["argv"] == ["hello"]
+    # where each instance listens: its PORT, and a URL on the server's address
+    ports = {i["serverName"]: i["port"] for i in apps[0]["serverArtifacts"]}
+    assert ports == {"node-a": app_port(a, "site"), "node-b": app_port(b, "site")}
+    assert f":{app_port(a, 'site')}/" in shown
+    assert str(app_port(a, "site")) in cli("app", "list").stdout
 
     # logs: one server's tail, and a follow that sees a new line arrive
     r = cli("app", "logs", "site", ok=False)
@@ -164,12 +170,21 @@ def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
     r = cli("app", "redeploy", "site", "--wait")
     assert "deployment 3" in r.stdout
 
-    # a failing deployment makes --wait exit non-zero with the agent's message
+    # a file that is no application bundle is refused before it is sent
     bad = tmp_path / "bad.zip"
     bad.write_bytes(app_zip(procfile="not a procfile line\n"))
-    r = cli("app", "deploy", str(bad), "--name", "bad", "--target", "node-c2", "--wait", ok=False)
-    assert r.returncode == 1 and "Procfile line 1" in r.stderr
     r = cli("app", "deploy", str(bad), "--name", "bad", "--target", "node-c2", ok=False)
+    assert r.returncode == 1 and "cannot be deployed" in r.stderr and "Procfile line 1" in r.stderr
+    assert cli.json("app", "list", "--target", "node-c2") == []
+
+    # a failing deployment makes --wait exit non-zero with the agent's message
+    unhealthy = tmp_path / "unhealthy.zip"
+    unhealthy.write_bytes(app_zip(procfile="web: sleep 600\n", extra={
+        "corral.toml": "[health]\ntcp = true\ntimeout = 1\n"}))
+    r = cli("app", "deploy", str(unhealthy), "--name", "bad", "--target", "node-c2", "--wait",
+            ok=False)
+    assert r.returncode == 1 and "health check" in r.stderr
+    r = cli("app", "deploy", str(unhealthy), "--name", "bad", "--target", "node-c2", ok=False)
     assert r.returncode == 1 and "already deployed" in r.stderr and "(HTTP 409)" in r.stderr
 
     cli("group", "remove", "web", "node-b")

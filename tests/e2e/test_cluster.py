@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import (
     AgentProcess,
@@ -21,6 +22,7 @@ from tests.e2e.conftest import (
     ask,
     free_port,
 )
+from tests.support import eventually
 
 Agents = Callable[..., AgentProcess]
 
@@ -35,14 +37,10 @@ def cluster_view(agent: AgentProcess) -> dict[str, Any] | None:
 
 def wait_primary(nodes: list[AgentProcess], timeout: float = 30, not_this: int | None = None) -> int:
     """Until every node names the same primary (other than `not_this`)."""
-    deadline = time.monotonic() + timeout
-    seen: list[Any] = []
-    while time.monotonic() < deadline:
-        seen = [(v or {}).get("primaryNodeId") for v in map(cluster_view, nodes)]
-        if seen[0] is not None and seen[0] != not_this and all(p == seen[0] for p in seen):
-            return int(seen[0])
-        time.sleep(0.05)
-    raise AssertionError(f"no common primary: {seen}")
+    seen = eventually(lambda: [(v or {}).get("primaryNodeId") for v in map(cluster_view, nodes)],
+                      lambda s: s[0] is not None and s[0] != not_this
+                      and all(p == s[0] for p in s), timeout=timeout, what="a common primary")
+    return int(seen[0])
 
 
 def put(agent: AgentProcess, key: str, value: Any) -> httpx.Response:
@@ -50,18 +48,15 @@ def put(agent: AgentProcess, key: str, value: Any) -> httpx.Response:
 
 
 def wait_value(agent: AgentProcess, key: str, value: Any, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    got = None
-    while time.monotonic() < deadline:
+    def read() -> Any:
         try:
             r = httpx.get(f"{agent.local_api}/v1/cluster/store/{key}", timeout=2)
-            got = r.json().get("value") if r.status_code == 200 else None
-            if got == value:
-                return
         except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{key} on server {agent.server_id} is {got!r}, expected {value!r}")
+            return None
+        return r.json().get("value") if r.status_code == 200 else None
+
+    eventually(read, lambda got: got == value, timeout=timeout,
+               what=f"{key} = {value!r} on server {agent.server_id}")
 
 
 def _unicast(operator: Operator, nodes: list[AgentProcess]) -> dict[str, Any]:
@@ -71,6 +66,8 @@ def _unicast(operator: Operator, nodes: list[AgentProcess]) -> dict[str, Any]:
     }).json()["data"]
 
 
+@pytest.mark.slow
+@pytest.mark.every_database
 def test_unicast_failover_with_and_without_control_plane(
     operator: Operator, agents: Agents, control_plane: ServeProcess
 ) -> None:
@@ -83,14 +80,11 @@ def test_unicast_failover_with_and_without_control_plane(
     assert sorted(m["serverId"] for m in view["members"]) == sorted(by_id)
 
     # the control plane shows the primary and who sees whom
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        shown = operator.data(f"/clusters/{cluster['id']}")
-        maps = {n["serverId"]: n["visibleNodeIds"] for n in shown["visibilityMap"]["mapNodes"]}
-        if shown["primaryNodeId"] == primary and all(len(v) == 2 for v in maps.values()):
-            break
-        time.sleep(0.1)
-    assert shown["primaryNodeId"] == primary, shown
+    eventually(lambda: operator.data(f"/clusters/{cluster['id']}"),
+               lambda shown: shown["primaryNodeId"] == primary
+               and all(len(n["visibleNodeIds"]) == 2
+                       for n in shown["visibilityMap"]["mapNodes"]),
+               timeout=15, what="the primary and visibility shown")
 
     # applications on a cluster learn where they are
     app = operator.deploy("member", cluster["id"], app_zip())
@@ -187,18 +181,13 @@ def test_removed_server_leaves_and_strangers_stay_out(
     # a server removed through the API leaves the group; the others go on
     leaving = nodes[2]
     operator.call("DELETE", f"/clusters/{cluster['id']}/servers/{leaving.server_id}", expect=204)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and cluster_view(leaving) is not None:
-        time.sleep(0.1)
-    assert cluster_view(leaving) is None
+    eventually(lambda: cluster_view(leaving), lambda view: view is None, timeout=20,
+               what="the removed server leaving its cluster")
     remaining = nodes[:2]
     wait_primary(remaining)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        members = {m["serverId"] for m in (cluster_view(remaining[0]) or {}).get("members", [])}
-        if members == {n.server_id for n in remaining}:
-            break
-        time.sleep(0.1)
-    assert members == {n.server_id for n in remaining}
+    eventually(lambda: {m["serverId"] for m in (cluster_view(remaining[0]) or {})
+                        .get("members", [])},
+               lambda members: members == {n.server_id for n in remaining}, timeout=20,
+               what="the remaining members")
     assert put(remaining[1], "after-removal", 1).status_code == 200
     wait_value(remaining[0], "after-removal", 1)

@@ -9,6 +9,7 @@ import subprocess
 import zipfile
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import CORRAL, ServeProcess
 from tests.support import make_csr
@@ -21,6 +22,7 @@ def _zip() -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.every_database
 def test_records_survive_restart(serve: ServeProcess) -> None:
     serve.start()
     creds_file = serve.data_dir / "admin-credentials"
@@ -84,6 +86,8 @@ def test_records_survive_restart(serve: ServeProcess) -> None:
     assert serve.stop() == 0
 
 
+@pytest.mark.slow
+@pytest.mark.every_database
 def test_admin_and_db_commands(serve: ServeProcess) -> None:
     env = {**os.environ, "CORRAL_DATABASE_URL": serve.database_url,
            "CORRAL_ADMIN_PASSWORD": "first-admin-pw", "CORRAL_NEW_USER_PASSWORD": "ops-password-1"}
@@ -132,7 +136,8 @@ def test_admin_and_db_commands(serve: ServeProcess) -> None:
 
 
 def test_first_run_messages(serve: ServeProcess) -> None:
-    """A taken port is one clear line; a password that cannot apply any more is said so."""
+    """A taken port or an unusable setting is one clear line; a password that cannot apply any
+    more is said so."""
     import socket
 
     with socket.socket() as taken:
@@ -146,6 +151,14 @@ def test_first_run_messages(serve: ServeProcess) -> None:
     assert r.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}, the API port (--port, CORRAL_PORT)" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout and len(r.stderr.splitlines()) == 1
+
+    # a setting that cannot work (servers would flap between two heartbeats) is one line too
+    r = subprocess.run([*CORRAL, "serve", "--data-dir", str(serve.data_dir)],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                       env={**os.environ, "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "5"})
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        "error: CORRAL_HEARTBEAT_TIMEOUT_SECONDS ('5'): Input should be greater than or equal "
+        "to 15"]
 
     serve.env["CORRAL_ADMIN_PASSWORD"] = "first-password"
     serve.start()

@@ -7,7 +7,6 @@ import io
 import json
 import pwd
 import stat
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests.e2e.conftest import (
     ask,
     register_agent,
 )
+from tests.support import eventually
 
 Agents = Callable[..., AgentProcess]
 
@@ -129,15 +129,15 @@ def test_deleting_a_server_stops_its_applications(operator: Operator, agents: Ag
     operator.wait_app(app["id"], "STARTED")
     assert agent.app_copies("orphan") == 1
     operator.call("DELETE", f"/servers/{agent.server_id}", expect=204)
-    deadline = time.monotonic() + 30
-    while agent.app_copies("orphan") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert agent.app_copies("orphan") == 0
+    eventually(lambda: agent.app_copies("orphan"), lambda n: n == 0, timeout=30,
+               what="the deleted server's application stopped")
     assert "refused this server" in agent.output() or "revision" in agent.output()
     # and it stays empty across a restart of the agent
     agent.stop()
+    before = len(agent.output())
     agent.start()
-    time.sleep(3)
+    eventually(lambda: agent.output()[before:], lambda out: "refused this server" in out,
+               what="the restarted agent being refused")
     assert agent.app_copies("orphan") == 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import hypothesis
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
 
@@ -21,9 +22,11 @@ from tests.api.conftest import Api, client, plane, settings  # noqa: F401 - fixt
 from tests.api.conftest import api as api  # noqa: F401 - fixture
 from tests.conftest import database_url  # noqa: F401 - both engines, not the suite's SQLite-only
 
-EXAMPLES = 25
+EXAMPLES = 20
 
 
+@pytest.mark.slow
+@pytest.mark.every_database
 def test_no_operation_answers_with_a_server_error(api: Api) -> None:  # noqa: F811
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.client.app)
     failures: list[str] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from corral.artifacts import LocalArtifactStore
-from corral.domain.errors import NotFound, TooLarge
+from corral.errors import NotFound, TooLarge
 
 
 def test_write_commit_read(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from corral.domain.configuration import parse_configuration, properties_of, with_application_name
-from corral.domain.errors import InvalidInput
 from corral.domain.names import check_application_name, check_name
+from corral.errors import InvalidInput
 
 SERVICE = "mule.agent.application.properties.service"
 

@@ -15,12 +15,12 @@ import pytest
 
 from corral.agent.archive import ArchiveRefused, unpack
 from corral.agent.raft_guard import loads
+from corral.bundle import ZipRefused, check_entries
 from corral.config import Settings
 from corral.controlplane import ControlPlane
 from corral.domain import accounts
-from corral.domain.errors import TooManyRequests, Unauthenticated
 from corral.domain.throttle import RateLimit, Throttle
-from corral.zipcheck import ZipRefused, check_entries
+from corral.errors import TooManyRequests, Unauthenticated
 
 
 def test_throttle_grows_and_forgets_on_success() -> None:

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from corral.agent.archive import ArchiveRefused
-from corral.agent.manifest import environment_names, load, parse_procfile, substitute
+from corral.agent.manifest import environment_names, load, substitute
+from corral.bundle import BundleRefused, parse_procfile
 
 
 def test_procfile() -> None:
     text = "# comment\n\nweb: python -m app --port $PORT\nworker:  celery run \n"
     assert parse_procfile(text) == {"web": "python -m app --port $PORT", "worker": "celery run"}
     for bad in ("just words", "", "# only a comment\n"):
-        with pytest.raises(ArchiveRefused):
+        with pytest.raises(BundleRefused):
             parse_procfile(bad)
 
 

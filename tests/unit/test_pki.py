@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from corral.domain.errors import InvalidInput
-from corral.pki import CertificateAuthority, Sealer, load_csr
+from corral.errors import InvalidInput
+from corral.pki import CertificateAuthority, load_csr
+from corral.sealing import Sealer
 from tests.support import make_csr
 
 

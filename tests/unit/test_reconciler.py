@@ -6,15 +6,13 @@ import asyncio
 import hashlib
 import io
 import json
-import os
-import shutil
 import zipfile
 from pathlib import Path
 
 from corral.agent.layout import AgentDir
 from corral.agent.reconciler import Reconciler
 from corral.agent.supervisor import proc_starttime
-from corral.gateway.protocol import ArtifactRef, Desired, DesiredApplication
+from corral.wire import ArtifactRef, Desired, DesiredApplication
 
 
 def _artifact(procfile: str) -> bytes:
@@ -87,7 +85,7 @@ def test_converge_adopt_and_remove(tmp_path: Path) -> None:
     async def second_life() -> None:
         rec = Reconciler(layout, store.fetch, 7)
         await rec.recover()
-        await asyncio.sleep(0.8)
+        await _until(lambda: "sleepy" in rec.runners)
         runner = rec.runners["sleepy"]
         assert runner.procs["main"].pid == pid  # adopted, not restarted
         await _until(lambda: runner.status == "STARTED")
@@ -127,8 +125,8 @@ def test_stop_and_redeploy(tmp_path: Path) -> None:
         await rec.shutdown()
 
     asyncio.run(scenario())
-    shutil.rmtree(tmp_path / "apps", ignore_errors=True)
-    assert os.path.exists(layout.state)
+    saved = json.loads(layout.state.read_text())
+    assert saved["apps"] == {}  # what runs here is recorded: nothing, after the last change
 
 
 def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from corral.zipcheck import ZipRefused, check_entries
+from corral.bundle import ZipRefused, check_entries
 
 MAX_FILES = 10_000
 MAX_BYTES = 1024 * 1024 * 1024

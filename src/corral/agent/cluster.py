@@ -28,7 +28,7 @@ from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.batteries import ReplDict, ReplLockManager
 
 from corral.agent.raft_guard import MembersOnlyTransport, install
-from corral.gateway.protocol import ClusterMemberState, ClusterReport, ClusterSpec
+from corral.wire import ClusterMemberState, ClusterReport, ClusterSpec
 
 install()  # no attacker-chosen pickle is ever loaded
 

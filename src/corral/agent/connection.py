@@ -20,16 +20,16 @@ from pathlib import Path
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from corral import wire
 from corral.agent import AGENT_VERSION, logs
 from corral.agent.layout import AgentDir, Identity
 from corral.agent.reconciler import Reconciler
-from corral.gateway import protocol
 
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
-REFUSED_CODES = {protocol.CLOSE_REVOKED, protocol.CLOSE_UNKNOWN_SERVER}
+REFUSED_CODES = {wire.CLOSE_REVOKED, wire.CLOSE_UNKNOWN_SERVER}
 
 
 class Backoff:
@@ -63,18 +63,17 @@ def local_addresses() -> list[dict[str, str]]:
     return found
 
 
-def hello(revision: int, cluster_port: int | None) -> protocol.Hello:
-    return protocol.Hello(
+def hello(cluster_port: int | None) -> wire.Hello:
+    return wire.Hello(
         agentVersion=AGENT_VERSION,
         hostname=socket.gethostname(),
-        addresses=[protocol.Address(**a) for a in local_addresses()],
+        addresses=[wire.Address(**a) for a in local_addresses()],
         osInformation={"name": platform.system(), "release": platform.release(),
                        "version": platform.version(), "architecture": platform.machine()},
         pythonInformation={"version": platform.python_version(),
                            "implementation": platform.python_implementation(),
                            "executable": sys.executable},
         clusterPort=cluster_port,
-        appliedRevision=revision,
     )
 
 
@@ -91,20 +90,25 @@ class Connection:
 
     async def run_forever(self) -> None:
         backoff = Backoff()
-        url = self.identity.gateway_base + protocol.CONNECT_PATH
+        url = self.identity.gateway_base + wire.CONNECT_PATH
         while True:
             try:
                 async with connect(url, ssl=self.tls, open_timeout=10, ping_interval=20,
                                    ping_timeout=20, max_size=8 * 1024 * 1024,
                                    compression=None) as ws:
                     backoff.reset()
-                    await self._session(ws)
+                    await self._converse(ws)
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
                 if code in REFUSED_CODES:
                     log.error("the control plane refused this server: %s; stopping its "
                               "applications", exc.rcvd.reason if exc.rcvd else "")
                     self.refused()
+                    backoff.attempt = max(backoff.attempt, 10)
+                elif code == wire.CLOSE_UNSUPPORTED_VERSION:
+                    log.error("the control plane speaks another protocol version (%s); "
+                              "applications keep running, upgrade this agent",
+                              exc.rcvd.reason if exc.rcvd else "")
                     backoff.attempt = max(backoff.attempt, 10)
                 else:
                     log.warning("connection to the control plane closed (%s)", code)
@@ -119,13 +123,12 @@ class Connection:
         current = self.reconciler.desired
         if current is not None and not current.applications and current.cluster is None:
             return
-        self.reconciler.apply(protocol.Desired(
+        self.reconciler.apply(wire.Desired(
             revision=current.revision if current else 0, serverId=self.identity.serverId,
             serverName=self.identity.name, cluster=None, applications=[]))
 
-    async def _session(self, ws: ClientConnection) -> None:
-        revision = self.reconciler.desired.revision if self.reconciler.desired else 0
-        await ws.send(protocol.encode(hello(revision, self.cluster_port)))
+    async def _converse(self, ws: ClientConnection) -> None:
+        await ws.send(wire.encode(hello(self.cluster_port)))
         self.connected.set()
         log.info("connected to %s as server %s", self.identity.gateway_base,
                  self.identity.serverId)
@@ -134,17 +137,25 @@ class Connection:
         self.reconciler.changed.set()  # tell a (re)started control plane what runs here
         try:
             async for raw in ws:
-                message = protocol.decode(raw)
-                if isinstance(message, protocol.Desired):
+                try:
+                    message = wire.decode(raw)
+                except ValueError as exc:
+                    # e.g. a control plane upgraded to a protocol this agent does not speak:
+                    # say so, close, and keep retrying (and running the applications)
+                    code, reason = wire.close_code_for(exc)
+                    log.error("cannot understand the control plane: %s", exc)
+                    await ws.close(code, reason)
+                    return
+                if isinstance(message, wire.Desired):
                     log.info("desired state revision %d (%d applications)", message.revision,
                              len(message.applications))
                     self.reconciler.apply(message)
                     self.reconciler.changed.set()
-                elif isinstance(message, protocol.LogsRequest):
+                elif isinstance(message, wire.LogsRequest):
                     self.log_streams[message.requestId] = asyncio.create_task(
                         self._send_logs(ws, message)
                     )
-                elif isinstance(message, protocol.LogsCancel):
+                elif isinstance(message, wire.LogsCancel):
                     stream = self.log_streams.pop(message.requestId, None)
                     if stream is not None:
                         stream.cancel()
@@ -156,22 +167,22 @@ class Connection:
 
     async def _heartbeats(self, ws: ClientConnection) -> None:
         while True:
-            await ws.send(protocol.encode(protocol.Heartbeat()))
-            await asyncio.sleep(protocol.HEARTBEAT_SECONDS)
+            await ws.send(wire.encode(wire.Heartbeat()))
+            await asyncio.sleep(wire.HEARTBEAT_SECONDS)
 
     async def _reports(self, ws: ClientConnection) -> None:
         while True:
             await self.reconciler.changed.wait()
             await asyncio.sleep(0.05)  # let a burst of changes settle into one report
             self.reconciler.changed.clear()
-            await ws.send(protocol.encode(self.reconciler.report()))
+            await ws.send(wire.encode(self.reconciler.report()))
 
-    async def _send_logs(self, ws: ClientConnection, request: protocol.LogsRequest) -> None:
+    async def _send_logs(self, ws: ClientConnection, request: wire.LogsRequest) -> None:
         path = self.layout.log_file(request.application)
         rid = request.requestId
         try:
             if not path.exists() and request.application not in self.reconciler.runners:
-                await ws.send(protocol.encode(protocol.LogLines(
+                await ws.send(wire.encode(wire.LogLines(
                     requestId=rid, done=True,
                     error=f"application {request.application} has no log on this server")))
                 return
@@ -179,24 +190,24 @@ class Connection:
             parts = list(logs.batches(lines)) or [[]]
             for i, part in enumerate(parts):
                 last = i == len(parts) - 1
-                await ws.send(protocol.encode(protocol.LogLines(
+                await ws.send(wire.encode(wire.LogLines(
                     requestId=rid, lines=part, done=last and not request.follow)))
             if request.follow:
                 async for batch in logs.follow(path, offset):
-                    await ws.send(protocol.encode(protocol.LogLines(requestId=rid, lines=batch)))
+                    await ws.send(wire.encode(wire.LogLines(requestId=rid, lines=batch)))
         finally:
             self.log_streams.pop(rid, None)
 
-    async def fetch(self, app: protocol.DesiredApplication, destination: Path) -> None:
+    async def fetch(self, app: wire.DesiredApplication, destination: Path) -> None:
         """Download an artifact over the gateway's mutual TLS, verify it, then keep it."""
-        url = self.identity.gateway_base + protocol.ARTIFACT_PATH + app.artifact.sha256
+        url = self.identity.gateway_base + wire.ARTIFACT_PATH + app.artifact.sha256
         tmp = self.layout.artifacts / "tmp" / f"{app.artifact.sha256}.part"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0
         try:
             async with connect(url, ssl=self.tls, open_timeout=10,
-                               max_size=protocol.CHUNK_BYTES * 2, compression=None) as ws:
+                               max_size=wire.CHUNK_BYTES * 2, compression=None) as ws:
                 with open(tmp, "wb") as out:
                     try:
                         async for chunk in ws:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.agent.archive import ArchiveRefused
+from corral.bundle import BundleRefused, parse_procfile
 
-_PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
 
 
@@ -39,21 +39,6 @@ class Manifest:
     properties: dict[str, str] = field(default_factory=dict)
 
 
-def parse_procfile(text: str) -> dict[str, str]:
-    processes: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _PROCFILE_LINE.match(line)
-        if not match:
-            raise ArchiveRefused(f"Procfile line {number} is not `name: command`")
-        processes[match.group(1)] = match.group(2).strip()
-    if not processes:
-        raise ArchiveRefused("Procfile declares no process")
-    return processes
-
-
 def load(app_dir: Path) -> Manifest:
     try:
         processes = parse_procfile((app_dir / "Procfile").read_text())
@@ -61,6 +46,8 @@ def load(app_dir: Path) -> Manifest:
         raise ArchiveRefused("no Procfile at the archive root") from exc
     except UnicodeDecodeError as exc:
         raise ArchiveRefused("Procfile is not UTF-8 text") from exc
+    except BundleRefused as exc:
+        raise ArchiveRefused(str(exc)) from exc
     toml_path = app_dir / "corral.toml"
     if not toml_path.is_file():
         return Manifest(processes)

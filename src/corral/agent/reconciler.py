@@ -24,7 +24,7 @@ from corral.agent.archive import ArchiveRefused, unpack
 from corral.agent.cluster import ClusterManager
 from corral.agent.layout import AgentDir, write_json_atomic
 from corral.agent.supervisor import AppRunner, Proc, RunSpec
-from corral.gateway.protocol import ApplicationReport, Desired, DesiredApplication, Report
+from corral.wire import ApplicationReport, Desired, DesiredApplication, Report
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,8 @@ class Reconciler:
                                               status="DEPLOYMENT_FAILED", message=failed[1]))
             elif runner is not None and runner.spec.deployment_id == app.deploymentId:
                 apps.append(ApplicationReport(name=app.name, deploymentId=app.deploymentId,
-                                              status=runner.status, message=runner.message))
+                                              status=runner.status, message=runner.message,
+                                              port=runner.spec.port or None))
             else:
                 apps.append(ApplicationReport(name=app.name, deploymentId=app.deploymentId,
                                               status="DEPLOYING"))

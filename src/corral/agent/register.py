@@ -9,13 +9,11 @@ from pathlib import Path
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from corral.agent import AGENT_VERSION
 from corral.agent.layout import AgentDir, AgentError, Identity, write_identity, write_private
-from corral.pki import fingerprint_of
+from corral.pki import fingerprint_of, new_key_request
 
 
 def register(manager_url: str, directory: Path, token: str, name: str,
@@ -36,18 +34,13 @@ def register(manager_url: str, directory: Path, token: str, name: str,
         raise AgentError(f"{directory} already holds a registered server; use another --dir")
     if directory.exists() and any(directory.iterdir()):
         raise AgentError(f"{directory} exists and is not empty; give a new or empty folder")
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .sign(key, hashes.SHA256())
-    )
+    request = new_key_request(name)
     body = {
         "muleVersion": "corral",
         "gatewayVersion": AGENT_VERSION,
         "agentVersion": AGENT_VERSION,
         "muleLabel": name,
-        "signatureRequest": csr.public_bytes(serialization.Encoding.PEM).decode(),
+        "signatureRequest": request.csr_pem,
     }
     url = manager_url.rstrip("/") + "/hybrid/api/v1/servers"
     try:
@@ -80,14 +73,7 @@ def register(manager_url: str, directory: Path, token: str, name: str,
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         staged = AgentDir(staging)
-        write_private(
-            staged.key,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        )
+        write_private(staged.key, request.key_pem)
         staged.certificate.write_text(answer["certificate"])
         staged.ca.write_text(answer["caCertificate"])
         write_identity(staged.identity, identity)

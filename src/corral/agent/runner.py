@@ -19,7 +19,7 @@ from corral.agent.cluster import DEFAULT_CLUSTER_PORT, ClusterManager, Multicast
 from corral.agent.connection import Connection
 from corral.agent.layout import AgentDir, write_json_atomic
 from corral.agent.reconciler import Reconciler
-from corral.gateway.protocol import DesiredApplication
+from corral.wire import DesiredApplication
 
 log = logging.getLogger(__name__)
 

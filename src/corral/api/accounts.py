@@ -8,20 +8,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from corral.api import schemas, views
+from corral.api import schemas
 from corral.api.bodies import json_or_form, openapi_json_or_form
-from corral.api.deps import (
-    AdminDep,
-    PlaneDep,
-    PrincipalDep,
-    ReadSessionDep,
-    SessionDep,
-    SourceDep,
-)
-from corral.db.models import ConnectedApp, Organization, User
-from corral.domain import accounts
+from corral.api.deps import AdminDep, PrincipalDep, ReadSessionDep, SessionDep
+from corral.db.models import ConnectedApp, User
+from corral.domain import accounts, views
 from corral.domain.accounts import Principal
-from corral.domain.errors import Forbidden, InvalidInput, NotFound
+from corral.errors import InvalidInput
+from corral.http_context import PlaneDep, SourceDep
 
 router = APIRouter(prefix="/accounts", tags=["access management"])
 
@@ -62,9 +56,8 @@ def logout(session: SessionDep, principal: PrincipalDep) -> Response:
 
 
 def _me(session: Session, principal: Principal) -> dict[str, Any]:
-    if principal.user_id is not None:
-        return views.user(session.get_one(User, principal.user_id))
-    return views.app_as_user(session.get_one(ConnectedApp, principal.client_id))
+    who = accounts.whoami(session, principal)
+    return views.user(who) if isinstance(who, User) else views.app_as_user(who)
 
 
 @router.get("/api/me")
@@ -91,18 +84,9 @@ def profile(session: ReadSessionDep, principal: PrincipalDep) -> dict[str, Any]:
     return _me(session, principal)
 
 
-def _own_org(session: Session, principal: Principal, org_id: str) -> Organization:
-    org = session.get(Organization, org_id) if len(org_id) <= 64 else None
-    if org is None:
-        raise NotFound(f"organization {org_id} not found")
-    if org.id != principal.organization_id:
-        raise Forbidden(f"this token may not read organization {org_id}")
-    return org
-
-
 @router.get("/api/organizations/{org_id}", response_model=schemas.OrganizationOut)
 def get_organization(session: ReadSessionDep, principal: PrincipalDep, org_id: str) -> dict[str, Any]:
-    return views.organization(_own_org(session, principal, org_id))
+    return views.organization(accounts.own_organization(session, principal, org_id))
 
 
 @router.get(
@@ -112,7 +96,7 @@ def get_organization(session: ReadSessionDep, principal: PrincipalDep, org_id: s
 def list_environments(
     session: ReadSessionDep, principal: PrincipalDep, org_id: str
 ) -> dict[str, Any]:
-    org = _own_org(session, principal, org_id)
+    org = accounts.own_organization(session, principal, org_id)
     envs = accounts.list_environments(session, org.id)
     return {"data": [views.environment(e) for e in envs], "total": len(envs)}
 
@@ -123,7 +107,7 @@ def list_environments(
 def get_environment(
     session: ReadSessionDep, principal: PrincipalDep, org_id: str, env_id: str
 ) -> dict[str, Any]:
-    org = _own_org(session, principal, org_id)
+    org = accounts.own_organization(session, principal, org_id)
     return views.environment(accounts.get_environment(session, org.id, env_id))
 
 
@@ -135,7 +119,7 @@ def get_environment(
 def create_environment(
     session: SessionDep, principal: AdminDep, org_id: str, body: schemas.EnvironmentIn
 ) -> dict[str, Any]:
-    org = _own_org(session, principal, org_id)
+    org = accounts.own_organization(session, principal, org_id)
     return views.environment(accounts.create_environment(session, org.id, body.name, body.type))
 
 
@@ -143,7 +127,7 @@ def create_environment(
     "/api/organizations/{org_id}/users", response_model=schemas.DataList[schemas.UserOut]
 )
 def list_users(session: ReadSessionDep, principal: AdminDep, org_id: str) -> dict[str, Any]:
-    org = _own_org(session, principal, org_id)
+    org = accounts.own_organization(session, principal, org_id)
     found = accounts.list_users(session, org.id)
     return {"data": [views.user(u) for u in found], "total": len(found)}
 
@@ -154,7 +138,7 @@ def list_users(session: ReadSessionDep, principal: AdminDep, org_id: str) -> dic
 def create_user(
     session: SessionDep, principal: AdminDep, org_id: str, body: schemas.UserIn
 ) -> dict[str, Any]:
-    org = _own_org(session, principal, org_id)
+    org = accounts.own_organization(session, principal, org_id)
     user = accounts.create_user(
         session, org.id, body.username, body.password,
         first_name=body.firstName, last_name=body.lastName, email=body.email,
@@ -172,7 +156,7 @@ def update_user(
 ) -> dict[str, Any]:
     """Change a user's `role`, `enabled`, `environments` or `password`. Disabling a user or
     setting its password ends its tokens at once."""
-    org = _own_org(session, principal, org_id)
+    org = accounts.own_organization(session, principal, org_id)
     envs = body.environments if "environments" in body.model_fields_set else ...
     user = accounts.update_user(session, org.id, user_id, role=body.role, enabled=body.enabled,
                                 password=body.password, environment_ids=envs)
@@ -183,7 +167,7 @@ def update_user(
 def delete_user(
     session: SessionDep, principal: AdminDep, org_id: str, user_id: str
 ) -> Response:
-    org = _own_org(session, principal, org_id)
+    org = accounts.own_organization(session, principal, org_id)
     accounts.delete_user(session, org.id, user_id)
     return Response(status_code=204)
 

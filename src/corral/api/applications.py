@@ -9,21 +9,16 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy.orm import Session
 
-from corral.api import schemas, views
+from corral.api import envelope, schemas
 from corral.api.bodies import json_or_form, read_small
-from corral.api.deps import OperatorScopeDep, PlaneDep, ReadSessionDep, ScopeDep, SessionDep
-from corral.api.uploads import UploadForm, read_upload
+from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
+from corral.artifacts.multipart import UploadForm
 from corral.artifacts.store import iter_blob
-from corral.controlplane import ControlPlane
-from corral.db.models import Artifact
 from corral.db.session import transaction
-from corral.domain import applications
-from corral.domain.accounts import Scope
-from corral.domain.configuration import parse_configuration
-from corral.domain.errors import InvalidInput, Unavailable
-from corral.gateway.server import AgentUnavailable
+from corral.domain import applications, deployments, logs, views
+from corral.errors import AgentUnavailable
+from corral.http_context import PlaneDep, read_upload
 
 router = APIRouter(prefix="/hybrid/api/v1/applications", tags=["applications"])
 MAX_LOG_LINE = 32 * 1024
@@ -65,52 +60,17 @@ PATCH_FORMS = {
 }
 
 
-def _store_artifact(session: Session, scope: Scope, form: UploadForm, name: str) -> Artifact:
-    assert form.file is not None
-    form.check_zip()
-    blob = form.file.commit()
-    return applications.record_artifact(
-        session, scope, name=name, file_name=form.file_name, blob=blob
-    )
-
-
-def deploy_uploaded(plane: ControlPlane, scope: Scope, form: UploadForm) -> dict[str, Any]:
-    """A new application from a parsed upload (the API and the console share this)."""
-    with transaction(plane.sessions) as session:
-        name = form.fields.get("artifactName")
-        target = applications.check_deployable(session, scope, name, form.fields.get("targetId"))
-        configuration = parse_configuration(form.fields.get("configuration"))
-        if form.file is None:
-            raise InvalidInput("a file part with the artifact is required")
-        artifact = _store_artifact(session, scope, form, str(name))
-        app = applications.deploy(
-            session, scope, name=str(name), target=target, artifact=artifact,
-            configuration=configuration,
-        )
-        return {"data": views.application(app)}
-
-
-def redeploy_uploaded(
-    plane: ControlPlane, scope: Scope, app_id: int, form: UploadForm
-) -> dict[str, Any]:
-    """A new deployment: the uploaded file and configuration, or the current ones again."""
-    with transaction(plane.sessions) as session:
-        app = applications.get(session, scope, app_id)
-        raw = form.fields.get("configuration")
-        configuration = parse_configuration(raw) if raw else None
-        artifact = _store_artifact(session, scope, form, app.name) if form.file else None
-        app = applications.redeploy(
-            session, scope, app_id, artifact=artifact, configuration=configuration
-        )
-        return {"data": views.application(app)}
-
-
 @router.post("", status_code=202, response_model=One, response_model_exclude_unset=True,
              openapi_extra=DEPLOY_FORM)
 async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep) -> dict[str, Any]:
-    form = await read_upload(request, plane.store, plane.settings.max_artifact_bytes)
+    form = await read_upload(request, plane)
+
+    def work() -> dict[str, Any]:
+        with transaction(plane.sessions) as session:
+            return views.application(deployments.deploy(session, scope, form.fields, form))
+
     try:
-        return await run_in_threadpool(deploy_uploaded, plane, scope, form)
+        return {"data": await run_in_threadpool(work)}
     finally:
         form.abort()
 
@@ -130,23 +90,12 @@ def list_applications(
         session, scope, target_id=target_id, artifact_name=artifact_name,
         offset=offset, limit=limit,
     )
-    return views.many([views.application(a) for a in apps], total)
+    return envelope.many([views.application(a) for a in apps], total)
 
 
 @router.get("/{app_id}", response_model=One, response_model_exclude_unset=True)
 def get_application(session: ReadSessionDep, scope: ScopeDep, app_id: int) -> JSONResponse:
-    return views.one(views.application(applications.get(session, scope, app_id)))
-
-
-async def _redeploy(request: Request, plane: ControlPlane, scope: Scope, app_id: int) -> Any:
-    form = await read_upload(request, plane.store, plane.settings.max_artifact_bytes)
-    try:
-        body = await run_in_threadpool(redeploy_uploaded, plane, scope, app_id, form)
-    finally:
-        form.abort()
-    # ARM's CLI waits for the server to close after a redeploy; close it.
-    return JSONResponse(One.model_validate(body).model_dump(exclude_unset=True),
-                        headers={"Connection": "close"})
+    return envelope.one(views.application(applications.get(session, scope, app_id)))
 
 
 @router.patch("/{app_id}", response_model=One, response_model_exclude_unset=True,
@@ -157,30 +106,43 @@ async def patch_application(
     """JSON `desiredStatus` starts or stops; multipart redeploys (no file: the same artifact)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        return await _redeploy(request, plane, scope, app_id)
-    body = await read_small(request)
-    if not body.strip():  # no body at all: the current artifact again
-        return await run_in_threadpool(redeploy_uploaded, plane, scope, app_id, UploadForm())
-    change = await json_or_form(request, schemas.DesiredStatusIn, body)
+        form = await read_upload(request, plane)
+    else:
+        body = await read_small(request)
+        if body.strip():
+            change = await json_or_form(request, schemas.DesiredStatusIn, body)
 
-    def work() -> dict[str, Any]:
+            def start_or_stop() -> dict[str, Any]:
+                with transaction(plane.sessions) as session:
+                    return views.application(deployments.set_desired_status(
+                        session, scope, app_id, change.desiredStatus))
+
+            return {"data": await run_in_threadpool(start_or_stop)}
+        form = UploadForm()  # no body at all: the current artifact again
+
+    def redeploy() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
-            app = applications.set_desired_status(session, scope, app_id, change.desiredStatus)
-            return {"data": views.application(app)}
+            return views.application(deployments.redeploy(session, scope, app_id, form.fields,
+                                                          form))
 
-    return await run_in_threadpool(work)
+    try:
+        app = await run_in_threadpool(redeploy)
+    finally:
+        form.abort()
+    # ARM's CLI waits for the server to close after a redeploy; close it.
+    return JSONResponse(One.model_validate({"data": app}).model_dump(exclude_unset=True),
+                        headers={"Connection": "close"})
 
 
 @router.delete("/{app_id}", status_code=204)
 def delete_application(session: SessionDep, scope: OperatorScopeDep, app_id: int) -> Response:
     """204 whether or not it existed (ARM's contract)."""
-    applications.delete_application(session, scope, app_id)
+    deployments.delete(session, scope, app_id)
     return Response(status_code=204)
 
 
 @router.get("/{app_id}/logs", responses={200: {"content": {"text/event-stream": {}}}})
 async def application_logs(
-    request: Request,
     plane: PlaneDep,
     scope: ScopeDep,
     app_id: int,
@@ -190,32 +152,14 @@ async def application_logs(
 ) -> Any:
     """The last `lines` of the application's log on one server, fetched from its agent;
     `follow=true` streams new lines as server-sent events."""
-
-    def instance() -> tuple[str, int]:
-        with transaction(plane.sessions) as session:
-            app = applications.get(session, scope, app_id)
-            return app.name, applications.pick_instance(app, server_id)
-
-    name, sid = await run_in_threadpool(instance)
-    gateway = getattr(request.app.state, "gateway", None)
-    try:
-        if gateway is None:
-            raise AgentUnavailable("no agent gateway runs in this process")
-        agent = gateway.session_for(sid)
-    except AgentUnavailable as exc:
-        raise Unavailable(f"cannot read logs: {exc}") from exc
     if not follow:
-        collected: list[str] = []
-        try:
-            async for batch in agent.logs(name, lines, follow=False):
-                collected.extend(batch)
-        except AgentUnavailable as exc:
-            raise Unavailable(f"cannot read logs: {exc}") from exc
+        collected = await logs.tail(plane.readers, plane.agents, scope, app_id, server_id, lines)
         return {"data": collected, "total": len(collected)}
+    batches = await logs.follow(plane.readers, plane.agents, scope, app_id, server_id, lines)
 
     async def events() -> AsyncIterator[str]:
         try:
-            async for batch in agent.logs(name, lines, follow=True):
+            async for batch in batches:
                 for line in batch:
                     yield sse_data(line)
         except AgentUnavailable as exc:

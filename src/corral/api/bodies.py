@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from pydantic import BaseModel
 
-from corral.domain.errors import InvalidInput, TooLarge
+from corral.errors import InvalidInput, TooLarge
 
 M = TypeVar("M", bound=BaseModel)
 MAX_FORM_BYTES = 64 * 1024

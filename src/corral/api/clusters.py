@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from corral.api import schemas, views
-from corral.api.deps import OperatorScopeDep, PlaneDep, ReadSessionDep, ScopeDep, SessionDep
+from corral.api import envelope, schemas
+from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import Cluster
-from corral.domain import clusters
+from corral.domain import clusters, views
 from corral.domain.targets import get_target, list_targets
+from corral.http_context import PlaneDep
 
 router = APIRouter(prefix="/hybrid/api/v1/clusters", tags=["clusters"])
 One = schemas.Data[schemas.ClusterOut]
@@ -36,12 +37,12 @@ def create(
             response_model_exclude_unset=True)
 def list_clusters(session: ReadSessionDep, scope: ScopeDep) -> JSONResponse:
     found = list_targets(session, scope, Cluster)
-    return views.many([views.cluster(c) for c in found], len(found))
+    return envelope.many([views.cluster(c) for c in found], len(found))
 
 
 @router.get("/{cluster_id}", response_model=One, response_model_exclude_unset=True)
 def get_cluster(session: ReadSessionDep, scope: ScopeDep, cluster_id: int) -> JSONResponse:
-    return views.one(views.cluster(get_target(session, scope, cluster_id, Cluster)))
+    return envelope.one(views.cluster(get_target(session, scope, cluster_id, Cluster)))
 
 
 @router.patch("/{cluster_id}", response_model=One, response_model_exclude_unset=True)

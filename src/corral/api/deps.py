@@ -1,4 +1,4 @@
-"""Request dependencies: the control plane, one DB session per request, who is calling, with
+"""Request dependencies of the API: one DB session per request, who is calling, with
 which role, in which org + environment. Authentication uses its own short read-only transaction
 so that a long upload never holds a database transaction open."""
 
@@ -7,24 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from corral.controlplane import ControlPlane
 from corral.db.session import transaction
 from corral.domain import accounts
 from corral.domain.accounts import Principal, Scope
+from corral.http_context import PlaneDep
 
 bearer = HTTPBearer(auto_error=False, description="a token from POST /accounts/login")
-
-
-def get_plane(request: Request) -> ControlPlane:
-    plane: ControlPlane = request.app.state.plane
-    return plane
-
-
-PlaneDep = Annotated[ControlPlane, Depends(get_plane)]
 
 
 def get_session(plane: PlaneDep) -> Iterator[Session]:
@@ -43,14 +35,6 @@ def get_read_session(plane: PlaneDep) -> Iterator[Session]:
 
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 """A read-only transaction: never waits for a writer."""
-
-
-def client_address(request: Request) -> str:
-    """The caller's address (a trusted proxy's X-Forwarded-For is applied by the server)."""
-    return request.client.host if request.client else "unknown"
-
-
-SourceDep = Annotated[str, Depends(client_address)]
 
 
 def bearer_token(

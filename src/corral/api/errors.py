@@ -12,30 +12,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from corral.domain.errors import (
-    Conflict,
-    CorralError,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    TooLarge,
-    TooManyRequests,
-    Unauthenticated,
-    Unavailable,
-)
+from corral.errors import CorralError, TooManyRequests
 
 log = logging.getLogger(__name__)
-
-STATUS_OF: dict[type[CorralError], int] = {
-    InvalidInput: 400,
-    Unauthenticated: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-    TooLarge: 413,
-    TooManyRequests: 429,
-    Unavailable: 503,
-}
 
 
 def error_response(
@@ -76,7 +55,7 @@ def install(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, TooManyRequests):
             headers = {"Retry-After": str(exc.retry_after)}
-        return error_response(STATUS_OF.get(type(exc), 400), exc.message, exc.errors, headers)
+        return error_response(exc.http_status, exc.message, exc.errors, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from corral import __version__
-from corral.api.deps import PlaneDep
+from corral.http_context import PlaneDep
 
 router = APIRouter(tags=["health"])
 

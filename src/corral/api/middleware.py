@@ -14,8 +14,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from corral.api.uploads import MULTIPART_OVERHEAD
-from corral.domain.errors import TooLarge
+from corral.artifacts.multipart import MULTIPART_OVERHEAD
+from corral.errors import TooLarge
 
 UPLOAD_ROUTES = (
     ("POST", re.compile(r"/hybrid/api/v1/applications/?")),

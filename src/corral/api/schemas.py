@@ -277,6 +277,8 @@ class ServerArtifactOut(BaseModel):
     desiredStatus: str
     lastReportedStatus: str
     message: str | None = None
+    port: int | None = Field(None, description="Corral: where the instance listens (PORT)")
+    url: str | None = Field(None, description="Corral: http://SERVER-ADDRESS:PORT/")
     discovered: bool
     timeCreated: int
     timeUpdated: int

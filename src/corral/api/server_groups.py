@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from corral.api import schemas, views
-from corral.api.deps import OperatorScopeDep, PlaneDep, ReadSessionDep, ScopeDep, SessionDep
+from corral.api import envelope, schemas
+from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import ServerGroup
-from corral.domain import server_groups
+from corral.domain import server_groups, views
 from corral.domain.targets import get_target, list_targets
+from corral.http_context import PlaneDep
 
 router = APIRouter(prefix="/hybrid/api/v1/serverGroups", tags=["server groups"])
 Group = schemas.Data[schemas.ServerGroupOut]
@@ -32,12 +33,12 @@ def create(
             response_model_exclude_unset=True)
 def list_groups(session: ReadSessionDep, scope: ScopeDep) -> JSONResponse:
     groups = list_targets(session, scope, ServerGroup)
-    return views.many([views.server_group(g) for g in groups], len(groups))
+    return envelope.many([views.server_group(g) for g in groups], len(groups))
 
 
 @router.get("/{group_id}", response_model=Group, response_model_exclude_unset=True)
 def get_group(session: ReadSessionDep, scope: ScopeDep, group_id: int) -> JSONResponse:
-    return views.one(views.server_group(get_target(session, scope, group_id, ServerGroup)))
+    return envelope.one(views.server_group(get_target(session, scope, group_id, ServerGroup)))
 
 
 @router.patch("/{group_id}", response_model=Group, response_model_exclude_unset=True)

@@ -7,25 +7,16 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 
 from corral import __version__
-from corral.api import schemas, views
-from corral.api.deps import (
-    OperatorScopeDep,
-    PlaneDep,
-    ReadSessionDep,
-    ScopeDep,
-    SessionDep,
-    SourceDep,
-    TokenDep,
-)
+from corral.api import envelope, schemas
+from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep, TokenDep
 from corral.db.models import RegistrationToken, Server
 from corral.db.session import transaction
-from corral.domain import registration, servers
-from corral.domain.errors import TooManyRequests, Unauthenticated
+from corral.domain import registration, servers, views
 from corral.domain.targets import get_target
+from corral.errors import TooManyRequests, Unauthenticated
+from corral.http_context import PlaneDep, SourceDep
 
 log = logging.getLogger(__name__)
 
@@ -135,24 +126,14 @@ def list_servers(
     offset: int = Query(0, ge=0, le=2**31 - 1),
     limit: int | None = Query(None, ge=1, le=10000),
 ) -> JSONResponse:
-    where = Server.environment_id == scope.environment_id
-    total = session.scalar(select(func.count()).select_from(Server).where(where)) or 0
-    query = (
-        select(Server)
-        .where(where)
-        .order_by(Server.id)
-        .offset(offset)
-        .options(selectinload(Server.server_group), selectinload(Server.cluster))
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return views.many([views.server(s) for s in session.scalars(query)], total)
+    found, total = servers.list_servers(session, scope, offset=offset, limit=limit)
+    return envelope.many([views.server(s) for s in found], total)
 
 
 @router.get("/{server_id}", response_model=schemas.Data[schemas.ServerOut],
             response_model_exclude_unset=True)
 def get_server(session: ReadSessionDep, scope: ScopeDep, server_id: int) -> JSONResponse:
-    return views.one(views.server(get_target(session, scope, server_id, Server)))
+    return envelope.one(views.server(get_target(session, scope, server_id, Server)))
 
 
 @router.patch("/{server_id}", response_model=schemas.Data[schemas.ServerOut],

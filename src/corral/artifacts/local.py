@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from corral.artifacts.store import BlobInfo, HashingCounter
-from corral.domain.errors import InvalidInput, NotFound
+from corral.errors import InvalidInput, NotFound
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from corral.domain.errors import TooLarge
+from corral.errors import TooLarge
 
 
 @dataclass(frozen=True)

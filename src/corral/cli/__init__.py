@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import admin, agent, apps, db, fleet, serve, session, users
+from corral.cli import admin, agent, apps, db, fleet, login, serve, users
+from corral.cli.output import no_type_on_flags
+
+no_type_on_flags()
 
 app = typer.Typer(
     name="corral",
@@ -18,10 +21,10 @@ app.command("serve", rich_help_panel="Run")(serve.serve)
 app.add_typer(agent.app, name="agent", rich_help_panel="Run")
 app.add_typer(admin.app, name="admin", rich_help_panel="Run")
 app.add_typer(db.app, name="db", rich_help_panel="Run")
-app.command("login", rich_help_panel="Session")(session.login)
-app.command("logout", rich_help_panel="Session")(session.logout)
-app.add_typer(session.env_app, name="env", rich_help_panel="Session")
-app.add_typer(users.user_app, name="user", rich_help_panel="Session")
+app.command("login", rich_help_panel="Sign-in")(login.login)
+app.command("logout", rich_help_panel="Sign-in")(login.logout)
+app.add_typer(login.env_app, name="env", rich_help_panel="Sign-in")
+app.add_typer(users.user_app, name="user", rich_help_panel="Sign-in")
 app.add_typer(fleet.server_app, name="server", rich_help_panel="Fleet")
 app.add_typer(fleet.group_app, name="group", rich_help_panel="Fleet")
 app.add_typer(fleet.cluster_app, name="cluster", rich_help_panel="Fleet")

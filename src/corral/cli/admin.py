@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from corral.cli.common import DataDirOpt, settings_from
-from corral.domain.errors import CorralError
+from corral.errors import CorralError
 
 app = typer.Typer(help="Administer users, environments and connected apps.", no_args_is_help=True)
 

@@ -1,5 +1,6 @@
-"""The CLI's HTTP client: the active profile's URL, token, org and environment; ARM's error
-bodies turned into one-line messages; targets and applications found by name or id."""
+"""The CLI's view of `corral.client`: the active profile's URL, token, org and environment;
+an `ApiError` becomes a one-line message and exit 1; targets and applications found by name
+or id."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import httpx
 
 from corral.cli.output import fail
 from corral.cli.profiles import Config, Profile, trust
-
-HYBRID = "/hybrid/api/v1"
+from corral.client import ApiError, Client
 
 
 class Api:
@@ -19,61 +19,42 @@ class Api:
         if not profile.token:
             fail("not logged in; run `corral login` (or set CORRAL_TOKEN)")
         self.profile = profile
-        self.http = httpx.Client(
-            base_url=profile.url,
-            timeout=httpx.Timeout(60, connect=10),
-            verify=trust(profile.ca_cert),
-            headers={"Authorization": f"Bearer {profile.token}"},
-        )
+        self.client = Client(profile.url, token=profile.token, verify=trust(profile.ca_cert))
         if need_env:
-            self._resolve_env()
+            try:
+                env = self.client.use_environment(profile.env_name if not profile.env_id
+                                                  else None, profile.org_id, profile.env_id)
+            except ApiError as exc:
+                fail(exc.message)
+            profile.org_id, profile.env_id = env.org_id, env.env_id
+            profile.env_name = env.env_name or profile.env_name
 
     @classmethod
     def from_config(cls, *, need_env: bool = True) -> Api:
         return cls(Config.load().active(), need_env=need_env)
 
-    def _resolve_env(self) -> None:
-        p = self.profile
-        if not p.org_id:
-            p.org_id = self.get_json("/accounts/api/users/me")["organization"]["id"]
-        if not p.env_id:
-            envs = self.get_json(f"/accounts/api/organizations/{p.org_id}/environments")["data"]
-            wanted = p.env_name or "Production"
-            match = [e for e in envs if wanted in (e["name"], e["id"])]
-            if not match:
-                names = ", ".join(e["name"] for e in envs)
-                fail(f"no environment {wanted!r}; there are: {names}")
-            p.env_id, p.env_name = match[0]["id"], match[0]["name"]
-        self.http.headers["X-ANYPNT-ORG-ID"] = p.org_id or ""
-        self.http.headers["X-ANYPNT-ENV-ID"] = p.env_id or ""
-
     # --- requests ----------------------------------------------------------------------------
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            r = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            fail(f"cannot reach Corral at {self.profile.url}: {exc}")
-        if r.status_code >= 400:
-            fail(error_message(r))
-        return r
+            return self.client.send(method, path, **kwargs)
+        except ApiError as exc:
+            fail(exc.message)
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()
 
     def hybrid(self, method: str, path: str, **kwargs: Any) -> Any:
-        r = self.request(method, HYBRID + path, **kwargs)
-        return r.json().get("data") if r.content else None
+        try:
+            return self.client.hybrid(method, path, **kwargs)
+        except ApiError as exc:
+            fail(exc.message)
 
     def stream(self, path: str, **kwargs: Any) -> Iterator[str]:
         try:
-            with self.http.stream("GET", HYBRID + path, timeout=None, **kwargs) as r:
-                if r.status_code >= 400:
-                    r.read()
-                    fail(error_message(r))
-                yield from r.iter_lines()
-        except httpx.HTTPError as exc:
-            fail(f"stream from {self.profile.url} broke: {exc}")
+            yield from self.client.stream(path, **kwargs)
+        except ApiError as exc:
+            fail(exc.message)
 
     # --- finding things by name or id ------------------------------------------------------
 
@@ -98,9 +79,10 @@ class Api:
 
     def find_app(self, ident: str, target: str | None = None) -> dict[str, Any]:
         if ident.isdigit():
-            r = self.http.get(f"{HYBRID}/applications/{ident}")
-            if r.status_code == 200:
-                return r.json()["data"]  # type: ignore[no-any-return]
+            try:
+                return self.client.hybrid("GET", f"/applications/{ident}")  # type: ignore[no-any-return]
+            except ApiError:
+                pass  # a name made of digits
         apps = self.hybrid("GET", "/applications")
         found = [a for a in apps if a["name"] == ident]
         if target is not None:
@@ -112,12 +94,3 @@ class Api:
             listing = ", ".join(f"{a['id']} on {a['target']['name']}" for a in found)
             fail(f"{ident!r} names several applications ({listing}); use the id or --target")
         return found[0]
-
-
-def error_message(r: httpx.Response) -> str:
-    try:
-        body = r.json()
-        message = body.get("message") if isinstance(body, dict) else None
-    except ValueError:
-        message = None
-    return f"{message or r.text[:200] or r.reason_phrase} (HTTP {r.status_code})"

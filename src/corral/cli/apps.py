@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from corral.bundle import ZipRefused, check_bundle
 from corral.cli.api_client import Api
 from corral.cli.output import (
     Column,
@@ -41,6 +42,8 @@ APP_COLUMNS: list[Column] = [
     ("DESIRED", lambda a: a["desiredStatus"]),
     ("STATUS", lambda a: status(a["lastReportedStatus"])),
     ("SERVERS", lambda a: _counts(a)),
+    ("PORT", lambda a: ", ".join(sorted({str(i["port"]) for i in a["serverArtifacts"]
+                                          if i.get("port")}))),
     ("UPDATED", lambda a: ago(a["timeUpdated"])),
 ]
 
@@ -79,6 +82,11 @@ class _Counting:
 def _upload(api: Api, method: str, path: str, file: Path, fields: dict[str, str]) -> Any:
     if not file.is_file():
         fail(f"{file} is not a file")
+    try:
+        with open(file, "rb") as f:
+            check_bundle(f)  # the control plane's own rule, before a long upload
+    except ZipRefused as exc:
+        fail(f"{file} cannot be deployed: {exc}")
     progress = Progress("[progress.description]{task.description}", BarColumn(),
                         DownloadColumn(), TransferSpeedColumn(), console=console,
                         disable=not console.is_terminal, transient=True)
@@ -136,11 +144,11 @@ def _wait(api: Api, app_id: int, want: str, timeout: float, min_deployment: int 
 def _status_table(app: dict[str, Any]) -> Table:
     table = Table(title=f"{app['name']}: {app['lastReportedStatus']}", box=None,
                   header_style="bold", title_justify="left")
-    for col in ("SERVER", "DEPLOYMENT", "STATUS", "MESSAGE"):
+    for col in ("SERVER", "DEPLOYMENT", "STATUS", "URL", "MESSAGE"):
         table.add_column(col)
     for i in app["serverArtifacts"]:
         table.add_row(i["serverName"], str(i["deploymentId"]), status(i["lastReportedStatus"]),
-                      i.get("message") or "")
+                      i.get("url") or "", i.get("message") or "")
     return table
 
 

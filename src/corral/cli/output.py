@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperOption
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,8 +36,25 @@ STATUS_STYLES = {
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: the terminal wraps, never Rich in the middle of a command to copy
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def hint(message: str) -> None:
+    """A line that names a command to run: never wrapped in the middle of it."""
+    console.print(message, style="dim", soft_wrap=True, highlight=False)
+
+
+def no_type_on_flags() -> None:
+    """Typer's help shows `<bool>` after plain flags (`--wait <bool>`), as if they took a
+    value. A flag takes none: show no type for it."""
+    show = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag and not self.secondary_opts else show(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
 def status(value: str | None) -> str:
@@ -65,7 +83,7 @@ def show_list(fmt: Format, rows: Sequence[dict[str, Any]], columns: Sequence[Col
         print_json(list(rows))
         return
     if not rows:
-        console.print(empty, style="dim")
+        hint(empty)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for title, _ in columns:

@@ -43,7 +43,7 @@ def serve(
     The first start creates the organization, the Production and Sandbox environments and the
     admin user (password from CORRAL_ADMIN_PASSWORD, or generated and written to
     <data-dir>/admin-credentials). Stops cleanly on SIGTERM or Ctrl-C."""
-    from corral.api.app import create_app
+    from corral.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from corral.controlplane import ControlPlane
@@ -115,12 +115,11 @@ def is_loopback(host: str) -> bool:
 
 async def _run(plane: ControlPlane, app: Any) -> None:
     """REST API and agent gateway in one event loop; the API's shutdown stops both."""
-    from corral.gateway.server import Gateway
+    from corral.gateway.gateway import Gateway
 
     settings = plane.settings
     gateway = Gateway(plane, settings.host, settings.gateway_port)
     await gateway.start()
-    app.state.gateway = gateway
     tls: dict[str, Any] = {}
     if settings.api_tls:
         cert, key = plane.ca.write_tls_pair(

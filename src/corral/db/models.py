@@ -265,6 +265,8 @@ class ServerArtifact(Base):
     desired_status: Mapped[str] = mapped_column(String(16), default="STARTED")
     last_reported_status: Mapped[str] = mapped_column(String(32), default="UNDEPLOYED")
     message: Mapped[str | None] = mapped_column(Text)
+    port: Mapped[int | None] = mapped_column(Integer)
+    """Where the instance listens (`PORT`), as its agent last reported."""
     discovered: Mapped[bool] = mapped_column(Boolean, default=False)
     time_created: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     time_updated: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)

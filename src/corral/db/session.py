@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -88,3 +91,14 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+async def in_worker(factory: sessionmaker[Session], fn: Callable[..., T], *args: Any) -> T:
+    """`fn(session, *args)` in its own transaction on a worker thread, for code on the event
+    loop (the gateway, log reads)."""
+
+    def work() -> T:
+        with transaction(factory) as session:
+            return fn(session, *args)
+
+    return await asyncio.to_thread(work)

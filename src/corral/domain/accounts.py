@@ -19,8 +19,8 @@ from corral.db.models import (
     User,
     now_ms,
 )
-from corral.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from corral.domain.names import check_name, check_text
+from corral.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
 _hasher = PasswordHasher()
 ENVIRONMENT_TYPES = ("production", "sandbox", "design")
@@ -447,6 +447,23 @@ def authenticate(session: Session, token: str | None) -> Principal:
         role=role if role in ROLES else "viewer",
         environment_ids=tuple(envs) if envs is not None else None,
     )
+
+
+def whoami(session: Session, principal: Principal) -> User | ConnectedApp:
+    """The user, or the connected app, behind a principal."""
+    if principal.user_id is not None:
+        return session.get_one(User, principal.user_id)
+    return session.get_one(ConnectedApp, principal.client_id)
+
+
+def own_organization(session: Session, principal: Principal, org_id: str) -> Organization:
+    """An organization the principal may read: its own (404 for none, 403 for another)."""
+    org = session.get(Organization, org_id) if len(org_id) <= 64 else None
+    if org is None:
+        raise NotFound(f"organization {org_id} not found")
+    if org.id != principal.organization_id:
+        raise Forbidden(f"this token may not read organization {org_id}")
+    return org
 
 
 def logout(session: Session, principal: Principal) -> None:

@@ -10,10 +10,11 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import Application, Artifact, Cluster, Server, ServerArtifact, now_ms
 from corral.domain import desired_state
-from corral.domain.errors import Forbidden, NotFound
 from corral.domain.servers import is_revoked
-from corral.gateway.protocol import ClusterReport, Hello, Report
-from corral.pki import Sealer, ServerIdentity
+from corral.errors import Forbidden, NotFound
+from corral.pki import ServerIdentity
+from corral.sealing import Sealer
+from corral.wire import ClusterReport, Desired, Hello, Report
 
 
 def admit(session: Session, who: ServerIdentity) -> Server:
@@ -30,7 +31,7 @@ def admit(session: Session, who: ServerIdentity) -> Server:
 
 def connected(
     session: Session, who: ServerIdentity, hello: Hello, sealer: Sealer
-) -> dict[str, Any]:
+) -> Desired:
     """Record the hello; returns the server's desired-state message."""
     server = admit(session, who)
     old_port = (server.runtime_information or {}).get("clusterPort")
@@ -51,7 +52,7 @@ def connected(
     return _message(server.desired_revision, server.desired_state, sealer)
 
 
-def _message(revision: int, document: dict[str, Any] | None, sealer: Sealer) -> dict[str, Any]:
+def _message(revision: int, document: dict[str, Any] | None, sealer: Sealer) -> Desired:
     """The wire form of a stored desired state. The stored cluster section holds a nonce; the
     member gets the secret derived from it, so no cluster key is ever kept in the database."""
     document = dict(document or {})
@@ -59,7 +60,7 @@ def _message(revision: int, document: dict[str, Any] | None, sealer: Sealer) -> 
     if cluster:
         document["cluster"] = {**cluster, "secret": cluster_secret(sealer, cluster["id"],
                                                                    cluster["secret"])}
-    return {"v": 1, "type": "desired", "revision": revision, **document}
+    return Desired.model_validate({**document, "revision": revision})
 
 
 def cluster_secret(sealer: Sealer, cluster_id: int, nonce: str) -> str:
@@ -117,18 +118,20 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
         chunk = ids[start : start + 2000]
         rows = session.execute(
             select(ServerArtifact.id, ServerArtifact.server_id, ServerArtifact.deployment_id,
-                   ServerArtifact.last_reported_status, ServerArtifact.message, Application.name)
+                   ServerArtifact.last_reported_status, ServerArtifact.message,
+                   ServerArtifact.port, Application.name)
             .join(Application, Application.id == ServerArtifact.application_id)
             .where(ServerArtifact.server_id.in_(chunk))
         ).all()
         entries = {sid: {a.name: a for a in latest[sid].applications} for sid in chunk}
-        for inst_id, sid, deployment, status, message, name in rows:
+        for inst_id, sid, deployment, status, message, port, name in rows:
             entry = entries[sid].get(name)
             if entry is None or entry.deploymentId != deployment:
                 continue
-            if (status, message) != (entry.status, entry.message):
+            if (status, message, port) != (entry.status, entry.message, entry.port):
                 updates.append({"id": inst_id, "last_reported_status": entry.status,
-                                "message": entry.message, "time_updated": now})
+                                "message": entry.message, "port": entry.port,
+                                "time_updated": now})
         session.execute(update(Server).where(Server.id.in_(chunk)).values(last_seen=now))
     if updates:
         session.execute(update(ServerArtifact), updates)
@@ -137,7 +140,7 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
 
 def desired_messages(
     session: Session, server_ids: list[int], sealer: Sealer
-) -> dict[int, dict[str, Any]]:
+) -> dict[int, Desired]:
     """The desired-state messages of these servers in one query (absent: deleted)."""
     rows = session.execute(
         select(Server.id, Server.desired_revision, Server.desired_state)

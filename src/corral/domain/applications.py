@@ -20,9 +20,9 @@ from corral.db.models import (
 from corral.domain import desired_state
 from corral.domain.accounts import Scope
 from corral.domain.configuration import with_application_name
-from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.names import as_id, check_application_name, check_text
 from corral.domain.status import DESIRED_STATUSES
+from corral.errors import Conflict, InvalidInput, NotFound
 
 
 def record_artifact(
@@ -49,14 +49,22 @@ def resolve_target(session: Session, scope: Scope, target_id: object) -> Target:
     target = session.get(Target, tid) if as_id(tid) is not None else None
     if target is None or target.environment_id != scope.environment_id:
         raise NotFound(f"target {tid} not found")
+    reason = not_deployable(target)
+    if reason is not None:
+        raise Conflict(reason)
+    return target
+
+
+def not_deployable(target: Target) -> str | None:
+    """Why applications cannot target this directly (a member server is reached through its
+    group or cluster), or None."""
     if isinstance(target, Server):
         if target.server_group_id is not None:
-            raise Conflict(
-                f"server {tid} belongs to server group {target.server_group_id}; deploy to the group"
-            )
+            return (f"server {target.id} belongs to server group {target.server_group_id}; "
+                    "deploy to the group")
         if target.cluster_id is not None:
-            raise Conflict(f"server {tid} belongs to cluster {target.cluster_id}; deploy to the cluster")
-    return target
+            return f"server {target.id} belongs to cluster {target.cluster_id}; deploy to the cluster"
+    return None
 
 
 def check_deployable(session: Session, scope: Scope, name: object, target_id: object) -> Target:
@@ -157,6 +165,15 @@ def get(session: Session, scope: Scope, app_id: int) -> Application:
     if app is None or app.environment_id != scope.environment_id:
         raise NotFound(f"application {app_id} not found")
     return app
+
+
+def instances_on(session: Session, server_id: int) -> list[tuple[ServerArtifact, Application]]:
+    """Every application instance a server runs, by application name."""
+    rows = session.execute(
+        select(ServerArtifact, Application)
+        .join(Application, Application.id == ServerArtifact.application_id)
+        .where(ServerArtifact.server_id == server_id).order_by(Application.name))
+    return [(inst, app) for inst, app in rows]
 
 
 def pick_instance(app: Application, server_id: int | None) -> int:

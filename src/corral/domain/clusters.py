@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 from corral.db.models import Cluster, Server, new_secret_nonce
 from corral.domain import applications, desired_state
 from corral.domain.accounts import Scope
-from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.names import as_id, check_name
 from corral.domain.targets import (
     applications_on,
@@ -19,6 +18,7 @@ from corral.domain.targets import (
     get_target,
     joinable_server,
 )
+from corral.errors import Conflict, InvalidInput, NotFound
 
 
 def _check_ip(ip: object, server_id: object, multicast: bool) -> str | None:

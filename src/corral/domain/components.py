@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import Target, TargetComponent
 from corral.domain.accounts import Scope
-from corral.domain.errors import InvalidInput, NotFound
 from corral.domain.names import as_id
+from corral.errors import InvalidInput, NotFound
 
 DEFAULTS: dict[str, tuple[bool, dict[str, Any]]] = {
     "mule.agent.tracking.handler.analytics": (False, {}),

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from corral.domain.errors import InvalidInput
+from corral.errors import InvalidInput
 
 PROPERTIES_SERVICE = "mule.agent.application.properties.service"
 PROPERTY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
@@ -56,6 +56,22 @@ def check_property(key: str, value: object) -> None:
         raise InvalidInput(f"property {key!r} is longer than {MAX_VALUE_CHARS} characters")
     if "\x00" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
         raise InvalidInput(f"property {key!r} contains a NUL or an unpaired surrogate")
+
+
+def from_properties(name: str, properties: dict[str, str]) -> dict[str, Any]:
+    """The configuration that carries these properties (the console's form gives them)."""
+    return parse_configuration({PROPERTIES_SERVICE: {"applicationName": name,
+                                                     "properties": properties}})
+
+
+def parse_properties_text(text: str) -> dict[str, str]:
+    """`key=value` lines, as in a Java properties file; blank lines and `#` comments skipped."""
+    props = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            props[key.strip()] = value.strip()
+    return props
 
 
 def properties_of(configuration: dict[str, Any]) -> dict[str, str]:

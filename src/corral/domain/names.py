@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from corral.domain.errors import InvalidInput
+from corral.errors import InvalidInput
 
 _APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_NAME = 255

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from corral.db.models import Environment, RegistrationToken, Server, now_ms
 from corral.domain import desired_state
 from corral.domain.accounts import token_digest
-from corral.domain.errors import Conflict, NotFound, Unauthenticated
 from corral.domain.names import check_name
-from corral.pki import CertificateAuthority, IssuedCertificate, Sealer, load_csr
+from corral.errors import Conflict, NotFound, Unauthenticated
+from corral.pki import CertificateAuthority, IssuedCertificate, load_csr
+from corral.sealing import Sealer
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from sqlalchemy.orm import Session
 from corral.db.models import Server, ServerGroup
 from corral.domain import applications, desired_state
 from corral.domain.accounts import Scope
-from corral.domain.errors import Conflict, NotFound
 from corral.domain.names import as_id, check_name
 from corral.domain.targets import (
     applications_on,
@@ -16,6 +15,7 @@ from corral.domain.targets import (
     get_target,
     joinable_server,
 )
+from corral.errors import Conflict, NotFound
 
 
 def create(

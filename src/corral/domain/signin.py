@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from corral.db.session import transaction
 from corral.domain import accounts
-from corral.domain.errors import TooManyRequests, Unauthenticated
 from corral.domain.throttle import Throttle
+from corral.errors import TooManyRequests, Unauthenticated
 
 log = logging.getLogger(__name__)
 CHECK_WAIT_SECONDS = 10.0

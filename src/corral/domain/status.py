@@ -6,7 +6,6 @@ from collections.abc import Iterable
 
 DESIRED_STATUSES = ("STARTED", "STOPPED")
 TRANSITIONAL = frozenset({"DEPLOYING", "STARTING", "STOPPING", "UPDATED"})
-REPORTABLE = frozenset({"UNDEPLOYED", "STARTED", "STOPPED", "DEPLOYMENT_FAILED"} | TRANSITIONAL)
 
 
 def aggregate_application(statuses: Iterable[str]) -> str:

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import Application, Cluster, Server, ServerGroup, Target
 from corral.domain.accounts import Scope
-from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.names import as_id
+from corral.errors import Conflict, InvalidInput, NotFound
 
 T = TypeVar("T", bound=Target)
 

@@ -8,10 +8,9 @@ from typing import Any, TypeVar
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from corral.api.errors import STATUS_OF
 from corral.db.session import transaction
-from corral.domain.errors import CorralError
-from corral.web.session import Console
+from corral.errors import CorralError
+from corral.web.console import Console
 
 T = TypeVar("T")
 
@@ -31,7 +30,7 @@ def read(console: Console, fn: Callable[[Session], T]) -> T:
         with transaction(console.plane.readers) as session:
             return fn(session)
     except CorralError as exc:
-        raise PageError(STATUS_OF.get(type(exc), 400), exc.message) from exc
+        raise PageError(exc.http_status, exc.message) from exc
 
 
 def act(console: Console, fn: Callable[[Session], Any], *, then: str | Callable[[Any], str],

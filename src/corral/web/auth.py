@@ -9,9 +9,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from corral.api.deps import PlaneDep, client_address
-from corral.domain.errors import CorralError, TooManyRequests
-from corral.web.session import (
+from corral.errors import CorralError, TooManyRequests
+from corral.http_context import PlaneDep, client_address
+from corral.web.console import (
     ENV_COOKIE,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,

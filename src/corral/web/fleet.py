@@ -6,16 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from corral.api import views
-from corral.db.models import Application, Cluster, Server, ServerArtifact, ServerGroup
+from corral.db.models import Cluster, Server, ServerGroup
 from corral.db.session import transaction
-from corral.domain import clusters, registration, server_groups, servers
+from corral.domain import applications, clusters, registration, server_groups, servers, views
 from corral.domain.targets import get_target, list_targets
 from corral.web.actions import act, read
-from corral.web.session import ConsoleDep
+from corral.web.console import ConsoleDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -57,14 +55,10 @@ def add_server(console: ConsoleDep) -> HTMLResponse:
 def server_page(console: ConsoleDep, server_id: int) -> HTMLResponse:
     def load(session: Session) -> dict[str, Any]:
         server = get_target(session, console.scope, server_id, Server)
-        rows = session.execute(
-            select(ServerArtifact, Application)
-            .join(Application, Application.id == ServerArtifact.application_id)
-            .where(ServerArtifact.server_id == server.id).order_by(Application.name)
-        ).all()
         apps = [{"id": app.id, "name": app.name, "desired": inst.desired_status,
                  "status": inst.last_reported_status, "message": inst.message,
-                 "deploymentId": inst.deployment_id} for inst, app in rows]
+                 "deploymentId": inst.deployment_id}
+                for inst, app in applications.instances_on(session, server.id)]
         return {"server": views.server(server), "apps": apps}
 
     return console.render("server.html", **read(console, load))

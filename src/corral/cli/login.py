@@ -1,16 +1,16 @@
-"""`corral login | logout | env`: sessions kept in profiles."""
+"""`corral login | logout | env`: sign-ins kept in profiles."""
 
 from __future__ import annotations
 
 import sys
 from typing import Annotated
 
-import httpx
 import typer
 
-from corral.cli.api_client import Api, error_message
+from corral.cli.api_client import Api
 from corral.cli.output import Format, OutputOpt, console, fail, show_list
 from corral.cli.profiles import Config, Profile, trust
+from corral.client import ApiError, Client
 
 env_app = typer.Typer(help="Environments: list them, choose the one commands act in.",
                       no_args_is_help=True)
@@ -33,14 +33,12 @@ def login(
     name = profile or config.name
     stored = config.profiles.get(name, Profile())
     target_url = (url or stored.url).rstrip("/")
-    http = httpx.Client(base_url=target_url, timeout=30, verify=trust(ca_cert or stored.ca_cert))
+    client = Client(target_url, verify=trust(ca_cert or stored.ca_cert), timeout=30)
     try:
         if client_id:
             if not client_secret:
                 client_secret = typer.prompt("Client secret", hide_input=True)
-            r = http.post("/accounts/api/v2/oauth2/token",
-                          json={"grant_type": "client_credentials", "client_id": client_id,
-                                "client_secret": client_secret})
+            token = client.login_client(client_id, client_secret)
             who = f"connected app {client_id}"
         else:
             if not username:
@@ -51,13 +49,11 @@ def login(
                 if not sys.stdin.isatty():
                     fail("--password or CORRAL_PASSWORD is required when not at a terminal")
                 password = typer.prompt("Password", hide_input=True)
-            r = http.post("/accounts/login", json={"username": username, "password": password})
+            token = client.login(username, password)
             who = username
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach Corral at {target_url}: {exc}")
-    if r.status_code != 200:
-        fail(error_message(r))
-    fresh = Profile(url=target_url, token=r.json()["access_token"], username=who,
+    except ApiError as exc:
+        fail(exc.message)
+    fresh = Profile(url=target_url, token=token, username=who,
                     ca_cert=ca_cert or stored.ca_cert, client_id=client_id,
                     env_name=env or stored.env_name)
     api = Api(fresh)  # resolves org and environment now, so mistakes show at once
@@ -75,9 +71,9 @@ def logout() -> None:
         console.print("Not logged in.")
         return
     try:
-        httpx.post(f"{stored.url}/accounts/api/logout", timeout=10, verify=trust(stored.ca_cert),
-                   headers={"Authorization": f"Bearer {stored.token}"})
-    except httpx.HTTPError:
+        Client(stored.url, token=stored.token, verify=trust(stored.ca_cert),
+               timeout=10).send("POST", "/accounts/api/logout")
+    except ApiError:
         pass  # the token is forgotten locally either way
     stored.token = None
     config.save()

@@ -1,11 +1,10 @@
-"""ORM objects to ARM's JSON shapes (plain dicts; the routers' response models document them)."""
+"""ORM objects to ARM's JSON shapes, as plain dicts: the API answers them and the console
+renders them (the API's response models document them)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-
-from fastapi.responses import JSONResponse
 
 from corral.db.models import (
     Application,
@@ -20,17 +19,6 @@ from corral.db.models import (
     now_ms,
 )
 from corral.domain.status import aggregate_application, aggregate_servers
-
-
-def one(obj: dict[str, Any]) -> JSONResponse:
-    """`{"data": obj}`, serialised directly: these dicts already have the documented shape, so
-    the response model only documents them (validating every nested field again costs more
-    than building them)."""
-    return JSONResponse({"data": obj})
-
-
-def many(items: list[dict[str, Any]], total: int) -> JSONResponse:
-    return JSONResponse({"data": items, "total": total})
 
 
 def environment(env: Environment) -> dict[str, Any]:
@@ -181,12 +169,22 @@ def render_target(t: Target) -> dict[str, Any]:
     raise TypeError(f"unknown target type {t.type}")
 
 
+def _listening(port: int | None, server: Server) -> dict[str, Any]:
+    """Corral's addition: where an instance listens, as its agent reports (`PORT`), and a URL
+    on the server's first non-loopback address."""
+    if not port:
+        return {}
+    ips = [a.get("ip") for a in server.addresses or [] if isinstance(a, dict)]
+    host = next((ip for ip in ips if ip and not ip.startswith("127.")), "127.0.0.1")
+    return {"port": port, "url": f"http://{host}:{port}/"}
+
+
 def application(app: Application) -> dict[str, Any]:
     instances = app.server_artifacts
     target = app.target
     # the target's servers are loaded for its own rendering; name instances from them rather
     # than loading each instance's server again
-    names = {s.id: s.name for s in getattr(target, "servers", None) or [target]}
+    members = {s.id: s for s in getattr(target, "servers", None) or [target]}
     status = aggregate_application(i.last_reported_status for i in instances)
     started = status == "STARTED"
     art = app.artifact
@@ -214,12 +212,13 @@ def application(app: Application) -> dict[str, Any]:
             {
                 "id": i.id,
                 "serverId": i.server_id,
-                "serverName": names[i.server_id] if i.server_id in names else i.server.name,
+                "serverName": (members.get(i.server_id) or i.server).name,
                 "artifactName": app.name,
                 "deploymentId": i.deployment_id,
                 "desiredStatus": i.desired_status,
                 "lastReportedStatus": i.last_reported_status,
                 "message": i.message,
+                **_listening(i.port, members.get(i.server_id) or i.server),
                 "discovered": i.discovered,
                 "timeCreated": i.time_created,
                 "timeUpdated": i.time_updated,

@@ -1,20 +1,19 @@
 """Streaming multipart parsing for artifact uploads: file parts go straight into the artifact
-store's writer (hashed on the way), other parts are small text fields. Nothing is buffered whole."""
+store's writer (hashed on the way), other parts are small text fields. Nothing is buffered whole.
+It reads a stream of bytes, not an HTTP request, so the API and the console share it."""
 
 from __future__ import annotations
 
 import asyncio
-import zipfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import ClientDisconnect
 
-from corral.artifacts import ArtifactStore, BlobWriter
-from corral.domain.errors import CorralError, InvalidInput, TooLarge
-from corral.zipcheck import ZipRefused, check_entries
+from corral.artifacts.store import ArtifactStore, BlobWriter
+from corral.bundle import ZipRefused, check_bundle
+from corral.errors import CorralError, InvalidInput, TooLarge
 
 MAX_FIELD_BYTES = 256 * 1024
 MAX_FIELDS = 16
@@ -33,19 +32,14 @@ class UploadForm:
             self.file.abort()
             self.file = None
 
-    def check_zip(self) -> None:
-        """The upload must be a readable zip (a `.jar` is one too)."""
+    def check_bundle(self) -> None:
+        """The upload must be an application bundle: a zip with a Procfile at its root."""
         assert self.file is not None
         with self.file.open_uncommitted() as f:
             try:
-                check_entries(f)  # before zipfile reads a hostile directory into memory
-                with zipfile.ZipFile(f) as archive:
-                    archive.infolist()
+                check_bundle(f)
             except ZipRefused as exc:
                 raise InvalidInput(f"the uploaded file is refused: {exc}") from exc
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError,
-                    ValueError) as exc:
-                raise InvalidInput("the uploaded file is not a zip archive") from exc
 
 
 class _Collector:
@@ -129,11 +123,13 @@ class _Collector:
         self._writer = None
 
 
-async def read_upload(request: Request, store: ArtifactStore, max_bytes: int) -> UploadForm:
-    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+async def read_multipart(content_type_header: str, declared: str | None,
+                         body: AsyncIterator[bytes], store: ArtifactStore,
+                         max_bytes: int) -> UploadForm:
+    """Parse a multipart body (`Content-Type`, `Content-Length` as sent, the body's chunks)."""
+    content_type, params = parse_options_header(content_type_header)
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise InvalidInput("the request must be multipart/form-data")
-    declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
         raise TooLarge(f"artifact exceeds the size limit of {max_bytes} bytes")
     boundary = params[b"boundary"]
@@ -142,10 +138,10 @@ async def read_upload(request: Request, store: ArtifactStore, max_bytes: int) ->
     collector = _Collector(store, max_bytes)
     parser = MultipartParser(boundary, collector.callbacks())
     try:
-        async for chunk in request.stream():
+        async for chunk in body:
             parser.write(chunk)
         parser.finalize()
-    except (CorralError, asyncio.CancelledError, ClientDisconnect):
+    except (CorralError, asyncio.CancelledError):
         collector.form.abort()
         raise
     except Exception as exc:  # the parser's own errors: a malformed body

@@ -1,7 +1,10 @@
-"""The agent protocol, shared by gateway and agent: versioned JSON messages over one websocket.
+"""The wire contract between control plane and agent: every message both sides send, built and
+parsed here and nowhere else. It sits below every package (like the error hierarchy), so the
+gateway and the agent cannot drift apart.
 
 Level-triggered: the control plane sends the whole desired state with a revision; the agent
-converges and reports what it actually runs, naming the revision it answers. See
+converges and reports what it actually runs, naming the revision it answers. A message of
+another protocol version is refused by both sides with `CLOSE_UNSUPPORTED_VERSION`. See
 docs/agent-protocol.md."""
 
 from __future__ import annotations
@@ -22,6 +25,16 @@ CLOSE_UNKNOWN_SERVER = 4401
 CLOSE_REVOKED = 4403
 CLOSE_REPLACED = 4409
 CLOSE_BAD_MESSAGE = 4400
+CLOSE_UNSUPPORTED_VERSION = 4426
+
+InstanceStatus = Literal["UNDEPLOYED", "DEPLOYING", "STARTING", "STARTED", "STOPPING", "STOPPED",
+                         "DEPLOYMENT_FAILED"]
+"""What an agent may report of one application instance."""
+DesiredStatus = Literal["STARTED", "STOPPED"]
+
+
+class UnsupportedVersion(ValueError):
+    """A well-formed message of a protocol version this side does not speak."""
 
 
 class Message(BaseModel):
@@ -44,7 +57,6 @@ class Hello(Message):
     osInformation: dict[str, Any] = Field(default_factory=dict)
     pythonInformation: dict[str, Any] = Field(default_factory=dict)
     clusterPort: int | None = None
-    appliedRevision: int = 0
 
 
 class ArtifactRef(BaseModel):
@@ -58,7 +70,7 @@ class DesiredApplication(BaseModel):
     name: str
     applicationId: int
     deploymentId: int
-    desiredStatus: Literal["STARTED", "STOPPED"]
+    desiredStatus: DesiredStatus
     artifact: ArtifactRef
     properties: dict[str, str] = Field(default_factory=dict)
 
@@ -91,8 +103,9 @@ class Desired(Message):
 class ApplicationReport(BaseModel):
     name: str
     deploymentId: int
-    status: str
+    status: InstanceStatus
     message: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class ClusterMemberState(BaseModel):
@@ -152,13 +165,22 @@ _adapter: TypeAdapter[Any_] = TypeAdapter(AnyMessage)
 
 
 def decode(raw: str | bytes) -> Any_:
-    """Parse one message; raises ValueError for anything malformed or of another version."""
+    """Parse one message; ValueError for anything malformed, UnsupportedVersion (a ValueError)
+    for a message of another protocol version."""
     data = json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("a message is a JSON object")
     if data.get("v") != VERSION:
-        raise ValueError(f"unsupported protocol version {data.get('v')!r}")
+        raise UnsupportedVersion(f"protocol version {data.get('v')!r} is not supported; this "
+                                 f"side speaks version {VERSION}")
     return _adapter.validate_python(data)
+
+
+def close_code_for(exc: ValueError) -> tuple[int, str]:
+    """The close code and reason that answer a message that could not be decoded."""
+    if isinstance(exc, UnsupportedVersion):
+        return CLOSE_UNSUPPORTED_VERSION, str(exc)[:120]
+    return CLOSE_BAD_MESSAGE, "malformed message"
 
 
 def encode(message: Message) -> str:

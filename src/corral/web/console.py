@@ -14,13 +14,13 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from corral.api.deps import PlaneDep
 from corral.controlplane import ControlPlane
-from corral.db.models import ConnectedApp, User
+from corral.db.models import User
 from corral.db.session import transaction
 from corral.domain import accounts
 from corral.domain.accounts import Principal, Scope
-from corral.domain.errors import CorralError, Unauthenticated
+from corral.errors import CorralError, Unauthenticated
+from corral.http_context import PlaneDep
 from corral.web import filters
 
 SESSION_COOKIE = "corral_session"
@@ -112,10 +112,8 @@ def console_for(request: Request, plane: PlaneDep) -> Console:
         env = next((e for e in envs if e.id == wanted), None) or next(
             (e for e in envs if e.name == "Production"), envs[0])
         scope = accounts.resolve_scope(session, principal, principal.organization_id, env.id)
-        if principal.user_id:
-            who = session.get_one(User, principal.user_id).username
-        else:
-            who = session.get_one(ConnectedApp, principal.client_id).name
+        me = accounts.whoami(session, principal)
+        who = me.username if isinstance(me, User) else me.name
         environments = [{"id": e.id, "name": e.name} for e in envs]
     console = Console(request, plane, token, scope, plane.sealer.mac(token), who, environments,
                       principal)

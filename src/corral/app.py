@@ -1,23 +1,16 @@
-"""The FastAPI application of the control plane."""
+"""The composition root: the control plane's one ASGI application. The REST API and the console
+are installed side by side, so neither package imports the other; both reach the control plane
+through `corral.http_context`, and the agents through `ControlPlane.agents`."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
 from corral import __version__
-from corral.api import (
-    accounts,
-    applications,
-    clusters,
-    errors,
-    health,
-    server_groups,
-    servers,
-    targets,
-)
+from corral.api import routes as api
 from corral.api.middleware import BodyLimit, SecurityHeaders
 from corral.controlplane import ControlPlane
-from corral.web import app as console
+from corral.web import routes as console
 
 
 def create_app(plane: ControlPlane) -> FastAPI:
@@ -29,9 +22,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
         "`X-ANYPNT-ENV-ID`.",
     )
     app.state.plane = plane
-    errors.install(app)
-    for module in (health, accounts, servers, server_groups, clusters, applications, targets):
-        app.include_router(module.router)
+    api.install(app)
     console.install(app)
     app.add_middleware(BodyLimit, max_body=lambda: plane.settings.max_body_bytes,
                        max_upload=lambda: plane.settings.max_artifact_bytes)

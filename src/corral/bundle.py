@@ -1,5 +1,8 @@
-"""Reading a zip's entry count from its end record, before anything opens the archive.
+"""What an application bundle must be: a zip with a Procfile at its root. The control plane
+checks it at upload, `corral app deploy` before it sends, and the agent before it unpacks; the
+same rules, from this one module.
 
+The entry count is read from the zip's end record before anything opens the archive:
 `zipfile.ZipFile` reads the whole central directory into memory, one object per entry: a small
 hostile archive that declares millions of entries costs gigabytes. The end-of-central-directory
 record (and its zip64 form) states the count and the directory's size in a few bytes, so both
@@ -7,7 +10,9 @@ the control plane (at upload) and the agent (before unpacking) refuse such an ar
 
 from __future__ import annotations
 
+import re
 import struct
+import zipfile
 from typing import BinaryIO
 
 MAX_ENTRIES = 10_000
@@ -16,10 +21,52 @@ _EOCD = b"PK\x05\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"
 _ZIP64_EOCD = b"PK\x06\x06"
 _TAIL = 22 + 65535  # the end record and the longest comment
+MAX_PROCFILE_BYTES = 64 * 1024
+_PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$")
 
 
 class ZipRefused(ValueError):
     """Not a zip, or one that declares more than we accept."""
+
+
+class BundleRefused(ZipRefused):
+    """A readable zip that is not an application bundle (no usable Procfile)."""
+
+
+def check_bundle(f: BinaryIO) -> dict[str, str]:
+    """The bundle's Procfile processes; ZipRefused (or BundleRefused) says why it is refused."""
+    check_entries(f)  # before zipfile reads a hostile directory into memory
+    try:
+        with zipfile.ZipFile(f) as archive:
+            try:
+                info = archive.getinfo("Procfile")
+            except KeyError:
+                raise BundleRefused("no Procfile at the archive root") from None
+            if info.file_size > MAX_PROCFILE_BYTES:
+                raise BundleRefused(f"the Procfile is larger than {MAX_PROCFILE_BYTES} bytes")
+            raw = archive.read(info)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError) as exc:
+        raise ZipRefused(f"not a readable zip archive ({exc})") from exc
+    try:
+        return parse_procfile(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BundleRefused("the Procfile is not UTF-8 text") from exc
+
+
+def parse_procfile(text: str) -> dict[str, str]:
+    """`name: command` lines; blank lines and `#` comments are skipped."""
+    processes: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _PROCFILE_LINE.match(line)
+        if not match:
+            raise BundleRefused(f"Procfile line {number} is not `name: command`")
+        processes[match.group(1)] = match.group(2).strip()
+    if not processes:
+        raise BundleRefused("Procfile declares no process")
+    return processes
 
 
 def check_entries(f: BinaryIO, *, max_entries: int = MAX_ENTRIES,

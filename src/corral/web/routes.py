@@ -1,4 +1,5 @@
-"""Mounting the console into the control plane's FastAPI application."""
+"""The console's part of the control plane's application: its pages, static files, and the
+one place where a refusal becomes an error page."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from corral.web import apps, auth, fleet
 from corral.web.actions import PageError
-from corral.web.session import CsrfRejected, LoginRequired, RoleRequired, templates
+from corral.web.console import CsrfRejected, LoginRequired, RoleRequired, templates
 
 
 def install(app: FastAPI) -> None:

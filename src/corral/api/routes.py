@@ -1,0 +1,22 @@
+"""The REST API's part of the control plane's application: ARM's routes and its error bodies."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from corral.api import (
+    accounts,
+    applications,
+    clusters,
+    errors,
+    health,
+    server_groups,
+    servers,
+    targets,
+)
+
+
+def install(app: FastAPI) -> None:
+    errors.install(app)
+    for module in (health, accounts, servers, server_groups, clusters, applications, targets):
+        app.include_router(module.router)

@@ -1,0 +1,25 @@
+"""The control plane's port to its agents. The gateway implements it; api and console reach
+agents only through `ControlPlane.agents`, and get `AgentUnavailable` when one is away."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from corral.errors import AgentUnavailable
+
+
+class AgentLink(Protocol):
+    def logs(self, server_id: int, application: str, lines: int,
+             follow: bool) -> AsyncIterator[list[str]]:
+        """Batches of an application's log lines from the agent of `server_id`; raises
+        `AgentUnavailable` at once when that agent is not connected here."""
+        ...
+
+
+class NoAgents:
+    """A control plane without a gateway (admin commands, in-process tests)."""
+
+    def logs(self, server_id: int, application: str, lines: int,
+             follow: bool) -> AsyncIterator[list[str]]:
+        raise AgentUnavailable("no agent gateway runs in this process")

@@ -1,0 +1,89 @@
+"""Deploy, redeploy, start/stop and delete an application, from the request's data to the
+committed rows. The API and the console call these and nothing else, so each change has one
+path: the same checks, the same order, the same refusals.
+
+Every refusal that does not need the file comes before the upload is kept; the file is checked
+as an application bundle (a zip with a Procfile) before it becomes addressable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from corral.artifacts.multipart import UploadForm
+from corral.db.models import Application, Artifact, Cluster, Server, ServerGroup
+from corral.domain import applications
+from corral.domain.accounts import Scope
+from corral.domain.configuration import from_properties, parse_configuration
+from corral.domain.targets import list_targets
+from corral.errors import InvalidInput
+
+DesiredChange = str
+"""`STARTED` or `STOPPED`."""
+
+
+def deploy(session: Session, scope: Scope, fields: Mapping[str, str], upload: UploadForm,
+           *, properties: dict[str, str] | None = None) -> Application:
+    """A new application from ARM's form: `artifactName`, `targetId`, `configuration` (JSON
+    text) or, from the console, `properties`; and the file."""
+    name = fields.get("artifactName")
+    target = applications.check_deployable(session, scope, name, fields.get("targetId"))
+    configuration = _configuration(fields.get("configuration"), properties, str(name))
+    if upload.file is None:
+        raise InvalidInput("a file part with the artifact is required")
+    artifact = _keep_artifact(session, scope, upload, str(name))
+    return applications.deploy(session, scope, name=str(name), target=target,
+                               artifact=artifact, configuration=configuration or {})
+
+
+def redeploy(session: Session, scope: Scope, app_id: int, fields: Mapping[str, str] | None = None,
+             upload: UploadForm | None = None) -> Application:
+    """A new deployment: the uploaded file and configuration where given, else the current
+    ones again (a new deployment id either way, so every server restarts it)."""
+    app = applications.get(session, scope, app_id)
+    configuration = _configuration((fields or {}).get("configuration"), None, app.name)
+    artifact = None
+    if upload is not None and upload.file is not None:
+        artifact = _keep_artifact(session, scope, upload, app.name)
+    return applications.redeploy(session, scope, app_id, artifact=artifact,
+                                 configuration=configuration)
+
+
+def set_desired_status(session: Session, scope: Scope, app_id: int,
+                       status: DesiredChange) -> Application:
+    return applications.set_desired_status(session, scope, app_id, status)
+
+
+def delete(session: Session, scope: Scope, app_id: int) -> None:
+    """No error when it does not exist (ARM answers 204 either way)."""
+    applications.delete_application(session, scope, app_id)
+
+
+def deployable_targets(session: Session, scope: Scope) -> list[dict[str, Any]]:
+    """What a deploy may name: servers on their own, groups and clusters (a member server is
+    reached through its group or cluster; `applications.resolve_target` refuses it)."""
+    found = []
+    for kind, label in ((Server, "server"), (ServerGroup, "group"), (Cluster, "cluster")):
+        for target in list_targets(session, scope, kind):
+            if applications.not_deployable(target) is None:
+                found.append({"id": target.id, "name": target.name, "kind": label})
+    return found
+
+
+def _configuration(raw: object, properties: dict[str, str] | None,
+                   name: str) -> dict[str, Any] | None:
+    if properties:
+        return from_properties(name, properties)
+    if raw is None or raw == "":
+        return None
+    return parse_configuration(raw)
+
+
+def _keep_artifact(session: Session, scope: Scope, upload: UploadForm, name: str) -> Artifact:
+    upload.check_bundle()
+    assert upload.file is not None
+    blob = upload.file.commit()
+    return applications.record_artifact(session, scope, name=name,
+                                        file_name=upload.file_name, blob=blob)

@@ -1,0 +1,88 @@
+"""One connected agent: its messages in, and the log requests it answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from corral import wire
+from corral.errors import AgentUnavailable
+from corral.pki import ServerIdentity
+
+log = logging.getLogger(__name__)
+LOG_ANSWER_SECONDS = 15.0
+
+
+class AgentConnection:
+    """Desired state goes out through the gateway's pusher; this object remembers the revision
+    last sent so that the pusher sends only what moved."""
+
+    def __init__(self, ws: ServerConnection, who: ServerIdentity, *,
+                 on_heartbeat: Callable[[int], None],
+                 on_report: Callable[[int, wire.Report], None]) -> None:
+        self.ws = ws
+        self.who = who
+        self.sent_revision = -1
+        self._on_heartbeat = on_heartbeat
+        self._on_report = on_report
+        self._log_requests: dict[str, asyncio.Queue[wire.LogLines]] = {}
+
+    @property
+    def server_id(self) -> int:
+        return self.who.server_id
+
+    async def logs(self, application: str, lines: int, follow: bool) -> AsyncIterator[list[str]]:
+        """Ask the agent for an application's log; yields batches of lines."""
+        request = wire.LogsRequest(requestId=uuid.uuid4().hex, application=application,
+                                   lines=lines, follow=follow)
+        queue: asyncio.Queue[wire.LogLines] = asyncio.Queue()
+        self._log_requests[request.requestId] = queue
+        try:
+            try:
+                await self.ws.send(wire.encode(request))
+            except ConnectionClosed as exc:
+                raise AgentUnavailable(f"server {self.server_id} disconnected") from exc
+            while True:
+                get = asyncio.ensure_future(queue.get())
+                closed = asyncio.ensure_future(self.ws.wait_closed())
+                done, _ = await asyncio.wait({get, closed},
+                                             timeout=None if follow else LOG_ANSWER_SECONDS,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                closed.cancel()
+                if get not in done:
+                    get.cancel()
+                    raise AgentUnavailable("the server's agent did not answer")
+                answer = get.result()
+                if answer.error:
+                    raise AgentUnavailable(answer.error)
+                yield answer.lines
+                if answer.done:
+                    return
+        finally:
+            self._log_requests.pop(request.requestId, None)
+            if follow:
+                with contextlib.suppress(ConnectionClosed):
+                    await self.ws.send(wire.encode(wire.LogsCancel(requestId=request.requestId)))
+
+    async def receive_loop(self) -> None:
+        async for raw in self.ws:
+            try:
+                message = wire.decode(raw)
+            except ValueError as exc:
+                log.warning("server %s sent a message we cannot read: %s", self.server_id, exc)
+                await self.ws.close(*wire.close_code_for(exc))
+                return
+            if isinstance(message, wire.Heartbeat):
+                self._on_heartbeat(self.server_id)
+            elif isinstance(message, wire.Report):
+                self._on_report(self.server_id, message)
+            elif isinstance(message, wire.LogLines):
+                queue = self._log_requests.get(message.requestId)
+                if queue is not None:
+                    queue.put_nowait(message)

@@ -1,0 +1,178 @@
+"""The gateway: one mutual-TLS websocket per agent, pushing desired state and taking reports.
+
+Runs in the control plane's event loop beside the REST API. Database work happens in worker
+threads; change notifications arrive from those threads (after each commit) and are handed to
+the loop. The gateway is the control plane's `AgentLink`: api and console reach agents through
+`plane.agents`, never through this class."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from asyncio import sslproto
+from collections.abc import AsyncIterator
+
+from cryptography import x509
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from corral import wire
+from corral.controlplane import ControlPlane
+from corral.db.session import in_worker
+from corral.domain import agents
+from corral.domain.agent_link import NoAgents
+from corral.errors import AgentUnavailable, CorralError
+from corral.gateway.artifacts import stream_artifact
+from corral.gateway.connection import AgentConnection
+from corral.gateway.pusher import Pusher
+from corral.gateway.reports import ReportBatcher
+from corral.gateway.sweeper import Sweeper
+from corral.gateway.tls import TLS_READ_BUFFER, server_tls_context
+from corral.pki import ServerIdentity
+
+log = logging.getLogger(__name__)
+HELLO_TIMEOUT = 15.0
+
+
+class Gateway:
+    def __init__(self, plane: ControlPlane, host: str, port: int) -> None:
+        self.plane = plane
+        self.host = host
+        self.port = port
+        self.connections: dict[int, AgentConnection] = {}
+        self.pusher = Pusher(plane, self.connections)
+        self.reports = ReportBatcher(plane)
+        self.sweeper = Sweeper(plane, self.connections, self.pusher)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._server: Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            ssl=server_tls_context(self.plane),
+            max_size=4 * 1024 * 1024,
+            ping_interval=20,
+            ping_timeout=20,
+            # Messages are small and sent on change only; per-message deflate would keep
+            # ~300 KiB of zlib state per connection, which is most of an idle agent's cost.
+            compression=None,
+            server_header="corral",
+        )
+        self.plane.listeners.append(self._on_change)
+        self.plane.agents = self
+        self._tasks = [asyncio.create_task(self.pusher.run()),
+                       asyncio.create_task(self.reports.run()),
+                       asyncio.create_task(self.sweeper.run())]
+        log.info("agent gateway on wss://%s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._on_change in self.plane.listeners:
+            self.plane.listeners.remove(self._on_change)
+        if self.plane.agents is self:
+            self.plane.agents = NoAgents()
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+        ids = list(self.connections)
+        self.connections.clear()
+        await in_worker(self.plane.sessions, agents.disconnected, ids)
+
+    # --- the AgentLink port ----------------------------------------------------------------
+
+    def logs(self, server_id: int, application: str, lines: int,
+             follow: bool) -> AsyncIterator[list[str]]:
+        conn = self.connections.get(server_id)
+        if conn is None:
+            raise AgentUnavailable(f"server {server_id} is not connected")
+        return conn.logs(application, lines, follow)
+
+    def push(self, server_ids: set[int] | list[int]) -> None:
+        self.pusher.push(server_ids)
+
+    async def sweep(self) -> None:
+        await self.sweeper.sweep()
+
+    # --- notifications from worker threads -------------------------------------------------
+
+    def _on_change(self, changed: set[int], revoked: set[int]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._dispatch, changed, revoked)
+
+    def _dispatch(self, changed: set[int], revoked: set[int]) -> None:
+        for sid in revoked:
+            conn = self.connections.get(sid)
+            if conn is not None:
+                asyncio.ensure_future(Pusher.release(conn))
+        self.pusher.push(changed)
+
+    # --- connections -------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        try:
+            who = self._identify(ws)
+        except (CorralError, ValueError) as exc:
+            await ws.close(wire.CLOSE_UNKNOWN_SERVER, str(exc)[:120])
+            return
+        path = ws.request.path if ws.request else ""
+        try:
+            if path == wire.CONNECT_PATH:
+                await self._agent(ws, who)
+            elif path.startswith(wire.ARTIFACT_PATH):
+                await stream_artifact(self.plane, ws, who, path.removeprefix(wire.ARTIFACT_PATH))
+            else:
+                await ws.close(4404, "no such endpoint")
+        except ConnectionClosed:
+            pass
+
+    def _identify(self, ws: ServerConnection) -> ServerIdentity:
+        ssl_object = ws.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        if not der:
+            raise ValueError("no client certificate")
+        return self.plane.ca.identify(x509.load_der_x509_certificate(der))
+
+    async def _agent(self, ws: ServerConnection, who: ServerIdentity) -> None:
+        try:
+            hello = wire.decode(await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT))
+        except TimeoutError:
+            await ws.close(wire.CLOSE_BAD_MESSAGE, "expected hello")
+            return
+        except ValueError as exc:
+            await ws.close(*wire.close_code_for(exc))
+            return
+        if not isinstance(hello, wire.Hello):
+            await ws.close(wire.CLOSE_BAD_MESSAGE, "expected hello")
+            return
+        try:
+            desired = await in_worker(self.plane.sessions, agents.connected, who, hello,
+                                      self.plane.sealer)
+        except CorralError as exc:
+            log.info("refused server %s: %s", who.server_id, exc.message)
+            await ws.close(wire.CLOSE_REVOKED, exc.message[:120])
+            return
+        conn = AgentConnection(ws, who, on_heartbeat=self.sweeper.heard,
+                               on_report=self.reports.queue)
+        previous = self.connections.get(who.server_id)
+        self.connections[who.server_id] = conn
+        if previous is not None:
+            await previous.ws.close(wire.CLOSE_REPLACED, "replaced by a newer connection")
+        log.info("server %s connected (agent %s)", who.server_id, hello.agentVersion)
+        conn.sent_revision = desired.revision
+        await ws.send(wire.encode(desired))
+        try:
+            await conn.receive_loop()
+        finally:
+            if self.connections.get(who.server_id) is conn:
+                del self.connections[who.server_id]
+                await in_worker(self.plane.sessions, agents.disconnected, [who.server_id])
+                log.info("server %s disconnected", who.server_id)

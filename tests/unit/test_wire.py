@@ -1,0 +1,76 @@
+"""The wire contract: every message survives encode → decode on both sides, statuses are a
+closed set, and another protocol version is refused with a clear close reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from corral import wire
+
+ART = wire.ArtifactRef(sha256="a" * 64, sha1="b" * 40, size=10, fileName="x.zip")
+AGENT_TO_PLANE: list[wire.Message] = [
+    wire.Hello(agentVersion="1", hostname="h", addresses=[wire.Address(ip="10.0.0.5")],
+               clusterPort=7000),
+    wire.Report(revision=3, applications=[
+        wire.ApplicationReport(name="web", deploymentId=2, status="STARTED", port=8080),
+        wire.ApplicationReport(name="job", deploymentId=1, status="DEPLOYMENT_FAILED",
+                               message="exit 1")],
+        cluster=wire.ClusterReport(clusterId=1, primaryNodeId=4,
+                                   members=[wire.ClusterMemberState(serverId=4, alive=True)])),
+    wire.Heartbeat(),
+    wire.LogLines(requestId="r1", lines=["a", "b"], done=True),
+]
+PLANE_TO_AGENT: list[wire.Message] = [
+    wire.Desired(revision=3, serverId=4, serverName="web-1", applications=[
+        wire.DesiredApplication(name="web", applicationId=9, deploymentId=2,
+                                desiredStatus="STARTED", artifact=ART,
+                                properties={"k": "v"})],
+        cluster=wire.ClusterSpec(id=1, name="c", multicastEnabled=False, secret="s",
+                                 members=[wire.ClusterMember(serverId=4, serverIp="10.0.0.5",
+                                                             clusterPort=7000)])),
+    wire.LogsRequest(requestId="r1", application="web", lines=5, follow=True),
+    wire.LogsCancel(requestId="r1"),
+]
+
+
+@pytest.mark.parametrize("message", AGENT_TO_PLANE + PLANE_TO_AGENT,
+                         ids=lambda m: type(m).__name__)
+def test_round_trip(message: wire.Message) -> None:
+    text = wire.encode(message)
+    assert json.loads(text)["v"] == wire.VERSION
+    assert wire.decode(text) == message
+
+
+def test_statuses_are_a_closed_set() -> None:
+    report = json.loads(wire.encode(AGENT_TO_PLANE[1]))
+    report["applications"][0]["status"] = "PWNED"
+    with pytest.raises(ValidationError):
+        wire.decode(json.dumps(report))
+    desired = json.loads(wire.encode(PLANE_TO_AGENT[0]))
+    desired["applications"][0]["desiredStatus"] = "DELETED"
+    with pytest.raises(ValidationError):
+        wire.decode(json.dumps(desired))
+
+
+@pytest.mark.parametrize("message", [AGENT_TO_PLANE[0], PLANE_TO_AGENT[0]],
+                         ids=["agent-to-plane", "plane-to-agent"])
+def test_another_version_is_refused_with_a_reason(message: wire.Message) -> None:
+    newer = json.loads(wire.encode(message))
+    newer["v"] = wire.VERSION + 1
+    with pytest.raises(wire.UnsupportedVersion) as caught:
+        wire.decode(json.dumps(newer))
+    code, reason = wire.close_code_for(caught.value)
+    assert code == wire.CLOSE_UNSUPPORTED_VERSION
+    assert f"version {wire.VERSION + 1}" in reason and f"version {wire.VERSION}" in reason
+    assert len(reason.encode()) <= 123  # what a websocket close frame can carry
+
+
+@pytest.mark.parametrize("raw", ["not json", "[1]", '{"v": 1, "type": "nonsense"}',
+                                 '{"v": 1, "type": "heartbeat", "extra": {}}'[:-1]])
+def test_malformed_is_4400(raw: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        wire.decode(raw)
+    assert wire.close_code_for(caught.value)[0] == wire.CLOSE_BAD_MESSAGE
