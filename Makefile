@@ -18,9 +18,11 @@ install: $(BIN)/corral
 serve: install  ## run the control plane on the embedded default (SQLite in ./corral-data)
 	$(BIN)/corral serve
 
-test: install  ## the whole suite, on SQLite and on PostgreSQL, four workers
+# Four workers on two cores: the process tests spend much of their time waiting. One test at a
+# time per worker, longest first (tests/conftest.py), so that the workers end together.
+test: install  ## the whole suite, on SQLite and on PostgreSQL
 	$(BIN)/python -m compileall -q src bench > /dev/null  # hundreds of processes start from it
-	$(BIN)/python -m pytest -n 4
+	$(BIN)/python -m pytest -n 4 --maxschedchunk 1
 
 clean:
 	rm -rf $(VENV) corral-data .pytest_cache
