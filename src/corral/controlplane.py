@@ -25,7 +25,7 @@ from corral.domain.agent_link import AgentLink, NoAgents
 from corral.domain.desired_state import CHANGED_KEY
 from corral.domain.servers import REVOKED_KEY
 from corral.domain.signin import SignIn
-from corral.domain.throttle import RateLimit, Throttle
+from corral.domain.throttle import RateLimit, RegistrationGate, Throttle
 from corral.pki import CertificateAuthority
 from corral.sealing import Sealer
 
@@ -45,8 +45,7 @@ class ControlPlane:
     sealer: Sealer
     store: ArtifactStore
     signin: SignIn
-    registration_failures: Throttle
-    registration_rate: RateLimit
+    registrations: RegistrationGate
     listeners: list[ChangeListener] = field(default_factory=list)
     agents: AgentLink = field(default_factory=NoAgents)
     """Set by the gateway while it runs in this process."""
@@ -71,8 +70,9 @@ class ControlPlane:
             store=LocalArtifactStore(data_dir / "artifacts"),
             signin=SignIn(readers, sessions,
                           throttle=Throttle(free=settings.login_free_failures)),
-            registration_failures=Throttle(free=settings.login_free_failures),
-            registration_rate=RateLimit(settings.registration_rate_per_minute),
+            registrations=RegistrationGate(
+                Throttle(free=settings.login_free_failures),
+                RateLimit(settings.registration_rate_per_minute)),
         )
         event.listen(plane.sessions, "after_commit", plane._after_commit)
         event.listen(plane.sessions, "after_soft_rollback", _forget_changes)

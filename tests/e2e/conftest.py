@@ -256,6 +256,18 @@ def register_agent(serve: ServeProcess, token: str, name: str, directory: Path,
     )
 
 
+def enroll(serve: ServeProcess, token: str, name: str, directory: Path) -> None:
+    """Register a server with the agent's own registration code, in this process: what
+    `corral agent register` runs, without starting a Python for it (TestRegistration and the
+    security suite run the command itself)."""
+    from corral.agent.register import register
+
+    if serve.tls:
+        register(serve.url, directory, token, name, serve.ca_path)
+    else:
+        register(serve.url, directory, token, name, ca_fingerprint=ca_fingerprint(serve))
+
+
 def _process_cwds() -> list[tuple[int, Path]]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -291,8 +303,7 @@ def agents(tmp_path: Path, control_plane: ServeProcess, operator: Operator) -> I
 
     def make(name: str, *args: str) -> AgentProcess:
         agent = AgentProcess(base / name, args=args)
-        r = register_agent(control_plane, operator.registration_token(), name, agent.directory)
-        assert r.returncode == 0, r.stderr
+        enroll(control_plane, operator.registration_token(), name, agent.directory)
         agent.start()
         started.append(agent)
         operator.wait_server(agent.server_id, "RUNNING")

@@ -28,7 +28,9 @@ from tests.e2e.conftest import (
 from tests.support import eventually
 
 VERSION = "1.6.12"
-CACHE = Path(__file__).resolve().parents[2] / ".cache" / f"anypoint-cli-{VERSION}"
+# in the user's cache folder, like npm's own cache: a fresh clone on the same machine reuses it
+CACHE = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "corral-tests"
+         / f"anypoint-cli-{VERSION}")
 BIN = CACHE / "node_modules" / ".bin" / "anypoint-cli-v4"
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.agent.manifest import HealthCheck
+from corral.wire import InstanceStatus
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +95,14 @@ class AppRunner:
     def __init__(self, spec: RunSpec, on_change: StatusCallback) -> None:
         self.spec = spec
         self.on_change = on_change
-        self.status = "STOPPED"
+        self.status: InstanceStatus = "STOPPED"
         self.message: str | None = None
         self.procs: dict[str, Proc] = {}
         self._watch: asyncio.Task[None] | None = None
 
     # --- status --------------------------------------------------------------------------
 
-    def _set(self, status: str, message: str | None = None) -> None:
+    def _set(self, status: InstanceStatus, message: str | None = None) -> None:
         if (status, message) != (self.status, self.message):
             self.status, self.message = status, message
             log.info("%s: %s%s", self.spec.name, status, f" ({message})" if message else "")
@@ -205,7 +206,8 @@ class AppRunner:
                 failures += 1
                 delay = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1))
                 what = f"process {dead[0].name} {dead[0].exit_description()}"
-                status = "DEPLOYMENT_FAILED" if failures >= FAILED_AFTER else "STARTING"
+                status: InstanceStatus = ("DEPLOYMENT_FAILED" if failures >= FAILED_AFTER
+                                          else "STARTING")
                 self._set(status, f"{what}; restart {failures} in {delay:.1f}s")
                 await asyncio.sleep(delay)
                 for p in dead:

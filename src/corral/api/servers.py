@@ -15,7 +15,7 @@ from corral.db.models import RegistrationToken, Server
 from corral.db.session import transaction
 from corral.domain import registration, servers, views
 from corral.domain.targets import get_target
-from corral.errors import TooManyRequests, Unauthenticated
+from corral.errors import Unauthenticated
 from corral.http_context import PlaneDep, SourceDep
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,7 @@ def register(
     plane: PlaneDep, token: TokenDep, source: SourceDep, body: schemas.RegistrationIn
 ) -> dict[str, Any]:
     """Rate-limited per source address; failed tokens count like failed sign-ins."""
-    keys = (f"source:{source}",)
-    wait = plane.registration_failures.retry_after(*keys) or plane.registration_rate.take(source)
-    if wait:
-        raise TooManyRequests(f"too many registrations from {source}; retry in {wait} s",
-                              retry_after=wait)
+    plane.registrations.admit(source)
     try:
         with transaction(plane.sessions) as session:
             result = registration.register_server(
@@ -104,7 +100,7 @@ def register(
             )
             server_id, server_name = result.server.id, result.server.name
     except Unauthenticated:
-        plane.registration_failures.failed(*keys)
+        plane.registrations.failed(source)
         log.warning("registration refused from %s: bad registration token", source)
         raise
     log.info("server %s (%r) registered from %s", server_id, server_name, source)

@@ -20,9 +20,6 @@ from corral.domain.configuration import from_properties, parse_configuration
 from corral.domain.targets import list_targets
 from corral.errors import InvalidInput
 
-DesiredChange = str
-"""`STARTED` or `STOPPED`."""
-
 
 def deploy(session: Session, scope: Scope, fields: Mapping[str, str], upload: UploadForm,
            *, properties: dict[str, str] | None = None) -> Application:
@@ -51,8 +48,8 @@ def redeploy(session: Session, scope: Scope, app_id: int, fields: Mapping[str, s
                                  configuration=configuration)
 
 
-def set_desired_status(session: Session, scope: Scope, app_id: int,
-                       status: DesiredChange) -> Application:
+def set_desired_status(session: Session, scope: Scope, app_id: int, status: str) -> Application:
+    """Start (`STARTED`) or stop (`STOPPED`) on every server of the target."""
     return applications.set_desired_status(session, scope, app_id, status)
 
 

@@ -11,6 +11,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from corral.errors import TooManyRequests
+
 
 @dataclass
 class _Entry:
@@ -97,3 +99,21 @@ class RateLimit:
 def _whole_seconds(wait: float) -> int:
     """A wait as `Retry-After` states it: whole seconds, rounded up; 0 for none."""
     return int(wait + 0.999) if wait > 0 else 0
+
+
+@dataclass
+class RegistrationGate:
+    """Who may try to register a server now: a rate per source address, and failed tokens
+    counted like failed sign-ins (a wait that grows after the free failures)."""
+
+    failures: Throttle
+    rate: RateLimit
+
+    def admit(self, source: str) -> None:
+        wait = self.failures.retry_after(f"source:{source}") or self.rate.take(source)
+        if wait:
+            raise TooManyRequests(f"too many registrations from {source}; retry in {wait} s",
+                                  retry_after=wait)
+
+    def failed(self, source: str) -> None:
+        self.failures.failed(f"source:{source}")
