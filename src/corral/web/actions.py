@@ -23,6 +23,11 @@ class PageError(Exception):
         self.status = status
         self.message = message
 
+    @classmethod
+    def of(cls, exc: CorralError) -> PageError:
+        """A refusal as a page: the error's own status and message (web/routes.py renders it)."""
+        return cls(exc.http_status, exc.message)
+
 
 def read(console: Console, fn: Callable[[Session], T]) -> T:
     """Load what a page shows; a refusal becomes an error page, never a stack trace."""
@@ -30,7 +35,7 @@ def read(console: Console, fn: Callable[[Session], T]) -> T:
         with transaction(console.plane.readers) as session:
             return fn(session)
     except CorralError as exc:
-        raise PageError(exc.http_status, exc.message) from exc
+        raise PageError.of(exc) from exc
 
 
 def act(console: Console, fn: Callable[[Session], Any], *, then: str | Callable[[Any], str],

@@ -96,5 +96,5 @@ async def log_tail(console: ConsoleDep, app_id: int, server: int,
     except AgentUnavailable as exc:
         return console.render("_logs.html", lines=[], error=exc.message)
     except CorralError as exc:
-        raise PageError(exc.http_status, exc.message) from exc
+        raise PageError.of(exc) from exc
     return console.render("_logs.html", lines=collected, error=None)
