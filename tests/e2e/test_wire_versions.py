@@ -7,6 +7,7 @@ import asyncio
 import json
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def test_agent_refuses_another_version_and_keeps_running(
         assert agent.proc is not None and agent.proc.poll() is None
         assert ask(port)["version"] == "v1"  # the application was left alone
         assert "cannot understand the control plane" in agent.output()
+        # it retries at its long back-off, not in a loop that hammers the control plane
+        time.sleep(2)
+        assert len(closes) <= 2, closes
     finally:
         stop.set()
         thread.join(10)

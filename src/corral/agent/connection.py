@@ -32,6 +32,10 @@ BACKOFF_CAP = 30.0
 REFUSED_CODES = {wire.CLOSE_REVOKED, wire.CLOSE_UNKNOWN_SERVER}
 
 
+class Unreadable(Exception):
+    """The control plane sent a message this agent cannot read (another protocol version)."""
+
+
 class Backoff:
     """Full-jitter exponential back-off: uniform(0, min(cap, base·2ⁿ))."""
 
@@ -112,6 +116,10 @@ class Connection:
                     backoff.attempt = max(backoff.attempt, 10)
                 else:
                     log.warning("connection to the control plane closed (%s)", code)
+            except Unreadable as exc:
+                log.error("cannot understand the control plane: %s; applications keep "
+                          "running, upgrade this agent", exc)
+                backoff.attempt = max(backoff.attempt, 10)
             except (OSError, InvalidHandshake, InvalidStatus, TimeoutError) as exc:
                 log.warning("cannot reach the control plane at %s: %s", url, exc)
             finally:
@@ -141,11 +149,10 @@ class Connection:
                     message = wire.decode(raw)
                 except ValueError as exc:
                     # e.g. a control plane upgraded to a protocol this agent does not speak:
-                    # say so, close, and keep retrying (and running the applications)
-                    code, reason = wire.close_code_for(exc)
-                    log.error("cannot understand the control plane: %s", exc)
-                    await ws.close(code, reason)
-                    return
+                    # close with the reason; run_forever keeps retrying, slowly, while the
+                    # applications keep running
+                    await ws.close(*wire.close_code_for(exc))
+                    raise Unreadable(str(exc)) from exc
                 if isinstance(message, wire.Desired):
                     log.info("desired state revision %d (%d applications)", message.revision,
                              len(message.applications))
