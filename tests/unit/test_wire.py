@@ -74,3 +74,11 @@ def test_malformed_is_4400(raw: str) -> None:
     with pytest.raises(ValueError) as caught:
         wire.decode(raw)
     assert wire.close_code_for(caught.value)[0] == wire.CLOSE_BAD_MESSAGE
+
+
+@pytest.mark.parametrize("port", [0, -1, 65536])
+def test_a_reported_port_is_a_port(port: int) -> None:
+    report = json.loads(wire.encode(AGENT_TO_PLANE[1]))
+    report["applications"][0]["port"] = port
+    with pytest.raises(ValidationError):
+        wire.decode(json.dumps(report))

@@ -110,21 +110,24 @@ class Connection:
                     self.refused()
                     backoff.attempt = max(backoff.attempt, 10)
                 elif code == wire.CLOSE_UNSUPPORTED_VERSION:
-                    log.error("the control plane speaks another protocol version (%s); "
-                              "applications keep running, upgrade this agent",
-                              exc.rcvd.reason if exc.rcvd else "")
-                    backoff.attempt = max(backoff.attempt, 10)
+                    self._cannot_talk(backoff, exc.rcvd.reason if exc.rcvd else "")
                 else:
                     log.warning("connection to the control plane closed (%s)", code)
             except Unreadable as exc:
-                log.error("cannot understand the control plane: %s; applications keep "
-                          "running, upgrade this agent", exc)
-                backoff.attempt = max(backoff.attempt, 10)
+                self._cannot_talk(backoff, str(exc))
             except (OSError, InvalidHandshake, InvalidStatus, TimeoutError) as exc:
                 log.warning("cannot reach the control plane at %s: %s", url, exc)
             finally:
                 self.connected.clear()
             await asyncio.sleep(backoff.next())
+
+    @staticmethod
+    def _cannot_talk(backoff: Backoff, why: str) -> None:
+        """The two sides speak different protocol versions (whichever noticed first): say so
+        and retry at the long back-off; the applications keep running."""
+        log.error("cannot understand the control plane: %s; applications keep running, "
+                  "upgrade this agent", why)
+        backoff.attempt = max(backoff.attempt, 10)
 
     def refused(self) -> None:
         """A deleted or revoked server runs nothing unmanaged: converge to an empty state."""

@@ -96,12 +96,6 @@ class Gateway:
             raise AgentUnavailable(f"server {server_id} is not connected")
         return conn.logs(application, lines, follow)
 
-    def push(self, server_ids: set[int] | list[int]) -> None:
-        self.pusher.push(server_ids)
-
-    async def sweep(self) -> None:
-        await self.sweeper.sweep()
-
     # --- notifications from worker threads -------------------------------------------------
 
     def _on_change(self, changed: set[int], revoked: set[int]) -> None:
