@@ -24,8 +24,11 @@ def get_session(plane: PlaneDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
-"""A writing transaction (on SQLite, these take turns)."""
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+"""A writing transaction (on SQLite, these take turns). It commits when the handler returns,
+before the response is sent (`scope="function"`; FastAPI's default would commit after it): a
+client that has its answer sees its change in the next request, and a commit that fails is
+answered as the failure it is."""
 
 
 def get_read_session(plane: PlaneDep) -> Iterator[Session]:
@@ -33,7 +36,7 @@ def get_read_session(plane: PlaneDep) -> Iterator[Session]:
         yield session
 
 
-ReadSessionDep = Annotated[Session, Depends(get_read_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 """A read-only transaction: never waits for a writer."""
 
 
