@@ -56,7 +56,7 @@ class ControlPlaneProcess:
 
     @property
     def gateway(self) -> str:
-        return f"wss://127.0.0.1:{self.gateway_port}/agent/v1/connect"
+        return f"wss://127.0.0.1:{self.gateway_port}/mule"
 
     @property
     def ca(self) -> Path:
@@ -216,6 +216,18 @@ class Simulators:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def connect_once(cp: ControlPlaneProcess, identities: list[dict[str, str]],
+                 workdir: Path) -> None:
+    """Each agent connects once and goes away: a server that never connected takes no
+    deployment (as in ARM), and a bench of the API should not measure agents' traffic."""
+    sims = Simulators(cp, identities, workdir)
+    try:
+        if not sims.wait(lambda: sims.total_synced() >= len(identities), timeout=600):
+            raise RuntimeError(f"not all {len(identities)} agents connected within 600 s")
+    finally:
+        sims.stop()
 
 
 def percentile(values: list[float], q: float) -> float:

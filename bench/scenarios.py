@@ -14,7 +14,14 @@ from typing import Any
 
 import httpx
 
-from bench.harness import Api, ControlPlaneProcess, Simulators, percentile, register_fleet
+from bench.harness import (
+    Api,
+    ControlPlaneProcess,
+    Simulators,
+    connect_once,
+    percentile,
+    register_fleet,
+)
 
 
 def small_zip() -> bytes:
@@ -126,6 +133,7 @@ def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
                 clients: int = 8, requests: int = 400) -> dict[str, Any]:
     api = Api(cp)
     identities = register_fleet(cp, api, servers, workdir / "api-certs")
+    connect_once(cp, identities, workdir)
     archive = small_zip()
     t0 = time.monotonic()
 
@@ -206,6 +214,7 @@ async def _load(base: str, headers: dict[str, str], method: str, make: Any, coun
 def artifacts(cp: ControlPlaneProcess, workdir: Path, size_mb: int) -> dict[str, Any]:
     api = Api(cp)
     [server] = register_fleet(cp, api, 1, workdir / "artifact-certs")
+    connect_once(cp, [server], workdir)
     path = workdir / f"artifact-{size_mb}mb.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
         with z.open("blob.bin", "w", force_zip64=True) as member:

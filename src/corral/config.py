@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from corral import wire
 from corral.wire import HEARTBEAT_SECONDS
 
 
@@ -75,7 +76,7 @@ class Settings(BaseSettings):
         host = self.public_hostnames[0] if self.public_hostnames else self.host
         if host in ("0.0.0.0", "::"):
             host = "localhost"
-        return f"wss://{host}:{self.gateway_port}/agent/v1/connect"
+        return f"wss://{host}:{self.gateway_port}{wire.ARM_CONNECT_PATH}"
 
     @property
     def api_url(self) -> str:

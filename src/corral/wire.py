@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 VERSION = 1
 CONNECT_PATH = "/agent/v1/connect"
+ARM_CONNECT_PATH = "/mule"
+"""Where ARM's registration points agents (`mcmWebsocketUrl`); the gateway serves the same
+conversation on both paths, and an agent connects to the URL it was given."""
+CONNECT_PATHS = frozenset({CONNECT_PATH, ARM_CONNECT_PATH})
 ARTIFACT_PATH = "/agent/v1/artifacts/"
 HEARTBEAT_SECONDS = 10.0
 CHUNK_BYTES = 256 * 1024

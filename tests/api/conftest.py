@@ -18,8 +18,9 @@ from sqlalchemy import select
 from corral.app import create_app
 from corral.config import Settings
 from corral.controlplane import ControlPlane
-from corral.db.models import Environment
+from corral.db.models import Environment, Server
 from corral.domain import accounts
+from tests.arm_shapes import check_answer
 from tests.support import make_csr
 
 ADMIN_PASSWORD = "correct-horse-battery"
@@ -67,6 +68,7 @@ class Api:
     """A logged-in client that adds the org and env headers of hybrid calls."""
 
     client: TestClient
+    plane: ControlPlane
     token: str
     org_id: str
     env_id: str
@@ -81,11 +83,13 @@ class Api:
         }
 
     def in_env(self, name: str) -> Api:
-        return Api(self.client, self.token, self.org_id, self.envs[name], self.envs)
+        return Api(self.client, self.plane, self.token, self.org_id, self.envs[name], self.envs)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {**self.headers, **kwargs.pop("headers", {})}
-        return self.client.request(method, f"/hybrid/api/v1{path}", headers=headers, **kwargs)
+        r = self.client.request(method, f"/hybrid/api/v1{path}", headers=headers, **kwargs)
+        check_answer(path, r)
+        return r
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         return self.request("GET", path, **kw)
@@ -106,7 +110,9 @@ class Api:
         assert r.status_code == 200, r.text
         return str(r.json()["data"])
 
-    def register(self, name: str, token: str | None = None) -> int:
+    def register(self, name: str, token: str | None = None, *, seen: bool = True) -> int:
+        """A registered server. With `seen`, its agent connected once and is away now
+        (DISCONNECTED), so it takes deployments; a server that never connected does not."""
         r = self.client.post(
             "/hybrid/api/v1/servers",
             headers={"Authorization": f"Bearer {token or self.registration_token()}"},
@@ -114,7 +120,11 @@ class Api:
                   "signatureRequest": make_csr()},
         )
         assert r.status_code == 200, r.text
-        return int(r.json()["serverId"])
+        server_id = int(r.json()["serverId"])
+        if seen:
+            with self.plane.sessions.begin() as s:
+                s.get_one(Server, server_id).status = "DISCONNECTED"
+        return server_id
 
     def deploy(
         self,
@@ -146,4 +156,4 @@ def api(client: TestClient, plane: ControlPlane) -> Api:
         envs = {e.name: e.id for e in s.scalars(select(Environment))}
         org_id = s.scalar(select(Environment.organization_id))
     assert org_id is not None
-    return Api(client, r.json()["access_token"], org_id, envs["Production"], envs)
+    return Api(client, plane, r.json()["access_token"], org_id, envs["Production"], envs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -20,19 +22,41 @@ class TestLogin:
         assert r.status_code == 200
         body = r.json()
         assert body["token_type"] == "bearer"
-        assert body["redirectUrl"] == "/home/"
-        assert len(body["access_token"]) >= 40
+        assert body["redirectUrl"] == "/accounts/#/cs/profile/home"
         assert "url" not in body  # its presence sends ARM's CLI down its MFA branch
+
+    def test_tokens_look_like_arms(self, client: TestClient) -> None:
+        """A UUID: scripts check for 32 hex digits once the dashes are gone."""
+        body = {"username": "admin", "password": ADMIN_PASSWORD}
+        tokens = {client.post("/accounts/login", json=body).json()["access_token"]
+                  for _ in range(3)}
+        assert len(tokens) == 3
+        for token in tokens:
+            assert uuid.UUID(token).version == 4
+            assert len(token.replace("-", "")) == 32
 
     def test_form_login(self, client: TestClient) -> None:
         r = client.post("/accounts/login", data={"username": "admin", "password": ADMIN_PASSWORD})
         assert r.status_code == 200
         assert r.json()["access_token"]
 
-    def test_bad_password_is_401(self, client: TestClient) -> None:
-        r = client.post("/accounts/login", json={"username": "admin", "password": "nope-nope"})
-        assert r.status_code == 401
-        assert r.json() == {"status": 401, "message": "invalid username or password"}
+    def test_query_string_login(self, client: TestClient) -> None:
+        r = client.post("/accounts/login",
+                        params={"username": "admin", "password": ADMIN_PASSWORD})
+        assert r.status_code == 200, r.text
+        assert client.get("/accounts/api/me",
+                          headers=_bearer(r.json()["access_token"])).status_code == 200
+        r = client.post("/accounts/login", params={"username": "admin", "password": "nope-nope"})
+        assert (r.status_code, r.text) == (401, "Unauthorized")
+
+    def test_bad_password_is_401_unauthorized_in_plain_text(self, client: TestClient) -> None:
+        """ARM's answer, which scripts and the mule-maven-plugin look for."""
+        for send in ("json", "data"):
+            r = client.post("/accounts/login",
+                            **{send: {"username": "admin", "password": "nope-nope"}})
+            assert r.status_code == 401
+            assert r.text == "Unauthorized"
+            assert r.headers["content-type"].startswith("text/plain")
 
     def test_unknown_user_is_401(self, client: TestClient) -> None:
         r = client.post("/accounts/login", json={"username": "ghost", "password": "whatever1"})
@@ -135,14 +159,39 @@ class TestWhoAmI:
         body = api.client.get("/accounts/api/me", headers=_bearer(api.token)).json()
         assert body["user"]["username"] == "admin"
         assert body["user"]["organization"]["id"] == api.org_id
+        assert body["access_token"]["access_token"] == api.token
+        assert 3500 <= body["access_token"]["expires_in"] <= 3600
+
+    def test_every_organization_carries_the_tree_lists(self, api: Api) -> None:
+        """The mule-maven-plugin builds the business-group tree from `subOrganizationIds` of
+        `organization` and of every member/contributor entry, and fails without them."""
+        for path in ("/accounts/api/me", "/accounts/api/users/me"):
+            body = api.client.get(path, headers=_bearer(api.token)).json()
+            user = body.get("user", body)
+            for org in [user["organization"], *user["memberOfOrganizations"],
+                        *user["contributorOfOrganizations"]]:
+                assert org["id"] == api.org_id
+                for field in ("subOrganizationIds", "parentOrganizationIds",
+                              "tenantOrganizationIds"):
+                    assert org[field] == [], (path, field)
+
+    def test_hierarchy(self, api: Api) -> None:
+        r = api.client.get(f"/accounts/api/organizations/{api.org_id}/hierarchy",
+                           headers=_bearer(api.token))
+        assert r.status_code == 200
+        body = r.json()
+        assert (body["id"], body["subOrganizations"], body["subOrganizationIds"]) == (
+            api.org_id, [], [])
+        other = api.client.get(f"/accounts/api/organizations/{uuid.uuid4()}/hierarchy",
+                               headers=_bearer(api.token))
+        assert other.status_code == 404
 
     def test_users_me_is_flat_with_orgs(self, api: Api) -> None:
         body = api.client.get("/accounts/api/users/me", headers=_bearer(api.token)).json()
         assert body["username"] == "admin"
         assert body["createdAt"].endswith("Z")
-        assert body["memberOfOrganizations"] == [
-            {"id": api.org_id, "name": "Corral", "isRoot": True}
-        ]
+        [org] = body["memberOfOrganizations"]
+        assert (org["id"], org["name"], org["isRoot"]) == (api.org_id, "Corral", True)
         assert "user" not in body
 
     def test_profile(self, api: Api) -> None:
@@ -172,6 +221,45 @@ class TestOrganizations:
         )
         assert one.status_code == 200
         assert one.json() == env
+        assert {len(e["clientId"]) for e in body["data"]} == {32}
+        assert len({e["clientId"] for e in body["data"]}) == 2
+
+    def test_members(self, api: Api) -> None:
+        """Any member may list names (anypoint-cli resolves alert recipients so); a viewer sees
+        no roles."""
+        api.client.post(f"/accounts/api/organizations/{api.org_id}/users",
+                        headers=_bearer(api.token),
+                        json={"username": "vera", "password": "viewer-password-1"})
+        viewer = api.client.post("/accounts/login", json={
+            "username": "vera", "password": "viewer-password-1"}).json()["access_token"]
+        r = api.client.get(f"/accounts/api/organizations/{api.org_id}/members",
+                           headers=_bearer(viewer))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["total"] == 2
+        assert {m["username"] for m in body["data"]} == {"admin", "vera"}
+        assert all("role" not in m and "id" in m for m in body["data"])
+
+    def test_connected_app_details(self, api: Api) -> None:
+        created = api.client.post("/accounts/api/connectedApplications",
+                                  headers=_bearer(api.token), json={"client_name": "ci"}).json()
+        path = f"/accounts/api/organizations/{api.org_id}/clients/{created['client_id']}"
+        r = api.client.get(path, headers=_bearer(api.token))
+        assert r.status_code == 200
+        assert r.json()["client_name"] == "ci" and "client_secret" not in r.json()
+        own = api.client.post("/accounts/api/v2/oauth2/token", json={
+            "grant_type": "client_credentials", "client_id": created["client_id"],
+            "client_secret": created["client_secret"]}).json()["access_token"]
+        assert api.client.get(path, headers=_bearer(own)).json()["client_id"] == \
+            created["client_id"]
+        other = api.client.post("/accounts/api/connectedApplications", headers=_bearer(
+            api.token), json={"client_name": "other"}).json()
+        r = api.client.get(f"/accounts/api/organizations/{api.org_id}/clients/"
+                           f"{other['client_id']}", headers=_bearer(own))
+        assert r.status_code == 403  # a viewer app reads only itself
+        r = api.client.get(f"/accounts/api/organizations/{api.org_id}/clients/nope",
+                           headers=_bearer(api.token))
+        assert r.status_code == 404
 
     def test_other_org_is_403_unknown_is_404(self, api: Api) -> None:
         r = api.client.get(

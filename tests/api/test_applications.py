@@ -36,10 +36,11 @@ class TestDeploy:
         assert app["artifact"]["name"] == "web"
         assert app["artifact"]["fileName"] == "web.zip"
         assert app["artifact"]["fileChecksum"] == hashlib.sha1(archive).hexdigest()
-        assert app["artifact"]["storageId"] == hashlib.sha256(archive).hexdigest()
+        assert app["artifact"]["storageId"] == app["artifact"]["id"]
+        assert app["artifact"]["sha256"] == hashlib.sha256(archive).hexdigest()
         assert app["artifact"]["fileSize"] == len(archive)
         assert app["target"]["id"] == sid and app["target"]["type"] == "SERVER"
-        assert app["target"]["status"] == "CREATED"
+        assert app["target"]["status"] == "DISCONNECTED"
         props = app["configuration"]["mule.agent.application.properties.service"]
         assert props["applicationName"] == "web"
         [inst] = app["serverArtifacts"]
@@ -115,6 +116,19 @@ class TestDeploy:
         assert r.status_code == 409
         assert "web" in r.json()["message"]
 
+    def test_never_connected_server_is_refused(self, api: Api, plane: ControlPlane) -> None:
+        """As ARM: "the target must be a running server". A server that connected once and is
+        away takes the deployment (it converges on return)."""
+        fresh = api.register("fresh", seen=False)
+        r = api.deploy("web", fresh)
+        assert r.status_code == 409
+        assert "never connected" in r.json()["message"]
+        assert api.get("/applications").json()["total"] == 0
+        with plane.sessions() as s:
+            assert s.scalar(select(func.count()).select_from(Artifact)) == 0
+        away = api.register("away")  # DISCONNECTED
+        assert api.deploy("web", away).status_code == 202
+
     def test_server_inside_a_group_is_not_a_target(self, api: Api) -> None:
         sid = api.register("a")
         gid = api.post("/serverGroups", json={"name": "G", "serverIds": [sid]}).json()["data"]["id"]
@@ -162,6 +176,22 @@ class TestRead:
         assert api.get("/applications", params={"limit": 0}).status_code == 400
         assert api.in_env("Sandbox").get("/applications").json()["total"] == 0
 
+    def test_sort_and_a_limit_above_the_cap(self, api: Api) -> None:
+        """anypoint-cli always sends `sort`; a `limit` above the page cap is lowered to it."""
+        a = api.register("a")
+        for name in ("bravo", "alpha", "charlie"):
+            api.deploy(name, a)
+        def names(**params: object) -> list[str]:
+            r = api.get("/applications", params=params)
+            assert r.status_code == 200, r.text
+            return [x["name"] for x in r.json()["data"]]
+        assert names(sort="timeCreated") == ["bravo", "alpha", "charlie"]
+        assert names(sort="name") == ["alpha", "bravo", "charlie"]
+        assert names(sort="-name", limit=2) == ["charlie", "bravo"]
+        assert names(limit=10**6, offset=0, sort="timeCreated") == ["bravo", "alpha", "charlie"]
+        r = api.get("/applications", params={"sort": "color"})
+        assert r.status_code == 400 and "sort" in r.json()["message"]
+
     def test_get_by_name_fails_so_clients_fall_back(self, api: Api) -> None:
         sid = api.register("a")
         api.deploy("web", sid)
@@ -205,15 +235,19 @@ class TestChange:
     def test_bad_status_bodies(self, api: Api) -> None:
         sid = api.register("a")
         app_id = api.deploy("web", sid).json()["data"]["id"]
-        for body in ({"desiredStatus": "RUNNING"}, {"desiredStatus": 5},
-                     {"desiredStatus": "STOPPED", "extra": 1}, [1, 2]):
+        for body in ({"desiredStatus": "RUNNING"}, {"desiredStatus": 5}, {"id": app_id},
+                     [1, 2]):
             r = api.patch(f"/applications/{app_id}", json=body)
             assert r.status_code == 400, body
+        # what ARM's clients send along (the object's id) is ignored
+        r = api.patch(f"/applications/{app_id}", json={"id": app_id, "desiredStatus": "STOPPED"})
+        assert r.status_code == 200, r.text
+        assert r.json()["data"]["desiredStatus"] == "STOPPED"
         r = api.patch(f"/applications/{app_id}", content=b"{oops",
                       headers={"content-type": "application/json"})
         assert r.status_code == 400
         assert api.patch("/applications/424242", json={"desiredStatus": "STOPPED"}).status_code == 404
-        assert api.get(f"/applications/{app_id}").json()["data"]["desiredStatus"] == "STARTED"
+        assert api.get(f"/applications/{app_id}").json()["data"]["desiredStatus"] == "STOPPED"
 
     def test_redeploy_with_new_file(self, api: Api, plane: ControlPlane) -> None:
         sid = api.register("a")
@@ -269,5 +303,7 @@ class TestDelete:
         assert api.get(f"/applications/{app_id}").status_code == 404
         assert api.delete(f"/applications/{app_id}").status_code == 204
         assert api.delete("/applications/123456").status_code == 204
+        for odd in ("web", "-1", "1e9", "99999999999999999999", "%C3%A9"):
+            assert api.delete(f"/applications/{odd}").status_code == 204, odd
         with plane.sessions() as s:
             assert s.get_one(Server, sid).desired_state["applications"] == []

@@ -24,7 +24,7 @@ def _running_spec(plane: ControlPlane, server_id: int) -> list[tuple[str, int, s
 
 class TestCreate:
     def test_ids_as_strings_answered_as_numbers(self, api: Api) -> None:
-        a, b = api.register("a"), api.register("b")
+        a, b = api.register("a", seen=False), api.register("b", seen=False)
         r = api.post("/serverGroups", json={"name": "G", "serverIds": [str(a), str(b)]})
         assert r.status_code == 201, r.text
         group = r.json()["data"]

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from corral.client import Client
+from tests.arm_shapes import check_answer
 from tests.support import eventually
 
 CORRAL = [sys.executable, "-m", "corral"]
@@ -121,10 +122,11 @@ def serve(tmp_path: Path, database_url: str) -> Iterator[ServeProcess]:
 class Operator:
     """Logs in (as admin unless told) and drives the hybrid API of a running control plane."""
 
-    def __init__(self, serve: ServeProcess, password: str, username: str = "admin") -> None:
+    def __init__(self, serve: ServeProcess, password: str, username: str = "admin",
+                 environment: str = "Production") -> None:
         self.client = Client(serve.url, verify=serve.verify, timeout=30)
         self.client.login(username, password)
-        self.client.use_environment("Production")
+        self.client.use_environment(environment)
         self.http = self.client.http  # bare: no token unless a test passes `headers`
         self.headers = self.client.headers
         self.serve = serve
@@ -134,6 +136,7 @@ class Operator:
         r = self.http.request(method, f"/hybrid/api/v1{path}", headers=headers, **kw)  # type: ignore[arg-type]
         if expect is not None:
             assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
+        check_answer(path, r)
         return r
 
     def data(self, path: str) -> Any:
@@ -301,12 +304,14 @@ def agents(tmp_path: Path, control_plane: ServeProcess, operator: Operator) -> I
     base = Path(tempfile.mkdtemp(prefix="corral-agents-"))
     base.chmod(0o711)
 
-    def make(name: str, *args: str) -> AgentProcess:
+    def make(name: str, *args: str, on: Operator | None = None) -> AgentProcess:
+        """`on`: the operator of another environment, to register there."""
+        who = on or operator
         agent = AgentProcess(base / name, args=args)
-        enroll(control_plane, operator.registration_token(), name, agent.directory)
+        enroll(control_plane, who.registration_token(), name, agent.directory)
         agent.start()
         started.append(agent)
-        operator.wait_server(agent.server_id, "RUNNING")
+        who.wait_server(agent.server_id, "RUNNING")
         return agent
 
     yield make

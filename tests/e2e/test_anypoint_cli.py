@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     app_port,
     app_zip,
     ask,
+    free_port,
 )
 from tests.support import eventually
 
@@ -200,3 +201,36 @@ def test_clusters_and_server_delete(fleet: Fleet, operator: Operator) -> None:
 
     cli("runtime-mgr:server:delete", str(b.server_id))
     assert [s["id"] for s in operator.data("/servers")] == [a.server_id]
+
+
+@pytest.mark.slow
+@pytest.mark.every_database
+def test_copy_between_environments_to_a_cluster_with_a_node_down(
+    fleet: Fleet, operator: Operator, control_plane: ServeProcess,
+    agents: Callable[..., AgentProcess],
+) -> None:
+    """`copy` waits until the copy reports STARTED, STOPPED or DEPLOYMENT_FAILED. On a cluster
+    the application is STARTED while it runs on one node (ARM's rule), so a node that is down
+    does not hold the copy for ever."""
+    cli, a = fleet.cli, fleet.a
+    app = operator.deploy("svc", a.server_id, app_zip("v1", procfile="web: python3 app.py\n"))
+    operator.wait_app(app["id"], "STARTED")
+    sandbox = Operator(control_plane, ADMIN_PASSWORD, environment="Sandbox")
+    nodes = [agents(f"arm-n{i}", "--cluster-port", str(free_port()), on=sandbox)
+             for i in range(2)]
+    sandbox.call("POST", "/clusters", expect=201, json={
+        "name": "sandbox-ring", "multicastEnabled": False,
+        "servers": [{"serverId": n.server_id, "serverIp": "127.0.0.1"} for n in nodes]})
+    nodes[1].stop()
+    sandbox.wait_server(nodes[1].server_id, "DISCONNECTED")
+
+    org = operator.headers["X-ANYPNT-ORG-ID"]  # the CLI looks environments up by org id
+    out = cli("runtime-mgr:standalone-application:copy", f"{org}:Production/svc",
+              f"{org}:Sandbox/svc", "sandbox-ring")
+    assert "Application copied" in out
+    [copied] = sandbox.data("/applications")
+    assert (copied["name"], copied["target"]["name"]) == ("svc", "sandbox-ring")
+    assert (copied["lastReportedStatus"], copied["started"]) == ("STARTED", True)
+    assert copied["detailedStatus"] == "PARTIALLY_STARTED"  # Corral's finer word, beside ARM's
+    assert ask(app_port(nodes[0], "svc"))["version"] == "v1"
+    assert [x["id"] for x in operator.data("/applications")] == [app["id"]]  # source untouched

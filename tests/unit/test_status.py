@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from corral.domain.status import aggregate_application, aggregate_servers
+from corral.domain.status import (
+    ApplicationStatus,
+    Instance,
+    aggregate_application,
+    aggregate_servers,
+    application_status,
+    target_status,
+)
 
 
 @pytest.mark.parametrize(
@@ -37,3 +44,65 @@ def test_application(statuses: list[str], expected: str) -> None:
 )
 def test_servers(statuses: list[str], expected: str) -> None:
     assert aggregate_servers(statuses) == expected
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ([], "CREATED"),
+        (["RUNNING", "DISCONNECTED"], "RUNNING"),  # ARM's words: no PARTIALLY_RUNNING
+        (["DISCONNECTED", "DISCONNECTED"], "DISCONNECTED"),
+        (["CREATED", "CREATED"], "CREATED"),
+    ],
+)
+def test_target_status_in_arm_words(statuses: list[str], expected: str) -> None:
+    assert target_status(statuses) == expected
+
+
+ARM_WORDS = {"UNDEPLOYED", "STARTED", "STOPPED", "DEPLOYMENT_FAILED"}
+
+
+def _status(*instances: tuple[str, bool], desired: str = "STARTED", redeployed: bool = False,
+            cluster: bool = False) -> ApplicationStatus:
+    return application_status([Instance(s, c) for s, c in instances], desired=desired,
+                              redeployed=redeployed, cluster=cluster)
+
+
+@pytest.mark.parametrize(
+    ("instances", "cluster", "reported", "detailed"),
+    [
+        ([], False, "UNDEPLOYED", "UNDEPLOYED"),
+        ([("DEPLOYING", True)], False, "UNDEPLOYED", "DEPLOYING"),
+        ([("STARTED", True), ("STARTED", True)], False, "STARTED", "STARTED"),
+        ([("STARTED", True), ("STARTING", True)], False, "UNDEPLOYED", "PARTIALLY_STARTED"),
+        ([("STARTED", True), ("STOPPED", True)], False, "STOPPED", "PARTIALLY_STARTED"),
+        ([("STARTED", True), ("DEPLOYMENT_FAILED", True)], False, "DEPLOYMENT_FAILED",
+         "DEPLOYMENT_FAILED"),
+        # a group server that is away keeps its last report and does not hold the others back
+        ([("STARTED", True), ("UNDEPLOYED", False)], False, "STARTED", "PARTIALLY_STARTED"),
+        # every server away: their last reports
+        ([("STARTED", False), ("STARTED", False)], False, "STARTED", "STARTED"),
+        # a cluster is STARTED while it runs on at least one node (ARM's documentation)
+        ([("STARTED", True), ("STOPPED", True)], True, "STARTED", "PARTIALLY_STARTED"),
+        ([("STARTED", True), ("DEPLOYMENT_FAILED", True)], True, "STARTED",
+         "DEPLOYMENT_FAILED"),
+        ([("STOPPING", True), ("STOPPED", True)], True, "STOPPED", "DEPLOYING"),
+    ],
+)
+def test_application_status_in_arm_words(
+    instances: list[tuple[str, bool]], cluster: bool, reported: str, detailed: str
+) -> None:
+    status = _status(*instances, cluster=cluster)
+    assert (status.reported, status.detailed) == (reported, detailed)
+    assert status.reported in ARM_WORDS
+    assert status.started == (reported == "STARTED")
+
+
+def test_desired_reads_updated_while_a_redeploy_settles() -> None:
+    settling = [("STARTED", True), ("DEPLOYING", True), ("STARTING", False)]
+    assert _status(*settling, redeployed=True).desired == "UPDATED"
+    assert _status(*settling, redeployed=False).desired == "STARTED"  # a first deploy
+    assert _status(*settling, redeployed=True, desired="STOPPED").desired == "STOPPED"
+    # settled: every connected instance started or failed; the away one does not count
+    done = [("STARTED", True), ("DEPLOYMENT_FAILED", True), ("DEPLOYING", False)]
+    assert _status(*done, redeployed=True).desired == "STARTED"

@@ -94,7 +94,7 @@ class Connection:
 
     async def run_forever(self) -> None:
         backoff = Backoff()
-        url = self.identity.gateway_base + wire.CONNECT_PATH
+        url = self.identity.connect_url
         while True:
             try:
                 async with connect(url, ssl=self.tls, open_timeout=10, ping_interval=20,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from corral import wire
+
 
 class AgentError(Exception):
     """A failure the agent explains to its operator in one sentence."""
@@ -28,6 +30,13 @@ class Identity:
         """`wss://host:port` of the gateway (the connect URL without its path)."""
         scheme, rest = self.gatewayUrl.split("://", 1)
         return f"{scheme}://{rest.split('/', 1)[0]}"
+
+    @property
+    def connect_url(self) -> str:
+        """The URL registration gave (ARM's `wss://host:port/mule`); Corral's own path when it
+        gave none."""
+        has_path = "/" in self.gatewayUrl.split("://", 1)[-1].rstrip("/")
+        return self.gatewayUrl if has_path else self.gateway_base + wire.CONNECT_PATH
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
 from corral.api import schemas
-from corral.api.bodies import json_or_form, openapi_json_or_form
-from corral.api.deps import AdminDep, PrincipalDep, ReadSessionDep, SessionDep
-from corral.db.models import ConnectedApp, User
+from corral.api.bodies import json_or_form, openapi_json_or_form, read_small
+from corral.api.deps import AdminDep, PrincipalDep, ReadSessionDep, SessionDep, TokenDep
+from corral.db.models import ConnectedApp, User, now_ms
 from corral.domain import accounts, views
 from corral.domain.accounts import Principal
-from corral.errors import InvalidInput
+from corral.errors import InvalidInput, Unauthenticated
 from corral.http_context import PlaneDep, SourceDep
 
 router = APIRouter(prefix="/accounts", tags=["access management"])
@@ -24,13 +25,26 @@ router = APIRouter(prefix="/accounts", tags=["access management"])
     "/login",
     response_model=schemas.LoginOut,
     openapi_extra=openapi_json_or_form(schemas.LoginIn),
-    responses={429: {"model": schemas.ErrorOut}},
+    responses={401: {"content": {"text/plain": {"example": "Unauthorized"}}},
+               429: {"model": schemas.ErrorOut}},
 )
-async def login(request: Request, plane: PlaneDep, source: SourceDep) -> dict[str, Any]:
-    body = await json_or_form(request, schemas.LoginIn)
-    token = await run_in_threadpool(plane.signin.login, body.username, body.password, source,
-                                    plane.settings.user_token_ttl_seconds)
-    return {"access_token": token, "token_type": "bearer", "redirectUrl": "/home/"}
+async def login(request: Request, plane: PlaneDep, source: SourceDep) -> Any:
+    """JSON, form fields, or (as some scripts send them) `username` and `password` in the query
+    string. Bad credentials answer 401 with the plain-text body `Unauthorized`, ARM's answer,
+    which scripts and the mule-maven-plugin look for."""
+    raw = await read_small(request)
+    if not raw.strip() and "username" in request.query_params:
+        body = schemas.LoginIn.model_validate(dict(request.query_params))
+    else:
+        body = await json_or_form(request, schemas.LoginIn, raw)
+    try:
+        token = await run_in_threadpool(plane.signin.login, body.username, body.password,
+                                        source, plane.settings.user_token_ttl_seconds)
+    except Unauthenticated:
+        return PlainTextResponse("Unauthorized", status_code=401,
+                                 headers={"WWW-Authenticate": "Bearer"})
+    return {"access_token": token, "token_type": "bearer",
+            "redirectUrl": "/accounts/#/cs/profile/home"}
 
 
 @router.post(
@@ -61,8 +75,9 @@ def _me(session: Session, principal: Principal) -> dict[str, Any]:
 
 
 @router.get("/api/me")
-def me(session: ReadSessionDep, principal: PrincipalDep) -> dict[str, Any]:
-    token = {"expires_at": principal.expires_at, "token_type": "bearer"}
+def me(session: ReadSessionDep, principal: PrincipalDep, raw_token: TokenDep) -> dict[str, Any]:
+    token = {"access_token": raw_token,
+             "expires_in": max(0, (principal.expires_at - now_ms()) // 1000)}
     if principal.user_id is not None:
         return {"access_token": token, "user": _me(session, principal)}
     app = session.get_one(ConnectedApp, principal.client_id)
@@ -87,6 +102,37 @@ def profile(session: ReadSessionDep, principal: PrincipalDep) -> dict[str, Any]:
 @router.get("/api/organizations/{org_id}", response_model=schemas.OrganizationOut)
 def get_organization(session: ReadSessionDep, principal: PrincipalDep, org_id: str) -> dict[str, Any]:
     return views.organization(accounts.own_organization(session, principal, org_id))
+
+
+@router.get("/api/organizations/{org_id}/hierarchy", response_model=schemas.HierarchyOut)
+def get_hierarchy(session: ReadSessionDep, principal: PrincipalDep, org_id: str) -> dict[str, Any]:
+    """The business-group tree (older mule-maven-plugin versions walk it): one organization."""
+    return views.hierarchy(accounts.own_organization(session, principal, org_id))
+
+
+@router.get(
+    "/api/organizations/{org_id}/members", response_model=schemas.DataList[schemas.MemberOut]
+)
+def list_members(session: ReadSessionDep, principal: PrincipalDep, org_id: str) -> dict[str, Any]:
+    """Any member may list the organization's users (anypoint-cli resolves alert recipients
+    with it); names and addresses only, never roles or environments."""
+    org = accounts.own_organization(session, principal, org_id)
+    found = accounts.list_users(session, org.id)
+    return {"data": [views.member(u) for u in found], "total": len(found)}
+
+
+@router.get(
+    "/api/organizations/{org_id}/clients/{client_id}", response_model=schemas.ConnectedAppOut,
+    response_model_exclude_unset=True,
+)
+def get_client(
+    session: ReadSessionDep, principal: PrincipalDep, org_id: str, client_id: str
+) -> dict[str, Any]:
+    """A connected app's details: for an admin, or for the app itself."""
+    org = accounts.own_organization(session, principal, org_id)
+    if principal.client_id != client_id:
+        principal.require("admin")
+    return views.connected_app(accounts.get_connected_app(session, org.id, client_id))
 
 
 @router.get(

@@ -22,6 +22,7 @@ from corral.http_context import PlaneDep, read_upload
 
 router = APIRouter(prefix="/hybrid/api/v1/applications", tags=["applications"])
 MAX_LOG_LINE = 32 * 1024
+PAGE_CAP = 1000
 One = schemas.Data[schemas.ApplicationOut]
 
 _FILE = {"type": "string", "format": "binary"}
@@ -83,12 +84,16 @@ def list_applications(
     target_id: int | None = Query(None, alias="targetId"),
     artifact_name: str | None = Query(None, alias="artifactName"),
     offset: int = Query(0, ge=0, le=2**31 - 1),
-    limit: int | None = Query(None, ge=1, le=1000),
+    limit: int | None = Query(None, ge=1, le=2**31 - 1),
+    sort: str | None = Query(None, max_length=32,
+                             description="timeCreated, timeUpdated, name or id; -name: "
+                                         "descending"),
 ) -> JSONResponse:
-    """Without `limit`, every application (ARM's clients look applications up by name)."""
+    """Without `limit`, every application (ARM's clients look applications up by name); a
+    `limit` above the page cap is lowered to it, as ARM does."""
     apps, total = applications.list_applications(
         session, scope, target_id=target_id, artifact_name=artifact_name,
-        offset=offset, limit=limit,
+        offset=offset, limit=None if limit is None else min(limit, PAGE_CAP), sort=sort,
     )
     return envelope.many([views.application(a) for a in apps], total)
 
@@ -135,9 +140,11 @@ async def patch_application(
 
 
 @router.delete("/{app_id}", status_code=204)
-def delete_application(session: SessionDep, scope: OperatorScopeDep, app_id: int) -> Response:
-    """204 whether or not it existed (ARM's contract)."""
-    deployments.delete(session, scope, app_id)
+def delete_application(session: SessionDep, scope: OperatorScopeDep, app_id: str) -> Response:
+    """204 whether or not it existed, whatever the id (ARM's contract: clients delete and then
+    poll until GET answers 404)."""
+    if app_id.isascii() and app_id.isdigit() and len(app_id) <= 12:
+        deployments.delete(session, scope, int(app_id))
     return Response(status_code=204)
 
 

@@ -66,6 +66,17 @@ def add_server(
     return {"data": views.cluster(cluster)}
 
 
+@router.patch("/{cluster_id}/servers/{server_id}", response_model=One,
+              response_model_exclude_unset=True)
+def modify_member(
+    session: SessionDep, scope: OperatorScopeDep, cluster_id: int, server_id: int,
+    body: schemas.ClusterMemberPatchIn,
+) -> dict[str, Any]:
+    """`{"serverIp"}`: where the member is reached (ARM's "modify clustering information")."""
+    cluster = clusters.set_member_ip(session, scope, cluster_id, server_id, body.serverIp)
+    return {"data": views.cluster(cluster)}
+
+
 @router.delete("/{cluster_id}/servers/{server_id}", status_code=204)
 def remove_server(
     session: SessionDep, scope: OperatorScopeDep, cluster_id: int, server_id: int

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from corral.api import (
     accounts,
     applications,
+    armui,
     clusters,
     errors,
     health,
@@ -18,5 +19,6 @@ from corral.api import (
 
 def install(app: FastAPI) -> None:
     errors.install(app)
-    for module in (health, accounts, servers, server_groups, clusters, applications, targets):
+    for module in (health, accounts, servers, server_groups, clusters, applications, targets,
+                   armui):
         app.include_router(module.router)

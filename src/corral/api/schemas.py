@@ -63,8 +63,14 @@ class RegistrationTokenIn(Strict):
     expiresInSeconds: int | None = Field(default=None, ge=60, le=365 * 24 * 3600)
 
 
-class RenameIn(Strict):
+class RenameIn(Lenient):
+    """ARM's clients send the object's `id` along; it is ignored."""
+
     name: str
+
+
+class ClusterMemberPatchIn(Lenient):
+    serverIp: str
 
 
 class ServerGroupIn(Lenient):
@@ -83,7 +89,9 @@ class ClusterIn(Lenient):
     servers: list[ClusterMemberIn] = Field(default_factory=list)
 
 
-class DesiredStatusIn(Strict):
+class DesiredStatusIn(Lenient):
+    """Fields sent along (`id`, `name`) are ignored; an unknown status is refused."""
+
     desiredStatus: Literal["STARTED", "STOPPED"]
 
 
@@ -137,7 +145,7 @@ class ConnectedAppIn(Lenient):
 class LoginOut(BaseModel):
     access_token: str
     token_type: str = "bearer"
-    redirectUrl: str = "/home/"
+    redirectUrl: str = "/accounts/#/cs/profile/home"
 
 
 class RegistrationTokenOut(BaseModel):
@@ -155,6 +163,27 @@ class OrganizationRef(BaseModel):
     id: str
     name: str
     isRoot: bool = True
+    isMaster: bool = True
+    parentId: str | None = None
+    parentName: str | None = None
+    subOrganizationIds: list[str] = Field(
+        default_factory=list, description="the mule-maven-plugin walks the tree through it")
+    parentOrganizationIds: list[str] = Field(default_factory=list)
+    tenantOrganizationIds: list[str] = Field(default_factory=list)
+
+
+class HierarchyOut(OrganizationRef):
+    subOrganizations: list[Any] = Field(default_factory=list)
+    tenantOrganizations: list[Any] = Field(default_factory=list)
+
+
+class MemberOut(BaseModel):
+    id: str
+    username: str
+    firstName: str
+    lastName: str
+    email: str
+    enabled: bool = True
 
 
 class EnvironmentOut(BaseModel):
@@ -163,6 +192,7 @@ class EnvironmentOut(BaseModel):
     organizationId: str
     isProduction: bool
     type: str
+    clientId: str
 
 
 class OrganizationOut(OrganizationRef):
@@ -228,7 +258,8 @@ class ServerGroupOut(Wire):
     timeUpdated: int
     name: str
     type: Literal["SERVER_GROUP"]
-    status: str
+    status: str = Field(description="RUNNING while any of its servers runs (ARM's words)")
+    detailedStatus: str = Field(description="Corral: PARTIALLY_RUNNING and the like")
     servers: list[ServerOut]
 
 
@@ -249,7 +280,8 @@ class ClusterOut(Wire):
     name: str
     type: Literal["CLUSTER"]
     multicastEnabled: bool
-    status: str
+    status: str = Field(description="RUNNING while any of its servers runs (ARM's words)")
+    detailedStatus: str = Field(description="Corral: PARTIALLY_RUNNING and the like")
     primaryNodeId: int | None = None
     servers: list[ServerOut]
     visibilityMap: VisibilityMap
@@ -260,12 +292,13 @@ TargetOut = Annotated[ServerOut | ServerGroupOut | ClusterOut, Field(discriminat
 
 class ArtifactOut(BaseModel):
     id: int
-    storageId: str
+    storageId: int
     name: str
     fileName: str
     fileChecksum: str = Field(description="SHA-1 of the file, hex")
     fileSize: int
     timeUpdated: int
+    sha256: str = Field(description="Corral: SHA-256 of the file, the store's address")
 
 
 class ServerArtifactOut(BaseModel):
@@ -273,6 +306,7 @@ class ServerArtifactOut(BaseModel):
     serverId: int
     serverName: str
     artifactName: str
+    artifact: ArtifactOut
     deploymentId: int
     desiredStatus: str
     lastReportedStatus: str
@@ -292,8 +326,11 @@ class ApplicationOut(Wire):
     uptime: int
     artifact: ArtifactOut
     target: TargetOut
-    desiredStatus: str
-    lastReportedStatus: str
+    desiredStatus: str = Field(description="STARTED, STOPPED, or UPDATED while a redeploy "
+                                           "settles")
+    lastReportedStatus: str = Field(description="UNDEPLOYED, STARTED, STOPPED or "
+                                                "DEPLOYMENT_FAILED (ARM's words)")
+    detailedStatus: str = Field(description="Corral: e.g. PARTIALLY_STARTED, DEPLOYING")
     started: bool
     configuration: dict[str, Any]
     serverArtifacts: list[ServerArtifactOut]

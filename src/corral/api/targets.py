@@ -1,14 +1,18 @@
-"""`/hybrid/api/v1/targets/{id}/components`: agent components as ARM's CLI uses them."""
+"""`/hybrid/api/v1/targets`: every target in one list, and agent components as ARM's CLI uses
+them."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
 
-from corral.api.deps import OperatorScopeDep, ScopeDep, SessionDep
+from corral.api import envelope
+from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import TargetComponent
-from corral.domain import components
+from corral.domain import components, views
+from corral.domain.targets import every_target
 
 router = APIRouter(prefix="/hybrid/api/v1/targets", tags=["targets"])
 
@@ -16,6 +20,13 @@ router = APIRouter(prefix="/hybrid/api/v1/targets", tags=["targets"])
 def _view(c: TargetComponent) -> dict[str, Any]:
     return {"id": c.id, "component": {"id": c.id, "name": c.name}, "enabled": c.enabled,
             "configuration": c.configuration}
+
+
+@router.get("")
+def list_targets(session: ReadSessionDep, scope: ScopeDep) -> JSONResponse:
+    """Servers, server groups and clusters in one list, each with its `type`."""
+    found = every_target(session, scope)
+    return envelope.many([views.render_target(t) for t in found], len(found))
 
 
 @router.get("/{target_id}/components")

@@ -40,7 +40,7 @@ APP_COLUMNS: list[Column] = [
     ("ID", lambda a: a["id"]), ("NAME", lambda a: a["name"]),
     ("TARGET", lambda a: f"{a['target']['name']} ({a['target']['type'].lower().replace('_', ' ')})"),
     ("DESIRED", lambda a: a["desiredStatus"]),
-    ("STATUS", lambda a: status(a["lastReportedStatus"])),
+    ("STATUS", lambda a: status(a.get("detailedStatus") or a["lastReportedStatus"])),
     ("SERVERS", lambda a: _counts(a)),
     ("PORT", lambda a: ", ".join(sorted({str(i["port"]) for i in a["serverArtifacts"]
                                           if i.get("port")}))),
@@ -200,7 +200,7 @@ def app_show(application: str, target: TargetOpt = None, output: OutputOpt = For
         ("ID", lambda a: a["id"]), ("Name", lambda a: a["name"]),
         ("Target", lambda a: f"{a['target']['name']} ({a['target']['type']})"),
         ("Desired", lambda a: a["desiredStatus"]),
-        ("Status", lambda a: status(a["lastReportedStatus"])),
+        ("Status", lambda a: status(a.get("detailedStatus") or a["lastReportedStatus"])),
         ("File", lambda a: f"{a['artifact']['fileName']} ({a['artifact']['fileSize']} bytes, "
                            f"sha1 {a['artifact']['fileChecksum'][:12]})"),
         ("Properties", lambda a: ", ".join(f"{k}={v}" for k, v in props.items())),
@@ -250,7 +250,7 @@ def app_redeploy(
         updated = api.hybrid("PATCH", f"/applications/{app['id']}", files={"id": (None, str(app["id"]))})
     deployment = max((i["deploymentId"] for i in updated["serverArtifacts"]), default=0)
     console.print(f"Redeployed {app['name']} ({app['id']}), deployment {deployment}")
-    if wait and updated["desiredStatus"] == "STARTED":
+    if wait and updated["desiredStatus"] in ("STARTED", "UPDATED"):  # UPDATED: settling
         _wait(api, app["id"], "STARTED", timeout, min_deployment=deployment)
 
 

@@ -135,7 +135,7 @@ def server_ca_fingerprint() -> None:
 
 GROUP_COLUMNS: list[Column] = [
     ("ID", lambda g: g["id"]), ("NAME", lambda g: g["name"]),
-    ("STATUS", lambda g: status(g["status"])),
+    ("STATUS", lambda g: status(g.get("detailedStatus") or g["status"])),
     ("SERVERS", lambda g: ", ".join(s["name"] for s in g["servers"])),
 ]
 

@@ -20,6 +20,18 @@ if TYPE_CHECKING:
     from corral.controlplane import ControlPlane
 
 
+class QueryRedactor(logging.Filter):
+    """Access-log lines keep the path and drop the query string: ARM's login takes credentials
+    there (`POST /accounts/login?username=&password=`), and no password belongs in a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) \
+                and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?…", *args[3:])
+        return True
+
+
 def serve(
     data_dir: DataDirOpt = None,
     host: Annotated[str | None, typer.Option(help="API listen address [CORRAL_HOST]")] = None,
@@ -126,6 +138,7 @@ async def _run(plane: ControlPlane, app: Any) -> None:
             [*settings.public_hostnames, settings.host], settings.data_dir / "pki", "api"
         )
         tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    logging.getLogger("uvicorn.access").addFilter(QueryRedactor())
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
                        timeout_graceful_shutdown=10,

@@ -57,8 +57,13 @@ class Client:
     # --- signing in and choosing where to act -------------------------------------------------
 
     def login(self, username: str, password: str) -> str:
-        r = self.send("POST", "/accounts/login", json={"username": username,
-                                                       "password": password})
+        try:
+            r = self.send("POST", "/accounts/login", json={"username": username,
+                                                           "password": password})
+        except ApiError as exc:
+            if exc.status == 401:  # ARM's plain-text `Unauthorized`
+                raise ApiError(401, "invalid username or password (HTTP 401)") from None
+            raise
         token = str(r.json()["access_token"])
         self.use_token(token)
         return token

@@ -56,9 +56,14 @@ def resolve_target(session: Session, scope: Scope, target_id: object) -> Target:
 
 
 def not_deployable(target: Target) -> str | None:
-    """Why applications cannot target this directly (a member server is reached through its
-    group or cluster), or None."""
+    """Why applications cannot target this directly, or None. A member server is reached
+    through its group or cluster. A server that never connected is refused, as ARM refuses it
+    ("the target must be a running server"); one that connected once and is away now takes
+    the deployment and converges when its agent returns."""
     if isinstance(target, Server):
+        if target.status == "CREATED":
+            return (f"server {target.id} has never connected: the target must be a running "
+                    "server (start its agent with `corral agent run`, then deploy)")
         if target.server_group_id is not None:
             return (f"server {target.id} belongs to server group {target.server_group_id}; "
                     "deploy to the group")
@@ -189,6 +194,10 @@ def pick_instance(app: Application, server_id: int | None) -> int:
     return server_id
 
 
+SORTS = {"id": Application.id, "name": Application.name,
+         "timeCreated": Application.time_created, "timeUpdated": Application.time_updated}
+
+
 def list_applications(
     session: Session,
     scope: Scope,
@@ -197,7 +206,16 @@ def list_applications(
     artifact_name: str | None = None,
     offset: int = 0,
     limit: int | None = None,
+    sort: str | None = None,
 ) -> tuple[list[Application], int]:
+    """`sort` names a field (`timeCreated`, `name`, ...), `-` first for descending."""
+    field = (sort or "id").strip()
+    descending = field.startswith("-")
+    column = SORTS.get(field.removeprefix("-"))
+    if column is None:
+        raise InvalidInput(f"sort must be one of {', '.join(SORTS)} (a leading - for "
+                           "descending)")
+    order = [column.desc() if descending else column.asc(), Application.id]
     where = [Application.environment_id == scope.environment_id]
     if target_id is not None:
         if as_id(target_id) is None:
@@ -209,7 +227,7 @@ def list_applications(
     query = (
         select(Application)
         .where(*where)
-        .order_by(Application.id)
+        .order_by(*order)
         .offset(offset)
         .options(
             selectinload(Application.artifact),

@@ -101,12 +101,32 @@ def add_server(
     return cluster
 
 
+def set_member_ip(
+    session: Session, scope: Scope, cluster_id: int, server_id: int, ip: object
+) -> Cluster:
+    """ARM's "modify clustering information": the address a member is reached at. Every
+    member's view of the membership changes, so each is told."""
+    cluster = get_target(session, scope, cluster_id, Cluster)
+    server = _member(session, cluster, server_id)
+    address = _check_ip(ip, server_id, cluster.multicast_enabled)
+    if address != server.cluster_ip:
+        server.cluster_ip = address
+        session.flush()
+        desired_state.refresh(session, [s.id for s in cluster.servers])
+    return cluster
+
+
+def _member(session: Session, cluster: Cluster, server_id: int) -> Server:
+    server = session.get(Server, server_id) if as_id(server_id) is not None else None
+    if server is None or server.cluster_id != cluster.id:
+        raise NotFound(f"server {server_id} is not in cluster {cluster.id}")
+    return server
+
+
 def remove_server(session: Session, scope: Scope, cluster_id: int, server_id: int) -> None:
     """The server leaves; the cluster's applications are removed from it."""
     cluster = get_target(session, scope, cluster_id, Cluster)
-    server = session.get(Server, server_id) if as_id(server_id) is not None else None
-    if server is None or server.cluster_id != cluster.id:
-        raise NotFound(f"server {server_id} is not in cluster {cluster_id}")
+    server = _member(session, cluster, server_id)
     affected = [s.id for s in cluster.servers]
     server.cluster_id = None
     server.cluster_ip = None

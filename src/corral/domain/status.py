@@ -1,15 +1,22 @@
-"""Status vocabulary and aggregation (ARM's values first)."""
+"""Status vocabulary and aggregation.
+
+ARM's clients wait on ARM's words, so the fields they read (`lastReportedStatus`, a target's
+`status`, `desiredStatus`) use those words only. Corral's finer aggregate (partially started,
+deploying, partially running) goes in `detailedStatus` beside them. ADR 0006 says why a group
+or cluster with some servers down reads as it does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 DESIRED_STATUSES = ("STARTED", "STOPPED")
 TRANSITIONAL = frozenset({"DEPLOYING", "STARTING", "STOPPING", "UPDATED"})
+NOT_YET_RUNNING = frozenset({"UNDEPLOYED", "DEPLOYING", "STARTING"})
 
 
 def aggregate_application(statuses: Iterable[str]) -> str:
-    """One application's status over its servers."""
+    """Corral's finer view of one application over its servers (`detailedStatus`)."""
     values = list(statuses)
     if not values or all(s == "UNDEPLOYED" for s in values):
         return "UNDEPLOYED"
@@ -26,7 +33,7 @@ def aggregate_application(statuses: Iterable[str]) -> str:
 
 
 def aggregate_servers(statuses: Iterable[str]) -> str:
-    """A group's or cluster's status over its servers' connection states."""
+    """Corral's finer view of a group's or cluster's servers (`detailedStatus`)."""
     values = list(statuses)
     if not values:
         return "CREATED"
@@ -38,3 +45,67 @@ def aggregate_servers(statuses: Iterable[str]) -> str:
     if all(s == "CREATED" for s in values):
         return "CREATED"
     return "DISCONNECTED"
+
+
+def target_status(statuses: Iterable[str]) -> str:
+    """A group's or cluster's `status` in ARM's server words: RUNNING while any of its servers
+    runs (the target takes deployments, and its absent servers converge when they return)."""
+    detailed = aggregate_servers(statuses)
+    return "RUNNING" if detailed == "PARTIALLY_RUNNING" else detailed
+
+
+@dataclass(frozen=True)
+class Instance:
+    status: str
+    """The instance's own last reported status (Corral's words, transitions included)."""
+    connected: bool
+    """Whether its server's agent is connected now."""
+
+
+@dataclass(frozen=True)
+class ApplicationStatus:
+    desired: str
+    """`desiredStatus`: the operator's wish, or UPDATED while a redeploy settles."""
+    reported: str
+    """`lastReportedStatus` in ARM's words: UNDEPLOYED, STARTED, STOPPED, DEPLOYMENT_FAILED."""
+    detailed: str
+    """Corral's finer aggregate over every instance."""
+
+    @property
+    def started(self) -> bool:
+        return self.reported == "STARTED"
+
+
+def _arm_word(status: str) -> str:
+    if status in ("STARTED", "STOPPED", "DEPLOYMENT_FAILED"):
+        return status
+    if status == "STOPPING":
+        return "STOPPED"
+    return "UNDEPLOYED"  # nothing of the current deployment runs yet
+
+
+def application_status(
+    instances: Sequence[Instance], *, desired: str, redeployed: bool, cluster: bool
+) -> ApplicationStatus:
+    """One application's status as ARM's clients read it.
+
+    Only instances on connected servers count while any server is connected: a server that is
+    away keeps its last report, and the application converges there when it returns. On a
+    cluster the application is STARTED while it runs on at least one node (as ARM documents);
+    on a server or group, when it runs on every counted server."""
+    detailed = aggregate_application(i.status for i in instances)
+    counted = [i.status for i in instances if i.connected] or [i.status for i in instances]
+    words = [_arm_word(s) for s in counted]
+    if not words:
+        reported = "UNDEPLOYED"
+    elif cluster and "STARTED" in words or all(w == "STARTED" for w in words):
+        reported = "STARTED"
+    elif "DEPLOYMENT_FAILED" in words:
+        reported = "DEPLOYMENT_FAILED"
+    elif "STOPPED" in words:
+        reported = "STOPPED"
+    else:
+        reported = "UNDEPLOYED"
+    settling = any(s in NOT_YET_RUNNING for s in counted)
+    shown = "UPDATED" if desired == "STARTED" and redeployed and settling else desired
+    return ApplicationStatus(desired=shown, reported=reported, detailed=detailed)

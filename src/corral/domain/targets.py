@@ -34,6 +34,16 @@ def list_targets(session: Session, scope: Scope, kind: type[T]) -> list[T]:
     )
 
 
+def every_target(session: Session, scope: Scope, *, members: bool = True) -> list[Target]:
+    """Servers, then groups, then clusters, each by id. Without `members`, the servers of a
+    group or cluster are left to it (as ARM's console lists them)."""
+    servers = select(Server).where(Server.environment_id == scope.environment_id)
+    if not members:
+        servers = servers.where(Server.server_group_id.is_(None), Server.cluster_id.is_(None))
+    found: list[Target] = list(session.scalars(servers.order_by(Server.id)))
+    return found + list_targets(session, scope, ServerGroup) + list_targets(session, scope, Cluster)
+
+
 def check_name_free(session: Session, scope: Scope, kind: type[Target], name: str) -> None:
     taken = session.scalar(
         select(kind.id).where(kind.environment_id == scope.environment_id, kind.name == name)

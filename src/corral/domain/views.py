@@ -18,7 +18,7 @@ from corral.db.models import (
     User,
     now_ms,
 )
-from corral.domain.status import aggregate_application, aggregate_servers
+from corral.domain.status import Instance, aggregate_servers, application_status, target_status
 
 
 def environment(env: Environment) -> dict[str, Any]:
@@ -28,11 +28,33 @@ def environment(env: Environment) -> dict[str, Any]:
         "organizationId": env.organization_id,
         "isProduction": env.is_production,
         "type": env.type,
+        "clientId": env_client_id(env.id),
     }
 
 
+def env_client_id(env_id: str) -> str:
+    """ARM gives every environment a client id (32 hex digits). Corral issues no
+    per-environment credentials, so it is the environment's UUID without dashes: stable,
+    and unique across environments."""
+    return env_id.replace("-", "")
+
+
 def organization_ref(org: Organization) -> dict[str, Any]:
-    return {"id": org.id, "name": org.name, "isRoot": True}
+    """An organization as ARM lists it. Corral has one organization per installation and no
+    business groups: the tree lists are empty, and the mule-maven-plugin walks them."""
+    return {"id": org.id, "name": org.name, "isRoot": True, "isMaster": True,
+            "parentId": None, "parentName": None, "subOrganizationIds": [],
+            "parentOrganizationIds": [], "tenantOrganizationIds": []}
+
+
+def hierarchy(org: Organization) -> dict[str, Any]:
+    """`/organizations/{id}/hierarchy`, which older mule-maven-plugin versions walk."""
+    return {**organization_ref(org), "subOrganizations": [], "tenantOrganizations": []}
+
+
+def member(u: User) -> dict[str, Any]:
+    return {"id": u.id, "username": u.username, "firstName": u.first_name,
+            "lastName": u.last_name, "email": u.email, "enabled": u.enabled}
 
 
 def organization(org: Organization) -> dict[str, Any]:
@@ -93,7 +115,7 @@ def connected_app(app: ConnectedApp, secret: str | None = None) -> dict[str, Any
     return out
 
 
-def server(s: Server, *, with_cluster_ip: bool = False) -> dict[str, Any]:
+def server(s: Server) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": s.id,
         "timeCreated": s.time_created,
@@ -108,6 +130,9 @@ def server(s: Server, *, with_cluster_ip: bool = False) -> dict[str, Any]:
         "addresses": s.addresses or [],
         "runtimeInformation": s.runtime_information or {},
         "certificateExpirationDate": s.certificate_expires_at,
+        # no licence ends under Corral; the date after which the server cannot connect
+        # without a renewed certificate is the nearest thing
+        "licenseExpirationDate": s.certificate_expires_at,
         "lastSeen": s.last_seen,
     }
     if s.server_group is not None:
@@ -116,9 +141,9 @@ def server(s: Server, *, with_cluster_ip: bool = False) -> dict[str, Any]:
     if s.cluster is not None:
         out["clusterId"] = s.cluster.id
         out["clusterName"] = s.cluster.name
+        out["serverIp"] = s.cluster_ip
         out["currentClusteringIp"] = s.cluster_ip
-        if with_cluster_ip:
-            out["serverIp"] = s.cluster_ip
+        out["currentClusteringPort"] = (s.runtime_information or {}).get("clusterPort")
     return out
 
 
@@ -129,7 +154,8 @@ def server_group(g: ServerGroup) -> dict[str, Any]:
         "timeUpdated": g.time_updated,
         "name": g.name,
         "type": "SERVER_GROUP",
-        "status": aggregate_servers(s.status for s in g.servers),
+        "status": target_status(s.status for s in g.servers),
+        "detailedStatus": aggregate_servers(s.status for s in g.servers),
         "servers": [server(s) for s in g.servers],
     }
 
@@ -143,9 +169,10 @@ def cluster(c: Cluster) -> dict[str, Any]:
         "name": c.name,
         "type": "CLUSTER",
         "multicastEnabled": c.multicast_enabled,
-        "status": aggregate_servers(s.status for s in c.servers),
+        "status": target_status(s.status for s in c.servers),
+        "detailedStatus": aggregate_servers(s.status for s in c.servers),
         "primaryNodeId": c.primary_node_id,
-        "servers": [server(s, with_cluster_ip=True) for s in c.servers],
+        "servers": [server(s) for s in c.servers],
         "visibilityMap": {
             "mapNodes": [
                 {
@@ -169,6 +196,52 @@ def render_target(t: Target) -> dict[str, Any]:
     raise TypeError(f"unknown target type {t.type}")
 
 
+def armui_target(t: Target, apps: list[Application]) -> dict[str, Any]:
+    """A target as ARM's console lists it (`/armui/api/v1/servers`): its kind in `type`, its
+    servers in `details.servers`, its applications in `deployments`."""
+    shown = render_target(t)
+    members = shown.get("servers") or [shown]
+    return {
+        "id": t.id,
+        "name": t.name,
+        "type": t.type,
+        "status": shown["status"],
+        "timeCreated": t.time_created,
+        "timeUpdated": t.time_updated,
+        "details": {
+            "servers": [{"id": s["id"], "name": s["name"], "status": s["status"],
+                         "addresses": s["addresses"], "agentVersion": s["agentVersion"],
+                         "runtimeVersion": s["muleVersion"]} for s in members],
+        },
+        "deployments": [armui_application(a) for a in apps],
+    }
+
+
+def armui_application(app: Application) -> dict[str, Any]:
+    """An application as ARM's console lists it (`/armui/api/v1/applications`)."""
+    full = application(app)
+    target = full["target"]
+    return {
+        "id": app.id,
+        "name": app.name,
+        "type": "MULE",
+        "artifact": full["artifact"],
+        "target": {"id": target["id"], "name": target["name"], "type": target["type"]},
+        "desiredStatus": full["desiredStatus"],
+        "lastReportedStatus": full["lastReportedStatus"],
+        "isDeploymentWaiting": full["desiredStatus"] == "UPDATED",
+        "application": {"status": full["lastReportedStatus"]},
+        "details": {
+            "domain": app.name,
+            "servers": [{"id": i["serverId"], "name": i["serverName"],
+                         "status": i["lastReportedStatus"], "deploymentId": i["deploymentId"]}
+                        for i in full["serverArtifacts"]],
+        },
+        "timeCreated": app.time_created,
+        "timeUpdated": app.time_updated,
+    }
+
+
 def _listening(port: int | None, server: Server) -> dict[str, Any]:
     """Corral's addition: where an instance listens, as its agent reports (`PORT`), and a URL
     on the server's first non-loopback address."""
@@ -179,46 +252,58 @@ def _listening(port: int | None, server: Server) -> dict[str, Any]:
     return {"port": port, "url": f"http://{host}:{port}/"}
 
 
+def artifact(app: Application) -> dict[str, Any]:
+    art = app.artifact
+    return {
+        "id": art.id,
+        "storageId": art.id,  # an integer, as ARM's (Go clients declare it int)
+        "name": app.name,
+        "fileName": art.file_name,
+        "fileChecksum": art.sha1,
+        "fileSize": art.size,
+        "timeUpdated": art.time_updated,
+        "sha256": art.sha256,  # Corral: the store's address of the bytes
+    }
+
+
 def application(app: Application) -> dict[str, Any]:
     instances = app.server_artifacts
     target = app.target
     # the target's servers are loaded for its own rendering; name instances from them rather
     # than loading each instance's server again
     members = {s.id: s for s in getattr(target, "servers", None) or [target]}
-    status = aggregate_application(i.last_reported_status for i in instances)
-    started = status == "STARTED"
-    art = app.artifact
+    on = {i.id: members.get(i.server_id) or i.server for i in instances}
+    status = application_status(
+        [Instance(i.last_reported_status, on[i.id].status == "RUNNING") for i in instances],
+        desired=app.desired_status, redeployed=app.deployment_id > 1,
+        cluster=isinstance(target, Cluster))
+    art = artifact(app)
     return {
         "id": app.id,
         "timeCreated": app.time_created,
         "timeUpdated": app.time_updated,
         "name": app.name,
-        "uptime": max(0, now_ms() - app.time_started) if started and app.time_started else 0,
-        "artifact": {
-            "id": art.id,
-            "storageId": art.sha256,
-            "name": app.name,
-            "fileName": art.file_name,
-            "fileChecksum": art.sha1,
-            "fileSize": art.size,
-            "timeUpdated": art.time_updated,
-        },
+        "uptime": max(0, now_ms() - app.time_started)
+        if status.started and app.time_started else 0,
+        "artifact": art,
         "target": render_target(target),
-        "desiredStatus": app.desired_status,
-        "lastReportedStatus": status,
-        "started": started,
+        "desiredStatus": status.desired,
+        "lastReportedStatus": status.reported,
+        "detailedStatus": status.detailed,
+        "started": status.started,
         "configuration": app.configuration or {},
         "serverArtifacts": [
             {
                 "id": i.id,
                 "serverId": i.server_id,
-                "serverName": (members.get(i.server_id) or i.server).name,
+                "serverName": on[i.id].name,
                 "artifactName": app.name,
+                "artifact": art,
                 "deploymentId": i.deployment_id,
                 "desiredStatus": i.desired_status,
                 "lastReportedStatus": i.last_reported_status,
                 "message": i.message,
-                **_listening(i.port, members.get(i.server_id) or i.server),
+                **_listening(i.port, on[i.id]),
                 "discovered": i.discovered,
                 "timeCreated": i.time_created,
                 "timeUpdated": i.time_updated,

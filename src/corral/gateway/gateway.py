@@ -119,7 +119,7 @@ class Gateway:
             return
         path = ws.request.path if ws.request else ""
         try:
-            if path == wire.CONNECT_PATH:
+            if path in wire.CONNECT_PATHS:
                 await self._agent(ws, who)
             elif path.startswith(wire.ARTIFACT_PATH):
                 await stream_artifact(self.plane, ws, who, path.removeprefix(wire.ARTIFACT_PATH))
