@@ -75,3 +75,22 @@ def test_cluster_member_ip_and_server_fields(api: Api) -> None:
     assert api.patch(f"/clusters/{cluster['id']}/servers/424242",
                      json={"serverIp": "10.0.0.1"}).status_code == 404
     assert api.in_env("Sandbox").patch(path, json={"serverIp": "10.0.0.1"}).status_code == 404
+
+
+def test_new_reads_need_a_token_and_stay_in_their_organization(api: Api) -> None:
+    for path in ("/hybrid/api/v1/targets", "/armui/api/v1/servers",
+                 "/armui/api/v1/applications",
+                 f"/accounts/api/organizations/{api.org_id}/hierarchy",
+                 f"/accounts/api/organizations/{api.org_id}/members",
+                 f"/accounts/api/organizations/{api.org_id}/clients/x"):
+        r = api.client.get(path, headers={"X-ANYPNT-ENV-ID": api.env_id})
+        assert r.status_code == 401, path
+        assert r.json()["status"] == 401
+    other = "00000000-0000-4000-8000-000000000000"
+    token = {"Authorization": f"Bearer {api.token}"}
+    for path in ("hierarchy", "members", "clients/x"):
+        r = api.client.get(f"/accounts/api/organizations/{other}/{path}", headers=token)
+        assert r.status_code == 404, path  # an organization it does not know
+    r = api.client.get("/armui/api/v1/servers",
+                       headers={**api.headers, "X-ANYPNT-ORG-ID": other})
+    assert r.status_code == 403

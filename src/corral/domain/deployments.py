@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from corral.artifacts.multipart import UploadForm
-from corral.db.models import Application, Artifact, Cluster, Server, ServerGroup
+from corral.db.models import Application, Artifact
 from corral.domain import applications
 from corral.domain.accounts import Scope
 from corral.domain.configuration import from_properties, parse_configuration
-from corral.domain.targets import list_targets
+from corral.domain.targets import every_target
 from corral.errors import InvalidInput
 
 
@@ -61,12 +61,10 @@ def delete(session: Session, scope: Scope, app_id: int) -> None:
 def deployable_targets(session: Session, scope: Scope) -> list[dict[str, Any]]:
     """What a deploy may name: servers on their own, groups and clusters (a member server is
     reached through its group or cluster; `applications.resolve_target` refuses it)."""
-    found = []
-    for kind, label in ((Server, "server"), (ServerGroup, "group"), (Cluster, "cluster")):
-        for target in list_targets(session, scope, kind):
-            if applications.not_deployable(target) is None:
-                found.append({"id": target.id, "name": target.name, "kind": label})
-    return found
+    labels = {"SERVER": "server", "SERVER_GROUP": "group", "CLUSTER": "cluster"}
+    return [{"id": t.id, "name": t.name, "kind": labels[t.type]}
+            for t in every_target(session, scope, members=False)
+            if applications.not_deployable(t) is None]
 
 
 def _configuration(raw: object, properties: dict[str, str] | None,
