@@ -35,7 +35,7 @@ def test_armui_servers_nest_members_and_deployments(api: Api) -> None:
     assert r.status_code == 200
     entries = {e["name"]: e for e in r.json()["data"]}
     assert set(entries) == {"alone", "G", "C"}  # members appear inside their group or cluster
-    assert entries["G"]["type"] == "SERVER_GROUP"
+    assert (entries["G"]["id"], entries["G"]["type"]) == (gid, "SERVER_GROUP")
     assert [s["id"] for s in entries["G"]["details"]["servers"]] == [grouped]
     assert [s["id"] for s in entries["C"]["details"]["servers"]] == [clustered]
     assert entries["alone"]["details"]["servers"][0]["id"] == alone

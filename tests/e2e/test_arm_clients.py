@@ -6,7 +6,6 @@ same fields read, the same waits. It fails where the plugin would fail."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tests.e2e.conftest import (
     ask,
     enroll,
 )
+from tests.support import eventually
 
 pytestmark = pytest.mark.every_database
 
@@ -102,26 +102,14 @@ class MavenDeployer:
 
     def wait(self, app_id: int, check: Callable[[dict[str, Any]], bool], what: str,
              timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        seen: list[tuple[str, str, bool]] = []
-        while True:
-            app = self.application(app_id)
-            state = (app["desiredStatus"], app["lastReportedStatus"], app["started"])
-            if not seen or seen[-1] != state:
-                seen.append(state)
-            if check(app):
-                return app
-            assert time.monotonic() < deadline, f"{what} did not happen; states seen: {seen}"
-            time.sleep(0.1)
+        return eventually(lambda: self.application(app_id), check, timeout=timeout, what=what)
 
     def undeploy(self, app_id: int) -> None:
         r = self.http.delete(f"/hybrid/api/v1/applications/{app_id}", headers=self.headers)
         assert r.status_code == 204, r.text
-        deadline = time.monotonic() + 30
-        while self.http.get(f"/hybrid/api/v1/applications/{app_id}",
-                            headers=self.headers).status_code != 404:
-            assert time.monotonic() < deadline, "the application did not go away"
-            time.sleep(0.1)
+        eventually(lambda: self.http.get(f"/hybrid/api/v1/applications/{app_id}",
+                                         headers=self.headers).status_code,
+                   lambda status: status == 404, what="the application going away")
 
 
 def _running(app: dict[str, Any]) -> bool:
