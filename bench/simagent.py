@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import resource
 import ssl
 import sys
@@ -48,22 +47,19 @@ class Fleet:
             live = False
             try:
                 async with self.gate:
-                    ws = await connect(self.url, ssl=ctx, open_timeout=60, ping_interval=None,
+                    ws = await connect(self.url, ssl=ctx, open_timeout=60,
+                                       ping_interval=wire.AGENT_PING_SECONDS, ping_timeout=20,
                                        max_size=16 * 1024 * 1024, compression=None)
                 async with ws:
                     await ws.send(hello)
-                    beat = asyncio.create_task(self.heartbeats(ws))
-                    try:
-                        async for raw in ws:
-                            message = wire.decode(raw)
-                            if isinstance(message, wire.Desired):
-                                if not live:
-                                    live = True
-                                    backoff.reset()
-                                    self.synced += 1
-                                await ws.send(self.answer(int(ident["id"]), message))
-                    finally:
-                        beat.cancel()
+                    async for raw in ws:
+                        message = wire.decode(raw)
+                        if isinstance(message, wire.Desired):
+                            if not live:
+                                live = True
+                                backoff.reset()
+                                self.synced += 1
+                            await ws.send(self.answer(int(ident["id"]), message))
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
                 pass
             if live:
@@ -83,12 +79,6 @@ class Fleet:
             apps.append(wire.ApplicationReport(name=app.name, deploymentId=app.deploymentId,
                                                    status=status))
         return wire.encode(wire.Report(revision=desired.revision, applications=apps))
-
-    async def heartbeats(self, ws: object) -> None:
-        await asyncio.sleep(random.uniform(0, wire.HEARTBEAT_SECONDS))
-        while True:
-            await ws.send(wire.encode(wire.Heartbeat()))  # type: ignore[attr-defined]
-            await asyncio.sleep(wire.HEARTBEAT_SECONDS)
 
     async def report_counts(self) -> None:
         last = -1

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from corral import wire
-from corral.wire import HEARTBEAT_SECONDS
+from corral.wire import MIN_HEARTBEAT_SECONDS
 
 
 class Settings(BaseSettings):
@@ -41,12 +41,28 @@ class Settings(BaseSettings):
     max_group_size: int | None = None
     max_cluster_size: int | None = None
 
+    token_cache_seconds: float = Field(
+        default=5.0, ge=0, le=60,
+        description="how long an authenticated token is remembered (0: looked up on every "
+        "call); a change to users, apps or tokens made through this process wins at once")
+    heartbeat_seconds: float = Field(
+        default=20.0, ge=MIN_HEARTBEAT_SECONDS, le=600,
+        description="how often the gateway pings each connected agent; an agent that does not "
+        "answer within as long again is disconnected (its server becomes DISCONNECTED)")
     heartbeat_timeout_seconds: float = Field(
-        default=30.0, ge=1.5 * HEARTBEAT_SECONDS,
-        description="a connected server not heard from for this long becomes DISCONNECTED; "
-        f"agents send a heartbeat every {HEARTBEAT_SECONDS:g} s, so it must be at least "
-        f"{1.5 * HEARTBEAT_SECONDS:g} s (less would mark healthy servers DISCONNECTED between "
-        "two heartbeats)")
+        default=30.0, ge=1.5 * MIN_HEARTBEAT_SECONDS,
+        description="a server marked RUNNING whose gateway has not vouched for it for this "
+        "long becomes DISCONNECTED (the gateway that held it stopped); at least one and a "
+        "half heartbeats")
+
+    @model_validator(mode="after")
+    def _timeout_covers_a_heartbeat(self) -> Settings:
+        if self.heartbeat_timeout_seconds < 1.5 * self.heartbeat_seconds:
+            raise ValueError(
+                f"CORRAL_HEARTBEAT_TIMEOUT_SECONDS ({self.heartbeat_timeout_seconds:g}) must be "
+                f"at least 1.5 x CORRAL_HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}): "
+                "healthy servers would flap between two heartbeats")
+        return self
 
     max_body_bytes: int = Field(
         default=64 * 1024, description="largest request body outside the upload routes (413)"

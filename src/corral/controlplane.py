@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from corral.artifacts import ArtifactStore, LocalArtifactStore
 from corral.config import Settings
@@ -23,6 +23,7 @@ from corral.db.session import (
 from corral.domain import accounts
 from corral.domain.agent_link import AgentLink, NoAgents
 from corral.domain.desired_state import CHANGED_KEY
+from corral.domain.principals import CREDENTIAL_TABLES, PrincipalCache
 from corral.domain.servers import REVOKED_KEY
 from corral.domain.signin import SignIn
 from corral.domain.throttle import RateLimit, RegistrationGate, Throttle
@@ -30,6 +31,7 @@ from corral.pki import CertificateAuthority
 from corral.sealing import Sealer
 
 log = logging.getLogger(__name__)
+CREDENTIALS_KEY = "corral.credentials_changed"
 
 ChangeListener = Callable[[set[int], set[int]], None]
 """Called after a commit with (servers whose desired state changed, servers deleted)."""
@@ -46,6 +48,7 @@ class ControlPlane:
     store: ArtifactStore
     signin: SignIn
     registrations: RegistrationGate
+    principals: PrincipalCache
     listeners: list[ChangeListener] = field(default_factory=list)
     agents: AgentLink = field(default_factory=NoAgents)
     """Set by the gateway while it runs in this process."""
@@ -73,9 +76,12 @@ class ControlPlane:
             registrations=RegistrationGate(
                 Throttle(free=settings.login_free_failures),
                 RateLimit(settings.registration_rate_per_minute)),
+            principals=PrincipalCache(settings.token_cache_seconds),
         )
         event.listen(plane.sessions, "after_commit", plane._after_commit)
         event.listen(plane.sessions, "after_soft_rollback", _forget_changes)
+        event.listen(plane.sessions, "do_orm_execute", _note_credential_statements)
+        event.listen(plane.sessions, "before_flush", _note_credential_objects)
         return plane
 
     def has_organization(self) -> bool:
@@ -98,6 +104,8 @@ class ControlPlane:
         return generated
 
     def _after_commit(self, session: Session) -> None:
+        if session.info.pop(CREDENTIALS_KEY, False):
+            self.principals.clear()  # a revoked token or a lowered role counts at once
         changed: set[int] = session.info.pop(CHANGED_KEY, set())
         revoked: set[int] = session.info.pop(REVOKED_KEY, set())
         if not (changed or revoked):
@@ -124,6 +132,23 @@ def _private_sqlite_files(url: str) -> None:
 def _forget_changes(session: Session, _previous: object) -> None:
     session.info.pop(CHANGED_KEY, None)
     session.info.pop(REVOKED_KEY, None)
+    session.info.pop(CREDENTIALS_KEY, None)
+
+
+def _note_credential_statements(state: ORMExecuteState) -> None:
+    """A bulk UPDATE or DELETE of users, apps, tokens or environments (logout, disabling)."""
+    if state.is_update or state.is_delete:
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) in CREDENTIAL_TABLES:
+            state.session.info[CREDENTIALS_KEY] = True
+
+
+def _note_credential_objects(session: Session, _context: object, _instances: object) -> None:
+    """A changed or deleted user, app, token or environment object (roles, enabled)."""
+    for obj in (*session.dirty, *session.deleted):
+        if getattr(obj, "__tablename__", None) in CREDENTIAL_TABLES:
+            session.info[CREDENTIALS_KEY] = True
+            return
 
 
 def write_credentials(path: Path, username: str, password: str) -> None:

@@ -97,7 +97,11 @@ class CertificateAuthority:
                 serialization.NoEncryption(),
             ),
         )
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        # whole or absent: whoever reads ca.pem as soon as it appears (an operator's script, a
+        # test waiting for start-up) never sees half of it
+        partial = cert_path.with_suffix(".pem.part")
+        partial.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        os.replace(partial, cert_path)
         return cls(key, cert)
 
     @property

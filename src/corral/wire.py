@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 VERSION = 1
@@ -21,7 +22,12 @@ ARM_CONNECT_PATH = "/mule"
 conversation on both paths, and an agent connects to the URL it was given."""
 CONNECT_PATHS = frozenset({CONNECT_PATH, ARM_CONNECT_PATH})
 ARTIFACT_PATH = "/agent/v1/artifacts/"
-HEARTBEAT_SECONDS = 10.0
+MIN_HEARTBEAT_SECONDS = 10.0
+"""The shortest ping interval the gateway may be set to (`CORRAL_HEARTBEAT_SECONDS`)."""
+AGENT_PING_SECONDS = 30.0
+"""How often an agent pings its gateway, to notice a control plane that went silent (a lost
+network rather than a closed connection). Liveness the other way comes from the gateway's own
+pings: agents send no periodic messages."""
 CHUNK_BYTES = 256 * 1024
 
 # websocket close codes (4000–4999 are for applications)
@@ -189,3 +195,13 @@ def close_code_for(exc: ValueError) -> tuple[int, str]:
 
 def encode(message: Message) -> str:
     return message.model_dump_json()
+
+
+def dumps(value: Any) -> bytes:
+    """JSON, fast (orjson) for the large documents: API answers, desired-state messages. What
+    orjson refuses (an integer beyond 64 bits, a key that is not text) goes through the
+    standard encoder, so any stored configuration still renders."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()

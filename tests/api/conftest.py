@@ -19,7 +19,8 @@ from corral.app import create_app
 from corral.config import Settings
 from corral.controlplane import ControlPlane
 from corral.db.models import Environment, Server
-from corral.domain import accounts
+from corral import wire
+from corral.domain import accounts, agents
 from tests.arm_shapes import check_answer
 from tests.support import make_csr
 
@@ -157,3 +158,11 @@ def api(client: TestClient, plane: ControlPlane) -> Api:
         org_id = s.scalar(select(Environment.organization_id))
     assert org_id is not None
     return Api(client, plane, r.json()["access_token"], org_id, envs["Production"], envs)
+
+
+def desired(plane: ControlPlane, server_id: int) -> dict[str, Any]:
+    """The desired-state message the gateway would push to this server now, as its agent
+    reads it."""
+    with plane.sessions() as s:
+        _revision, text = agents.desired_messages(s, [server_id], plane.sealer)[server_id]
+    return wire.Desired.model_validate_json(text).model_dump()

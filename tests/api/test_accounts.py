@@ -318,3 +318,34 @@ class TestHybridScope:
             headers={"Authorization": f"Bearer {api.token}", "X-ANYPNT-ENV-ID": api.env_id},
         )
         assert r.status_code == 200
+
+    def test_a_remembered_token_loses_its_rights_at_once(self, api: Api) -> None:
+        """Authenticated tokens are cached for a few seconds; a lowered role, a disabled user
+        and a logout still count from the next call."""
+        base = f"/accounts/api/organizations/{api.org_id}/users"
+        r = api.client.post(base, headers=_bearer(api.token),
+                            json={"username": "ops", "password": "longenough1",
+                                  "role": "operator"})
+        assert r.status_code == 201, r.text
+        user_id = r.json()["id"]
+        token = api.client.post("/accounts/login", json={
+            "username": "ops", "password": "longenough1"}).json()["access_token"]
+        hybrid = {**_bearer(token), "X-ANYPNT-ENV-ID": api.env_id}
+        token_form = "/hybrid/api/v1/servers/registrationToken"
+        for _ in range(2):  # the second answer comes from the cache
+            assert api.client.get("/hybrid/api/v1/servers", headers=hybrid).status_code == 200
+            assert api.client.get(token_form, headers=hybrid).status_code == 200
+        lowered = api.client.patch(f"{base}/{user_id}", headers=_bearer(api.token),
+                                   json={"role": "viewer"})
+        assert lowered.status_code == 200, lowered.text
+        assert api.client.get(token_form, headers=hybrid).status_code == 403
+        assert api.client.get("/hybrid/api/v1/servers", headers=hybrid).status_code == 200
+        disabled = api.client.patch(f"{base}/{user_id}", headers=_bearer(api.token),
+                                    json={"enabled": False})
+        assert disabled.status_code == 200, disabled.text
+        assert api.client.get("/hybrid/api/v1/servers", headers=hybrid).status_code == 401
+        admin = {**_bearer(api.token), "X-ANYPNT-ENV-ID": api.env_id}
+        assert api.client.get("/hybrid/api/v1/servers", headers=admin).status_code == 200
+        assert api.client.post("/accounts/api/logout", headers=_bearer(api.token)).status_code \
+            == 204
+        assert api.client.get("/hybrid/api/v1/servers", headers=admin).status_code == 401

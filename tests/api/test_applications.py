@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from corral.config import Settings
 from corral.controlplane import ControlPlane
 from corral.db.models import Artifact, Server
-from tests.api.conftest import Api, make_zip
+from tests.api.conftest import Api, desired, make_zip
 
 PROPS = json.dumps({"mule.agent.application.properties.service": {
     "applicationName": "ignored", "properties": {"http.port": "8081", "debug": True}}})
@@ -47,12 +47,10 @@ class TestDeploy:
         assert inst["serverId"] == sid and inst["serverName"] == "a"
         assert inst["lastReportedStatus"] == "UNDEPLOYED"
         assert inst["desiredStatus"] == "STARTED"
-        with plane.sessions() as s:
-            state = s.get_one(Server, sid).desired_state
-        [desired] = state["applications"]
-        assert desired["artifact"]["sha256"] == hashlib.sha256(archive).hexdigest()
-        assert desired["properties"] == {"http.port": "8081", "debug": "true"}
-        assert desired["desiredStatus"] == "STARTED"
+        [wanted] = desired(plane, sid)["applications"]
+        assert wanted["artifact"]["sha256"] == hashlib.sha256(archive).hexdigest()
+        assert wanted["properties"] == {"http.port": "8081", "debug": "true"}
+        assert wanted["desiredStatus"] == "STARTED"
 
     def test_store_is_content_addressed(self, api: Api, plane: ControlPlane) -> None:
         sid = api.register("a")
@@ -223,14 +221,11 @@ class TestChange:
         body = r.json()["data"]
         assert body["desiredStatus"] == "STOPPED"
         assert body["serverArtifacts"][0]["desiredStatus"] == "STOPPED"
-        with plane.sessions() as s:
-            server = s.get_one(Server, sid)
-            stopped_rev = server.desired_revision
-            assert server.desired_state["applications"][0]["desiredStatus"] == "STOPPED"
+        stopped = desired(plane, sid)
+        assert stopped["applications"][0]["desiredStatus"] == "STOPPED"
         r = api.patch(f"/applications/{app_id}", json={"desiredStatus": "STARTED"})
         assert r.json()["data"]["desiredStatus"] == "STARTED"
-        with plane.sessions() as s:
-            assert s.get_one(Server, sid).desired_revision == stopped_rev + 1
+        assert desired(plane, sid)["revision"] == stopped["revision"] + 1
 
     def test_bad_status_bodies(self, api: Api) -> None:
         sid = api.register("a")
@@ -262,9 +257,8 @@ class TestChange:
         assert body["artifact"]["fileName"] == "web-2.zip"
         assert body["serverArtifacts"][0]["deploymentId"] == app["serverArtifacts"][0]["deploymentId"] + 1
         assert api.get(f"/applications/{app['id']}/artifact").content == new
-        with plane.sessions() as s:
-            desired = s.get_one(Server, sid).desired_state["applications"][0]
-        assert desired["artifact"]["sha256"] == hashlib.sha256(new).hexdigest()
+        wanted = desired(plane, sid)["applications"][0]
+        assert wanted["artifact"]["sha256"] == hashlib.sha256(new).hexdigest()
 
     def test_redeploy_without_file_same_artifact(self, api: Api) -> None:
         sid = api.register("a")
@@ -305,5 +299,4 @@ class TestDelete:
         assert api.delete("/applications/123456").status_code == 204
         for odd in ("web", "-1", "1e9", "99999999999999999999", "%C3%A9"):
             assert api.delete(f"/applications/{odd}").status_code == 204, odd
-        with plane.sessions() as s:
-            assert s.get_one(Server, sid).desired_state["applications"] == []
+        assert desired(plane, sid)["applications"] == []

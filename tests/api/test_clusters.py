@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from corral.controlplane import ControlPlane
 from corral.db.models import Server
-from tests.api.conftest import Api
+from tests.api.conftest import Api, desired
 
 
 class TestCreate:
@@ -74,17 +74,15 @@ class TestMembership:
         assert [s["id"] for s in r.json()["data"]["servers"]] == [a, b]
         app = api.get(f"/applications/{app_id}").json()["data"]
         assert sorted(i["serverId"] for i in app["serverArtifacts"]) == [a, b]
-        with plane.sessions() as s:
-            members = s.get_one(Server, a).desired_state["cluster"]["members"]
+        members = desired(plane, a)["cluster"]["members"]
         assert members == [{"serverId": a, "serverIp": "10.0.0.1", "clusterPort": None},
                            {"serverId": b, "serverIp": "10.0.0.2", "clusterPort": None}]
         assert api.delete(f"/clusters/{cid}/servers/{b}").status_code == 204
         app = api.get(f"/applications/{app_id}").json()["data"]
         assert [i["serverId"] for i in app["serverArtifacts"]] == [a]
         assert api.get("/applications", params={"targetId": b}).json()["total"] == 0
-        with plane.sessions() as s:
-            assert s.get_one(Server, b).desired_state["applications"] == []
-            assert s.get_one(Server, b).desired_state["cluster"] is None
+        assert desired(plane, b)["applications"] == []
+        assert desired(plane, b)["cluster"] is None
         assert api.delete(f"/clusters/{cid}/servers/{b}").status_code == 404
 
     def test_delete_with_apps_409_then_204(self, api: Api) -> None:

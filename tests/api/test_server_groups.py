@@ -5,19 +5,17 @@ from __future__ import annotations
 from corral.config import Settings
 from corral.controlplane import ControlPlane
 from corral.db.models import Server
-from tests.api.conftest import Api
+from tests.api.conftest import Api, desired
 
 
 def _desired(plane: ControlPlane, server_id: int) -> tuple[int, list[str]]:
-    with plane.sessions() as s:
-        server = s.get_one(Server, server_id)
-        return server.desired_revision, [a["name"] for a in server.desired_state["applications"]]
+    state = desired(plane, server_id)
+    return state["revision"], [a["name"] for a in state["applications"]]
 
 
 def _running_spec(plane: ControlPlane, server_id: int) -> list[tuple[str, int, str, str]]:
     """What decides whether an agent restarts an application."""
-    with plane.sessions() as s:
-        apps = s.get_one(Server, server_id).desired_state["applications"]
+    apps = desired(plane, server_id)["applications"]
     return [(a["name"], a["deploymentId"], a["artifact"]["sha256"], a["desiredStatus"])
             for a in apps]
 

@@ -31,6 +31,8 @@ def test_bench_smoke_runs(tmp_path: Path) -> None:
     api = json.loads((tmp_path / "results" / "api-smoke-sqlite.json").read_text())
     assert {e["endpoint"].split(" ")[0] for e in api["endpoints"]} >= {"GET", "PATCH", "bare"}
     assert all(e["errors"] == 0 for e in api["endpoints"])
+    assert api["registrations_per_s"] > 0 and api["applications_created_per_s"] > 0
+    assert all(e["throughput_vs_bare"] > 0 for e in api["endpoints"])
     artifacts = json.loads((tmp_path / "results" / "artifacts-smoke-sqlite.json").read_text())
     assert artifacts["upload"]["mb_per_s"] > 0 and artifacts["download"]["mb_per_s"] > 0
     assert "Fan-out" in r.stdout and "API latency" in r.stdout

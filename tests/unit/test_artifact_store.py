@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from corral.artifacts import LocalArtifactStore
+from corral.artifacts.local import SMALL_BYTES
 from corral.errors import NotFound, TooLarge
 
 
@@ -43,3 +44,36 @@ def test_unknown_and_malformed_ids(tmp_path: Path) -> None:
         store.open("0" * 64)
     with pytest.raises(Exception, match="sha256"):
         store.open("../../etc/passwd")
+
+
+def test_small_uploads_stay_in_memory_and_the_same_bytes_are_stored_once(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path)
+    first = store.writer(max_bytes=1 << 20)
+    first.write(b"small")
+    assert list((tmp_path / "tmp").iterdir()) == []  # nothing on disk before the commit
+    with first.open_uncommitted() as f:
+        assert f.read() == b"small"
+    info = first.commit()
+    stored = store.path_for(info.sha256)
+    stamp = stored.stat().st_mtime_ns
+    again = store.writer(max_bytes=1 << 20)
+    again.write(b"small")
+    assert again.commit() == info
+    assert stored.stat().st_mtime_ns == stamp  # not written a second time
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_large_uploads_go_to_disk_as_they_arrive(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path)
+    writer = store.writer(max_bytes=4 * SMALL_BYTES)
+    block = b"x" * (SMALL_BYTES // 2 + 1)
+    writer.write(block)
+    assert list((tmp_path / "tmp").iterdir()) == []
+    writer.write(block)
+    [spilled] = (tmp_path / "tmp").iterdir()
+    with writer.open_uncommitted() as f:
+        assert f.read() == block * 2
+    info = writer.commit()
+    assert not spilled.exists()
+    with store.open(info.sha256) as f:
+        assert f.read() == block * 2

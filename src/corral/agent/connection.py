@@ -1,5 +1,5 @@
 """The agent's side of the gateway: one outbound mutual-TLS websocket, reconnected with
-jittered exponential back-off; hello, heartbeats, desired state in, reports out."""
+jittered exponential back-off; hello, desired state in, reports out (liveness is the websocket pings)."""
 
 from __future__ import annotations
 
@@ -97,8 +97,9 @@ class Connection:
         url = self.identity.connect_url
         while True:
             try:
-                async with connect(url, ssl=self.tls, open_timeout=10, ping_interval=20,
-                                   ping_timeout=20, max_size=8 * 1024 * 1024,
+                async with connect(url, ssl=self.tls, open_timeout=10,
+                                   ping_interval=wire.AGENT_PING_SECONDS, ping_timeout=20,
+                                   max_size=8 * 1024 * 1024,
                                    compression=None) as ws:
                     backoff.reset()
                     await self._converse(ws)
@@ -143,8 +144,7 @@ class Connection:
         self.connected.set()
         log.info("connected to %s as server %s", self.identity.gateway_base,
                  self.identity.serverId)
-        tasks = [asyncio.create_task(self._heartbeats(ws)),
-                 asyncio.create_task(self._reports(ws))]
+        tasks = [asyncio.create_task(self._reports(ws))]
         self.reconciler.changed.set()  # tell a (re)started control plane what runs here
         try:
             async for raw in ws:
@@ -174,11 +174,6 @@ class Connection:
                 t.cancel()
             await asyncio.gather(*tasks, *self.log_streams.values(), return_exceptions=True)
             self.log_streams.clear()
-
-    async def _heartbeats(self, ws: ClientConnection) -> None:
-        while True:
-            await ws.send(wire.encode(wire.Heartbeat()))
-            await asyncio.sleep(wire.HEARTBEAT_SECONDS)
 
     async def _reports(self, ws: ClientConnection) -> None:
         while True:

@@ -16,7 +16,7 @@ from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionD
 from corral.artifacts.multipart import UploadForm
 from corral.artifacts.store import iter_blob
 from corral.db.session import transaction
-from corral.domain import applications, deployments, logs, views
+from corral.domain import applications, deployments, logs, reads
 from corral.errors import AgentUnavailable
 from corral.http_context import PlaneDep, read_upload
 
@@ -63,15 +63,16 @@ PATCH_FORMS = {
 
 @router.post("", status_code=202, response_model=One, response_model_exclude_unset=True,
              openapi_extra=DEPLOY_FORM)
-async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep) -> dict[str, Any]:
+async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep) -> JSONResponse:
     form = await read_upload(request, plane)
 
     def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
-            return views.application(deployments.deploy(session, scope, form.fields, form))
+            app = deployments.deploy(session, scope, form.fields, form)
+            return reads.application(session, scope, app.id)
 
     try:
-        return {"data": await run_in_threadpool(work)}
+        return envelope.one(await run_in_threadpool(work), status_code=202)
     finally:
         form.abort()
 
@@ -91,16 +92,16 @@ def list_applications(
 ) -> JSONResponse:
     """Without `limit`, every application (ARM's clients look applications up by name); a
     `limit` above the page cap is lowered to it, as ARM does."""
-    apps, total = applications.list_applications(
+    apps, total = reads.applications(
         session, scope, target_id=target_id, artifact_name=artifact_name,
         offset=offset, limit=None if limit is None else min(limit, PAGE_CAP), sort=sort,
     )
-    return envelope.many([views.application(a) for a in apps], total)
+    return envelope.many(apps, total)
 
 
 @router.get("/{app_id}", response_model=One, response_model_exclude_unset=True)
 def get_application(session: ReadSessionDep, scope: ScopeDep, app_id: int) -> JSONResponse:
-    return envelope.one(views.application(applications.get(session, scope, app_id)))
+    return envelope.one(reads.application(session, scope, app_id))
 
 
 @router.patch("/{app_id}", response_model=One, response_model_exclude_unset=True,
@@ -119,24 +120,24 @@ async def patch_application(
 
             def start_or_stop() -> dict[str, Any]:
                 with transaction(plane.sessions) as session:
-                    return views.application(deployments.set_desired_status(
-                        session, scope, app_id, change.desiredStatus))
+                    deployments.set_desired_status(session, scope, app_id,
+                                                   change.desiredStatus)
+                    return reads.application(session, scope, app_id)
 
-            return {"data": await run_in_threadpool(start_or_stop)}
+            return envelope.one(await run_in_threadpool(start_or_stop))
         form = UploadForm()  # no body at all: the current artifact again
 
     def redeploy() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
-            return views.application(deployments.redeploy(session, scope, app_id, form.fields,
-                                                          form))
+            deployments.redeploy(session, scope, app_id, form.fields, form)
+            return reads.application(session, scope, app_id)
 
     try:
         app = await run_in_threadpool(redeploy)
     finally:
         form.abort()
     # ARM's CLI waits for the server to close after a redeploy; close it.
-    return JSONResponse(One.model_validate({"data": app}).model_dump(exclude_unset=True),
-                        headers={"Connection": "close"})
+    return envelope.one(app, headers={"Connection": "close"})
 
 
 @router.delete("/{app_id}", status_code=204)

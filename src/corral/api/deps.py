@@ -12,7 +12,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from corral.db.session import transaction
-from corral.domain import accounts
 from corral.domain.accounts import Principal, Scope
 from corral.http_context import PlaneDep
 
@@ -50,8 +49,7 @@ TokenDep = Annotated[str | None, Depends(bearer_token)]
 
 
 def get_principal(plane: PlaneDep, token: TokenDep) -> Principal:
-    with transaction(plane.readers) as session:
-        return accounts.authenticate(session, token)
+    return plane.principals.resolve(plane.readers, token, None, None, scoped=False)[0]
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -67,12 +65,14 @@ AdminDep = Annotated[Principal, Depends(get_admin)]
 
 def get_scope(
     plane: PlaneDep,
-    principal: PrincipalDep,
+    token: TokenDep,
+    _principal: PrincipalDep,
     org_id: Annotated[str | None, Header(alias="X-ANYPNT-ORG-ID")] = None,
     env_id: Annotated[str | None, Header(alias="X-ANYPNT-ENV-ID")] = None,
 ) -> Scope:
-    with transaction(plane.readers) as session:
-        return accounts.resolve_scope(session, principal, org_id, env_id)
+    scope = plane.principals.resolve(plane.readers, token, org_id, env_id, scoped=True)[1]
+    assert scope is not None
+    return scope
 
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]

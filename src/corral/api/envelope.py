@@ -1,6 +1,6 @@
 """ARM's envelopes: `{"data": ...}` for one object, `{"data": [...], "total": n}` for a list.
-Answered as JSONResponse directly: the views are already plain JSON, so FastAPI need not
-validate them again against the response model."""
+Answered directly: the views are already plain JSON, so FastAPI need not validate them again
+against the response model, and orjson encodes them several times faster than `json`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,18 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from corral import wire
 
-def one(obj: dict[str, Any]) -> JSONResponse:
-    return JSONResponse({"data": obj})
+
+class FastJSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return wire.dumps(content)
+
+
+def one(obj: dict[str, Any], status_code: int = 200,
+        headers: dict[str, str] | None = None) -> JSONResponse:
+    return FastJSON({"data": obj}, status_code=status_code, headers=headers)
 
 
 def many(items: list[dict[str, Any]], total: int) -> JSONResponse:
-    return JSONResponse({"data": items, "total": total})
+    return FastJSON({"data": items, "total": total})

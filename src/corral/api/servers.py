@@ -11,10 +11,9 @@ from fastapi.responses import JSONResponse
 from corral import __version__
 from corral.api import envelope, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep, TokenDep
-from corral.db.models import RegistrationToken, Server
+from corral.db.models import RegistrationToken
 from corral.db.session import transaction
-from corral.domain import registration, servers, views
-from corral.domain.targets import get_target
+from corral.domain import reads, registration, servers, views
 from corral.errors import Unauthenticated
 from corral.http_context import PlaneDep, SourceDep
 
@@ -122,14 +121,14 @@ def list_servers(
     offset: int = Query(0, ge=0, le=2**31 - 1),
     limit: int | None = Query(None, ge=1, le=10000),
 ) -> JSONResponse:
-    found, total = servers.list_servers(session, scope, offset=offset, limit=limit)
-    return envelope.many([views.server(s) for s in found], total)
+    found, total = reads.servers(session, scope, offset=offset, limit=limit)
+    return envelope.many(found, total)
 
 
 @router.get("/{server_id}", response_model=schemas.Data[schemas.ServerOut],
             response_model_exclude_unset=True)
 def get_server(session: ReadSessionDep, scope: ScopeDep, server_id: int) -> JSONResponse:
-    return envelope.one(views.server(get_target(session, scope, server_id, Server)))
+    return envelope.one(reads.server(session, scope, server_id))
 
 
 @router.patch("/{server_id}", response_model=schemas.Data[schemas.ServerOut],

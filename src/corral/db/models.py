@@ -161,7 +161,8 @@ class Server(Target):
     certificate_serial: Mapped[str] = mapped_column(String(64), default="")
     certificate_expires_at: Mapped[int | None] = mapped_column(BigInteger)
     desired_revision: Mapped[int] = mapped_column(Integer, default=0)
-    desired_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Grows whenever what this server should run changes; the state itself is assembled from
+    the applications that reach the server when it is pushed (ADR 0007)."""
 
     server_group: Mapped[ServerGroup | None] = relationship(
         foreign_keys=[server_group_id], back_populates="servers"
@@ -250,7 +251,8 @@ class Application(Base):
 
 
 class ServerArtifact(Base):
-    """An application's instance on one server: what is desired there and what was reported."""
+    """An application's instance on one server: what its agent last reported. What is desired
+    there is the application's own row (ADR 0007)."""
 
     __tablename__ = "server_artifacts"
     __table_args__ = (UniqueConstraint("application_id", "server_id"),)
@@ -261,8 +263,9 @@ class ServerArtifact(Base):
     server_id: Mapped[int] = mapped_column(
         ForeignKey("servers.id", ondelete="CASCADE"), index=True
     )
-    deployment_id: Mapped[int] = mapped_column(Integer, default=1)
-    desired_status: Mapped[str] = mapped_column(String(16), default="STARTED")
+    deployment_id: Mapped[int] = mapped_column(Integer, default=0)
+    """The deployment the reported status is about (0: nothing reported yet); an older one
+    than the application's means the instance is still being updated."""
     last_reported_status: Mapped[str] = mapped_column(String(32), default="UNDEPLOYED")
     message: Mapped[str | None] = mapped_column(Text)
     port: Mapped[int | None] = mapped_column(Integer)

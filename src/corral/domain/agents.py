@@ -1,4 +1,4 @@
-"""What the gateway does to the database on an agent's behalf: connect, report, heartbeat."""
+"""What the gateway does to the database on an agent's behalf: connect, report, vouch."""
 
 from __future__ import annotations
 
@@ -8,59 +8,85 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from corral.db.models import Application, Artifact, Cluster, Server, ServerArtifact, now_ms
+from corral.db.models import (
+    Application,
+    Artifact,
+    Cluster,
+    RevokedCertificate,
+    Server,
+    ServerArtifact,
+    now_ms,
+)
 from corral.domain import desired_state
 from corral.domain.servers import is_revoked
-from corral.errors import Forbidden, NotFound
+from corral.errors import CorralError, Forbidden, NotFound
 from corral.pki import ServerIdentity
 from corral.sealing import Sealer
-from corral.wire import ClusterReport, Desired, Hello, Report
+from corral.wire import ClusterReport, Hello, Report
+
+CHUNK = 2000  # ids per IN (...) list
+_servers = Server.__table__
 
 
 def admit(session: Session, who: ServerIdentity) -> Server:
     """The server a verified client certificate belongs to, if it may still connect."""
-    if is_revoked(session, who.serial):
-        raise Forbidden(f"certificate of server {who.server_id} is revoked")
     server = session.get(Server, who.server_id)
-    if server is None or server.environment_id != who.environment_id:
-        raise NotFound(f"server {who.server_id} no longer exists")
-    if server.certificate_serial != who.serial:
-        raise Forbidden(f"certificate of server {who.server_id} has been replaced")
+    refusal = _refusal(who, server, revoked=is_revoked(session, who.serial))
+    if refusal is not None:
+        raise refusal
+    assert server is not None
     return server
 
 
-def connected(
-    session: Session, who: ServerIdentity, hello: Hello, sealer: Sealer
-) -> Desired:
-    """Record the hello; returns the server's desired-state message."""
-    server = admit(session, who)
-    old_port = (server.runtime_information or {}).get("clusterPort")
-    server.status = "RUNNING"
-    server.agent_version = hello.agentVersion
-    server.addresses = [a.model_dump() for a in hello.addresses]
-    server.runtime_information = {
-        "hostname": hello.hostname,
-        "osInformation": hello.osInformation,
-        "pythonInformation": hello.pythonInformation,
-        "clusterPort": hello.clusterPort,
-    }
-    server.last_seen = now_ms()
-    if server.cluster is not None and old_port != hello.clusterPort:
-        # every member's view of where this one listens changes
-        desired_state.refresh(session, [m.id for m in server.cluster.servers])
-        server = session.get_one(Server, server.id)
-    return _message(server.desired_revision, server.desired_state, sealer)
+def _refusal(who: ServerIdentity, server: Server | None, *, revoked: bool) -> CorralError | None:
+    if revoked:
+        return Forbidden(f"certificate of server {who.server_id} is revoked")
+    if server is None or server.environment_id != who.environment_id:
+        return NotFound(f"server {who.server_id} no longer exists")
+    if server.certificate_serial != who.serial:
+        return Forbidden(f"certificate of server {who.server_id} has been replaced")
+    return None
 
 
-def _message(revision: int, document: dict[str, Any] | None, sealer: Sealer) -> Desired:
-    """The wire form of a stored desired state. The stored cluster section holds a nonce; the
-    member gets the secret derived from it, so no cluster key is ever kept in the database."""
-    document = dict(document or {})
-    cluster = document.get("cluster")
-    if cluster:
-        document["cluster"] = {**cluster, "secret": cluster_secret(sealer, cluster["id"],
-                                                                   cluster["secret"])}
-    return Desired.model_validate({**document, "revision": revision})
+def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], sealer: Sealer
+              ) -> list[tuple[int, str] | CorralError]:
+    """Admit agents that said hello together (after a restart, thousands within seconds) and
+    record what each said, in a few queries for all of them. Returns, in order, each one's
+    desired-state message (revision, wire text) or why it is refused."""
+    serials = sorted({who.serial for who, _ in hellos})
+    revoked = set(session.scalars(
+        select(RevokedCertificate.serial).where(RevokedCertificate.serial.in_(serials))))
+    servers = {s.id: s for s in session.scalars(
+        select(Server).where(Server.id.in_(sorted({who.server_id for who, _ in hellos}))))}
+    now = now_ms()
+    outcome: list[CorralError | None] = []
+    moved_clusters: set[int] = set()
+    for who, hello in hellos:
+        server = servers.get(who.server_id)
+        refusal = _refusal(who, server, revoked=who.serial in revoked)
+        outcome.append(refusal)
+        if refusal is not None or server is None:
+            continue
+        old_port = (server.runtime_information or {}).get("clusterPort")
+        server.status = "RUNNING"
+        server.agent_version = hello.agentVersion
+        server.addresses = [a.model_dump() for a in hello.addresses]
+        server.runtime_information = {
+            "hostname": hello.hostname,
+            "osInformation": hello.osInformation,
+            "pythonInformation": hello.pythonInformation,
+            "clusterPort": hello.clusterPort,
+        }
+        server.last_seen = now
+        if server.cluster_id is not None and old_port != hello.clusterPort:
+            moved_clusters.add(server.cluster_id)  # every member's view of it changes
+    session.flush()
+    desired_state.changed(session, targets=moved_clusters)
+    messages = desired_messages(
+        session, sorted({who.server_id for (who, _), no in zip(hellos, outcome) if no is None}),
+        sealer)
+    return [refusal if refusal is not None else messages[who.server_id]
+            for (who, _), refusal in zip(hellos, outcome)]
 
 
 def cluster_secret(sealer: Sealer, cluster_id: int, nonce: str) -> str:
@@ -68,11 +94,13 @@ def cluster_secret(sealer: Sealer, cluster_id: int, nonce: str) -> str:
 
 
 def revisions(session: Session, server_ids: Iterable[int]) -> dict[int, int]:
-    ids = list(server_ids)
-    if not ids:
-        return {}
-    rows = session.execute(select(Server.id, Server.desired_revision).where(Server.id.in_(ids)))
-    return {sid: rev for sid, rev in rows}
+    ids = sorted(server_ids)
+    found: dict[int, int] = {}
+    for start in range(0, len(ids), CHUNK):
+        found.update(session.execute(
+            select(_servers.c.id, _servers.c.desired_revision)
+            .where(_servers.c.id.in_(ids[start : start + CHUNK]))).tuples())
+    return found
 
 
 def disconnected(session: Session, server_ids: Iterable[int]) -> None:
@@ -85,12 +113,12 @@ def disconnected(session: Session, server_ids: Iterable[int]) -> None:
 
 
 def seen(session: Session, server_ids: Iterable[int]) -> None:
-    """One UPDATE for every connected agent heard from since the last flush."""
-    ids = list(server_ids)
-    if ids:
-        session.execute(
-            update(Server).where(Server.id.in_(ids)).values(last_seen=now_ms(), status="RUNNING")
-        )
+    """The gateway vouches for its connected agents: one UPDATE per 2,000 of them."""
+    ids = sorted(server_ids)
+    now = now_ms()
+    for start in range(0, len(ids), CHUNK):
+        session.execute(update(_servers).where(_servers.c.id.in_(ids[start : start + CHUNK]))
+                        .values(last_seen=now, status="RUNNING"))
 
 
 def mark_silent_disconnected(session: Session, timeout_seconds: float) -> int:
@@ -119,17 +147,18 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
         rows = session.execute(
             select(ServerArtifact.id, ServerArtifact.server_id, ServerArtifact.deployment_id,
                    ServerArtifact.last_reported_status, ServerArtifact.message,
-                   ServerArtifact.port, Application.name)
+                   ServerArtifact.port, Application.name, Application.deployment_id)
             .join(Application, Application.id == ServerArtifact.application_id)
             .where(ServerArtifact.server_id.in_(chunk))
         ).all()
         entries = {sid: {a.name: a for a in latest[sid].applications} for sid in chunk}
-        for inst_id, sid, deployment, status, message, port, name in rows:
+        for inst_id, sid, had, status, message, port, name, current in rows:
             entry = entries[sid].get(name)
-            if entry is None or entry.deploymentId != deployment:
-                continue
-            if (status, message, port) != (entry.status, entry.message, entry.port):
-                updates.append({"id": inst_id, "last_reported_status": entry.status,
+            if entry is None or entry.deploymentId != current:
+                continue  # about an older deployment, or not yet about this one
+            if (had, status, message, port) != (current, entry.status, entry.message, entry.port):
+                updates.append({"id": inst_id, "deployment_id": current,
+                                "last_reported_status": entry.status,
                                 "message": entry.message, "port": entry.port,
                                 "time_updated": now})
         session.execute(update(Server).where(Server.id.in_(chunk)).values(last_seen=now))
@@ -140,13 +169,12 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
 
 def desired_messages(
     session: Session, server_ids: list[int], sealer: Sealer
-) -> dict[int, Desired]:
-    """The desired-state messages of these servers in one query (absent: deleted)."""
-    rows = session.execute(
-        select(Server.id, Server.desired_revision, Server.desired_state)
-        .where(Server.id.in_(server_ids))
-    ).all()
-    return {sid: _message(rev, doc, sealer) for sid, rev, doc in rows}
+) -> dict[int, tuple[int, str]]:
+    """The desired-state messages of these servers as (revision, wire text); a deleted server
+    is absent. The database holds a nonce per cluster; each member gets the secret derived
+    from it, so no cluster key is ever kept in the database."""
+    return desired_state.messages(session, server_ids,
+                                  lambda cid, nonce: cluster_secret(sealer, cid, nonce))
 
 
 def _record_cluster_view(session: Session, server_id: int, view: ClusterReport) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, delete, insert, literal, or_, select
+from sqlalchemy.orm import Session
 
 from corral.artifacts import BlobInfo
 from corral.db.models import (
@@ -13,16 +13,17 @@ from corral.db.models import (
     Artifact,
     Server,
     ServerArtifact,
-    ServerGroup,
     Target,
     now_ms,
 )
 from corral.domain import desired_state
 from corral.domain.accounts import Scope
 from corral.domain.configuration import with_application_name
-from corral.domain.names import as_id, check_application_name, check_text
+from corral.domain.names import as_id, check_application_name
 from corral.domain.status import DESIRED_STATUSES
 from corral.errors import Conflict, InvalidInput, NotFound
+
+_servers = Server.__table__
 
 
 def record_artifact(
@@ -108,38 +109,45 @@ def deploy(
     session.add(app)
     session.flush()
     sync_instances(session, app)
+    _changed(session, app.target_id)
     return app
 
 
 def member_ids(session: Session, target_id: int) -> list[int]:
     """Ids of the servers an application on this target runs on (no objects loaded)."""
-    target = session.get(Target, target_id)
-    if isinstance(target, Server):
-        return [target.id]
-    column = Server.server_group_id if isinstance(target, ServerGroup) else Server.cluster_id
-    return list(session.scalars(select(Server.id).where(column == target_id)))
+    return list(session.scalars(select(_servers.c.id).where(_reaches(target_id))))
+
+
+def _reaches(target_id: int) -> ColumnElement[bool]:
+    """Servers an application on this target runs on: the server itself, or the members."""
+    return or_(_servers.c.id == target_id, _servers.c.server_group_id == target_id,
+               _servers.c.cluster_id == target_id)
 
 
 def sync_instances(session: Session, app: Application) -> None:
-    """One instance per member server of the target: add the missing, drop the departed.
-    Set-based, so a group of ten thousand servers costs a handful of statements."""
+    """One instance row per member server of the target, for what its agent reports: add the
+    missing, drop the departed. Two statements for any size of group; what each server should
+    run is read from the application itself when it is pushed, so the caller tells the servers
+    whose state moved (`desired_state.changed`)."""
     session.flush()
-    wanted = set(member_ids(session, app.target_id))
-    have = dict(session.execute(
-        select(ServerArtifact.server_id, ServerArtifact.id)
-        .where(ServerArtifact.application_id == app.id)).all())
     now = now_ms()
-    if wanted - have.keys():
-        session.execute(insert(ServerArtifact), [
-            {"application_id": app.id, "server_id": sid, "deployment_id": app.deployment_id,
-             "desired_status": app.desired_status, "last_reported_status": "UNDEPLOYED",
-             "discovered": False, "time_created": now, "time_updated": now}
-            for sid in sorted(wanted - have.keys())])
-    gone = [have[sid] for sid in have.keys() - wanted]
-    if gone:
-        session.execute(delete(ServerArtifact).where(ServerArtifact.id.in_(gone)))
+    have = select(ServerArtifact.server_id).where(ServerArtifact.application_id == app.id)
+    newcomers = select(
+        literal(app.id), _servers.c.id, literal(0), literal("UNDEPLOYED"), literal(False),
+        literal(now), literal(now),
+    ).where(_reaches(app.target_id), _servers.c.id.not_in(have))
+    session.execute(insert(ServerArtifact).from_select(
+        ["application_id", "server_id", "deployment_id", "last_reported_status", "discovered",
+         "time_created", "time_updated"], newcomers))
+    session.execute(delete(ServerArtifact).where(
+        ServerArtifact.application_id == app.id,
+        ServerArtifact.server_id.not_in(select(_servers.c.id).where(_reaches(app.target_id)))))
     session.expire(app, ["server_artifacts"])
-    desired_state.refresh(session, wanted | have.keys())
+
+
+def _changed(session: Session, target_id: int) -> None:
+    """Every server the target reaches is told (one UPDATE of revisions, one notification)."""
+    desired_state.changed(session, servers=[target_id], targets=[target_id])
 
 
 def split_off(session: Session, app: Application, server: Server) -> Application:
@@ -194,52 +202,6 @@ def pick_instance(app: Application, server_id: int | None) -> int:
     return server_id
 
 
-SORTS = {"id": Application.id, "name": Application.name,
-         "timeCreated": Application.time_created, "timeUpdated": Application.time_updated}
-
-
-def list_applications(
-    session: Session,
-    scope: Scope,
-    *,
-    target_id: int | None = None,
-    artifact_name: str | None = None,
-    offset: int = 0,
-    limit: int | None = None,
-    sort: str | None = None,
-) -> tuple[list[Application], int]:
-    """`sort` names a field (`timeCreated`, `name`, ...), `-` first for descending."""
-    field = (sort or "id").strip()
-    descending = field.startswith("-")
-    column = SORTS.get(field.removeprefix("-"))
-    if column is None:
-        raise InvalidInput(f"sort must be one of {', '.join(SORTS)} (a leading - for "
-                           "descending)")
-    order = [column.desc() if descending else column.asc(), Application.id]
-    where = [Application.environment_id == scope.environment_id]
-    if target_id is not None:
-        if as_id(target_id) is None:
-            return [], 0
-        where.append(Application.target_id == target_id)
-    if artifact_name:
-        where.append(Application.name == check_text(artifact_name, "artifactName"))
-    total = session.scalar(select(func.count()).select_from(Application).where(*where)) or 0
-    query = (
-        select(Application)
-        .where(*where)
-        .order_by(*order)
-        .offset(offset)
-        .options(
-            selectinload(Application.artifact),
-            selectinload(Application.server_artifacts).selectinload(ServerArtifact.server),
-            selectinload(Application.target),
-        )
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query)), total
-
-
 def redeploy(
     session: Session,
     scope: Scope,
@@ -256,16 +218,8 @@ def redeploy(
         app.configuration = with_application_name(configuration, app.name)
     app.deployment_id += 1
     app.time_updated = now_ms()
-    session.flush()
-    mine = ServerArtifact.application_id == app.id
-    session.execute(update(ServerArtifact).where(mine).values(
-        deployment_id=app.deployment_id, desired_status=app.desired_status,
-        time_updated=app.time_updated))
-    session.execute(update(ServerArtifact).where(
-        mine, ServerArtifact.last_reported_status != "UNDEPLOYED").values(
-        last_reported_status="DEPLOYING", message=None))
+    _changed(session, app.target_id)
     session.expire(app, ["artifact", "server_artifacts"])
-    desired_state.refresh(session, _instance_servers(session, app.id))
     return app
 
 
@@ -278,17 +232,8 @@ def set_desired_status(session: Session, scope: Scope, app_id: int, status: str)
         app.time_updated = now_ms()
         if status == "STARTED":
             app.time_started = now_ms()
-        session.flush()
-        session.execute(update(ServerArtifact).where(ServerArtifact.application_id == app.id)
-                        .values(desired_status=status))
-        session.expire(app, ["server_artifacts"])
-        desired_state.refresh(session, _instance_servers(session, app.id))
+        _changed(session, app.target_id)
     return app
-
-
-def _instance_servers(session: Session, app_id: int) -> list[int]:
-    return list(session.scalars(
-        select(ServerArtifact.server_id).where(ServerArtifact.application_id == app_id)))
 
 
 def delete_application(session: Session, scope: Scope, app_id: int) -> None:
@@ -296,6 +241,5 @@ def delete_application(session: Session, scope: Scope, app_id: int) -> None:
     app = session.get(Application, app_id) if as_id(app_id) is not None else None
     if app is None or app.environment_id != scope.environment_id:
         return
-    servers = [i.server_id for i in app.server_artifacts]
+    _changed(session, app.target_id)
     session.delete(app)
-    desired_state.refresh(session, servers)

@@ -64,7 +64,7 @@ def create(
     for server, ip in chosen:
         server.cluster_id = cluster.id
         server.cluster_ip = ip
-    desired_state.refresh(session, seen)
+    desired_state.changed(session, servers=seen)
     return cluster
 
 
@@ -74,7 +74,7 @@ def rename(session: Session, scope: Scope, cluster_id: int, name: object) -> Clu
     if new_name != cluster.name:
         check_name_free(session, scope, Cluster, new_name)
         cluster.name = new_name
-        desired_state.refresh(session, [s.id for s in cluster.servers])
+        desired_state.changed(session, targets=[cluster.id])
     return cluster
 
 
@@ -97,7 +97,7 @@ def add_server(
     for app in applications_on(session, cluster.id):
         applications.sync_instances(session, app)
     # every member's view of the membership changes
-    desired_state.refresh(session, [s.id for s in cluster.servers])
+    desired_state.changed(session, targets=[cluster.id])
     return cluster
 
 
@@ -112,7 +112,7 @@ def set_member_ip(
     if address != server.cluster_ip:
         server.cluster_ip = address
         session.flush()
-        desired_state.refresh(session, [s.id for s in cluster.servers])
+        desired_state.changed(session, targets=[cluster.id])
     return cluster
 
 
@@ -137,7 +137,7 @@ def remove_server(session: Session, scope: Scope, cluster_id: int, server_id: in
     session.expire(cluster, ["servers"])
     for app in applications_on(session, cluster.id):
         applications.sync_instances(session, app)
-    desired_state.refresh(session, affected)
+    desired_state.changed(session, servers=affected)
 
 
 def delete_cluster(session: Session, scope: Scope, cluster_id: int) -> None:
@@ -152,4 +152,4 @@ def delete_cluster(session: Session, scope: Scope, cluster_id: int) -> None:
         server.cluster_ip = None
     session.flush()
     session.delete(cluster)
-    desired_state.refresh(session, ids)
+    desired_state.changed(session, servers=ids)

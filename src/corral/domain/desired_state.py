@@ -1,101 +1,127 @@
-"""Each server's desired state: what it should run, computed from the applications that reach
-it. Stored with a revision number that grows on every change; the gateway pushes it."""
+"""Each server's desired state, assembled when it is pushed (ADR 0007).
+
+Nothing per server is stored but a revision number: what a server should run is the
+applications of its own target, of its group and of its cluster, read from those rows at push
+time by a few set-based queries. A change bumps the revision of every server it reaches in one
+`UPDATE`, and the after-commit hook tells the gateway which servers moved; an agent that missed
+a push converges on the next sweep or on reconnect, because the revision it was sent no longer
+matches (ADR 0001: level-triggered)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
-from corral.db.models import Application, Artifact, Cluster, Server, ServerArtifact
+from corral import wire
+from corral.db.models import Application, Artifact, Cluster, Server
 from corral.domain.configuration import properties_of
 
 CHANGED_KEY = "corral.changed_servers"
-
-
 CHUNK = 2000  # ids per IN (...) list
 
+SecretOf = Callable[[int, str], str]
+"""(cluster id, stored nonce) → the cluster's secret; the gateway derives it with its sealer."""
 
-def _cluster_document(c: Cluster) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "name": c.name,
-        "multicastEnabled": c.multicast_enabled,
-        "secret": c.secret,
-        "members": [
-            {
-                "serverId": m.id,
-                "serverIp": m.cluster_ip,
-                "clusterPort": (m.runtime_information or {}).get("clusterPort"),
-            }
-            for m in c.servers
-        ],
-    }
+_servers = Server.__table__
 
 
-def _applications(session: Session, server_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-    """Every application instance of these servers, in one query, sorted by name."""
+def changed(session: Session, *, servers: Iterable[int] = (), targets: Iterable[int] = ()) -> None:
+    """The desired state of these servers, and of every member of these groups and clusters,
+    moved: one `UPDATE` bumps their revisions (an application on a server's own target is named
+    by that server's id in `servers`)."""
+    server_ids, target_ids = sorted(set(servers)), sorted(set(targets))
+    if not (server_ids or target_ids):
+        return
+    session.flush()
+    found: set[int] = session.info.setdefault(CHANGED_KEY, set())
+    for start in range(0, max(len(server_ids), len(target_ids)), CHUNK):
+        some_servers = server_ids[start : start + CHUNK]
+        some_targets = target_ids[start : start + CHUNK]
+        reached = or_(_servers.c.id.in_(some_servers),
+                      _servers.c.server_group_id.in_(some_targets),
+                      _servers.c.cluster_id.in_(some_targets))
+        bumped = session.execute(
+            update(_servers).where(reached)
+            .values(desired_revision=_servers.c.desired_revision + 1)
+            .returning(_servers.c.id))
+        found.update(bumped.scalars())
+
+
+def messages(session: Session, server_ids: list[int], secret_of: SecretOf
+             ) -> dict[int, tuple[int, str]]:
+    """The desired-state message of each of these servers as (revision, wire text); a deleted
+    server is absent. Each application's part is encoded once per call, however many servers
+    share it, so a group of ten thousand costs one encoding of the group's applications."""
+    out: dict[int, tuple[int, str]] = {}
+    for start in range(0, len(server_ids), CHUNK):
+        chunk = server_ids[start : start + CHUNK]
+        rows = session.execute(
+            select(Server.id, Server.name, Server.desired_revision, Server.server_group_id,
+                   Server.cluster_id)
+            .where(Server.id.in_(chunk))).all()
+        reaching = {sid for sid, *_ in rows} | {g for *_, g, _c in rows if g} | \
+            {c for *_, c in rows if c}
+        apps = _application_parts(session, reaching)
+        clusters = _cluster_parts(session, {c for *_, c in rows if c}, secret_of)
+        for sid, name, revision, group_id, cluster_id in rows:
+            mine = sorted(apps.get(sid, []) + apps.get(group_id or 0, [])
+                          + apps.get(cluster_id or 0, []))
+            text = (f'{{"v":{wire.VERSION},"type":"desired","revision":{revision},'
+                    f'"serverId":{sid},"serverName":{_json(name)},'
+                    f'"cluster":{clusters.get(cluster_id or 0, "null")},'
+                    f'"applications":[{",".join(part for _n, part in mine)}]}}')
+            out[sid] = (revision, text)
+    return out
+
+
+def _json(value: object) -> str:
+    return wire.dumps(value).decode()
+
+
+def _application_parts(session: Session, target_ids: set[int]
+                       ) -> dict[int, list[tuple[str, str]]]:
+    """Per target: (name, encoded application) of every application deployed to it."""
+    found: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    if not target_ids:
+        return found
     rows = session.execute(
-        select(
-            ServerArtifact.server_id, ServerArtifact.deployment_id, ServerArtifact.desired_status,
-            Application.id, Application.name, Application.configuration,
-            Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name,
-        )
-        .join(Application, Application.id == ServerArtifact.application_id)
+        select(Application.target_id, Application.id, Application.name,
+               Application.deployment_id, Application.desired_status, Application.configuration,
+               Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
         .join(Artifact, Artifact.id == Application.artifact_id)
-        .where(ServerArtifact.server_id.in_(server_ids))
-        .order_by(ServerArtifact.server_id, Application.name)
-    ).all()
-    properties: dict[int, dict[str, str]] = {}
-    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for sid, deployment, status, app_id, name, conf, sha256, sha1, size, file_name in rows:
-        if app_id not in properties:
-            properties[app_id] = properties_of(conf or {})
-        found[sid].append({
+        .where(Application.target_id.in_(sorted(target_ids)))).all()
+    for target_id, app_id, name, deployment, status, conf, sha256, sha1, size, file_name in rows:
+        found[target_id].append((name, _json({
             "name": name,
             "applicationId": app_id,
             "deploymentId": deployment,
             "desiredStatus": status,
             "artifact": {"sha256": sha256, "sha1": sha1, "size": size, "fileName": file_name},
-            "properties": properties[app_id],
-        })
+            "properties": properties_of(conf or {}),
+        })))
     return found
 
 
-def refresh(session: Session, server_ids: Iterable[int]) -> None:
-    """Recompute the desired state of these servers (a few queries for any number of them);
-    bump the revision where it changed."""
-    ids = sorted(set(server_ids))
-    if not ids:
-        return
-    session.flush()
-    session.expire_all()  # memberships may have moved under loaded relationships
-    changed: set[int] = session.info.setdefault(CHANGED_KEY, set())
-    clusters: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        apps = _applications(session, chunk)
-        servers = session.scalars(
-            select(Server).where(Server.id.in_(chunk))
-            .options(selectinload(Server.cluster).selectinload(Cluster.servers))
-        )
-        for server in servers:
-            cluster = None
-            if server.cluster is not None:
-                if server.cluster.id not in clusters:
-                    clusters[server.cluster.id] = _cluster_document(server.cluster)
-                cluster = clusters[server.cluster.id]
-            document = {
-                "serverId": server.id,
-                "serverName": server.name,
-                "cluster": cluster,
-                "applications": apps.get(server.id, []),
-            }
-            if document != server.desired_state:
-                server.desired_state = document
-                server.desired_revision += 1
-                changed.add(server.id)
-    session.flush()
+def _cluster_parts(session: Session, cluster_ids: set[int], secret_of: SecretOf
+                   ) -> dict[int, str]:
+    """Per cluster: its encoded section (membership, where each member listens, the key)."""
+    if not cluster_ids:
+        return {}
+    ids = sorted(cluster_ids)
+    members: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for sid, cid, ip, info in session.execute(
+            select(Server.id, Server.cluster_id, Server.cluster_ip, Server.runtime_information)
+            .where(Server.cluster_id.in_(ids)).order_by(Server.id)):
+        members[cid].append({"serverId": sid, "serverIp": ip,
+                             "clusterPort": (info or {}).get("clusterPort")})
+    return {
+        cid: _json({"id": cid, "name": name, "multicastEnabled": multicast,
+                    "secret": secret_of(cid, nonce), "members": members[cid]})
+        for cid, name, multicast, nonce in session.execute(
+            select(Cluster.id, Cluster.name, Cluster.multicast_enabled, Cluster.secret)
+            .where(Cluster.id.in_(ids)))
+    }

@@ -161,5 +161,5 @@ def register_server(
     )
     server.certificate_serial = issued.serial
     server.certificate_expires_at = int(issued.not_after.timestamp() * 1000)
-    desired_state.refresh(session, [server.id])
+    desired_state.changed(session, servers=[server.id])
     return Registration(server, issued)

@@ -32,7 +32,7 @@ def create(
     session.flush()
     for server in servers:
         server.server_group_id = group.id
-    desired_state.refresh(session, [s.id for s in servers])
+    desired_state.changed(session, servers=[s.id for s in servers])
     return group
 
 
@@ -57,7 +57,7 @@ def add_server(
     session.expire(group, ["servers"])
     for app in applications_on(session, group.id):
         applications.sync_instances(session, app)
-    desired_state.refresh(session, [server.id])
+    desired_state.changed(session, servers=[server.id])
     return group
 
 
@@ -70,7 +70,7 @@ def remove_server(session: Session, scope: Scope, group_id: int, server_id: int)
     for app in applications_on(session, group.id):
         applications.split_off(session, app, server)
     server.server_group_id = None
-    desired_state.refresh(session, [server.id])
+    desired_state.changed(session, servers=[server.id])
 
 
 def delete_group(session: Session, scope: Scope, group_id: int) -> None:
@@ -84,4 +84,4 @@ def delete_group(session: Session, scope: Scope, group_id: int) -> None:
         server.server_group_id = None
     session.flush()
     session.delete(group)
-    desired_state.refresh(session, ids)
+    desired_state.changed(session, servers=ids)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from corral.db.models import (
     Application,
@@ -20,30 +20,13 @@ from corral.domain.targets import check_name_free, get_target
 REVOKED_KEY = "corral.revoked_servers"
 
 
-def list_servers(session: Session, scope: Scope, *, offset: int = 0,
-                 limit: int | None = None) -> tuple[list[Server], int]:
-    """A page of the environment's servers (every one without `limit`) and the total."""
-    where = Server.environment_id == scope.environment_id
-    total = session.scalar(select(func.count()).select_from(Server).where(where)) or 0
-    query = (
-        select(Server)
-        .where(where)
-        .order_by(Server.id)
-        .offset(offset)
-        .options(selectinload(Server.server_group), selectinload(Server.cluster))
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query)), total
-
-
 def rename(session: Session, scope: Scope, server_id: int, name: object) -> Server:
     server = get_target(session, scope, server_id, Server)
     new_name = check_name(name, "name")
     if new_name != server.name:
         check_name_free(session, scope, Server, new_name)
         server.name = new_name
-        desired_state.refresh(session, [server.id])
+        desired_state.changed(session, servers=[server.id])
     return server
 
 
@@ -65,7 +48,7 @@ def delete_server(session: Session, scope: Scope, server_id: int) -> None:
     session.flush()
     session.delete(server)
     session.info.setdefault(REVOKED_KEY, set()).add(server_id)
-    desired_state.refresh(session, members)
+    desired_state.changed(session, servers=members)
 
 
 def is_revoked(session: Session, serial: str) -> bool:

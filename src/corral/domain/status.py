@@ -76,6 +76,16 @@ class ApplicationStatus:
         return self.reported == "STARTED"
 
 
+def instance_report(reported: str, message: str | None, reported_deployment: int,
+                    deployment: int) -> tuple[str, str | None]:
+    """What one instance shows, (status, message). Its row holds the agent's last report and the
+    deployment it was about; until the agent reports the application's current deployment, an
+    instance that ran something is DEPLOYING, one that never did stays UNDEPLOYED."""
+    if reported_deployment == deployment:
+        return reported, message
+    return ("UNDEPLOYED" if reported == "UNDEPLOYED" else "DEPLOYING"), None
+
+
 def _arm_word(status: str) -> str:
     if status in ("STARTED", "STOPPED", "DEPLOYMENT_FAILED"):
         return status

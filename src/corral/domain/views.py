@@ -4,6 +4,7 @@ renders them (the API's response models document them)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from corral.db.models import (
@@ -18,7 +19,13 @@ from corral.db.models import (
     User,
     now_ms,
 )
-from corral.domain.status import Instance, aggregate_servers, application_status, target_status
+from corral.domain.status import (
+    Instance,
+    aggregate_servers,
+    application_status,
+    instance_report,
+    target_status,
+)
 
 
 def environment(env: Environment) -> dict[str, Any]:
@@ -116,6 +123,13 @@ def connected_app(app: ConnectedApp, secret: str | None = None) -> dict[str, Any
 
 
 def server(s: Server) -> dict[str, Any]:
+    return server_fields(s, s.server_group.name if s.server_group is not None else None,
+                         s.cluster.name if s.cluster is not None else None)
+
+
+def server_fields(s: Any, group_name: str | None, cluster_name: str | None) -> dict[str, Any]:
+    """A server from anything with its attributes: the ORM object, or a row of plain columns
+    named like them (`corral.domain.reads`)."""
     out: dict[str, Any] = {
         "id": s.id,
         "timeCreated": s.time_created,
@@ -135,12 +149,12 @@ def server(s: Server) -> dict[str, Any]:
         "licenseExpirationDate": s.certificate_expires_at,
         "lastSeen": s.last_seen,
     }
-    if s.server_group is not None:
-        out["serverGroupId"] = s.server_group.id
-        out["serverGroupName"] = s.server_group.name
-    if s.cluster is not None:
-        out["clusterId"] = s.cluster.id
-        out["clusterName"] = s.cluster.name
+    if s.server_group_id is not None:
+        out["serverGroupId"] = s.server_group_id
+        out["serverGroupName"] = group_name
+    if s.cluster_id is not None:
+        out["clusterId"] = s.cluster_id
+        out["clusterName"] = cluster_name
         out["serverIp"] = s.cluster_ip
         out["currentClusteringIp"] = s.cluster_ip
         out["currentClusteringPort"] = (s.runtime_information or {}).get("clusterPort")
@@ -148,19 +162,27 @@ def server(s: Server) -> dict[str, Any]:
 
 
 def server_group(g: ServerGroup) -> dict[str, Any]:
+    return server_group_fields(g, [server(s) for s in g.servers])
+
+
+def server_group_fields(g: Any, members: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": g.id,
         "timeCreated": g.time_created,
         "timeUpdated": g.time_updated,
         "name": g.name,
         "type": "SERVER_GROUP",
-        "status": target_status(s.status for s in g.servers),
-        "detailedStatus": aggregate_servers(s.status for s in g.servers),
-        "servers": [server(s) for s in g.servers],
+        "status": target_status(s["status"] for s in members),
+        "detailedStatus": aggregate_servers(s["status"] for s in members),
+        "servers": members,
     }
 
 
 def cluster(c: Cluster) -> dict[str, Any]:
+    return cluster_fields(c, [server(s) for s in c.servers])
+
+
+def cluster_fields(c: Any, members: list[dict[str, Any]]) -> dict[str, Any]:
     reported = (c.visibility or {}).get("mapNodes", {})
     return {
         "id": c.id,
@@ -169,18 +191,18 @@ def cluster(c: Cluster) -> dict[str, Any]:
         "name": c.name,
         "type": "CLUSTER",
         "multicastEnabled": c.multicast_enabled,
-        "status": target_status(s.status for s in c.servers),
-        "detailedStatus": aggregate_servers(s.status for s in c.servers),
+        "status": target_status(s["status"] for s in members),
+        "detailedStatus": aggregate_servers(s["status"] for s in members),
         "primaryNodeId": c.primary_node_id,
-        "servers": [server(s) for s in c.servers],
+        "servers": members,
         "visibilityMap": {
             "mapNodes": [
                 {
-                    "serverId": s.id,
-                    "visibleNodeIds": reported.get(str(s.id), {}).get("visibleNodeIds", []),
-                    "unknownNodeIps": reported.get(str(s.id), {}).get("unknownNodeIps", []),
+                    "serverId": s["id"],
+                    "visibleNodeIds": reported.get(str(s["id"]), {}).get("visibleNodeIds", []),
+                    "unknownNodeIps": reported.get(str(s["id"]), {}).get("unknownNodeIps", []),
                 }
-                for s in c.servers
+                for s in members
             ]
         },
     }
@@ -196,18 +218,18 @@ def render_target(t: Target) -> dict[str, Any]:
     raise TypeError(f"unknown target type {t.type}")
 
 
-def armui_target(t: Target, apps: list[Application]) -> dict[str, Any]:
+def armui_target(shown: dict[str, Any], apps: list[dict[str, Any]]) -> dict[str, Any]:
     """A target as ARM's console lists it (`/armui/api/v1/servers`): its kind in `type`, its
-    servers in `details.servers`, its applications in `deployments`."""
-    shown = render_target(t)
+    servers in `details.servers`, its applications (as `application` renders them) in
+    `deployments`."""
     members = shown.get("servers") or [shown]
     return {
-        "id": t.id,
-        "name": t.name,
-        "type": t.type,
+        "id": shown["id"],
+        "name": shown["name"],
+        "type": shown["type"],
         "status": shown["status"],
-        "timeCreated": t.time_created,
-        "timeUpdated": t.time_updated,
+        "timeCreated": shown["timeCreated"],
+        "timeUpdated": shown["timeUpdated"],
         "details": {
             "servers": [{"id": s["id"], "name": s["name"], "status": s["status"],
                          "addresses": s["addresses"], "agentVersion": s["agentVersion"],
@@ -217,13 +239,13 @@ def armui_target(t: Target, apps: list[Application]) -> dict[str, Any]:
     }
 
 
-def armui_application(app: Application) -> dict[str, Any]:
-    """An application as ARM's console lists it (`/armui/api/v1/applications`)."""
-    full = application(app)
+def armui_application(full: dict[str, Any]) -> dict[str, Any]:
+    """An application as ARM's console lists it (`/armui/api/v1/applications`), from its
+    hybrid rendering."""
     target = full["target"]
     return {
-        "id": app.id,
-        "name": app.name,
+        "id": full["id"],
+        "name": full["name"],
         "type": "MULE",
         "artifact": full["artifact"],
         "target": {"id": target["id"], "name": target["name"], "type": target["type"]},
@@ -232,32 +254,31 @@ def armui_application(app: Application) -> dict[str, Any]:
         "isDeploymentWaiting": full["desiredStatus"] == "UPDATED",
         "application": {"status": full["lastReportedStatus"]},
         "details": {
-            "domain": app.name,
+            "domain": full["name"],
             "servers": [{"id": i["serverId"], "name": i["serverName"],
                          "status": i["lastReportedStatus"], "deploymentId": i["deploymentId"]}
                         for i in full["serverArtifacts"]],
         },
-        "timeCreated": app.time_created,
-        "timeUpdated": app.time_updated,
+        "timeCreated": full["timeCreated"],
+        "timeUpdated": full["timeUpdated"],
     }
 
 
-def _listening(port: int | None, server: Server) -> dict[str, Any]:
+def _listening(port: int | None, addresses: list[Any] | None) -> dict[str, Any]:
     """Corral's addition: where an instance listens, as its agent reports (`PORT`), and a URL
     on the server's first non-loopback address."""
     if not port:
         return {}
-    ips = [a.get("ip") for a in server.addresses or [] if isinstance(a, dict)]
+    ips = [a.get("ip") for a in addresses or [] if isinstance(a, dict)]
     host = next((ip for ip in ips if ip and not ip.startswith("127.")), "127.0.0.1")
     return {"port": port, "url": f"http://{host}:{port}/"}
 
 
-def artifact(app: Application) -> dict[str, Any]:
-    art = app.artifact
+def artifact(name: str, art: Any) -> dict[str, Any]:
     return {
         "id": art.id,
         "storageId": art.id,  # an integer, as ARM's (Go clients declare it int)
-        "name": app.name,
+        "name": name,
         "fileName": art.file_name,
         "fileChecksum": art.sha1,
         "fileSize": art.size,
@@ -267,17 +288,23 @@ def artifact(app: Application) -> dict[str, Any]:
 
 
 def application(app: Application) -> dict[str, Any]:
-    instances = app.server_artifacts
-    target = app.target
-    # the target's servers are loaded for its own rendering; name instances from them rather
-    # than loading each instance's server again
-    members = {s.id: s for s in getattr(target, "servers", None) or [target]}
-    on = {i.id: members.get(i.server_id) or i.server for i in instances}
+    return application_fields(app, app.artifact, render_target(app.target),
+                              app.server_artifacts)
+
+
+def application_fields(app: Any, art: Any, target: dict[str, Any],
+                       instances: Sequence[Any]) -> dict[str, Any]:
+    """An application from anything with the attributes of `Application`, its artifact's, its
+    rendered target and its instance rows (ORM objects or plain rows alike)."""
+    members = {s["id"]: s for s in target.get("servers") or [target]}
+    placed = [(i, members[i.server_id]) for i in instances if i.server_id in members]
+    shown = [instance_report(i.last_reported_status, i.message, i.deployment_id,
+                             app.deployment_id) for i, _s in placed]
     status = application_status(
-        [Instance(i.last_reported_status, on[i.id].status == "RUNNING") for i in instances],
+        [Instance(word, on["status"] == "RUNNING") for (word, _m), (_i, on) in zip(shown, placed)],
         desired=app.desired_status, redeployed=app.deployment_id > 1,
-        cluster=isinstance(target, Cluster))
-    art = artifact(app)
+        cluster=target["type"] == "CLUSTER")
+    art_view = artifact(app.name, art)
     return {
         "id": app.id,
         "timeCreated": app.time_created,
@@ -285,8 +312,8 @@ def application(app: Application) -> dict[str, Any]:
         "name": app.name,
         "uptime": max(0, now_ms() - app.time_started)
         if status.started and app.time_started else 0,
-        "artifact": art,
-        "target": render_target(target),
+        "artifact": art_view,
+        "target": target,
         "desiredStatus": status.desired,
         "lastReportedStatus": status.reported,
         "detailedStatus": status.detailed,
@@ -296,18 +323,18 @@ def application(app: Application) -> dict[str, Any]:
             {
                 "id": i.id,
                 "serverId": i.server_id,
-                "serverName": on[i.id].name,
+                "serverName": on["name"],
                 "artifactName": app.name,
-                "artifact": art,
-                "deploymentId": i.deployment_id,
-                "desiredStatus": i.desired_status,
-                "lastReportedStatus": i.last_reported_status,
-                "message": i.message,
-                **_listening(i.port, on[i.id]),
+                "artifact": art_view,
+                "deploymentId": app.deployment_id,
+                "desiredStatus": app.desired_status,
+                "lastReportedStatus": word,
+                "message": message,
+                **_listening(i.port, on["addresses"]),
                 "discovered": i.discovered,
                 "timeCreated": i.time_created,
                 "timeUpdated": i.time_updated,
             }
-            for i in instances
+            for (word, message), (i, on) in zip(shown, placed)
         ],
     }

@@ -24,12 +24,10 @@ class AgentConnection:
     last sent so that the pusher sends only what moved."""
 
     def __init__(self, ws: ServerConnection, who: ServerIdentity, *,
-                 on_heartbeat: Callable[[int], None],
                  on_report: Callable[[int, wire.Report], None]) -> None:
         self.ws = ws
         self.who = who
         self.sent_revision = -1
-        self._on_heartbeat = on_heartbeat
         self._on_report = on_report
         self._log_requests: dict[str, asyncio.Queue[wire.LogLines]] = {}
 
@@ -78,9 +76,7 @@ class AgentConnection:
                 log.warning("server %s sent a message we cannot read: %s", self.server_id, exc)
                 await self.ws.close(*wire.close_code_for(exc))
                 return
-            if isinstance(message, wire.Heartbeat):
-                self._on_heartbeat(self.server_id)
-            elif isinstance(message, wire.Report):
+            if isinstance(message, wire.Report):
                 self._on_report(self.server_id, message)
             elif isinstance(message, wire.LogLines):
                 queue = self._log_requests.get(message.requestId)

@@ -25,6 +25,7 @@ from corral.domain.agent_link import NoAgents
 from corral.errors import AgentUnavailable, CorralError
 from corral.gateway.artifacts import stream_artifact
 from corral.gateway.connection import AgentConnection
+from corral.gateway.hellos import HelloBatcher
 from corral.gateway.pusher import Pusher
 from corral.gateway.reports import ReportBatcher
 from corral.gateway.sweeper import Sweeper
@@ -43,6 +44,7 @@ class Gateway:
         self.connections: dict[int, AgentConnection] = {}
         self.pusher = Pusher(plane, self.connections)
         self.reports = ReportBatcher(plane)
+        self.hellos = HelloBatcher(plane)
         self.sweeper = Sweeper(plane, self.connections, self.pusher)
         self._tasks: list[asyncio.Task[None]] = []
         self._server: Server | None = None
@@ -57,8 +59,10 @@ class Gateway:
             self.port,
             ssl=server_tls_context(self.plane),
             max_size=4 * 1024 * 1024,
-            ping_interval=20,
-            ping_timeout=20,
+            # liveness: an agent that misses a pong is disconnected; agents send no periodic
+            # messages of their own (docs/agent-protocol.md)
+            ping_interval=self.plane.settings.heartbeat_seconds,
+            ping_timeout=self.plane.settings.heartbeat_seconds,
             # Messages are small and sent on change only; per-message deflate would keep
             # ~300 KiB of zlib state per connection, which is most of an idle agent's cost.
             compression=None,
@@ -68,6 +72,7 @@ class Gateway:
         self.plane.agents = self
         self._tasks = [asyncio.create_task(self.pusher.run()),
                        asyncio.create_task(self.reports.run()),
+                       asyncio.create_task(self.hellos.run()),
                        asyncio.create_task(self.sweeper.run())]
         log.info("agent gateway on wss://%s:%s", self.host, self.port)
 
@@ -148,21 +153,20 @@ class Gateway:
             await ws.close(wire.CLOSE_BAD_MESSAGE, "expected hello")
             return
         try:
-            desired = await in_worker(self.plane.sessions, agents.connected, who, hello,
-                                      self.plane.sealer)
+            revision, desired = await self.hellos.admit(who, hello)
         except CorralError as exc:
             log.info("refused server %s: %s", who.server_id, exc.message)
             await ws.close(wire.CLOSE_REVOKED, exc.message[:120])
             return
-        conn = AgentConnection(ws, who, on_heartbeat=self.sweeper.heard,
+        conn = AgentConnection(ws, who,
                                on_report=self.reports.queue)
         previous = self.connections.get(who.server_id)
         self.connections[who.server_id] = conn
         if previous is not None:
             await previous.ws.close(wire.CLOSE_REPLACED, "replaced by a newer connection")
         log.info("server %s connected (agent %s)", who.server_id, hello.agentVersion)
-        conn.sent_revision = desired.revision
-        await ws.send(wire.encode(desired))
+        conn.sent_revision = revision
+        await ws.send(desired)
         try:
             await conn.receive_loop()
         finally:

@@ -49,9 +49,9 @@ class Pusher:
                 continue
             if message is None:
                 sends.append(conn.ws.close(wire.CLOSE_UNKNOWN_SERVER, "server deleted"))
-            elif message.revision != conn.sent_revision:
-                conn.sent_revision = message.revision
-                sends.append(conn.ws.send(wire.encode(message)))
+            elif message[0] != conn.sent_revision:
+                conn.sent_revision, text = message
+                sends.append(conn.ws.send(text))
         await asyncio.gather(*sends, return_exceptions=True)
 
     @staticmethod

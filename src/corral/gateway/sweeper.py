@@ -1,10 +1,12 @@
-"""The safety net: flush heartbeats in one UPDATE, re-push any server whose desired revision
-moved (changes made by another replica included) and mark silent servers DISCONNECTED."""
+"""The safety net: vouch for every connected agent in a few UPDATEs, re-push any server whose
+desired revision moved (changes made by another replica included) and mark DISCONNECTED the
+servers no gateway vouches for any more (the replica that held them stopped)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from sqlalchemy.orm import Session
 
@@ -18,15 +20,16 @@ log = logging.getLogger(__name__)
 
 
 class Sweeper:
+    """Agents send no periodic messages: an open connection is alive (the websocket's pings
+    close a dead one), so every connected server's `lastSeen` moves on together, a third of
+    the timeout apart."""
+
     def __init__(self, plane: ControlPlane, connections: dict[int, AgentConnection],
                  pusher: Pusher) -> None:
         self.plane = plane
         self.connections = connections
         self.pusher = pusher
-        self.heard_from: set[int] = set()
-
-    def heard(self, server_id: int) -> None:
-        self.heard_from.add(server_id)
+        self._vouched_at = float("-inf")
 
     async def run(self) -> None:
         period = max(0.2, min(5.0, self.plane.settings.heartbeat_timeout_seconds / 3))
@@ -38,16 +41,20 @@ class Sweeper:
                 log.exception("gateway sweep failed")
 
     async def sweep(self) -> None:
-        heard, self.heard_from = self.heard_from, set()
         connected = list(self.connections)
         timeout = self.plane.settings.heartbeat_timeout_seconds
+        now = time.monotonic()
+        vouch = now - self._vouched_at >= timeout / 3
 
         def work(session: Session) -> dict[int, int]:
-            agents.seen(session, [sid for sid in heard if sid in self.connections])
+            if vouch:
+                agents.seen(session, connected)
             agents.mark_silent_disconnected(session, timeout)
             return agents.revisions(session, connected)
 
         revisions = await in_worker(self.plane.sessions, work)
+        if vouch:
+            self._vouched_at = now
         self.pusher.push([sid for sid, rev in revisions.items()
                           if sid in self.connections
                           and self.connections[sid].sent_revision != rev])

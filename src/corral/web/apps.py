@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from corral.db.session import transaction
-from corral.domain import applications, deployments, logs, views
+from corral.domain import deployments, logs, reads
 from corral.domain.configuration import parse_properties_text
 from corral.errors import AgentUnavailable, CorralError
 from corral.http_context import read_upload
@@ -23,8 +23,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/apps", response_class=HTMLResponse)
 def app_list(console: ConsoleDep, partial: str | None = None) -> HTMLResponse:
-    apps = read(console, lambda s: [views.application(a) for a in
-                                    applications.list_applications(s, console.scope)[0]])
+    apps = read(console, lambda s: reads.applications(s, console.scope)[0])
     return console.render("_apps_table.html" if partial else "apps.html", apps=apps)
 
 
@@ -55,7 +54,7 @@ async def deploy(request: Request, console: ConsoleDep) -> Response:
 
 @router.get("/apps/{app_id}", response_class=HTMLResponse)
 def app_page(console: ConsoleDep, app_id: int, partial: str | None = None) -> HTMLResponse:
-    app = read(console, lambda s: views.application(applications.get(s, console.scope, app_id)))
+    app = read(console, lambda s: reads.application(s, console.scope, app_id))
     return console.render("_app_status.html" if partial else "app.html", app=app)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from corral.db.models import Cluster, Server, ServerGroup
 from corral.db.session import transaction
 from corral.domain import applications, clusters, registration, server_groups, servers, views
+from corral.domain.status import instance_report
 from corral.domain.targets import get_target, list_targets
 from corral.web.actions import act, read
 from corral.web.console import ConsoleDep
@@ -55,10 +56,13 @@ def add_server(console: ConsoleDep) -> HTMLResponse:
 def server_page(console: ConsoleDep, server_id: int) -> HTMLResponse:
     def load(session: Session) -> dict[str, Any]:
         server = get_target(session, console.scope, server_id, Server)
-        apps = [{"id": app.id, "name": app.name, "desired": inst.desired_status,
-                 "status": inst.last_reported_status, "message": inst.message,
-                 "deploymentId": inst.deployment_id}
-                for inst, app in applications.instances_on(session, server.id)]
+        apps = []
+        for inst, app in applications.instances_on(session, server.id):
+            status, message = instance_report(inst.last_reported_status, inst.message,
+                                              inst.deployment_id, app.deployment_id)
+            apps.append({"id": app.id, "name": app.name, "desired": app.desired_status,
+                         "status": status, "message": message,
+                         "deploymentId": app.deployment_id})
         return {"server": views.server(server), "apps": apps}
 
     return console.render("server.html", **read(console, load))

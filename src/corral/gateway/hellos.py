@@ -1,0 +1,58 @@
+"""Hellos in: agents that connect together (after a restart, thousands within seconds) are
+admitted and sent their state from one transaction per burst instead of one each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from corral import wire
+from corral.controlplane import ControlPlane
+from corral.db.session import in_worker
+from corral.domain import agents
+from corral.pki import ServerIdentity
+
+log = logging.getLogger(__name__)
+GATHER_SECONDS = 0.02
+BATCH = 1000
+
+Waiting = tuple[ServerIdentity, wire.Hello, "asyncio.Future[tuple[int, str]]"]
+
+
+class HelloBatcher:
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self._waiting: list[Waiting] = []
+        self._wanted = asyncio.Event()
+
+    async def admit(self, who: ServerIdentity, hello: wire.Hello) -> tuple[int, str]:
+        """The server's desired-state message (revision, wire text); raises the CorralError
+        that refuses it."""
+        answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((who, hello, answer))
+        self._wanted.set()
+        return await answer
+
+    async def run(self) -> None:
+        while True:
+            await self._wanted.wait()
+            await asyncio.sleep(GATHER_SECONDS)  # let a burst gather
+            batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
+            if not self._waiting:
+                self._wanted.clear()
+            try:
+                results = await in_worker(self.plane.sessions, agents.connected,
+                                          [(who, hello) for who, hello, _ in batch],
+                                          self.plane.sealer)
+            except Exception as exc:
+                log.exception("admitting %d agents failed", len(batch))
+                results = [exc] * len(batch)  # type: ignore[list-item]
+            for (_who, _hello, answer), result in zip(batch, results, strict=True):
+                if answer.done():
+                    continue  # its connection went away meanwhile
+                if isinstance(result, BaseException):
+                    answer.set_exception(result)
+                else:
+                    answer.set_result(result)
+
+

@@ -1,0 +1,98 @@
+"""Upgrading a database that holds deployments keeps them (on SQLite and PostgreSQL): the
+schema before desired state per placement (revision 0005) to the current one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from alembic import command
+from sqlalchemy import JSON, BigInteger, Boolean, Engine, Integer, MetaData, Table, inspect
+
+from corral.db.migrate import alembic_config, upgrade
+from corral.db.models import Application
+from corral.db.session import make_engine, make_sessionmaker
+from corral.domain import views
+from corral.domain.desired_state import messages
+
+
+def _upgrade_to(engine: Engine, revision: str) -> None:
+    with engine.connect() as conn:
+        cfg = alembic_config(str(engine.url))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        conn.commit()
+
+
+def _filler(column: Any) -> Any:
+    if isinstance(column.type, JSON):
+        return {}
+    if isinstance(column.type, Boolean):
+        return False
+    if isinstance(column.type, Integer | BigInteger):
+        return 0
+    return "x"
+
+
+def _insert(engine: Engine, meta: MetaData, table: str, **values: Any) -> None:
+    """A row with the given values; every other required column gets a plain filler."""
+    t: Table = meta.tables[table]
+    row = {c.name: _filler(c) for c in t.columns
+           if not c.nullable and not c.autoincrement is True and c.name not in values
+           and c.server_default is None}
+    with engine.begin() as conn:
+        conn.execute(t.insert().values(**{**row, **values}))
+
+
+def test_upgrade_keeps_deployments(database_url: str) -> None:
+    engine = make_engine(database_url)
+    _upgrade_to(engine, "0005")
+    meta = MetaData()
+    meta.reflect(engine)
+    _insert(engine, meta, "organizations", id="o", name="org")
+    _insert(engine, meta, "environments", id="e", organization_id="o", name="Production",
+            type="production")
+    _insert(engine, meta, "targets", id=1, organization_id="o", environment_id="e",
+            type="SERVER_GROUP", name="g")
+    _insert(engine, meta, "server_groups", id=1)
+    for sid in (2, 3):
+        _insert(engine, meta, "targets", id=sid, organization_id="o", environment_id="e",
+                type="SERVER", name=f"s{sid}")
+        _insert(engine, meta, "servers", id=sid, status="RUNNING", server_group_id=1,
+                addresses=[], runtime_information={}, desired_revision=7,
+                desired_state={"serverId": sid, "applications": [{"name": "web"}]})
+    _insert(engine, meta, "artifacts", id=1, organization_id="o", name="web",
+            file_name="web.zip", sha256="a" * 64, sha1="b" * 40, size=10)
+    _insert(engine, meta, "applications", id=1, organization_id="o", environment_id="e",
+            name="web", target_id=1, artifact_id=1, desired_status="STARTED",
+            configuration={"mule.agent.application.properties.service": {
+                "applicationName": "web", "properties": {"greeting": "hi"}}},
+            deployment_id=2)
+    # one instance runs deployment 2; the other was still being redeployed to it
+    _insert(engine, meta, "server_artifacts", id=1, application_id=1, server_id=2,
+            deployment_id=2, desired_status="STARTED", last_reported_status="STARTED",
+            discovered=False, port=8081)
+    _insert(engine, meta, "server_artifacts", id=2, application_id=1, server_id=3,
+            deployment_id=2, desired_status="STARTED", last_reported_status="DEPLOYING",
+            discovered=False)
+
+    upgrade(engine)
+
+    columns = inspect(engine)
+    assert "desired_state" not in {c["name"] for c in columns.get_columns("servers")}
+    assert "desired_status" not in {c["name"] for c in columns.get_columns("server_artifacts")}
+    with make_sessionmaker(engine)() as session:
+        sent = messages(session, [2, 3], lambda cid, nonce: "secret")
+        for sid in (2, 3):
+            revision, text = sent[sid]
+            assert revision == 8  # moved on: every agent is sent its state again
+            [app] = json.loads(text)["applications"]
+            assert (app["name"], app["deploymentId"], app["desiredStatus"]) == \
+                ("web", 2, "STARTED")
+            assert app["artifact"]["sha256"] == "a" * 64
+            assert app["properties"] == {"greeting": "hi"}
+        shown = views.application(session.get_one(Application, 1))
+    assert [(i["serverId"], i["lastReportedStatus"], i["deploymentId"])
+            for i in shown["serverArtifacts"]] == [(2, "STARTED", 2), (3, "DEPLOYING", 2)]
+    assert shown["serverArtifacts"][0]["port"] == 8081
+    engine.dispose()
