@@ -64,7 +64,7 @@ class ControlPlaneProcess:
 
     def start(self) -> float:
         env = {**os.environ, "CORRAL_DATABASE_URL": self.database_url,
-               "CORRAL_ADMIN_PASSWORD": PASSWORD, "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "30",
+               "CORRAL_ADMIN_PASSWORD": PASSWORD,
                **self.env}
         log = open(self.workdir / "serve.log", "ab")  # noqa: SIM115
         t0 = time.monotonic()

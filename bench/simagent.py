@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import resource
 import ssl
 import sys
@@ -45,6 +46,7 @@ class Fleet:
         hello = wire.encode(wire.Hello(agentVersion="sim", hostname=f"sim-{ident['id']}"))
         while True:
             live = False
+            pause = None
             try:
                 async with self.gate:
                     ws = await connect(self.url, ssl=ctx, open_timeout=60,
@@ -60,11 +62,14 @@ class Fleet:
                                 backoff.reset()
                                 self.synced += 1
                             await ws.send(self.answer(int(ident["id"]), message))
-            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
+            except ConnectionClosed as exc:
+                if exc.rcvd and exc.rcvd.code == wire.CLOSE_RESTARTING:  # as the agent does
+                    pause = random.uniform(0, wire.reconnect_window(exc.rcvd.reason))
+            except (OSError, InvalidHandshake, TimeoutError):
                 pass
             if live:
                 self.synced -= 1
-            await asyncio.sleep(backoff.next())
+            await asyncio.sleep(backoff.next() if pause is None else pause)
 
     def answer(self, server_id: int, desired: wire.Desired) -> str:
         now = time.time()

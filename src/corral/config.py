@@ -46,11 +46,11 @@ class Settings(BaseSettings):
         description="how long an authenticated token is remembered (0: looked up on every "
         "call); a change to users, apps or tokens made through this process wins at once")
     heartbeat_seconds: float = Field(
-        default=20.0, ge=MIN_HEARTBEAT_SECONDS, le=600,
+        default=30.0, ge=MIN_HEARTBEAT_SECONDS, le=600,
         description="how often the gateway pings each connected agent; an agent that does not "
         "answer within as long again is disconnected (its server becomes DISCONNECTED)")
     heartbeat_timeout_seconds: float = Field(
-        default=30.0, ge=1.5 * MIN_HEARTBEAT_SECONDS,
+        default=45.0, ge=1.5 * MIN_HEARTBEAT_SECONDS,
         description="a server marked RUNNING whose gateway has not vouched for it for this "
         "long becomes DISCONNECTED (the gateway that held it stopped); at least one and a "
         "half heartbeats")

@@ -10,6 +10,7 @@ docs/agent-protocol.md."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -24,7 +25,7 @@ CONNECT_PATHS = frozenset({CONNECT_PATH, ARM_CONNECT_PATH})
 ARTIFACT_PATH = "/agent/v1/artifacts/"
 MIN_HEARTBEAT_SECONDS = 10.0
 """The shortest ping interval the gateway may be set to (`CORRAL_HEARTBEAT_SECONDS`)."""
-AGENT_PING_SECONDS = 30.0
+AGENT_PING_SECONDS = 60.0
 """How often an agent pings its gateway, to notice a control plane that went silent (a lost
 network rather than a closed connection). Liveness the other way comes from the gateway's own
 pings: agents send no periodic messages."""
@@ -36,6 +37,22 @@ CLOSE_REVOKED = 4403
 CLOSE_REPLACED = 4409
 CLOSE_BAD_MESSAGE = 4400
 CLOSE_UNSUPPORTED_VERSION = 4426
+CLOSE_RESTARTING = 1012  # RFC 6455 "service restart": the reason says when to come back
+RECONNECTS_PER_SECOND = 500
+"""The pace a gateway asks its agents to come back at after a planned restart (about what one
+process completes in mutual-TLS handshakes a second on two cores)."""
+
+
+def restart_reason(agents: int) -> str:
+    """The close reason a stopping gateway sends: a window wide enough that its agents, each
+    waiting a random part of it, come back at `RECONNECTS_PER_SECOND`."""
+    return f"restarting; reconnect within {min(600, max(1, round(agents / RECONNECTS_PER_SECOND)))} s"
+
+
+def reconnect_window(reason: str) -> float:
+    """The window a restart reason names (seconds), 1 if it names none."""
+    match = re.search(r"reconnect within (\d{1,4}) s", reason)
+    return float(match.group(1)) if match else 1.0
 
 InstanceStatus = Literal["UNDEPLOYED", "DEPLOYING", "STARTING", "STARTED", "STOPPING", "STOPPED",
                          "DEPLOYMENT_FAILED"]

@@ -7,6 +7,7 @@ import signal
 import stat
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -277,6 +278,48 @@ class TestResilience:
         operator.call("PATCH", f"/applications/{app['id']}", expect=200,
                       json={"desiredStatus": "STOPPED"})
         operator.wait_app(app["id"], "STOPPED")
+
+    @pytest.mark.every_database
+    def test_an_agent_that_missed_pushes_converges_on_reconnect(
+        self, operator: Operator, agents: Agents
+    ) -> None:
+        """What a server runs is assembled from its group's rows when it is pushed (ADR 0007):
+        an agent away while the group's application was redeployed, stopped and started again
+        is sent the latest state when it returns, and runs that."""
+        here, away = agents("here"), agents("away")
+        group = operator.call("POST", "/serverGroups", expect=201, json={
+            "name": "pair", "serverIds": [here.server_id, away.server_id]}).json()["data"]
+        app, _ = _timed_deploy(operator, "site", group["id"], app_zip("v1"))
+        assert ask(app_port(away, "site"))["version"] == "v1"
+        away.stop(signal.SIGKILL)
+        operator.wait_server(away.server_id, "DISCONNECTED")
+
+        # three pushes the away agent never hears of
+        path = f"/applications/{app['id']}"
+        operator.call("PATCH", path, expect=200,
+                      files={"file": ("site-2.zip", app_zip("v2"), "application/zip")})
+        operator.call("PATCH", path, expect=200, json={"desiredStatus": "STOPPED"})
+        operator.call("PATCH", path, expect=200, json={"desiredStatus": "STARTED"})
+
+        def by_server(a: dict[str, Any]) -> dict[int, str]:
+            return {i["serverId"]: i["lastReportedStatus"] for i in a["serverArtifacts"]}
+
+        shown = eventually(lambda: operator.data(path),
+                           lambda a: by_server(a)[here.server_id] == "STARTED",
+                           what="deployment 2 started where the agent stayed")
+        # the away instance last reported deployment 1: it is still to be updated
+        assert by_server(shown)[away.server_id] == "DEPLOYING"
+        assert shown["lastReportedStatus"] == "STARTED"  # counted: the connected server only
+        assert ask(app_port(away, "site"))["version"] == "v1"  # untouched while away
+
+        away.start()
+        operator.wait_server(away.server_id, "RUNNING")
+        converged = eventually(lambda: operator.data(path),
+                               lambda a: set(by_server(a).values()) == {"STARTED"},
+                               what="the returning agent on deployment 2")
+        assert {i["deploymentId"] for i in converged["serverArtifacts"]} == {2}
+        assert ask(app_port(away, "site"))["version"] == "v2"
+        assert away.app_copies("site") == 1
 
     def test_deleted_server_is_refused(self, operator: Operator, agents: Agents) -> None:
         agent = agents("gone")

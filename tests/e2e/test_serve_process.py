@@ -159,6 +159,12 @@ def test_first_run_messages(serve: ServeProcess) -> None:
     assert r.returncode == 2 and r.stderr.splitlines() == [
         "error: CORRAL_HEARTBEAT_TIMEOUT_SECONDS ('5'): Input should be greater than or equal "
         "to 15"]
+    r = subprocess.run([*CORRAL, "serve", "--data-dir", str(serve.data_dir)],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                       env={**os.environ, "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "20"})
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        "error: CORRAL_HEARTBEAT_TIMEOUT_SECONDS (20) must be at least 1.5 x "
+        "CORRAL_HEARTBEAT_SECONDS (30): healthy servers would flap between two heartbeats"]
 
     serve.env["CORRAL_ADMIN_PASSWORD"] = "first-password"
     serve.start()

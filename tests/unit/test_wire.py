@@ -82,3 +82,11 @@ def test_a_reported_port_is_a_port(port: int) -> None:
     report["applications"][0]["port"] = port
     with pytest.raises(ValidationError):
         wire.decode(json.dumps(report))
+
+
+def test_a_restart_names_a_window_that_paces_the_fleet() -> None:
+    assert wire.reconnect_window(wire.restart_reason(10_000)) == round(
+        10_000 / wire.RECONNECTS_PER_SECOND)
+    assert wire.reconnect_window(wire.restart_reason(3)) == 1  # at least a second
+    assert wire.reconnect_window("going away") == 1  # an older gateway's reason
+    assert len(wire.restart_reason(10**9).encode()) <= 123  # fits a close frame

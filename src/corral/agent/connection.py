@@ -96,8 +96,9 @@ class Connection:
         backoff = Backoff()
         url = self.identity.connect_url
         while True:
+            pause: float | None = None
             try:
-                async with connect(url, ssl=self.tls, open_timeout=10,
+                async with connect(url, ssl=self.tls, open_timeout=30,
                                    ping_interval=wire.AGENT_PING_SECONDS, ping_timeout=20,
                                    max_size=8 * 1024 * 1024,
                                    compression=None) as ws:
@@ -112,6 +113,10 @@ class Connection:
                     backoff.attempt = max(backoff.attempt, 10)
                 elif code == wire.CLOSE_UNSUPPORTED_VERSION:
                     self._cannot_talk(backoff, exc.rcvd.reason if exc.rcvd else "")
+                elif code == wire.CLOSE_RESTARTING and exc.rcvd:
+                    # the fleet comes back spread over the window the gateway asked for
+                    pause = random.uniform(0, wire.reconnect_window(exc.rcvd.reason))
+                    log.info("the control plane is restarting; reconnecting in %.1f s", pause)
                 else:
                     log.warning("connection to the control plane closed (%s)", code)
             except Unreadable as exc:
@@ -120,7 +125,7 @@ class Connection:
                 log.warning("cannot reach the control plane at %s: %s", url, exc)
             finally:
                 self.connected.clear()
-            await asyncio.sleep(backoff.next())
+            await asyncio.sleep(backoff.next() if pause is None else pause)
 
     @staticmethod
     def _cannot_talk(backoff: Backoff, why: str) -> None:

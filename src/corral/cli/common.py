@@ -29,6 +29,9 @@ def settings_from(**overrides: Any) -> Settings:
     except ValidationError as exc:
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"])
+            if not name:  # a rule across settings names its variables itself
+                typer.echo(f"error: {error['msg'].removeprefix('Value error, ')}", err=True)
+                continue
             typer.echo(f"error: CORRAL_{name.upper()} ({error.get('input')!r}): {error['msg']}",
                        err=True)
         raise typer.Exit(2) from None

@@ -104,12 +104,13 @@ def revisions(session: Session, server_ids: Iterable[int]) -> dict[int, int]:
 
 
 def disconnected(session: Session, server_ids: Iterable[int]) -> None:
-    ids = list(server_ids)
-    if ids:
+    ids = sorted(server_ids)
+    now = now_ms()
+    for start in range(0, len(ids), CHUNK):
         session.execute(
-            update(Server).where(Server.id.in_(ids), Server.status == "RUNNING")
-            .values(status="DISCONNECTED", last_seen=now_ms())
-        )
+            update(_servers).where(_servers.c.id.in_(ids[start : start + CHUNK]),
+                                   _servers.c.status == "RUNNING")
+            .values(status="DISCONNECTED", last_seen=now))
 
 
 def seen(session: Session, server_ids: Iterable[int]) -> None:

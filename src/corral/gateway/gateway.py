@@ -34,6 +34,7 @@ from corral.pki import ServerIdentity
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 15.0
+GATHER_SECONDS = 0.02
 
 
 class Gateway:
@@ -47,6 +48,9 @@ class Gateway:
         self.hellos = HelloBatcher(plane)
         self.sweeper = Sweeper(plane, self.connections, self.pusher)
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._departed: set[int] = set()
+        self._departures = asyncio.Event()
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -73,7 +77,8 @@ class Gateway:
         self._tasks = [asyncio.create_task(self.pusher.run()),
                        asyncio.create_task(self.reports.run()),
                        asyncio.create_task(self.hellos.run()),
-                       asyncio.create_task(self.sweeper.run())]
+                       asyncio.create_task(self.sweeper.run()),
+                       asyncio.create_task(self._mark_departed())]
         log.info("agent gateway on wss://%s:%s", self.host, self.port)
 
     async def stop(self) -> None:
@@ -85,10 +90,14 @@ class Gateway:
             self.plane.listeners.remove(self._on_change)
         if self.plane.agents is self:
             self.plane.agents = NoAgents()
+        self._stopping = True  # every connection is marked below, in one statement
+        ids = list(self.connections) + list(self._departed)
         if self._server:
-            self._server.close()
+            # no new connections; then a planned restart's close to every agent, which brings
+            # the fleet back spread over a window instead of all in one second
+            self._server.close(code=wire.CLOSE_RESTARTING,
+                               reason=wire.restart_reason(len(self.connections)))
             await self._server.wait_closed()
-        ids = list(self.connections)
         self.connections.clear()
         await in_worker(self.plane.sessions, agents.disconnected, ids)
 
@@ -172,5 +181,22 @@ class Gateway:
         finally:
             if self.connections.get(who.server_id) is conn:
                 del self.connections[who.server_id]
-                await in_worker(self.plane.sessions, agents.disconnected, [who.server_id])
                 log.info("server %s disconnected", who.server_id)
+                if not self._stopping:
+                    self._departed.add(who.server_id)
+                    self._departures.set()
+
+    async def _mark_departed(self) -> None:
+        """Servers whose agent went away become DISCONNECTED, those leaving together in one
+        transaction (a network cut drops thousands at once); one that came back meanwhile
+        stays as it is."""
+        while True:
+            await self._departures.wait()
+            await asyncio.sleep(GATHER_SECONDS)
+            self._departures.clear()
+            gone = [sid for sid in self._departed if sid not in self.connections]
+            self._departed.clear()
+            try:
+                await in_worker(self.plane.sessions, agents.disconnected, gone)
+            except Exception:
+                log.exception("marking %d servers DISCONNECTED failed", len(gone))
