@@ -7,8 +7,8 @@ import signal
 import stat
 import time
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
