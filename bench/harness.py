@@ -66,6 +66,10 @@ class ControlPlaneProcess:
         env = {**os.environ, "CORRAL_DATABASE_URL": self.database_url,
                "CORRAL_ADMIN_PASSWORD": PASSWORD,
                **self.env}
+        if os.environ.get("CORRAL_BENCH_SERVE_SRC"):
+            # measure another revision's control plane (its `src` folder) with this harness,
+            # to compare two revisions in one run
+            env["PYTHONPATH"] = os.environ["CORRAL_BENCH_SERVE_SRC"]
         log = open(self.workdir / "serve.log", "ab")  # noqa: SIM115
         t0 = time.monotonic()
         self.proc = subprocess.Popen(

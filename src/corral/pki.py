@@ -116,14 +116,18 @@ class CertificateAuthority:
 
     def sign_server_csr(
         self,
-        csr_pem: str,
+        csr: x509.CertificateSigningRequest | str,
         *,
         server_id: int,
         organization_id: str,
         environment_id: str,
         validity_days: int,
+        serial: int | None = None,
+        not_after: dt.datetime | None = None,
     ) -> IssuedCertificate:
-        csr = load_csr(csr_pem)
+        """A CSR given as text is checked here (`load_csr`); a parsed one was checked by its
+        caller. `serial` and `not_after` may be chosen beforehand (to record them first)."""
+        request = load_csr(csr) if isinstance(csr, str) else csr
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.COMMON_NAME, str(server_id)),
@@ -132,7 +136,8 @@ class CertificateAuthority:
             ]
         )
         return self._issue(
-            subject, csr.public_key(), validity_days, ExtendedKeyUsageOID.CLIENT_AUTH, sans=None
+            subject, request.public_key(), validity_days, ExtendedKeyUsageOID.CLIENT_AUTH,
+            sans=None, serial=serial, not_after=not_after,
         )
 
     def issue_tls_server_certificate(
@@ -164,10 +169,12 @@ class CertificateAuthority:
         validity_days: int,
         usage: x509.ObjectIdentifier,
         sans: list[x509.GeneralName] | None,
+        serial: int | None = None,
+        not_after: dt.datetime | None = None,
     ) -> IssuedCertificate:
         now = dt.datetime.now(dt.UTC)
-        not_after = now + dt.timedelta(days=validity_days)
-        serial = x509.random_serial_number()
+        not_after = not_after or now + dt.timedelta(days=validity_days)
+        serial = serial or x509.random_serial_number()
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)

@@ -111,6 +111,18 @@ class TestMembership:
         revision, names = _desired(plane, b)
         assert revision > before and names == ["web"]
 
+    def test_membership_alone_pushes_nothing(self, api: Api, plane: ControlPlane) -> None:
+        """A group's membership is not part of what its servers run: forming, joining or
+        deleting a group without applications moves no revision (nothing to push to
+        thousands of agents)."""
+        a, b = api.register("a"), api.register("b")
+        before = {sid: _desired(plane, sid) for sid in (a, b)}
+        gid = api.post("/serverGroups", json={"name": "G", "serverIds": [a]}).json()["data"]["id"]
+        assert api.post(f"/serverGroups/{gid}/servers/{b}").status_code == 200
+        assert api.delete(f"/serverGroups/{gid}/servers/{b}").status_code == 204
+        assert api.delete(f"/serverGroups/{gid}").status_code == 204
+        assert {sid: _desired(plane, sid) for sid in (a, b)} == before
+
     def test_add_twice_409_and_unknown_404(self, api: Api) -> None:
         a = api.register("a")
         gid = api.post("/serverGroups", json={"name": "G"}).json()["data"]["id"]

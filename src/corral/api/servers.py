@@ -85,13 +85,14 @@ def register(
     """Rate-limited per source address; failed tokens count like failed sign-ins."""
     plane.registrations.admit(source)
     try:
+        with transaction(plane.readers) as session:
+            admission = registration.admit(session, token=token, name=body.muleLabel,
+                                           csr_pem=body.signatureRequest)
         with transaction(plane.sessions) as session:
             result = registration.register_server(
                 session,
                 plane.ca,
-                token=token,
-                name=body.muleLabel,
-                csr_pem=body.signatureRequest,
+                admission,
                 mule_version=body.muleVersion,
                 gateway_version=body.gatewayVersion,
                 agent_version=body.agentVersion or __version__,

@@ -16,8 +16,11 @@ T = TypeVar("T")
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
+        # as many connections as the API's worker threads may use at once: a connection made
+        # and dropped per request (the pool's overflow) costs its PRAGMAs every time
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            url, connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=20, max_overflow=20, **kwargs
         )
         _serialize_sqlite_writers(engine)
         return engine

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from cryptography import x509
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral.db.models import Environment, RegistrationToken, Server, now_ms
-from corral.domain import desired_state
 from corral.domain.accounts import token_digest
 from corral.domain.names import check_name
 from corral.errors import Conflict, NotFound, Unauthenticated
@@ -102,64 +104,98 @@ def revoke_token(session: Session, environment_id: str, handle: str) -> None:
     row.revoked = True
 
 
-def environment_of_token(session: Session, token: str | None) -> Environment:
-    """The environment a registration token admits to, counting one use of it."""
+@dataclass(frozen=True)
+class Admission:
+    """A registration that reading found acceptable; `register_server` writes it."""
+
+    digest: str
+    environment_id: str
+    organization_id: str
+    name: str
+    csr: x509.CertificateSigningRequest
+
+
+def _usable(now: int) -> list[ColumnElement[bool]]:
+    return [RegistrationToken.revoked.is_(False), RegistrationToken.expires_at > now,
+            RegistrationToken.max_uses.is_(None)
+            | (RegistrationToken.uses < RegistrationToken.max_uses)]
+
+
+def admit(session: Session, *, token: str | None, name: object, csr_pem: object) -> Admission:
+    """Everything that can refuse a registration by reading: the token, the name, the CSR. It
+    runs in a read-only transaction before the write, so that a refused request (a guessed
+    token, a hostile CSR) never waits for the writer, and the writer's turn stays short."""
     if not token:
         raise Unauthenticated("a registration token is required (Authorization: Bearer <token>)")
     digest = token_digest(token[:256])
-    used = session.execute(
-        update(RegistrationToken)
-        .where(RegistrationToken.token_hash == digest,
-               RegistrationToken.revoked.is_(False),
-               RegistrationToken.expires_at > now_ms(),
-               (RegistrationToken.max_uses.is_(None))
-               | (RegistrationToken.uses < RegistrationToken.max_uses))
-        .values(uses=RegistrationToken.uses + 1)
-    ).rowcount
-    if not used:
+    found = session.execute(
+        select(RegistrationToken.environment_id, Environment.organization_id)
+        .join(Environment, Environment.id == RegistrationToken.environment_id)
+        .where(RegistrationToken.token_hash == digest, *_usable(now_ms()))).first()
+    if found is None:
         raise Unauthenticated("invalid, revoked, used-up or expired registration token")
-    return session.get_one(RegistrationToken, digest).environment
+    environment_id, organization_id = found
+    label = check_name(name, "muleLabel")
+    csr = load_csr(csr_pem)
+    _check_name_free(session, environment_id, label)
+    return Admission(digest, environment_id, organization_id, label, csr)
+
+
+def _check_name_free(session: Session, environment_id: str, name: str) -> None:
+    taken = session.scalar(
+        select(Server.id).where(Server.environment_id == environment_id, Server.name == name))
+    if taken is not None:
+        raise Conflict(f"a server named {name!r} already exists in this environment")
 
 
 def register_server(
     session: Session,
     ca: CertificateAuthority,
+    admission: Admission,
     *,
-    token: str | None,
-    name: object,
-    csr_pem: object,
     mule_version: str,
     gateway_version: str,
     agent_version: str,
     certificate_days: int,
 ) -> Registration:
-    env = environment_of_token(session, token)
-    name = check_name(name, "muleLabel")
-    load_csr(csr_pem)  # reject a bad CSR before anything is written
-    taken = session.scalar(
-        select(Server.id).where(Server.environment_id == env.id, Server.name == name)
-    )
-    if taken is not None:
-        raise Conflict(f"a server named {name!r} already exists in this environment")
+    """One use of the token (checked again, atomically: it may have been used up or revoked
+    since), the server and its certificate: four statements in the writer's turn. The
+    certificate's serial and end are chosen first so that the row is written once."""
+    used = session.execute(
+        update(RegistrationToken)
+        .where(RegistrationToken.token_hash == admission.digest, *_usable(now_ms()))
+        .values(uses=RegistrationToken.uses + 1)
+    ).rowcount
+    if not used:
+        raise Unauthenticated("invalid, revoked, used-up or expired registration token")
+    serial = x509.random_serial_number()
+    not_after = dt.datetime.now(dt.UTC) + dt.timedelta(days=certificate_days)
     server = Server(
-        organization_id=env.organization_id,
-        environment_id=env.id,
-        name=name,
+        organization_id=admission.organization_id,
+        environment_id=admission.environment_id,
+        name=admission.name,
         mule_version=mule_version,
         gateway_version=gateway_version,
         agent_version=agent_version,
         status="CREATED",
+        certificate_serial=format(serial, "x"),
+        certificate_expires_at=int(not_after.timestamp() * 1000),
     )
     session.add(server)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the same name registered meanwhile
+        raise Conflict(f"a server named {admission.name!r} already exists in this "
+                       "environment") from None
     issued = ca.sign_server_csr(
-        str(csr_pem),
+        admission.csr,
         server_id=server.id,
-        organization_id=env.organization_id,
-        environment_id=env.id,
+        organization_id=admission.organization_id,
+        environment_id=admission.environment_id,
         validity_days=certificate_days,
+        serial=serial,
+        not_after=not_after,
     )
-    server.certificate_serial = issued.serial
-    server.certificate_expires_at = int(issued.not_after.timestamp() * 1000)
-    desired_state.changed(session, servers=[server.id])
+    # nothing to push: a new server runs nothing until it is deployed to, and its agent is
+    # sent its (empty) state when it connects
     return Registration(server, issued)

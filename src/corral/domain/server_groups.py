@@ -32,7 +32,8 @@ def create(
     session.flush()
     for server in servers:
         server.server_group_id = group.id
-    desired_state.changed(session, servers=[s.id for s in servers])
+    # nothing its servers run changes: a new group has no applications yet (membership is not
+    # part of a server's desired state), so nothing is pushed
     return group
 
 
@@ -55,9 +56,11 @@ def add_server(
     server.server_group_id = group.id
     session.flush()
     session.expire(group, ["servers"])
-    for app in applications_on(session, group.id):
+    apps = applications_on(session, group.id)
+    for app in apps:
         applications.sync_instances(session, app)
-    desired_state.changed(session, servers=[server.id])
+    if apps:
+        desired_state.changed(session, servers=[server.id])
     return group
 
 
@@ -67,10 +70,12 @@ def remove_server(session: Session, scope: Scope, group_id: int, server_id: int)
     server = session.get(Server, server_id) if as_id(server_id) is not None else None
     if server is None or server.server_group_id != group.id:
         raise NotFound(f"server {server_id} is not in server group {group_id}")
-    for app in applications_on(session, group.id):
+    apps = applications_on(session, group.id)
+    for app in apps:
         applications.split_off(session, app, server)
     server.server_group_id = None
-    desired_state.changed(session, servers=[server.id])
+    if apps:  # the same applications, now under their own ids
+        desired_state.changed(session, servers=[server.id])
 
 
 def delete_group(session: Session, scope: Scope, group_id: int) -> None:
@@ -79,9 +84,7 @@ def delete_group(session: Session, scope: Scope, group_id: int) -> None:
     if apps:
         names = ", ".join(a.name for a in apps)
         raise Conflict(f"server group {group_id} still has applications ({names}); delete them first")
-    ids = [s.id for s in group.servers]
     for server in group.servers:
         server.server_group_id = None
     session.flush()
-    session.delete(group)
-    desired_state.changed(session, servers=ids)
+    session.delete(group)  # it had no applications: what its servers run does not change
