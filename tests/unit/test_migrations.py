@@ -7,7 +7,17 @@ import json
 from typing import Any
 
 from alembic import command
-from sqlalchemy import JSON, BigInteger, Boolean, Engine, Integer, MetaData, Table, inspect
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    inspect,
+    text,
+)
 
 from corral.db.migrate import alembic_config, upgrade
 from corral.db.models import Application
@@ -38,14 +48,24 @@ def _insert(engine: Engine, meta: MetaData, table: str, **values: Any) -> None:
     """A row with the given values; every other required column gets a plain filler."""
     t: Table = meta.tables[table]
     row = {c.name: _filler(c) for c in t.columns
-           if not c.nullable and not c.autoincrement is True and c.name not in values
+           if not c.nullable and c.autoincrement is not True and c.name not in values
            and c.server_default is None}
     with engine.begin() as conn:
         conn.execute(t.insert().values(**{**row, **values}))
 
 
+def _start_empty(engine: Engine) -> None:
+    """This worker's PostgreSQL database is shared by its tests (emptied, not dropped): start
+    from no schema at all, as an installation of the older version would have."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+
+
 def test_upgrade_keeps_deployments(database_url: str) -> None:
     engine = make_engine(database_url)
+    _start_empty(engine)
     _upgrade_to(engine, "0005")
     meta = MetaData()
     meta.reflect(engine)
