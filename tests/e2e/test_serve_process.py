@@ -153,16 +153,16 @@ def test_first_run_messages(serve: ServeProcess) -> None:
     assert "Traceback" not in r.stderr + r.stdout and len(r.stderr.splitlines()) == 1
 
     # a setting that cannot work (servers would flap between two heartbeats) is one line too
-    r = subprocess.run([*CORRAL, "serve", "--data-dir", str(serve.data_dir)],
-                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-                       env={**os.environ, "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "5"})
-    assert r.returncode == 2 and r.stderr.splitlines() == [
-        "error: CORRAL_HEARTBEAT_TIMEOUT_SECONDS ('5'): Input should be greater than or equal "
-        "to 15"]
-    r = subprocess.run([*CORRAL, "serve", "--data-dir", str(serve.data_dir)],
-                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-                       env={**os.environ, "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": "20"})
-    assert r.returncode == 2 and r.stderr.splitlines() == [
+    def refusal(timeout: str) -> list[str]:
+        r = subprocess.run([*CORRAL, "serve", "--data-dir", str(serve.data_dir)],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                           env={**os.environ, "CORRAL_HEARTBEAT_TIMEOUT_SECONDS": timeout})
+        assert r.returncode == 2
+        return r.stderr.splitlines()
+
+    assert refusal("5") == ["error: CORRAL_HEARTBEAT_TIMEOUT_SECONDS ('5'): Input should be "
+                            "greater than or equal to 15"]
+    assert refusal("20") == [
         "error: CORRAL_HEARTBEAT_TIMEOUT_SECONDS (20) must be at least 1.5 x "
         "CORRAL_HEARTBEAT_SECONDS (30): healthy servers would flap between two heartbeats"]
 

@@ -113,11 +113,6 @@ def deploy(
     return app
 
 
-def member_ids(session: Session, target_id: int) -> list[int]:
-    """Ids of the servers an application on this target runs on (no objects loaded)."""
-    return list(session.scalars(select(_servers.c.id).where(_reaches(target_id))))
-
-
 def _reaches(target_id: int) -> ColumnElement[bool]:
     """Servers an application on this target runs on: the server itself, or the members."""
     return or_(_servers.c.id == target_id, _servers.c.server_group_id == target_id,

@@ -54,5 +54,3 @@ class HelloBatcher:
                     answer.set_exception(result)
                 else:
                     answer.set_result(result)
-
-
