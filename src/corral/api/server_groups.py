@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from corral.api import envelope, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import ServerGroup
-from corral.domain import server_groups, views
+from corral.domain import reads, server_groups, views
 from corral.domain.targets import get_target, list_targets
 from corral.http_context import PlaneDep
 
@@ -21,24 +21,26 @@ Group = schemas.Data[schemas.ServerGroupOut]
 @router.post("", status_code=201, response_model=Group, response_model_exclude_unset=True)
 def create(
     session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep, body: schemas.ServerGroupIn
-) -> dict[str, Any]:
+) -> JSONResponse:
     group = server_groups.create(
         session, scope, name=body.name, server_ids=list(body.serverIds),
         max_size=plane.settings.max_group_size,
     )
-    return {"data": views.server_group(group)}
+    return envelope.one(reads.target(session, group.id), status_code=201)
 
 
 @router.get("", response_model=schemas.DataList[schemas.ServerGroupOut],
             response_model_exclude_unset=True)
 def list_groups(session: ReadSessionDep, scope: ScopeDep) -> JSONResponse:
     groups = list_targets(session, scope, ServerGroup)
-    return envelope.many([views.server_group(g) for g in groups], len(groups))
+    shown = reads.targets(session, [g.id for g in groups])
+    return envelope.many([shown[g.id] for g in groups], len(groups))
 
 
 @router.get("/{group_id}", response_model=Group, response_model_exclude_unset=True)
 def get_group(session: ReadSessionDep, scope: ScopeDep, group_id: int) -> JSONResponse:
-    return envelope.one(views.server_group(get_target(session, scope, group_id, ServerGroup)))
+    return envelope.one(reads.target(session, get_target(session, scope, group_id,
+                                                         ServerGroup).id))
 
 
 @router.patch("/{group_id}", response_model=Group, response_model_exclude_unset=True)
@@ -52,11 +54,11 @@ def rename(
              response_model_exclude_unset=True)
 def add_server(
     session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep, group_id: int, server_id: int
-) -> dict[str, Any]:
+) -> JSONResponse:
     group = server_groups.add_server(
         session, scope, group_id, server_id, plane.settings.max_group_size
     )
-    return {"data": views.server_group(group)}
+    return envelope.one(reads.target(session, group.id))
 
 
 @router.delete("/{group_id}/servers/{server_id}", status_code=204)

@@ -14,6 +14,7 @@ from corral.domain.targets import (
     check_size,
     get_target,
     joinable_server,
+    joinable_servers,
 )
 from corral.errors import Conflict, NotFound
 
@@ -23,7 +24,7 @@ def create(
 ) -> ServerGroup:
     group_name = check_name(name, "name")
     check_name_free(session, scope, ServerGroup, group_name)
-    servers = [joinable_server(session, scope, sid) for sid in dict.fromkeys(server_ids)]
+    servers = joinable_servers(session, scope, server_ids)
     check_size(0, len(servers), max_size, "server group")
     group = ServerGroup(
         organization_id=scope.organization_id, environment_id=scope.environment_id, name=group_name

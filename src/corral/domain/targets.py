@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, with_polymorphic
 
 from corral.db.models import Application, Cluster, Server, ServerGroup, Target
 from corral.domain.accounts import Scope
@@ -16,6 +16,8 @@ T = TypeVar("T", bound=Target)
 
 KIND_NAMES = {Server: "server", ServerGroup: "server group", Cluster: "cluster"}
 
+
+CHUNK = 2000  # ids per IN (...) list
 
 def get_target(session: Session, scope: Scope, target_id: int, kind: type[T]) -> T:
     """The target of that kind in this environment; 404 for anything else, anywhere else."""
@@ -54,11 +56,38 @@ def check_name_free(session: Session, scope: Scope, kind: type[Target], name: st
 
 def joinable_server(session: Session, scope: Scope, server_id: object) -> Server:
     """A server that may join a group or cluster: individual, free, without its own apps."""
-    try:
-        sid = int(server_id)  # type: ignore[call-overload]
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"serverId {server_id!r} is not an integer id") from exc
-    target = session.get(Target, sid) if as_id(sid) is not None else None
+    return joinable_servers(session, scope, [server_id])[0]
+
+
+def joinable_servers(session: Session, scope: Scope, server_ids: list[object]) -> list[Server]:
+    """`joinable_server` for many at once, in input order without repeats: three queries per
+    2,000 ids however many (a group of ten thousand is formed in one request). The first id
+    that may not join is refused, as it would be alone."""
+    ids: list[int] = []
+    for server_id in server_ids:
+        try:
+            ids.append(int(server_id))  # type: ignore[call-overload]
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"serverId {server_id!r} is not an integer id") from exc
+    ids = list(dict.fromkeys(ids))
+    wanted = [sid for sid in ids if as_id(sid) is not None]
+    found: dict[int, Target] = {}
+    own: dict[int, list[str]] = {}
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        any_target = with_polymorphic(Target, [Server])  # a server's own columns at once
+        found.update((t.id, t) for t in session.scalars(
+            select(any_target).where(any_target.id.in_(chunk))))
+        for target_id, name in session.execute(
+                select(Application.target_id, Application.name)
+                .where(Application.target_id.in_(chunk)).order_by(Application.name)):
+            own.setdefault(target_id, []).append(name)
+    for sid in ids:
+        _check_joinable(sid, found.get(sid), own.get(sid, []), scope)
+    return [found[sid] for sid in ids]  # type: ignore[misc]
+
+
+def _check_joinable(sid: int, target: Target | None, own_apps: list[str], scope: Scope) -> None:
     if target is None or target.environment_id != scope.environment_id:
         raise NotFound(f"server {sid} not found")
     if not isinstance(target, Server):
@@ -70,15 +99,11 @@ def joinable_server(session: Session, scope: Scope, server_id: object) -> Server
         raise Conflict(f"server {sid} already belongs to server group {target.server_group_id}")
     if target.cluster_id is not None:
         raise Conflict(f"server {sid} already belongs to cluster {target.cluster_id}")
-    own_apps = session.scalars(
-        select(Application.name).where(Application.target_id == sid).order_by(Application.name)
-    ).all()
     if own_apps:
         raise Conflict(
             f"server {sid} has applications of its own ({', '.join(own_apps)}); delete them "
             "before adding it to a group or cluster"
         )
-    return target
 
 
 def check_size(current: int, adding: int, limit: int | None, what: str) -> None:
