@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from corral.db.models import (
@@ -25,7 +25,7 @@ from corral.sealing import Sealer
 from corral.wire import ClusterReport, Hello, Report
 
 CHUNK = 2000  # ids per IN (...) list
-_servers = Server.__table__
+_servers = cast(Table, Server.__table__)
 
 
 def admit(session: Session, who: ServerIdentity) -> Server:

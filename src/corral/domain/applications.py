@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, insert, literal, or_, select
+from sqlalchemy import ColumnElement, Table, delete, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from corral.artifacts import BlobInfo
@@ -23,7 +23,7 @@ from corral.domain.names import as_id, check_application_name
 from corral.domain.status import DESIRED_STATUSES
 from corral.errors import Conflict, InvalidInput, NotFound
 
-_servers = Server.__table__
+_servers = cast(Table, Server.__table__)
 
 
 def record_artifact(

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from corral import wire
@@ -26,7 +26,7 @@ CHUNK = 2000  # ids per IN (...) list
 SecretOf = Callable[[int, str], str]
 """(cluster id, stored nonce) → the cluster's secret; the gateway derives it with its sealer."""
 
-_servers = Server.__table__
+_servers = cast(Table, Server.__table__)
 
 
 def changed(session: Session, *, servers: Iterable[int] = (), targets: Iterable[int] = ()) -> None:

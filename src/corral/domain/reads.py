@@ -175,7 +175,7 @@ def application(session: Session, scope: Scope, app_id: int) -> dict[str, Any]:
 
 def _render(session: Session, rows: list[Row[Any]]) -> list[dict[str, Any]]:
     shown_targets = targets(session, {r.target_id for r in rows})
-    instances: dict[int, list[Row[Any]]] = defaultdict(list)
+    instances: dict[int, list[Any]] = defaultdict(list)
     app_ids = [r.id for r in rows]
     for start in range(0, len(app_ids), CHUNK):
         for inst in session.execute(
