@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,6 +14,10 @@ from sqlalchemy import select, update
 
 from corral.controlplane import ControlPlane
 from corral.db.models import RegistrationToken, RevokedCertificate, Server
+from corral.db.session import transaction
+from corral.domain import registration
+from corral.domain.accounts import token_digest
+from corral.errors import Conflict
 from tests.api.conftest import Api
 from tests.support import make_csr
 
@@ -127,6 +132,29 @@ class TestRegistration:
         assert r.status_code == 409
         assert "same" in r.json()["message"]
         assert api.get("/servers").json()["total"] == 1
+
+    def test_same_name_in_a_race_409_and_one_use_counted(self, api: Api,
+                                                         plane: ControlPlane) -> None:
+        """Two registrations of one name admitted together (both read the name free): the
+        second write is refused by the unique name, as a Conflict, and its token use with it."""
+        token = api.registration_token()
+        with transaction(plane.readers) as s:
+            first, second = (registration.admit(s, token=token, name="twin",
+                                                csr_pem=make_csr()) for _ in range(2))
+
+        def write(admission: registration.Admission) -> None:
+            with transaction(plane.sessions) as s:
+                registration.register_server(s, plane.ca, admission, mule_version="",
+                                             gateway_version="", agent_version="x",
+                                             certificate_days=1)
+        write(first)
+        with pytest.raises(Conflict, match="twin"):
+            write(second)
+        with plane.sessions() as s:
+            assert s.scalars(select(Server.name).where(Server.name == "twin")).all() == ["twin"]
+            uses = s.scalar(select(RegistrationToken.uses).where(
+                RegistrationToken.token_hash == token_digest(token)))
+        assert uses == 1
 
     def test_missing_label_400(self, api: Api) -> None:
         r = api.client.post("/hybrid/api/v1/servers",

@@ -160,11 +160,11 @@ def test_first_run_messages(serve: ServeProcess) -> None:
         assert r.returncode == 2
         return r.stderr.splitlines()
 
-    assert refusal("5") == ["error: CORRAL_HEARTBEAT_TIMEOUT_SECONDS ('5'): Input should be "
-                            "greater than or equal to 15"]
+    assert refusal("5") == [("error: CORRAL_HEARTBEAT_TIMEOUT_SECONDS ('5'): Input should be "
+                             "greater than or equal to 15")]
     assert refusal("20") == [
-        "error: CORRAL_HEARTBEAT_TIMEOUT_SECONDS (20) must be at least 1.5 x "
-        "CORRAL_HEARTBEAT_SECONDS (30): healthy servers would flap between two heartbeats"]
+        ("error: CORRAL_HEARTBEAT_TIMEOUT_SECONDS (20) must be at least 1.5 x "
+         "CORRAL_HEARTBEAT_SECONDS (30): healthy servers would flap between two heartbeats")]
 
     serve.env["CORRAL_ADMIN_PASSWORD"] = "first-password"
     serve.start()

@@ -20,9 +20,9 @@ from sqlalchemy import (
 )
 
 from corral.db.migrate import alembic_config, upgrade
-from corral.db.models import Application
 from corral.db.session import make_engine, make_sessionmaker
-from corral.domain import views
+from corral.domain import reads
+from corral.domain.accounts import Scope
 from corral.domain.desired_state import messages
 
 
@@ -111,7 +111,7 @@ def test_upgrade_keeps_deployments(database_url: str) -> None:
                 ("web", 2, "STARTED")
             assert app["artifact"]["sha256"] == "a" * 64
             assert app["properties"] == {"greeting": "hi"}
-        shown = views.application(session.get_one(Application, 1))
+        shown = reads.application(session, Scope("o", "e"), 1)
     assert [(i["serverId"], i["lastReportedStatus"], i["deploymentId"])
             for i in shown["serverArtifacts"]] == [(2, "STARTED", 2), (3, "DEPLOYING", 2)]
     assert shown["serverArtifacts"][0]["port"] == 8081

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from corral.api import envelope, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import ServerGroup
-from corral.domain import reads, server_groups, views
+from corral.domain import reads, server_groups
 from corral.domain.targets import get_target, list_targets
 from corral.http_context import PlaneDep
 
@@ -46,8 +44,9 @@ def get_group(session: ReadSessionDep, scope: ScopeDep, group_id: int) -> JSONRe
 @router.patch("/{group_id}", response_model=Group, response_model_exclude_unset=True)
 def rename(
     session: SessionDep, scope: OperatorScopeDep, group_id: int, body: schemas.RenameIn
-) -> dict[str, Any]:
-    return {"data": views.server_group(server_groups.rename(session, scope, group_id, body.name))}
+) -> JSONResponse:
+    group = server_groups.rename(session, scope, group_id, body.name)
+    return envelope.one(reads.target(session, group.id))
 
 
 @router.post("/{group_id}/servers/{server_id}", response_model=Group,

@@ -102,7 +102,6 @@ def targets(session: Session, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
 
 def target(session: Session, target_id: int) -> dict[str, Any]:
     """One rendered target (a group of ten thousand servers in one query for its members)."""
-    session.flush()
     return targets(session, [target_id])[target_id]
 
 

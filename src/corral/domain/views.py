@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from corral.db.models import (
-    Application,
     Cluster,
     ConnectedApp,
     Environment,
@@ -285,11 +284,6 @@ def artifact(name: str, art: Any) -> dict[str, Any]:
         "timeUpdated": art.time_updated,
         "sha256": art.sha256,  # Corral: the store's address of the bytes
     }
-
-
-def application(app: Application) -> dict[str, Any]:
-    return application_fields(app, app.artifact, render_target(app.target),
-                              app.server_artifacts)
 
 
 def application_fields(app: Any, art: Any, target: dict[str, Any],

@@ -24,17 +24,16 @@ from corral.domain import agents
 from corral.domain.agent_link import NoAgents
 from corral.errors import AgentUnavailable, CorralError
 from corral.gateway.artifacts import stream_artifact
+from corral.gateway.bursts import Burst
 from corral.gateway.connection import AgentConnection
 from corral.gateway.hellos import HelloBatcher
 from corral.gateway.pusher import Pusher
-from corral.gateway.reports import ReportBatcher
 from corral.gateway.sweeper import Sweeper
 from corral.gateway.tls import TLS_READ_BUFFER, server_tls_context
 from corral.pki import ServerIdentity
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 15.0
-GATHER_SECONDS = 0.02
 
 
 class Gateway:
@@ -44,13 +43,16 @@ class Gateway:
         self.port = port
         self.connections: dict[int, AgentConnection] = {}
         self.pusher = Pusher(plane, self.connections)
-        self.reports = ReportBatcher(plane)
+        self.reports: Burst[tuple[int, wire.Report]] = Burst(plane, agents.record_reports,
+                                                             "reports")
+        # servers whose agent went away become DISCONNECTED together (a network cut drops
+        # thousands at once); one that came back meanwhile stays as it is
+        self.departures: Burst[int] = Burst(plane, agents.disconnected, "departures",
+                                            still=lambda sid: sid not in self.connections)
         self.hellos = HelloBatcher(plane)
         self.sweeper = Sweeper(plane, self.connections, self.pusher)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._departed: set[int] = set()
-        self._departures = asyncio.Event()
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -78,7 +80,7 @@ class Gateway:
                        asyncio.create_task(self.reports.run()),
                        asyncio.create_task(self.hellos.run()),
                        asyncio.create_task(self.sweeper.run()),
-                       asyncio.create_task(self._mark_departed())]
+                       asyncio.create_task(self.departures.run())]
         log.info("agent gateway on wss://%s:%s", self.host, self.port)
 
     async def stop(self) -> None:
@@ -91,7 +93,7 @@ class Gateway:
         if self.plane.agents is self:
             self.plane.agents = NoAgents()
         self._stopping = True  # every connection is marked below, in one statement
-        ids = list(self.connections) + list(self._departed)
+        ids = list(self.connections) + self.departures.take()
         if self._server:
             # no new connections; then a planned restart's close to every agent, which brings
             # the fleet back spread over a window instead of all in one second
@@ -168,7 +170,7 @@ class Gateway:
             await ws.close(wire.CLOSE_REVOKED, exc.message[:120])
             return
         conn = AgentConnection(ws, who,
-                               on_report=self.reports.queue)
+                               on_report=lambda sid, report: self.reports.add((sid, report)))
         previous = self.connections.get(who.server_id)
         self.connections[who.server_id] = conn
         if previous is not None:
@@ -183,20 +185,4 @@ class Gateway:
                 del self.connections[who.server_id]
                 log.info("server %s disconnected", who.server_id)
                 if not self._stopping:
-                    self._departed.add(who.server_id)
-                    self._departures.set()
-
-    async def _mark_departed(self) -> None:
-        """Servers whose agent went away become DISCONNECTED, those leaving together in one
-        transaction (a network cut drops thousands at once); one that came back meanwhile
-        stays as it is."""
-        while True:
-            await self._departures.wait()
-            await asyncio.sleep(GATHER_SECONDS)
-            self._departures.clear()
-            gone = [sid for sid in self._departed if sid not in self.connections]
-            self._departed.clear()
-            try:
-                await in_worker(self.plane.sessions, agents.disconnected, gone)
-            except Exception:
-                log.exception("marking %d servers DISCONNECTED failed", len(gone))
+                    self.departures.add(who.server_id)

@@ -10,10 +10,10 @@ from corral import wire
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import agents
+from corral.gateway.bursts import GATHER_SECONDS
 from corral.pki import ServerIdentity
 
 log = logging.getLogger(__name__)
-GATHER_SECONDS = 0.02
 BATCH = 1000
 
 Waiting = tuple[ServerIdentity, wire.Hello, "asyncio.Future[tuple[int, str]]"]

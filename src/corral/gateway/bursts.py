@@ -1,0 +1,53 @@
+"""Items that arrive together (reports, departures) are stored together, in one transaction:
+thousands of agents reporting or dropping off at once cost a few transactions, not thousands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from corral.controlplane import ControlPlane
+from corral.db.session import in_worker
+
+log = logging.getLogger(__name__)
+GATHER_SECONDS = 0.02
+T = TypeVar("T")
+
+
+class Burst(Generic[T]):
+    def __init__(self, plane: ControlPlane, store: Callable[[Session, list[T]], object],
+                 what: str, *, still: Callable[[T], bool] = lambda _item: True) -> None:
+        """`store(session, items)` runs once per burst; `still` drops an item that no longer
+        applies when its burst is stored."""
+        self.plane = plane
+        self._store = store
+        self._what = what
+        self._still = still
+        self._items: list[T] = []
+        self._waiting = asyncio.Event()
+
+    def add(self, item: T) -> None:
+        self._items.append(item)
+        self._waiting.set()
+
+    def take(self) -> list[T]:
+        """What is waiting, no longer to be stored by `run` (the caller stores it)."""
+        items, self._items = self._items, []
+        return items
+
+    async def run(self) -> None:
+        while True:
+            await self._waiting.wait()
+            await asyncio.sleep(GATHER_SECONDS)  # let a burst gather
+            self._waiting.clear()
+            batch = [item for item in self.take() if self._still(item)]
+            if not batch:
+                continue
+            try:
+                await in_worker(self.plane.sessions, self._store, batch)
+            except Exception:
+                log.exception("storing %d %s failed", len(batch), self._what)
