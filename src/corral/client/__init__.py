@@ -14,6 +14,9 @@ import httpx
 HYBRID = "/hybrid/api/v1"
 
 
+KEEPALIVE_SECONDS = 2.0
+
+
 class ApiError(Exception):
     """An answer of 400 or more (or no answer), with ARM's message when there is one."""
 
@@ -43,8 +46,12 @@ class Client:
     def __init__(self, url: str, *, token: str | None = None,
                  verify: ssl.SSLContext | bool = True, timeout: float = 60) -> None:
         self.url = url
+        # an idle connection is reused for 2 s at most: servers (uvicorn's default, 5 s) close
+        # idle ones, and a request sent as that close arrives fails with "Server disconnected
+        # without sending a response"; a fresh connection after a pause never meets that race
         self.http = httpx.Client(base_url=url, verify=verify,
-                                 timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
+                                 timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+                                 limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS))
         self.headers: dict[str, str] = {}
         """What every call through this client carries (token, organization, environment);
         `http` itself stays bare, for requests that must carry none."""
