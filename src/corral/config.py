@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from corral import wire
@@ -27,6 +29,24 @@ class Settings(BaseSettings):
     public_hostnames: list[str] = Field(
         default_factory=list, description="extra names agents use to reach this control plane"
     )
+
+    master_key: SecretStr | None = Field(
+        default=None, description="seals the keys replicas share in the database (the CA, the "
+        "sealing key); every replica is given the same one. Unset: the keys stay in the data "
+        "folder (one control plane)")
+    master_key_file: Path | None = Field(
+        default=None, description="a file holding the master key (instead of CORRAL_MASTER_KEY)")
+    artifact_store: str = Field(
+        default="file", description="where artifacts are kept: file (the data folder), "
+        "database (chunks in the database, shared by replicas), or s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="an S3-compatible endpoint (MinIO, ...); unset: AWS")
+    gateway_urls: list[str] = Field(
+        default_factory=list, description="every gateway agents may connect to "
+        '(JSON list of "wss://host:port"); unset: this one')
+    replica_url: str | None = Field(
+        default=None, description="wss://host:port at which other replicas reach this one's "
+        "gateway (log reads are routed there); unset: the first public hostname")
 
     admin_username: str = "admin"
     admin_password: str | None = None
@@ -54,6 +74,31 @@ class Settings(BaseSettings):
         description="a server marked RUNNING whose gateway has not vouched for it for this "
         "long becomes DISCONNECTED (the gateway that held it stopped); at least one and a "
         "half heartbeats")
+
+    @field_validator("gateway_urls")
+    @classmethod
+    def _wss_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme != "wss" or not parts.hostname or parts.port is None:
+                raise ValueError(f"CORRAL_GATEWAY_URLS: {url!r} is not wss://host:port")
+        return urls
+
+    @field_validator("artifact_store")
+    @classmethod
+    def _known_store(cls, store: str) -> str:
+        if store in ("file", "database") or (store.startswith("s3://")
+                                              and len(store) > len("s3://")):
+            return store
+        raise ValueError(f"CORRAL_ARTIFACT_STORE: {store!r} is not file, database or "
+                         "s3://bucket/prefix")
+
+    def master_key_text(self) -> str | None:
+        if self.master_key is not None:
+            return self.master_key.get_secret_value()
+        if self.master_key_file is not None:
+            return self.master_key_file.read_text()
+        return None
 
     @model_validator(mode="after")
     def _timeout_covers_a_heartbeat(self) -> Settings:
@@ -93,6 +138,28 @@ class Settings(BaseSettings):
         if host in ("0.0.0.0", "::"):
             host = "localhost"
         return f"wss://{host}:{self.gateway_port}{wire.ARM_CONNECT_PATH}"
+
+    @property
+    def agent_gateway_urls(self) -> list[str]:
+        """What agents are handed, at registration and in every desired state."""
+        return self.gateway_urls or [self.gateway_url]
+
+    @property
+    def gateway_hostnames(self) -> list[str]:
+        """Every name the gateway certificate must be valid for."""
+        names = [*self.public_hostnames, self.host]
+        for url in [*self.gateway_urls, *([self.replica_url] if self.replica_url else [])]:
+            host = urlsplit(url).hostname
+            if host:
+                names.append(host)
+        return list(dict.fromkeys(names))
+
+    @property
+    def own_gateway_base(self) -> str:
+        """wss://host:port of this replica's gateway, for the other replicas."""
+        if self.replica_url:
+            return self.replica_url.rstrip("/")
+        return self.gateway_url.removesuffix(wire.ARM_CONNECT_PATH)
 
     @property
     def api_url(self) -> str:

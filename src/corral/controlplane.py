@@ -11,16 +11,21 @@ from pathlib import Path
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
-from corral.artifacts import ArtifactStore, LocalArtifactStore
+from corral.artifacts import (
+    ArtifactStore,
+    DatabaseArtifactStore,
+    LocalArtifactStore,
+    S3ArtifactStore,
+)
 from corral.config import Settings
-from corral.db.migrate import upgrade
+from corral.db.migrate import exclusive, upgrade
 from corral.db.session import (
     make_engine,
     make_read_sessionmaker,
     make_sessionmaker,
     transaction,
 )
-from corral.domain import accounts
+from corral.domain import accounts, keyring
 from corral.domain.agent_link import AgentLink, NoAgents
 from corral.domain.desired_state import CHANGED_KEY
 from corral.domain.principals import CREDENTIAL_TABLES, PrincipalCache
@@ -28,10 +33,16 @@ from corral.domain.servers import REVOKED_KEY
 from corral.domain.signin import SignIn
 from corral.domain.throttle import RateLimit, RegistrationGate, Throttle
 from corral.pki import CertificateAuthority
-from corral.sealing import Sealer
+from corral.sealing import MasterKey, Sealer, WrongMasterKey
 
 log = logging.getLogger(__name__)
 CREDENTIALS_KEY = "corral.credentials_changed"
+
+
+
+class CannotStart(RuntimeError):
+    """A setting or the shared state refuses this start; the message says what to change."""
+
 
 ChangeListener = Callable[[set[int], set[int]], None]
 """Called after a commit with (servers whose desired state changed, servers deleted)."""
@@ -63,14 +74,20 @@ class ControlPlane:
             upgrade(engine)
         _private_sqlite_files(settings.resolved_database_url)
         sessions, readers = make_sessionmaker(engine), make_read_sessionmaker(engine)
+        try:
+            ca, sealer = _keys(settings, engine, sessions)
+            store = _artifact_store(settings, engine)
+        except BaseException:
+            engine.dispose()
+            raise
         plane = cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             readers=readers,
-            ca=CertificateAuthority.load_or_create(data_dir / "pki"),
-            sealer=Sealer.load_or_create(data_dir / "pki"),
-            store=LocalArtifactStore(data_dir / "artifacts"),
+            ca=ca,
+            sealer=sealer,
+            store=store,
             signin=SignIn(readers, sessions,
                           throttle=Throttle(free=settings.login_free_failures)),
             registrations=RegistrationGate(
@@ -90,7 +107,7 @@ class ControlPlane:
 
     def bootstrap(self) -> str | None:
         """First start: organization, environments, admin. Returns a generated password."""
-        with transaction(self.sessions) as session:
+        with exclusive(self.engine), transaction(self.sessions) as session:
             generated = accounts.bootstrap(
                 session,
                 organization_name=self.settings.organization_name,
@@ -118,6 +135,51 @@ class ControlPlane:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _keys(settings: Settings, engine: Engine, sessions: sessionmaker[Session]
+          ) -> tuple[CertificateAuthority, Sealer]:
+    """With a master key, the CA and sealing key every replica shares, from the database (the
+    first replica creates them, or adopts its data folder's); without one, the data folder's."""
+    pki = settings.data_dir / "pki"
+    try:
+        text = settings.master_key_text()
+        master = MasterKey(text) if text is not None else None
+    except (OSError, ValueError) as exc:
+        raise CannotStart(f"cannot use the master key: {exc}") from exc
+    with exclusive(engine), transaction(sessions) as session:
+        if master is None:
+            if keyring.has_keys(session):
+                raise CannotStart(
+                    "this database holds the keys of replicas that share it, sealed with a "
+                    "master key: give this replica the same CORRAL_MASTER_KEY (or "
+                    "CORRAL_MASTER_KEY_FILE)")
+            return CertificateAuthority.load_or_create(pki), Sealer.load_or_create(pki)
+        try:
+            ca = keyring.certificate_authority(
+                session, master, adopt=lambda: CertificateAuthority.load_or_create(pki)
+                if (pki / "ca.key").exists() else CertificateAuthority.create())
+            sealer = keyring.sealer(session, master,
+                                    adopt=lambda: Sealer.existing_or_new_key(pki))
+        except WrongMasterKey as exc:
+            raise CannotStart(str(exc)) from exc
+    ca.write_certificate(pki / "ca.pem")  # what operators and `agent register` read
+    return ca, sealer
+
+
+def _artifact_store(settings: Settings, engine: Engine) -> ArtifactStore:
+    where = settings.artifact_store
+    scratch = settings.data_dir / "scratch"
+    if where == "file":
+        return LocalArtifactStore(settings.data_dir / "artifacts")
+    if where == "database":
+        return DatabaseArtifactStore(engine, scratch)
+    store = S3ArtifactStore(where, settings.s3_endpoint_url, scratch)
+    try:
+        store.check()
+    except Exception as exc:  # botocore's errors: no such bucket, no credentials, no answer
+        raise CannotStart(f"the artifact store {where} cannot be used: {exc}") from exc
+    return store
 
 
 def _private_sqlite_files(url: str) -> None:

@@ -54,13 +54,25 @@ class CertificateAuthority:
 
     @classmethod
     def load_or_create(cls, directory: Path, common_name: str = "Corral CA") -> CertificateAuthority:
+        """The single-process default: the key and certificate in `<data-dir>/pki/`."""
         directory.mkdir(parents=True, exist_ok=True)
         key_path, cert_path = directory / "ca.key", directory / "ca.pem"
         if key_path.exists() and cert_path.exists():
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-            if not isinstance(key, ec.EllipticCurvePrivateKey):
-                raise RuntimeError(f"{key_path} is not an EC private key")
-            return cls(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
+            return cls.from_pem(key_path.read_bytes(), cert_path.read_bytes())
+        ca = cls.create(common_name)
+        write_private(key_path, ca.key_pem)
+        ca.write_certificate(cert_path)
+        return ca
+
+    @classmethod
+    def from_pem(cls, key_pem: bytes, cert_pem: bytes) -> CertificateAuthority:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise RuntimeError("the CA key is not an EC private key")
+        return cls(key, x509.load_pem_x509_certificate(cert_pem))
+
+    @classmethod
+    def create(cls, common_name: str = "Corral CA") -> CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name(
             [
@@ -89,20 +101,21 @@ class CertificateAuthority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, hashes.SHA256())
         )
-        write_private(
-            key_path,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        )
-        # whole or absent: whoever reads ca.pem as soon as it appears (an operator's script, a
-        # test waiting for start-up) never sees half of it
-        partial = cert_path.with_suffix(".pem.part")
-        partial.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        os.replace(partial, cert_path)
         return cls(key, cert)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self._key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
+
+    def write_certificate(self, cert_path: Path) -> None:
+        """Whole or absent: whoever reads ca.pem as soon as it appears (an operator's script, a
+        test waiting for start-up) never sees half of it."""
+        cert_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = cert_path.with_suffix(".pem.part")
+        partial.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+        os.replace(partial, cert_path)
 
     @property
     def fingerprint(self) -> str:

@@ -4,11 +4,14 @@ it has another job: the CA signs identities, the sealer keeps secrets."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from pathlib import Path
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from corral.pki import write_private
 
@@ -16,7 +19,8 @@ from corral.pki import write_private
 class Sealer:
     """Symmetric sealing for secrets that must be shown again (registration tokens).
 
-    The key lives beside the CA key (`secret.key`, 0600); the database holds only ciphertext."""
+    The key lives beside the CA key (`secret.key`, 0600), or, with a master key, sealed in the
+    database for every replica (`domain/keyring.py`); the database holds only ciphertext."""
 
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
@@ -29,6 +33,13 @@ class Sealer:
         if not path.exists():
             write_private(path, Fernet.generate_key())
         return cls(path.read_bytes().strip())
+
+    @staticmethod
+    def existing_or_new_key(directory: Path) -> bytes:
+        """The key of a data folder that has one (a single control plane becoming several
+        keeps its sealed tokens readable), else a new one."""
+        path = directory / "secret.key"
+        return path.read_bytes().strip() if path.exists() else Fernet.generate_key()
 
     def seal(self, value: str) -> str:
         return self._fernet.encrypt(value.encode()).decode()
@@ -44,3 +55,37 @@ class Sealer:
     def mac(self, value: str) -> str:
         """A keyed digest (e.g. the console's CSRF token for a session)."""
         return hmac.new(self._mac_key, value.encode(), hashlib.sha256).hexdigest()
+
+
+MIN_MASTER_KEY_CHARS = 32
+
+
+class WrongMasterKey(Exception):
+    """Sealed with another master key: this replica was given a different one than the rest."""
+
+
+class MasterKey:
+    """The key every replica is given (`CORRAL_MASTER_KEY` or `CORRAL_MASTER_KEY_FILE`); it seals
+    the keys the replicas share in the database. Any text of 32 characters or more: the sealing
+    key is derived from it (HKDF-SHA256), so a passphrase and a random string both work."""
+
+    def __init__(self, text: str) -> None:
+        text = text.strip()
+        if len(text) < MIN_MASTER_KEY_CHARS:
+            raise ValueError(f"the master key must be at least {MIN_MASTER_KEY_CHARS} "
+                             "characters (e.g. `openssl rand -base64 32`)")
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                       info=b"corral master key").derive(text.encode())
+        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+
+    def seal(self, value: bytes) -> str:
+        return self._fernet.encrypt(value).decode()
+
+    def open(self, sealed: str, what: str) -> bytes:
+        try:
+            return self._fernet.decrypt(sealed.encode())
+        except InvalidToken as exc:
+            raise WrongMasterKey(
+                f"the master key does not open the {what} stored in the database: every "
+                "replica must be given the same CORRAL_MASTER_KEY (or CORRAL_MASTER_KEY_FILE)"
+            ) from exc

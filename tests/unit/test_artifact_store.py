@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from corral.artifacts import LocalArtifactStore
-from corral.artifacts.local import SMALL_BYTES
+from corral.artifacts.spool import SMALL_BYTES
 from corral.errors import NotFound, TooLarge
 
 

@@ -13,11 +13,15 @@ app = typer.Typer(help="Administer users, environments and connected apps.", no_
 
 
 def _run(data_dir: object, action):  # type: ignore[no-untyped-def]
-    from corral.controlplane import ControlPlane
+    from corral.controlplane import CannotStart, ControlPlane
     from corral.db.session import transaction
     from corral.domain.accounts import default_organization
 
-    plane = ControlPlane.open(settings_from(data_dir=data_dir))
+    try:
+        plane = ControlPlane.open(settings_from(data_dir=data_dir))
+    except CannotStart as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         plane.bootstrap()
         with transaction(plane.sessions) as session:

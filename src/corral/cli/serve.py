@@ -17,7 +17,7 @@ from corral.cli.common import DataDirOpt, settings_from
 
 if TYPE_CHECKING:
     from corral.config import Settings
-    from corral.controlplane import ControlPlane
+    from corral.controlplane import CannotStart, ControlPlane
 
 
 class QueryRedactor(logging.Filter):
@@ -58,7 +58,7 @@ def serve(
     from corral.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from corral.controlplane import ControlPlane
+    from corral.controlplane import CannotStart, ControlPlane
 
     settings = settings_from(
         data_dir=data_dir, host=host, port=port, gateway_port=gateway_port, api_tls=tls,
@@ -76,7 +76,11 @@ def serve(
         typer.echo(f"error: {busy}", err=True)
         raise typer.Exit(2)
     os.umask(0o077)  # everything the control plane writes is its own
-    plane = ControlPlane.open(settings)
+    try:
+        plane = ControlPlane.open(settings)
+    except CannotStart as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     first_start = not plane.has_organization()
     generated = plane.bootstrap()
     if generated:

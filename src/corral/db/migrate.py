@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -19,18 +21,27 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
+@contextmanager
+def exclusive(engine: Engine) -> Iterator[None]:
+    """Start-up work that one replica at a time may do (migrating, creating the shared keys,
+    the first organization): a PostgreSQL advisory lock held on a connection of its own. One
+    process on SQLite needs none."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
     with engine.connect() as conn:
-        is_pg = engine.dialect.name == "postgresql"
-        if is_pg:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
-            conn.commit()
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+        conn.commit()
         try:
-            cfg = alembic_config(str(engine.url))
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-            conn.commit()
+            yield
         finally:
-            if is_pg:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
-                conn.commit()
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+            conn.commit()
+
+
+def upgrade(engine: Engine) -> None:
+    with exclusive(engine), engine.connect() as conn:
+        cfg = alembic_config(str(engine.url))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        conn.commit()

@@ -163,6 +163,9 @@ class Server(Target):
     desired_revision: Mapped[int] = mapped_column(Integer, default=0)
     """Grows whenever what this server should run changes; the state itself is assembled from
     the applications that reach the server when it is pushed (ADR 0007)."""
+    replica_id: Mapped[str | None] = mapped_column(String(36))
+    """The control-plane replica whose gateway holds this server's agent (log reads are routed
+    there, ADR 0008); None while it is away."""
 
     server_group: Mapped[ServerGroup | None] = relationship(
         foreign_keys=[server_group_id], back_populates="servers"
@@ -288,3 +291,23 @@ class TargetComponent(Base):
     name: Mapped[str] = mapped_column(String(255))
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     configuration: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ControlPlaneSecret(Base):
+    """Keys every replica shares (the CA, the sealing key), sealed with the master key that each
+    replica is given; the database alone opens none of them."""
+
+    __tablename__ = "control_plane_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class Replica(Base):
+    """A running `corral serve`: where its gateway answers other replicas (ADR 0008)."""
+
+    __tablename__ = "replicas"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    gateway_url: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    seen_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)

@@ -16,7 +16,7 @@ TLS_READ_BUFFER = 4 * 1024
 
 def server_tls_context(plane: ControlPlane) -> ssl.SSLContext:
     cert_path, key_path = plane.ca.write_tls_pair(
-        [*plane.settings.public_hostnames, plane.settings.host],
+        plane.settings.gateway_hostnames,  # every name agents and replicas may use
         plane.settings.data_dir / "pki",
         "gateway",
     )

@@ -1,0 +1,128 @@
+"""Artifacts in an S3-compatible object store (`CORRAL_ARTIFACT_STORE=s3://bucket/prefix`): AWS,
+MinIO, Ceph, ... through boto3, with `CORRAL_S3_ENDPOINT_URL` and the usual AWS credential
+variables. An object appears whole when its PUT (or multipart upload) completes, so a replica
+that dies mid-upload leaves nothing visible; reads stream the object's body."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+from corral.artifacts.local import checked
+from corral.artifacts.spool import Spool
+from corral.artifacts.store import BlobInfo
+from corral.errors import NotFound
+
+PART_BYTES = 8 * 1024 * 1024
+
+
+class S3BlobWriter:
+    def __init__(self, store: S3ArtifactStore, max_bytes: int) -> None:
+        self._store = store
+        self._spool = Spool(store.scratch, max_bytes)
+
+    def write(self, chunk: bytes) -> None:
+        self._spool.write(chunk)
+
+    def open_uncommitted(self) -> BinaryIO:
+        return self._spool.read_back()
+
+    def commit(self) -> BlobInfo:
+        info = self._spool.info()
+        try:
+            if not self._store.exists(info.sha256):
+                with self._spool.read_back() as source:
+                    self._store.client.upload_fileobj(
+                        source, self._store.bucket, self._store.key(info.sha256),
+                        Config=self._store.transfer)
+        finally:
+            self.abort()
+        return info
+
+    def abort(self) -> None:
+        self._spool.close()
+
+
+class _Body(io.RawIOBase):
+    """An object's streaming body as a file: read in parts, closed with the connection."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._body.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+class S3ArtifactStore:
+    def __init__(self, url: str, endpoint_url: str | None, scratch: Path) -> None:
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        parts = urlsplit(url)
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/")
+        self.scratch = scratch
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.client = boto3.client(
+            "s3", endpoint_url=endpoint_url,
+            config=Config(retries={"max_attempts": 5, "mode": "standard"},
+                          connect_timeout=5, read_timeout=60))
+        # two parts of 8 MiB in flight at most: an upload's memory stays bounded
+        self.transfer = TransferConfig(multipart_threshold=PART_BYTES,
+                                       multipart_chunksize=PART_BYTES, max_concurrency=2)
+
+    def check(self) -> None:
+        """At start: the bucket answers with these credentials (else a clear refusal)."""
+        self.client.head_bucket(Bucket=self.bucket)
+
+    def key(self, sha256: str) -> str:
+        name = f"sha256/{checked(sha256)[:2]}/{sha256}"
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def writer(self, max_bytes: int) -> S3BlobWriter:
+        return S3BlobWriter(self, max_bytes)
+
+    def _head(self, sha256: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))  # type: ignore[no-any-return]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def exists(self, sha256: str) -> bool:
+        return self._head(sha256) is not None
+
+    def open(self, sha256: str) -> BinaryIO:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.key(sha256))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise NotFound(f"artifact {sha256} is not in the store") from exc
+            raise
+        return io.BufferedReader(_Body(answer["Body"]), buffer_size=1024 * 1024)  # type: ignore[return-value]
+
+    def size(self, sha256: str) -> int:
+        head = self._head(sha256)
+        if head is None:
+            raise NotFound(f"artifact {sha256} is not in the store")
+        return int(head["ContentLength"])
+
+    def delete(self, sha256: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
