@@ -140,6 +140,13 @@ class Settings(BaseSettings):
         return f"wss://{host}:{self.gateway_port}{wire.ARM_CONNECT_PATH}"
 
     @property
+    def mcm_websocket_url(self) -> str:
+        """ARM's single gateway URL in a registration: the first of several."""
+        if self.gateway_urls:
+            return self.gateway_urls[0].rstrip("/") + wire.ARM_CONNECT_PATH
+        return self.gateway_url
+
+    @property
     def agent_gateway_urls(self) -> list[str]:
         """What agents are handed, at registration and in every desired state."""
         return self.gateway_urls or [self.gateway_url]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from corral.artifacts import (
@@ -37,6 +39,36 @@ from corral.sealing import MasterKey, Sealer, WrongMasterKey
 
 log = logging.getLogger(__name__)
 CREDENTIALS_KEY = "corral.credentials_changed"
+NOTICE_CHANNEL = "corral_changes"
+"""PostgreSQL `NOTIFY` channel: every committed change that agents or token caches must learn
+of, for the other replicas (ADR 0008)."""
+_NOTICE_IDS = 700
+"""More servers than this in one change are announced as "every server" (a NOTIFY payload
+holds 8,000 bytes); the replicas then compare the revisions of all the agents they hold."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    replica: str
+    changed: set[int] | None
+    """None: any server may have changed."""
+    revoked: set[int]
+    credentials: bool
+
+    def encode(self) -> str:
+        return json.dumps({"r": self.replica,
+                           "c": None if self.changed is None else sorted(self.changed),
+                           "d": sorted(self.revoked), "k": self.credentials},
+                          separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, payload: str) -> Notice:
+        data = json.loads(payload)
+        changed = data.get("c")
+        return cls(replica=str(data["r"]),
+                   changed=None if changed is None else {int(i) for i in changed},
+                   revoked={int(i) for i in data.get("d") or []},
+                   credentials=bool(data.get("k")))
 
 
 
@@ -61,6 +93,8 @@ class ControlPlane:
     registrations: RegistrationGate
     principals: PrincipalCache
     listeners: list[ChangeListener] = field(default_factory=list)
+    replica_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """This process among the replicas sharing the database."""
     agents: AgentLink = field(default_factory=NoAgents)
     """Set by the gateway while it runs in this process."""
 
@@ -96,6 +130,8 @@ class ControlPlane:
             principals=PrincipalCache(settings.token_cache_seconds),
         )
         event.listen(plane.sessions, "after_commit", plane._after_commit)
+        if engine.dialect.name == "postgresql":
+            event.listen(plane.sessions, "before_commit", plane._notify_replicas)
         event.listen(plane.sessions, "after_soft_rollback", _forget_changes)
         event.listen(plane.sessions, "do_orm_execute", _note_credential_statements)
         event.listen(plane.sessions, "before_flush", _note_credential_objects)
@@ -119,6 +155,21 @@ class ControlPlane:
                 self.settings.data_dir / "admin-credentials", self.settings.admin_username, generated
             )
         return generated
+
+    def _notify_replicas(self, session: Session) -> None:
+        """NOTIFY inside the transaction: PostgreSQL delivers it to the other replicas when,
+        and only when, the change commits."""
+        session.flush()  # credential objects are noted as they flush
+        changed: set[int] = session.info.get(CHANGED_KEY, set())
+        revoked: set[int] = session.info.get(REVOKED_KEY, set())
+        credentials = bool(session.info.get(CREDENTIALS_KEY))
+        if not (changed or revoked or credentials):
+            return
+        many = len(changed) + len(revoked) > _NOTICE_IDS
+        notice = Notice(self.replica_id, None if many else changed,
+                        set() if many else revoked, credentials)
+        session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                        {"channel": NOTICE_CHANNEL, "payload": notice.encode()})
 
     def _after_commit(self, session: Session) -> None:
         if session.info.pop(CREDENTIALS_KEY, False):

@@ -23,6 +23,8 @@ from corral.errors import InvalidInput
 
 _CA_VALIDITY = dt.timedelta(days=3650)
 _MIN_RSA_BITS = 2048
+REPLICA_PREFIX = "replica:"
+REPLICA_ORGANIZATION = "corral-replica"
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,39 @@ class CertificateAuthority:
         write_private(key_path, key)
         return cert_path, key_path
 
+    def issue_replica_certificate(self, replica_id: str) -> tuple[IssuedCertificate, bytes]:
+        """A client certificate for one control-plane replica to call another's gateway (ADR
+        0008). Agents cannot obtain one: the CA writes the subject of every server certificate
+        itself (CN = a server id, O = an organization id)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{REPLICA_PREFIX}{replica_id}"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, REPLICA_ORGANIZATION),
+        ])
+        issued = self._issue(subject, key.public_key(), 365, ExtendedKeyUsageOID.CLIENT_AUTH,
+                             sans=None)
+        return issued, key.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())
+
+    def identify_replica(self, cert: x509.Certificate) -> str:
+        """The replica id of a (verified) replica certificate; InvalidInput for any other."""
+        self._check_issued(cert)
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        org = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        if not (cn and org and org[0].value == REPLICA_ORGANIZATION
+                and str(cn[0].value).startswith(REPLICA_PREFIX)):
+            raise InvalidInput("certificate does not name a control-plane replica")
+        return str(cn[0].value).removeprefix(REPLICA_PREFIX)
+
+    def _check_issued(self, cert: x509.Certificate) -> None:
+        try:
+            self.certificate.public_key().verify(  # type: ignore[union-attr]
+                cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256())
+            )
+        except InvalidSignature as exc:
+            raise InvalidInput("certificate was not issued by this control plane") from exc
+
     def identify(self, cert: x509.Certificate) -> ServerIdentity:
         """Map a (verified) client certificate to the server it was issued to."""
         subject = cert.subject
@@ -230,12 +265,7 @@ class CertificateAuthority:
                 raise InvalidInput("certificate subject lacks a required attribute")
             return str(values[0].value)
 
-        try:
-            self.certificate.public_key().verify(  # type: ignore[union-attr]
-                cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256())
-            )
-        except InvalidSignature as exc:
-            raise InvalidInput("certificate was not issued by this control plane") from exc
+        self._check_issued(cert)
         cn = attr(NameOID.COMMON_NAME)
         if not cn.isdigit():
             raise InvalidInput("certificate does not name a server")

@@ -22,6 +22,8 @@ ARM_CONNECT_PATH = "/mule"
 """Where ARM's registration points agents (`mcmWebsocketUrl`); the gateway serves the same
 conversation on both paths, and an agent connects to the URL it was given."""
 CONNECT_PATHS = frozenset({CONNECT_PATH, ARM_CONNECT_PATH})
+REPLICA_LOGS_PATH = "/corral/replica/v1/logs"
+"""Where one control-plane replica asks another for a log of an agent it holds (ADR 0008)."""
 ARTIFACT_PATH = "/agent/v1/artifacts/"
 MIN_HEARTBEAT_SECONDS = 10.0
 """The shortest ping interval the gateway may be set to (`CORRAL_HEARTBEAT_SECONDS`)."""
@@ -125,6 +127,9 @@ class Desired(Message):
     serverName: str
     cluster: ClusterSpec | None = None
     applications: list[DesiredApplication] = Field(default_factory=list)
+    gateways: list[str] = Field(default_factory=list)
+    """Every gateway the agent may connect to (`CORRAL_GATEWAY_URLS`); empty: keep what it
+    knows."""
 
 
 class ApplicationReport(BaseModel):

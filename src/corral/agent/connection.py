@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from corral import wire
 from corral.agent import AGENT_VERSION, logs
-from corral.agent.layout import AgentDir, Identity
+from corral.agent.layout import AgentDir, Identity, base_of, write_identity
 from corral.agent.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,30 @@ class Connection:
         self.tls = client_tls_context(layout)
         self.connected = asyncio.Event()
         self.log_streams: dict[str, asyncio.Task[None]] = {}
+        self._turn = 0
+        self.url = self.identity.connect_url
+
+    def _next_gateway(self) -> None:
+        """Each attempt after a failure or a lost connection goes to the next known gateway
+        (another replica, when the control plane has several)."""
+        urls = self.identity.connect_urls()
+        self._turn = (self._turn + 1) % len(urls)
+        self.url = urls[self._turn]
+
+    def _learn_gateways(self, urls: list[str]) -> None:
+        """The control plane's gateways as of this desired state, kept for the next start."""
+        if not urls or urls == self.identity.gatewayUrls \
+                or not all(u.startswith("wss://") for u in urls):
+            return
+        self.identity = self.identity.with_gateways(urls)
+        with contextlib.suppress(OSError):
+            write_identity(self.layout.identity, self.identity)
+        log.info("the control plane has %d gateways: %s", len(urls), ", ".join(urls))
 
     async def run_forever(self) -> None:
         backoff = Backoff()
-        url = self.identity.connect_url
         while True:
+            url = self.url
             pause: float | None = None
             try:
                 async with connect(url, ssl=self.tls, open_timeout=30,
@@ -125,6 +144,7 @@ class Connection:
                 log.warning("cannot reach the control plane at %s: %s", url, exc)
             finally:
                 self.connected.clear()
+            self._next_gateway()
             await asyncio.sleep(backoff.next() if pause is None else pause)
 
     @staticmethod
@@ -147,8 +167,7 @@ class Connection:
     async def _converse(self, ws: ClientConnection) -> None:
         await ws.send(wire.encode(hello(self.cluster_port)))
         self.connected.set()
-        log.info("connected to %s as server %s", self.identity.gateway_base,
-                 self.identity.serverId)
+        log.info("connected to %s as server %s", base_of(self.url), self.identity.serverId)
         tasks = [asyncio.create_task(self._reports(ws))]
         self.reconciler.changed.set()  # tell a (re)started control plane what runs here
         try:
@@ -164,6 +183,7 @@ class Connection:
                 if isinstance(message, wire.Desired):
                     log.info("desired state revision %d (%d applications)", message.revision,
                              len(message.applications))
+                    self._learn_gateways(message.gateways)
                     self.reconciler.apply(message)
                     self.reconciler.changed.set()
                 elif isinstance(message, wire.LogsRequest):
@@ -210,7 +230,7 @@ class Connection:
 
     async def fetch(self, app: wire.DesiredApplication, destination: Path) -> None:
         """Download an artifact over the gateway's mutual TLS, verify it, then keep it."""
-        url = self.identity.gateway_base + wire.ARTIFACT_PATH + app.artifact.sha256
+        url = base_of(self.url) + wire.ARTIFACT_PATH + app.artifact.sha256
         tmp = self.layout.artifacts / "tmp" / f"{app.artifact.sha256}.part"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()

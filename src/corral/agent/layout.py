@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -24,19 +24,41 @@ class Identity:
     name: str
     managerUrl: str
     gatewayUrl: str
+    gatewayUrls: list[str] = field(default_factory=list)
+    """Every gateway of the control plane's replicas (`CORRAL_GATEWAY_URLS`), as registration
+    and the latest desired state gave them; empty: `gatewayUrl` alone."""
 
     @property
     def gateway_base(self) -> str:
         """`wss://host:port` of the gateway (the connect URL without its path)."""
-        scheme, rest = self.gatewayUrl.split("://", 1)
-        return f"{scheme}://{rest.split('/', 1)[0]}"
+        return base_of(self.gatewayUrl)
 
     @property
     def connect_url(self) -> str:
         """The URL registration gave (ARM's `wss://host:port/mule`); Corral's own path when it
         gave none."""
-        has_path = "/" in self.gatewayUrl.split("://", 1)[-1].rstrip("/")
-        return self.gatewayUrl if has_path else self.gateway_base + wire.CONNECT_PATH
+        return connect_url_of(self.gatewayUrl)
+
+    def connect_urls(self) -> list[str]:
+        """Where to connect, in turn: the registered gateway first, then every other known."""
+        urls = [connect_url_of(u) for u in [self.gatewayUrl, *self.gatewayUrls]]
+        seen: dict[str, str] = {}
+        for url in urls:
+            seen.setdefault(base_of(url), url)
+        return list(seen.values())
+
+    def with_gateways(self, urls: list[str]) -> Identity:
+        return replace(self, gatewayUrls=list(urls))
+
+
+def base_of(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def connect_url_of(url: str) -> str:
+    has_path = "/" in url.split("://", 1)[-1].rstrip("/")
+    return url if has_path else base_of(url) + wire.CONNECT_PATH
 
 
 @dataclass(frozen=True)
@@ -85,7 +107,11 @@ class AgentDir:
     def load_identity(self) -> Identity:
         try:
             data = json.loads(self.identity.read_text())
-            return Identity(**data)
+            identity = Identity(**data)
+            if not all(isinstance(u, str) and u.startswith("wss://")
+                       for u in identity.gatewayUrls):
+                raise ValueError("gatewayUrls must be wss:// URLs")
+            return identity
         except FileNotFoundError as exc:
             raise AgentError(
                 f"{self.root} holds no registered server; run `corral agent register` first"

@@ -55,19 +55,22 @@ def register(manager_url: str, directory: Path, token: str, name: str,
         cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
         ca = x509.load_pem_x509_certificate(answer["caCertificate"].encode())
         gateway_url = str(answer["environmentUrls"]["mcmWebsocketUrl"])
+        gateway_urls = [str(u) for u in answer["environmentUrls"].get("gatewayUrls") or []]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise AgentError(f"the control plane's answer is not a registration: {exc}") from exc
     if pin is not None and fingerprint_of(ca) != pin:
         raise AgentError(f"the CA returned by {manager_url} is not the pinned one "
                          f"({fingerprint_of(ca)}); someone may be in the middle. Nothing was kept.")
-    if not gateway_url.startswith("wss://"):
-        raise AgentError(f"the gateway URL {gateway_url[:100]!r} is not wss://; refusing it")
+    for url in [gateway_url, *gateway_urls]:
+        if not url.startswith("wss://"):
+            raise AgentError(f"the gateway URL {url[:100]!r} is not wss://; refusing it")
     server_id = int(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
     identity = Identity(
         serverId=server_id,
         name=name,
         managerUrl=manager_url.rstrip("/"),
         gatewayUrl=gateway_url,
+        gatewayUrls=gateway_urls,
     )
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))

@@ -109,7 +109,8 @@ def register(
         "caCertificate": plane.ca.certificate_pem,
         "environmentUrls": {
             "authProxyUrl": plane.settings.api_url,
-            "mcmWebsocketUrl": plane.settings.gateway_url,
+            "mcmWebsocketUrl": plane.settings.mcm_websocket_url,
+            "gatewayUrls": plane.settings.agent_gateway_urls,
         },
         "serverId": server_id,
     }

@@ -105,3 +105,9 @@ async def in_worker(factory: sessionmaker[Session], fn: Callable[..., T], *args:
             return fn(session, *args)
 
     return await asyncio.to_thread(work)
+
+
+def libpq_url(engine: Engine) -> str:
+    """The engine's PostgreSQL URL for a plain psycopg connection of its own (LISTEN, the
+    leader's advisory lock): those must not come from, nor return to, the pool."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -10,16 +10,17 @@ from corral.errors import AgentUnavailable
 
 
 class AgentLink(Protocol):
-    def logs(self, server_id: int, application: str, lines: int,
-             follow: bool) -> AsyncIterator[list[str]]:
-        """Batches of an application's log lines from the agent of `server_id`; raises
-        `AgentUnavailable` at once when that agent is not connected here."""
+    async def logs(self, server_id: int, application: str, lines: int,
+                   follow: bool) -> AsyncIterator[list[str]]:
+        """Batches of an application's log lines from the agent of `server_id`, wherever it
+        is connected (this replica or another); raises `AgentUnavailable` before any line
+        when no replica holds that agent."""
         ...
 
 
 class NoAgents:
     """A control plane without a gateway (admin commands, in-process tests)."""
 
-    def logs(self, server_id: int, application: str, lines: int,
-             follow: bool) -> AsyncIterator[list[str]]:
+    async def logs(self, server_id: int, application: str, lines: int,
+                   follow: bool) -> AsyncIterator[list[str]]:
         raise AgentUnavailable("no agent gateway runs in this process")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from corral.db.models import (
@@ -48,11 +48,13 @@ def _refusal(who: ServerIdentity, server: Server | None, *, revoked: bool) -> Co
     return None
 
 
-def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], sealer: Sealer
+def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], sealer: Sealer,
+              replica_id: str | None = None, gateways: list[str] | None = None,
               ) -> list[tuple[int, str] | CorralError]:
     """Admit agents that said hello together (after a restart, thousands within seconds) and
-    record what each said, in a few queries for all of them. Returns, in order, each one's
-    desired-state message (revision, wire text) or why it is refused."""
+    record what each said, and which replica holds it, in a few queries for all of them.
+    Returns, in order, each one's desired-state message (revision, wire text) or why it is
+    refused."""
     serials = sorted({who.serial for who, _ in hellos})
     revoked = set(session.scalars(
         select(RevokedCertificate.serial).where(RevokedCertificate.serial.in_(serials))))
@@ -69,6 +71,7 @@ def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], seal
             continue
         old_port = (server.runtime_information or {}).get("clusterPort")
         server.status = "RUNNING"
+        server.replica_id = replica_id
         server.agent_version = hello.agentVersion
         server.addresses = [a.model_dump() for a in hello.addresses]
         server.runtime_information = {
@@ -84,7 +87,7 @@ def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], seal
     desired_state.changed(session, targets=moved_clusters)
     messages = desired_messages(
         session, sorted({who.server_id for (who, _), no in zip(hellos, outcome) if no is None}),
-        sealer)
+        sealer, gateways)
     return [refusal if refusal is not None else messages[who.server_id]
             for (who, _), refusal in zip(hellos, outcome)]
 
@@ -103,23 +106,27 @@ def revisions(session: Session, server_ids: Iterable[int]) -> dict[int, int]:
     return found
 
 
-def disconnected(session: Session, server_ids: Iterable[int]) -> None:
+def disconnected(session: Session, server_ids: Iterable[int],
+                 replica_id: str | None = None) -> None:
+    """These agents left this replica. One already held by another replica (it moved there
+    while this one was stopping) is left as it is."""
     ids = sorted(server_ids)
     now = now_ms()
+    mine = or_(_servers.c.replica_id.is_(None), _servers.c.replica_id == replica_id)
     for start in range(0, len(ids), CHUNK):
         session.execute(
             update(_servers).where(_servers.c.id.in_(ids[start : start + CHUNK]),
-                                   _servers.c.status == "RUNNING")
-            .values(status="DISCONNECTED", last_seen=now))
+                                   _servers.c.status == "RUNNING", mine)
+            .values(status="DISCONNECTED", last_seen=now, replica_id=None))
 
 
-def seen(session: Session, server_ids: Iterable[int]) -> None:
+def seen(session: Session, server_ids: Iterable[int], replica_id: str | None = None) -> None:
     """The gateway vouches for its connected agents: one UPDATE per 2,000 of them."""
     ids = sorted(server_ids)
     now = now_ms()
     for start in range(0, len(ids), CHUNK):
         session.execute(update(_servers).where(_servers.c.id.in_(ids[start : start + CHUNK]))
-                        .values(last_seen=now, status="RUNNING"))
+                        .values(last_seen=now, status="RUNNING", replica_id=replica_id))
 
 
 def mark_silent_disconnected(session: Session, timeout_seconds: float) -> int:
@@ -127,7 +134,7 @@ def mark_silent_disconnected(session: Session, timeout_seconds: float) -> int:
     or a replica that died) become DISCONNECTED. Returns how many."""
     cutoff = now_ms() - int(timeout_seconds * 1000)
     query = update(Server).where(Server.status == "RUNNING", Server.last_seen < cutoff)
-    return session.execute(query.values(status="DISCONNECTED")).rowcount or 0
+    return session.execute(query.values(status="DISCONNECTED", replica_id=None)).rowcount or 0
 
 
 def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
@@ -169,13 +176,14 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
 
 
 def desired_messages(
-    session: Session, server_ids: list[int], sealer: Sealer
+    session: Session, server_ids: list[int], sealer: Sealer, gateways: list[str] | None = None
 ) -> dict[int, tuple[int, str]]:
     """The desired-state messages of these servers as (revision, wire text); a deleted server
     is absent. The database holds a nonce per cluster; each member gets the secret derived
     from it, so no cluster key is ever kept in the database."""
     return desired_state.messages(session, server_ids,
-                                  lambda cid, nonce: cluster_secret(sealer, cid, nonce))
+                                  lambda cid, nonce: cluster_secret(sealer, cid, nonce),
+                                  gateways)
 
 
 def _record_cluster_view(session: Session, server_id: int, view: ClusterReport) -> None:

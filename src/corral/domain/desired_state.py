@@ -51,12 +51,14 @@ def changed(session: Session, *, servers: Iterable[int] = (), targets: Iterable[
         found.update(bumped.scalars())
 
 
-def messages(session: Session, server_ids: list[int], secret_of: SecretOf
-             ) -> dict[int, tuple[int, str]]:
+def messages(session: Session, server_ids: list[int], secret_of: SecretOf,
+             gateways: list[str] | None = None) -> dict[int, tuple[int, str]]:
     """The desired-state message of each of these servers as (revision, wire text); a deleted
     server is absent. Each application's part is encoded once per call, however many servers
-    share it, so a group of ten thousand costs one encoding of the group's applications."""
+    share it, so a group of ten thousand costs one encoding of the group's applications.
+    `gateways`: every gateway URL the agents may use (`CORRAL_GATEWAY_URLS`)."""
     out: dict[int, tuple[int, str]] = {}
+    known = f',"gateways":{_json(gateways)}' if gateways else ""
     for start in range(0, len(server_ids), CHUNK):
         chunk = server_ids[start : start + CHUNK]
         rows = session.execute(
@@ -73,7 +75,7 @@ def messages(session: Session, server_ids: list[int], secret_of: SecretOf
             text = (f'{{"v":{wire.VERSION},"type":"desired","revision":{revision},'
                     f'"serverId":{sid},"serverName":{_json(name)},'
                     f'"cluster":{clusters.get(cluster_id or 0, "null")},'
-                    f'"applications":[{",".join(part for _n, part in mine)}]}}')
+                    f'"applications":[{",".join(part for _n, part in mine)}]{known}}}')
             out[sid] = (revision, text)
     return out
 

@@ -30,7 +30,7 @@ async def tail(readers: sessionmaker[Session], agents: AgentLink, scope: Scope, 
     name, sid = await _instance(readers, scope, app_id, server_id)
     collected: list[str] = []
     try:
-        async for batch in agents.logs(sid, name, lines, False):
+        async for batch in await agents.logs(sid, name, lines, False):
             collected.extend(batch)
     except AgentUnavailable as exc:
         raise AgentUnavailable(f"cannot read logs: {exc.message}") from exc
@@ -43,6 +43,6 @@ async def follow(readers: sessionmaker[Session], agents: AgentLink, scope: Scope
     absent one raises `AgentUnavailable` here, before any stream begins."""
     name, sid = await _instance(readers, scope, app_id, server_id)
     try:
-        return agents.logs(sid, name, lines, True)
+        return await agents.logs(sid, name, lines, True)
     except AgentUnavailable as exc:
         raise AgentUnavailable(f"cannot read logs: {exc.message}") from exc

@@ -20,13 +20,16 @@ from websockets.exceptions import ConnectionClosed
 from corral import wire
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
-from corral.domain import agents
+from corral.domain import agents, replicas
 from corral.domain.agent_link import NoAgents
 from corral.errors import AgentUnavailable, CorralError
 from corral.gateway.artifacts import stream_artifact
 from corral.gateway.bursts import Burst
 from corral.gateway.connection import AgentConnection
 from corral.gateway.hellos import HelloBatcher
+from corral.gateway.leader import Leadership
+from corral.gateway.notices import Notices
+from corral.gateway.peers import Peers, serve_logs
 from corral.gateway.pusher import Pusher
 from corral.gateway.sweeper import Sweeper
 from corral.gateway.tls import TLS_READ_BUFFER, server_tls_context
@@ -47,10 +50,14 @@ class Gateway:
                                                              "reports")
         # servers whose agent went away become DISCONNECTED together (a network cut drops
         # thousands at once); one that came back meanwhile stays as it is
-        self.departures: Burst[int] = Burst(plane, agents.disconnected, "departures",
-                                            still=lambda sid: sid not in self.connections)
+        self.departures: Burst[int] = Burst(
+            plane, lambda session, ids: agents.disconnected(session, ids, plane.replica_id),
+            "departures", still=lambda sid: sid not in self.connections)
         self.hellos = HelloBatcher(plane)
-        self.sweeper = Sweeper(plane, self.connections, self.pusher)
+        self.leadership = Leadership(plane)
+        self.sweeper = Sweeper(plane, self.connections, self.pusher, self.leadership)
+        self.notices = Notices(plane, on_change=self._dispatch, resync=self.sweeper.resync)
+        self.peers = Peers(plane)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._server: Server | None = None
@@ -76,7 +83,11 @@ class Gateway:
         )
         self.plane.listeners.append(self._on_change)
         self.plane.agents = self
-        self._tasks = [asyncio.create_task(self.pusher.run()),
+        await in_worker(self.plane.sessions, replicas.announce, self.plane.replica_id,
+                        self.plane.settings.own_gateway_base)
+        self._tasks = [asyncio.create_task(self.notices.run()),
+                       asyncio.create_task(self.leadership.run()),
+                       asyncio.create_task(self.pusher.run()),
                        asyncio.create_task(self.reports.run()),
                        asyncio.create_task(self.hellos.run()),
                        asyncio.create_task(self.sweeper.run()),
@@ -101,15 +112,20 @@ class Gateway:
                                reason=wire.restart_reason(len(self.connections)))
             await self._server.wait_closed()
         self.connections.clear()
-        await in_worker(self.plane.sessions, agents.disconnected, ids)
+
+        def leave(session: object) -> None:
+            agents.disconnected(session, ids, self.plane.replica_id)  # type: ignore[arg-type]
+            replicas.leave(session, self.plane.replica_id)  # type: ignore[arg-type]
+
+        await in_worker(self.plane.sessions, leave)
 
     # --- the AgentLink port ----------------------------------------------------------------
 
-    def logs(self, server_id: int, application: str, lines: int,
-             follow: bool) -> AsyncIterator[list[str]]:
+    async def logs(self, server_id: int, application: str, lines: int,
+                   follow: bool) -> AsyncIterator[list[str]]:
         conn = self.connections.get(server_id)
-        if conn is None:
-            raise AgentUnavailable(f"server {server_id} is not connected")
+        if conn is None:  # held by another replica, if any
+            return await self.peers.logs(server_id, application, lines, follow)
         return conn.logs(application, lines, follow)
 
     # --- notifications from worker threads -------------------------------------------------
@@ -128,12 +144,18 @@ class Gateway:
     # --- connections -------------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
+        path = ws.request.path if ws.request else ""
         try:
-            who = self._identify(ws)
+            if path == wire.REPLICA_LOGS_PATH:
+                self.plane.ca.identify_replica(self._peer_certificate(ws))
+                await serve_logs(self, ws)
+                return
+            who = self.plane.ca.identify(self._peer_certificate(ws))
         except (CorralError, ValueError) as exc:
             await ws.close(wire.CLOSE_UNKNOWN_SERVER, str(exc)[:120])
             return
-        path = ws.request.path if ws.request else ""
+        except ConnectionClosed:
+            return
         try:
             if path in wire.CONNECT_PATHS:
                 await self._agent(ws, who)
@@ -144,12 +166,13 @@ class Gateway:
         except ConnectionClosed:
             pass
 
-    def _identify(self, ws: ServerConnection) -> ServerIdentity:
+    @staticmethod
+    def _peer_certificate(ws: ServerConnection) -> x509.Certificate:
         ssl_object = ws.transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         if not der:
             raise ValueError("no client certificate")
-        return self.plane.ca.identify(x509.load_der_x509_certificate(der))
+        return x509.load_der_x509_certificate(der)
 
     async def _agent(self, ws: ServerConnection, who: ServerIdentity) -> None:
         try:

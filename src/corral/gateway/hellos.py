@@ -43,7 +43,8 @@ class HelloBatcher:
             try:
                 results = await in_worker(self.plane.sessions, agents.connected,
                                           [(who, hello) for who, hello, _ in batch],
-                                          self.plane.sealer)
+                                          self.plane.sealer, self.plane.replica_id,
+                                          self.plane.settings.agent_gateway_urls)
             except Exception as exc:
                 log.exception("admitting %d agents failed", len(batch))
                 results = [exc] * len(batch)  # type: ignore[list-item]

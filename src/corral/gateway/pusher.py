@@ -40,7 +40,7 @@ class Pusher:
 
     async def _send(self, chunk: list[int]) -> None:
         messages = await in_worker(self.plane.sessions, agents.desired_messages, chunk,
-                                   self.plane.sealer)
+                                   self.plane.sealer, self.plane.settings.agent_gateway_urls)
         sends = []
         for sid in chunk:
             conn = self.connections.get(sid)

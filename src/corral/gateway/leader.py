@@ -1,0 +1,55 @@
+"""Singleton work (marking silent servers DISCONNECTED, forgetting expired tokens and gone
+replicas) runs on one replica: the holder of a PostgreSQL advisory lock, taken on a connection
+of its own. When that replica dies its connection closes, PostgreSQL releases the lock, and
+another replica takes it at its next try (every `TRY_SECONDS`). On SQLite there is one process,
+and it leads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+
+from corral.controlplane import ControlPlane
+from corral.db.session import libpq_url
+
+log = logging.getLogger(__name__)
+LOCK_KEY = 0x636F7272616C02
+TRY_SECONDS = 2.0
+
+
+class Leadership:
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.shared = plane.engine.dialect.name == "postgresql"
+        self.leading = not self.shared
+
+    async def run(self) -> None:
+        if not self.shared:
+            return
+        url = libpq_url(self.plane.engine)
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        url, autocommit=True, connect_timeout=5, keepalives=1,
+                        keepalives_idle=5, keepalives_interval=2, keepalives_count=3) as conn:
+                    while True:
+                        if self.leading:
+                            await conn.execute("SELECT 1")  # still holding it
+                        else:
+                            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                                        (LOCK_KEY,))
+                            row = await cursor.fetchone()
+                            if row and row[0]:
+                                self.leading = True
+                                log.info("this replica (%s) now does the singleton work",
+                                         self.plane.replica_id)
+                        await asyncio.sleep(TRY_SECONDS)
+            except (psycopg.Error, OSError) as exc:
+                if self.leading:
+                    log.warning("lost the leader's lock (%s)", exc)
+            except Exception:
+                log.exception("leadership failed")
+            self.leading = False
+            await asyncio.sleep(TRY_SECONDS)
