@@ -9,7 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral.errors import CorralError, TooManyRequests
@@ -97,9 +104,13 @@ def install(app: FastAPI) -> None:
         return error_response(400, "the request holds text that is not valid UTF-8")
 
     @app.exception_handler(OperationalError)
-    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database error: %s", exc.orig)
-        return error_response(503, "the database is unavailable; retry later")
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
+        """The database restarting or out of reach: a clear 503 the caller may retry."""
+        log.error("database unavailable: %s", getattr(exc, "orig", exc))
+        return error_response(503, "the database is unavailable; retry later",
+                              headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

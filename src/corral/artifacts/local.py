@@ -71,7 +71,10 @@ class LocalArtifactStore:
             raise NotFound(f"artifact {sha256} is not in the store") from exc
 
     def size(self, sha256: str) -> int:
-        return self.path_for(sha256).stat().st_size
+        try:
+            return self.path_for(sha256).stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFound(f"artifact {sha256} is not in the store") from exc
 
     def delete(self, sha256: str) -> None:
         self.path_for(sha256).unlink(missing_ok=True)

@@ -24,7 +24,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _serialize_sqlite_writers(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    # a database that does not answer (restarting, out of reach) fails a call within seconds,
+    # which the API answers with 503, instead of holding it
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=10,
+                         connect_args={"connect_timeout": 5}, **kwargs)
 
 
 READ_ONLY = "corral_read_only"
