@@ -1,10 +1,12 @@
-"""`python -m bench all | fleet | api | artifacts | security | smoke [--db sqlite,postgresql]`
+"""`python -m bench all | fleet | api | artifacts | security | replicas | smoke
+[--db sqlite,postgresql]`
 
 Prints each scenario's figures as tables and writes them as JSON to bench/results/."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,6 +36,11 @@ PLANS = {
     "full": ([1000, 5000, 10000], [100, 1000, 10000], 1000, 1000, 200),
     "smoke": ([30], [30], 10, 30, 5),
 }
+REPLICAS = {  # name: (agents over two replicas, fan-out group size, changes timed)
+    "full": (10000, 10000, 100),
+    "smoke": (20, 20, 5),
+}
+MASTER_KEY = "the-bench-replicas-master-key-0123456789abcdef"
 STEADY = {  # name: (seconds a held fleet settles, seconds its CPU is measured, API requests
     #          per endpoint)
     "full": (12, 20, 400),
@@ -65,6 +72,40 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
+def s3_server(workdir: Path) -> Iterator[dict[str, str]]:
+    """moto's S3-compatible server on a local port, with a bucket: the `s3` artifact store."""
+    import subprocess
+    import sys
+
+    import boto3
+    import httpx
+
+    from bench.harness import free_port
+
+    port = free_port()
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    with open(workdir / "moto.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                 "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        os.environ.update(env)
+        boto3.client("s3", endpoint_url=url).create_bucket(Bucket="corral-bench")
+        yield {**env, "CORRAL_S3_ENDPOINT_URL": url,
+               "CORRAL_ARTIFACT_STORE": "s3://corral-bench/artifacts"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
 def control_plane(kind: str, label: str, env: dict[str, str] | None = None
                   ) -> Iterator[tuple[ControlPlaneProcess, Path]]:
     workdir = clean(WORK / f"{label}-{kind}")
@@ -77,6 +118,28 @@ def control_plane(kind: str, label: str, env: dict[str, str] | None = None
             yield cp, workdir
         finally:
             cp.stop()
+
+
+@contextmanager
+def replica_pair(kind: str) -> Iterator[tuple[ControlPlaneProcess, ControlPlaneProcess, Path]]:
+    """Two replicas on one database, sharing keys and artifacts (in the database)."""
+    workdir = clean(WORK / f"replicas-{kind}")
+    with database(kind, workdir) as url:
+        a = ControlPlaneProcess(clean(workdir / "a"), url)
+        b = ControlPlaneProcess(clean(workdir / "b"), url)
+        urls = [f"wss://127.0.0.1:{p.gateway_port}" for p in (a, b)]
+        for p in (a, b):
+            (p.workdir / "data").mkdir()
+            p.env.update({"CORRAL_MASTER_KEY": MASTER_KEY, "CORRAL_ARTIFACT_STORE": "database",
+                          "CORRAL_GATEWAY_URLS": json.dumps(urls),
+                          "CORRAL_REPLICA_URL": f"wss://127.0.0.1:{p.gateway_port}"})
+        a.start()
+        b.start()
+        try:
+            yield a, b, workdir
+        finally:
+            b.stop()
+            a.stop()
 
 
 def machine() -> dict[str, Any]:
@@ -154,17 +217,43 @@ def run(which: str, dbs: list[str], plan: str) -> None:
             table(f"Failed sign-in time ({kind})", [flood["guess_timing"]])
             table(f"Hostile body ({kind})", [flood["hostile_body"]])
         if which in ("all", "artifacts"):
-            with control_plane(kind, "artifacts") as (cp, workdir):
-                figures = scenarios.artifacts(cp, workdir, artifact_mb)
-            save(f"artifacts-{suffix}", figures)
-            table(f"Artifacts ({kind}): {figures['size_mb']} MB",
-                  [{"direction": d, **figures[d]} for d in ("upload", "download")])
+            rows = []
+            every: dict[str, Any] = {}
+            # the database store is PostgreSQL's (replicas share it); SQLite keeps files
+            for store in ("file", "s3") if kind == "sqlite" else ("file", "database", "s3"):
+                with contextlib.ExitStack() as stack:
+                    env = {"CORRAL_ARTIFACT_STORE": store}
+                    if store == "s3":
+                        env = stack.enter_context(s3_server(clean(WORK / f"s3-{kind}")))
+                    cp, workdir = stack.enter_context(
+                        control_plane(kind, f"artifacts-{store}", env))
+                    figures = scenarios.artifacts(cp, workdir, artifact_mb)
+                every[store] = figures
+                rows += [{"store": store, "direction": d, **figures[d]}
+                         for d in ("upload", "download")]
+            save(f"artifacts-{suffix}", {**every["file"], "stores": every})
+            table(f"Artifacts ({kind}): {every['file']['size_mb']} MB, by store", rows)
+        if which in ("all", "replicas") and kind == "postgresql":
+            agents, fan, changes = REPLICAS[plan]
+            with replica_pair(kind) as (a, b, workdir):
+                figures = scenarios.replicas(a, b, workdir, agents, fan, changes,
+                                             cpu_window_s=STEADY[plan][1])
+            save(f"replicas-{suffix}", figures)
+            table(f"Two replicas ({kind}): {agents} agents, half on each",
+                  [{"replica": r, **figures["held"][f"replica_{r.lower()}"]} for r in "AB"])
+            table("Propagation: a deploy through A until the agent answered",
+                  figures["propagation"])
+            if "fanout" in figures:
+                f = figures["fanout"]
+                table(f"Fan-out over two replicas: group of {f['group_size']}",
+                      [{"operation": op, **f[op]} for op in ("deploy", "stop", "redeploy")])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenario",
-                        choices=["all", "fleet", "api", "artifacts", "security", "smoke"])
+                        choices=["all", "fleet", "api", "artifacts", "security", "replicas",
+                                 "smoke"])
     parser.add_argument("--db", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
     args = parser.parse_args()

@@ -399,3 +399,67 @@ def hostile_body(cp: ControlPlaneProcess, mib: int = 300) -> dict[str, Any]:
     return {"body_mib": mib, "answer": status.decode(errors="replace"),
             "rss_before_mb": round(before, 1), "rss_after_mb": round(cp.rss_mb(), 1),
             "grew_mb": round(cp.rss_mb() - before, 1)}
+
+
+# --- 6: replicas: two control planes on one PostgreSQL database ---------------------------------
+
+
+def replicas(a: ControlPlaneProcess, b: ControlPlaneProcess, workdir: Path, agents: int,
+             fanout_size: int, changes: int = 100, cpu_window_s: float = 20) -> dict[str, Any]:
+    """Half the agents on each replica; every call through A. Propagation: from the moment a
+    request is sent (and from its answer) until the agent answers the new desired state, for
+    agents held by A itself and by B (reached through NOTIFY)."""
+    api = Api(a)
+    identities = register_fleet(a, api, agents, workdir / "certs")
+    on_a, on_b = identities[0::2], identities[1::2]
+    (workdir / "on-a").mkdir(exist_ok=True)
+    (workdir / "on-b").mkdir(exist_ok=True)
+    sims_a = Simulators(a, on_a, workdir / "on-a", processes=1) if on_a else None
+    sims_b = Simulators(b, on_b, workdir / "on-b", processes=1)
+    sims = [s for s in (sims_a, sims_b) if s is not None]
+    ok = sims[0].wait(lambda: sum(s.total_synced() for s in sims) >= agents, timeout=900)
+    if not ok:
+        raise RuntimeError(f"not all {agents} agents connected within 900 s")
+    time.sleep(5)
+    held = {"agents_per_replica": agents // 2,
+            "replica_a": {"rss_mb": round(a.rss_mb(), 1),
+                          "cpu_percent_steady": round(a.cpu_percent(cpu_window_s), 1)},
+            "replica_b": {"rss_mb": round(b.rss_mb(), 1),
+                          "cpu_percent_steady": round(b.cpu_percent(cpu_window_s), 1)}}
+
+    def propagation(where: list[dict[str, str]], held_by: Simulators, label: str
+                    ) -> dict[str, Any]:
+        from_send, from_answer = [], []
+        for i in range(changes):
+            server = where[i % len(where)]
+            name = f"{label}{i}"
+            t0 = time.time()
+            made.append(api.call("POST", "/applications", data={"artifactName": name,
+                                                                "targetId": server["id"]},
+                                 files={"file": (f"{name}.zip", small_zip(), "application/zip")}))
+            t1 = time.time()
+            held_by.wait(lambda: bool(held_by.answers(name, 1, "STARTED")), timeout=30)
+            answered = held_by.answers(name, 1, "STARTED")
+            if answered:
+                from_send.append(answered[0] - t0)
+                from_answer.append(max(0.0, answered[0] - t1))
+        return {"changes": changes, "reached": len(from_send),
+                "p50_ms": round(1000 * percentile(from_send, 50), 1),
+                "p99_ms": round(1000 * percentile(from_send, 99), 1),
+                "after_answer_p50_ms": round(1000 * percentile(from_answer, 50), 1),
+                "after_answer_p99_ms": round(1000 * percentile(from_answer, 99), 1)}
+
+    made: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {"held": held, "propagation": []}
+    if sims_a is not None:
+        figures["propagation"].append({"agents_on": "A (same replica)",
+                                       **propagation(on_a, sims_a, "same")})
+    figures["propagation"].append({"agents_on": "B (other replica)",
+                                   **propagation(on_b, sims_b, "cross")})
+    for app in made:  # servers with applications of their own cannot join a group
+        api.call("DELETE", f"/applications/{app['id']}")
+    if fanout_size <= agents:
+        figures["fanout"] = fanout(api, sims, identities, fanout_size)
+    for s in sims:
+        s.stop()
+    return figures

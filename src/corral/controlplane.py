@@ -224,6 +224,11 @@ def _artifact_store(settings: Settings, engine: Engine) -> ArtifactStore:
     if where == "file":
         return LocalArtifactStore(settings.data_dir / "artifacts")
     if where == "database":
+        if engine.dialect.name != "postgresql":
+            # one SQLite writer at a time: the chunks could not be written while the deploy's
+            # own transaction holds it, and one process has the data folder anyway
+            raise CannotStart("CORRAL_ARTIFACT_STORE=database needs PostgreSQL; on SQLite "
+                              "keep the default, file")
         return DatabaseArtifactStore(engine, scratch)
     store = S3ArtifactStore(where, settings.s3_endpoint_url, scratch)
     try:

@@ -1,6 +1,6 @@
 """Every artifact store backend keeps the same promises: content-addressed, streamed both ways,
 nothing visible before the commit, the same bytes stored once. `file` in the data folder,
-`database` on SQLite and PostgreSQL, and `s3` against a real S3-compatible server (moto's)."""
+`database` on PostgreSQL (where replicas share it), and `s3` against a real S3-compatible server (moto's)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from corral.db.migrate import upgrade
 from corral.errors import NotFound, TooLarge
 
 
-@pytest.fixture(params=["file", "database-sqlite", "database-postgresql", "s3"])
+@pytest.fixture(params=["file", "database", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ArtifactStore]:
     kind = request.param
     if kind == "file":
@@ -32,11 +32,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ArtifactSt
         url = request.getfixturevalue("s3_store_url")
         yield S3ArtifactStore(url, request.getfixturevalue("s3_endpoint"), tmp_path / "scratch")
         return
-    if kind == "database-sqlite":
-        url = f"sqlite:///{tmp_path / 'artifacts.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database")
-    engine = create_engine(url)
+    engine = create_engine(request.getfixturevalue("postgres_database"))
     upgrade(engine)
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM artifact_chunks"))
