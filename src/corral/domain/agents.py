@@ -100,9 +100,9 @@ def revisions(session: Session, server_ids: Iterable[int]) -> dict[int, int]:
     ids = sorted(server_ids)
     found: dict[int, int] = {}
     for start in range(0, len(ids), CHUNK):
-        found.update(session.execute(
+        found.update((sid, rev) for sid, rev in session.execute(
             select(_servers.c.id, _servers.c.desired_revision)
-            .where(_servers.c.id.in_(ids[start : start + CHUNK]))).tuples())
+            .where(_servers.c.id.in_(ids[start : start + CHUNK]))))
     return found
 
 
