@@ -438,7 +438,8 @@ def replicas(a: ControlPlaneProcess, b: ControlPlaneProcess, workdir: Path, agen
                                                                 "targetId": server["id"]},
                                  files={"file": (f"{name}.zip", small_zip(), "application/zip")}))
             t1 = time.time()
-            held_by.wait(lambda: bool(held_by.answers(name, 1, "STARTED")), timeout=30)
+            held_by.wait(lambda name=name: bool(held_by.answers(name, 1, "STARTED")),
+                         timeout=30)
             answered = held_by.answers(name, 1, "STARTED")
             if answered:
                 from_send.append(answered[0] - t0)

@@ -13,35 +13,11 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from corral.artifacts.local import checked
-from corral.artifacts.spool import Spool
+from corral.artifacts.spool import SpooledWriter
 from corral.artifacts.store import BlobInfo
 from corral.errors import NotFound
 
 CHUNK_BYTES = 1024 * 1024
-
-
-class DatabaseBlobWriter:
-    def __init__(self, store: DatabaseArtifactStore, max_bytes: int) -> None:
-        self._store = store
-        self._spool = Spool(store.scratch, max_bytes)
-
-    def write(self, chunk: bytes) -> None:
-        self._spool.write(chunk)
-
-    def open_uncommitted(self) -> BinaryIO:
-        return self._spool.read_back()
-
-    def commit(self) -> BlobInfo:
-        info = self._spool.info()
-        try:
-            if not self._store.exists(info.sha256):
-                self._store.put(info, self._spool.read_back())
-        finally:
-            self.abort()
-        return info
-
-    def abort(self) -> None:
-        self._spool.close()
 
 
 class _ChunkReader(io.RawIOBase):
@@ -77,8 +53,8 @@ class DatabaseArtifactStore:
         self.scratch = scratch
         scratch.mkdir(parents=True, exist_ok=True)
 
-    def writer(self, max_bytes: int) -> DatabaseBlobWriter:
-        return DatabaseBlobWriter(self, max_bytes)
+    def writer(self, max_bytes: int) -> SpooledWriter:
+        return SpooledWriter(self, max_bytes)
 
     def _blob(self, sha256: str) -> tuple[int, int] | None:
         with self.engine.connect() as conn:
@@ -91,7 +67,7 @@ class DatabaseArtifactStore:
         another replica wins and this copy is dropped."""
         seq = 0
         try:
-            with self.engine.begin() as conn, source:
+            with self.engine.begin() as conn:
                 while chunk := source.read(CHUNK_BYTES):
                     conn.execute(text("INSERT INTO artifact_chunks (sha256, seq, data) "
                                       "VALUES (:s, :n, :d)"),

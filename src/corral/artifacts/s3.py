@@ -11,38 +11,11 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from corral.artifacts.local import checked
-from corral.artifacts.spool import Spool
+from corral.artifacts.spool import SpooledWriter
 from corral.artifacts.store import BlobInfo
 from corral.errors import NotFound
 
 PART_BYTES = 8 * 1024 * 1024
-
-
-class S3BlobWriter:
-    def __init__(self, store: S3ArtifactStore, max_bytes: int) -> None:
-        self._store = store
-        self._spool = Spool(store.scratch, max_bytes)
-
-    def write(self, chunk: bytes) -> None:
-        self._spool.write(chunk)
-
-    def open_uncommitted(self) -> BinaryIO:
-        return self._spool.read_back()
-
-    def commit(self) -> BlobInfo:
-        info = self._spool.info()
-        try:
-            if not self._store.exists(info.sha256):
-                with self._spool.read_back() as source:
-                    self._store.client.upload_fileobj(
-                        source, self._store.bucket, self._store.key(info.sha256),
-                        Config=self._store.transfer)
-        finally:
-            self.abort()
-        return info
-
-    def abort(self) -> None:
-        self._spool.close()
 
 
 class _Body(io.RawIOBase):
@@ -66,9 +39,9 @@ class _Body(io.RawIOBase):
 
 class S3ArtifactStore:
     def __init__(self, url: str, endpoint_url: str | None, scratch: Path) -> None:
-        import boto3
-        from boto3.s3.transfer import TransferConfig
-        from botocore.config import Config
+        import boto3  # type: ignore[import-untyped]
+        from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
 
         parts = urlsplit(url)
         self.bucket = parts.netloc
@@ -91,11 +64,16 @@ class S3ArtifactStore:
         name = f"sha256/{checked(sha256)[:2]}/{sha256}"
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def writer(self, max_bytes: int) -> S3BlobWriter:
-        return S3BlobWriter(self, max_bytes)
+    def writer(self, max_bytes: int) -> SpooledWriter:
+        return SpooledWriter(self, max_bytes)
+
+    def put(self, info: BlobInfo, source: BinaryIO) -> None:
+        """One PUT, or a multipart upload completed at the end: whole or absent."""
+        self.client.upload_fileobj(source, self.bucket, self.key(info.sha256),
+                                   Config=self.transfer)
 
     def _head(self, sha256: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
         try:
             return self.client.head_object(Bucket=self.bucket, Key=self.key(sha256))  # type: ignore[no-any-return]
@@ -108,7 +86,7 @@ class S3ArtifactStore:
         return self._head(sha256) is not None
 
     def open(self, sha256: str) -> BinaryIO:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=self.key(sha256))

@@ -5,9 +5,10 @@ scratch file beyond (constant memory whatever its size), then handed whole to th
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from corral.artifacts.store import BlobInfo, HashingCounter
 
@@ -57,7 +58,6 @@ class Spool:
         assert self._file is not None
         self._file.flush()
         if fsync:
-            import os
             os.fsync(self._file.fileno())
         self._file.close()
         return self.path
@@ -67,3 +67,42 @@ class Spool:
         if self._file is not None and not self._file.closed:
             self._file.close()
         self.path.unlink(missing_ok=True)
+
+
+class TakesWholeBlobs(Protocol):
+    """A store that receives a finished upload in one call (the database, S3)."""
+
+    scratch: Path
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def put(self, info: BlobInfo, source: BinaryIO) -> None:
+        """Store these bytes under `info.sha256`, visible only once all are stored."""
+        ...
+
+
+class SpooledWriter:
+    """The `BlobWriter` of such a store: spooled, checked, then put whole (once per content)."""
+
+    def __init__(self, store: TakesWholeBlobs, max_bytes: int) -> None:
+        self._store = store
+        self._spool = Spool(store.scratch, max_bytes)
+
+    def write(self, chunk: bytes) -> None:
+        self._spool.write(chunk)
+
+    def open_uncommitted(self) -> BinaryIO:
+        return self._spool.read_back()
+
+    def commit(self) -> BlobInfo:
+        info = self._spool.info()
+        try:
+            if not self._store.exists(info.sha256):
+                with self._spool.read_back() as source:
+                    self._store.put(info, source)
+        finally:
+            self.abort()
+        return info
+
+    def abort(self) -> None:
+        self._spool.close()

@@ -17,7 +17,7 @@ from corral.cli.common import DataDirOpt, settings_from
 
 if TYPE_CHECKING:
     from corral.config import Settings
-    from corral.controlplane import CannotStart, ControlPlane
+    from corral.controlplane import ControlPlane
 
 
 class QueryRedactor(logging.Filter):

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -111,6 +112,14 @@ async def in_worker(factory: sessionmaker[Session], fn: Callable[..., T], *args:
 
 
 def libpq_url(engine: Engine) -> str:
-    """The engine's PostgreSQL URL for a plain psycopg connection of its own (LISTEN, the
-    leader's advisory lock): those must not come from, nor return to, the pool."""
+    """The engine's PostgreSQL URL for a plain psycopg connection."""
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def dedicated_connection(engine: Engine) -> psycopg.AsyncConnection[Any]:
+    """A PostgreSQL connection of its own, outside the pool (LISTEN, the leader's advisory
+    lock: both live exactly as long as their connection). Keepalives notice a database that
+    went away without closing it within about 10 s."""
+    return await psycopg.AsyncConnection.connect(
+        libpq_url(engine), autocommit=True, connect_timeout=5, keepalives=1,
+        keepalives_idle=5, keepalives_interval=2, keepalives_count=3)

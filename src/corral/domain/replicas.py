@@ -48,6 +48,10 @@ def upkeep(session: Session) -> dict[str, int]:
     tokens = delete(AccessToken).where(AccessToken.expires_at < now - KEEP_EXPIRED_MS)
     registrations = delete(RegistrationToken).where(
         RegistrationToken.expires_at < now - KEEP_EXPIRED_MS)
-    return {"replicas": session.execute(gone).rowcount or 0,
-            "access_tokens": session.execute(tokens).rowcount or 0,
-            "registration_tokens": session.execute(registrations).rowcount or 0}
+    return {"replicas": _count(session.execute(gone)),
+            "access_tokens": _count(session.execute(tokens)),
+            "registration_tokens": _count(session.execute(registrations))}
+
+
+def _count(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)

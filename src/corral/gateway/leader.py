@@ -12,7 +12,7 @@ import logging
 import psycopg
 
 from corral.controlplane import ControlPlane
-from corral.db.session import libpq_url
+from corral.db.session import dedicated_connection
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x636F7272616C02
@@ -28,12 +28,9 @@ class Leadership:
     async def run(self) -> None:
         if not self.shared:
             return
-        url = libpq_url(self.plane.engine)
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                        url, autocommit=True, connect_timeout=5, keepalives=1,
-                        keepalives_idle=5, keepalives_interval=2, keepalives_count=3) as conn:
+                async with await dedicated_connection(self.plane.engine) as conn:
                     while True:
                         if self.leading:
                             await conn.execute("SELECT 1")  # still holding it

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 
 from corral.controlplane import NOTICE_CHANNEL, ControlPlane, Notice
-from corral.db.session import libpq_url
+from corral.db.session import dedicated_connection
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
@@ -30,12 +30,9 @@ class Notices:
     async def run(self) -> None:
         if self.plane.engine.dialect.name != "postgresql":
             return  # one process on SQLite: its own after-commit hook is all there is
-        url = libpq_url(self.plane.engine)
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                        url, autocommit=True, connect_timeout=5, keepalives=1,
-                        keepalives_idle=5, keepalives_interval=2, keepalives_count=3) as conn:
+                async with await dedicated_connection(self.plane.engine) as conn:
                     await conn.execute(f"LISTEN {NOTICE_CHANNEL}")
                     self.listening.set()
                     log.info("listening for changes made by other replicas")
