@@ -116,3 +116,22 @@ def test_replica_certificates_are_told_apart_from_servers() -> None:
     other, _ = CertificateAuthority.create().issue_replica_certificate("r-2")
     with pytest.raises(InvalidInput, match="not issued by this control plane"):
         ca.identify_replica(x509.load_pem_x509_certificate(other.pem.encode()))
+
+
+def test_the_gateway_certificate_names_every_gateway(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from corral.gateway.tls import server_tls_context
+
+    plane = _open(tmp_path / "data", tmp_path / "corral.db",
+                  gateway_urls=["wss://cp1.example:8443", "wss://10.0.0.12:8443"],
+                  replica_url="wss://cp1.internal:8443")
+    try:
+        server_tls_context(plane)
+        cert = x509.load_pem_x509_certificate(
+            (tmp_path / "data" / "pki" / "gateway.pem").read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        shown = {str(n.value) for n in names}
+        assert {"cp1.example", "10.0.0.12", "cp1.internal"} <= shown
+    finally:
+        plane.close()

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from corral.controlplane import ControlPlane
@@ -15,6 +17,10 @@ from corral.db.session import in_worker
 
 log = logging.getLogger(__name__)
 GATHER_SECONDS = 0.02
+RETRY_SECONDS = 1.0
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+KEEP_AT_MOST = 100_000
+"""Items kept for a retry while the database is away (the newest; a fleet's worth)."""
 T = TypeVar("T")
 
 
@@ -49,5 +55,13 @@ class Burst(Generic[T]):
                 continue
             try:
                 await in_worker(self.plane.sessions, self._store, batch)
+            except UNAVAILABLE as exc:
+                # the database restarting: keep them (a report is the agent's latest word;
+                # it sends none again until something changes) and try again shortly
+                log.warning("storing %d %s failed (%s); retrying in %.0f s", len(batch),
+                            self._what, type(exc).__name__, RETRY_SECONDS)
+                self._items[:0] = batch[-KEEP_AT_MOST:]
+                self._waiting.set()
+                await asyncio.sleep(RETRY_SECONDS)
             except Exception:
                 log.exception("storing %d %s failed", len(batch), self._what)
