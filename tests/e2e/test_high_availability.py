@@ -414,6 +414,8 @@ def test_postgresql_restarted_under_load(replicas: Callable[..., Replicas],
     assert any(o.startswith("503 the database is unavailable") for o in kinds), kinds
     assert kinds <= {"200", "503 the database is unavailable; retry later"}, kinds
     assert max(took for took, _ in load.outcomes) < 12  # answered, never hung
+    assert agent.app_pids("calm-app") == pids  # the application was not touched
+    assert agent.output().count("connected to wss://") == 1  # nor was its agent's connection
 
     # recovered without a restart: a change goes through and reaches the agent
     a.wait_server(agent.server_id, "RUNNING")

@@ -35,16 +35,30 @@ class _ChunkReader(io.RawIOBase):
         if not self._buffer:
             if self._next >= self._chunks:
                 return 0
-            with self._engine.connect() as conn:
-                data = conn.execute(
-                    text("SELECT data FROM artifact_chunks WHERE sha256 = :s AND seq = :n"),
-                    {"s": self._sha256, "n": self._next}).scalar_one()
+            data = _read_chunk(self._engine, self._sha256, self._next)
             self._buffer = memoryview(bytes(data))
             self._next += 1
         n = min(len(b), len(self._buffer))
         b[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
         return n
+
+
+def _read_chunk(engine: Engine, sha256: str, seq: int) -> bytes:
+    """One chunk, asked for in PostgreSQL's binary format (the text format would send bytea
+    as hex: twice the bytes, and a decoding pass)."""
+    raw = engine.raw_connection()
+    try:
+        with raw.driver_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+            cursor.execute("SELECT data FROM artifact_chunks WHERE sha256 = %s AND seq = %s",
+                           (sha256, seq))
+            row = cursor.fetchone()
+        raw.commit()
+    finally:
+        raw.close()
+    if row is None:
+        raise NotFound(f"artifact {sha256} lost its chunk {seq}")
+    return bytes(row[0])
 
 
 class DatabaseArtifactStore:

@@ -68,9 +68,16 @@ class S3ArtifactStore:
         return SpooledWriter(self, max_bytes)
 
     def put(self, info: BlobInfo, source: BinaryIO) -> None:
-        """One PUT, or a multipart upload completed at the end: whole or absent."""
-        self.client.upload_fileobj(source, self.bucket, self.key(info.sha256),
-                                   Config=self.transfer)
+        """One PUT, or a multipart upload completed at the end: whole or absent. A spooled
+        file is uploaded by name, so that boto3 reads each part from disk as it sends it (from
+        a file object it would hold up to ten parts in memory)."""
+        name = getattr(source, "name", None)
+        if isinstance(name, str):
+            self.client.upload_file(name, self.bucket, self.key(info.sha256),
+                                    Config=self.transfer)
+        else:
+            self.client.put_object(Bucket=self.bucket, Key=self.key(info.sha256),
+                                   Body=source.read())
 
     def _head(self, sha256: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError  # type: ignore[import-untyped]

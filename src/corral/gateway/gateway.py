@@ -14,6 +14,7 @@ from asyncio import sslproto
 from collections.abc import AsyncIterator
 
 from cryptography import x509
+from sqlalchemy.orm import Session
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -113,9 +114,9 @@ class Gateway:
             await self._server.wait_closed()
         self.connections.clear()
 
-        def leave(session: object) -> None:
-            agents.disconnected(session, ids, self.plane.replica_id)  # type: ignore[arg-type]
-            replicas.leave(session, self.plane.replica_id)  # type: ignore[arg-type]
+        def leave(session: Session) -> None:
+            agents.disconnected(session, ids, self.plane.replica_id)
+            replicas.leave(session, self.plane.replica_id)
 
         await in_worker(self.plane.sessions, leave)
 
