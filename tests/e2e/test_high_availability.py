@@ -183,6 +183,16 @@ def test_a_deploy_through_one_replica_runs_on_an_agent_of_another(
                        lambda found: any("listening on" in line for line in found),
                        what="the log read through replica A")
     assert lines
+    # a token signed out through B is refused by A on the very next call, though A had just
+    # accepted it (and cached it): B's commit told A
+    b = fleet.operator(1)
+    b.call("GET", "/servers", expect=200)
+    watcher = fleet.operator(0)
+    watcher.headers["Authorization"] = b.headers["Authorization"]
+    watcher.call("GET", "/servers", expect=200)
+    assert b.http.post("/accounts/api/logout", headers=b.headers).status_code == 204
+    watcher.call("GET", "/servers", expect=401)
+
     # the agent on B hears of a change made on A at once (not at the next 5-s sweep): a stop
     started = time.monotonic()
     a.call("PATCH", f"/applications/{app['id']}", expect=200, json={"desiredStatus": "STOPPED"})
