@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from corral import __version__
 from corral.api import routes as api
+from corral.api.audit import AuditTrail
 from corral.api.middleware import BodyLimit, SecurityHeaders
 from corral.controlplane import ControlPlane
 from corral.web import routes as console
@@ -26,5 +27,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
     console.install(app)
     app.add_middleware(BodyLimit, max_body=lambda: plane.settings.max_body_bytes,
                        max_upload=lambda: plane.settings.max_artifact_bytes)
+    app.add_middleware(AuditTrail, plane=lambda: plane)  # sees every answer, 413s included
     app.add_middleware(SecurityHeaders)
     return app

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
                 "healthy servers would flap between two heartbeats")
         return self
 
+    audit_retention_days: int = Field(
+        default=365, ge=1, le=36500,
+        description="how long audit events are kept; older ones are removed by the leader")
     max_body_bytes: int = Field(
         default=64 * 1024, description="largest request body outside the upload routes (413)"
     )

@@ -35,3 +35,18 @@ async def read_upload(request: Request, plane: ControlPlane) -> UploadForm:
     return await read_multipart(request.headers.get("content-type", ""),
                                 request.headers.get("content-length"), request.stream(),
                                 plane.store, plane.settings.max_artifact_bytes)
+
+
+AUDIT_ACTOR = "corral_audit_actor"
+AUDIT_ENVIRONMENT = "corral_audit_environment"
+
+
+def note_actor(request: Request, kind: str, actor_id: str | None, name: str = "",
+               organization_id: str | None = None) -> None:
+    """Who asks (for the audit trail, written once the answer is known): the API's and the
+    console's sign-in code say so as soon as they know."""
+    setattr(request.state, AUDIT_ACTOR, (kind, actor_id, name, organization_id))
+
+
+def note_environment(request: Request, environment_id: str) -> None:
+    setattr(request.state, AUDIT_ENVIRONMENT, environment_id)

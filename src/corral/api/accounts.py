@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
@@ -13,10 +13,10 @@ from corral.api import schemas
 from corral.api.bodies import json_or_form, openapi_json_or_form, read_small
 from corral.api.deps import AdminDep, PrincipalDep, ReadSessionDep, SessionDep, TokenDep
 from corral.db.models import ConnectedApp, User, now_ms
-from corral.domain import accounts, views
+from corral.domain import accounts, audit, views
 from corral.domain.accounts import Principal
 from corral.errors import InvalidInput, Unauthenticated
-from corral.http_context import PlaneDep, SourceDep
+from corral.http_context import PlaneDep, SourceDep, note_actor
 
 router = APIRouter(prefix="/accounts", tags=["access management"])
 
@@ -37,6 +37,7 @@ async def login(request: Request, plane: PlaneDep, source: SourceDep) -> Any:
         body = schemas.LoginIn.model_validate(dict(request.query_params))
     else:
         body = await json_or_form(request, schemas.LoginIn, raw)
+    note_actor(request, "user", None, body.username)
     try:
         token = await run_in_threadpool(plane.signin.login, body.username, body.password,
                                         source, plane.settings.user_token_ttl_seconds)
@@ -55,6 +56,7 @@ async def login(request: Request, plane: PlaneDep, source: SourceDep) -> Any:
 )
 async def oauth2_token(request: Request, plane: PlaneDep, source: SourceDep) -> dict[str, Any]:
     body = await json_or_form(request, schemas.TokenIn)
+    note_actor(request, "connectedApp", body.client_id[:255] if body.client_id else None)
     if body.grant_type != "client_credentials":
         raise InvalidInput("grant_type must be client_credentials")
     ttl = plane.settings.client_token_ttl_seconds
@@ -167,6 +169,33 @@ def create_environment(
 ) -> dict[str, Any]:
     org = accounts.own_organization(session, principal, org_id)
     return views.environment(accounts.create_environment(session, org.id, body.name, body.type))
+
+
+@router.get(
+    "/api/organizations/{org_id}/auditEvents",
+    response_model=schemas.DataList[schemas.AuditEventOut],
+)
+def audit_events(
+    session: ReadSessionDep,
+    principal: PrincipalDep,
+    org_id: str,
+    environment_id: str | None = Query(None, alias="environmentId", max_length=64),
+    actor: str | None = Query(None, max_length=255),
+    resource: str | None = Query(None, max_length=1024),
+    action: str | None = Query(None, max_length=255),
+    since: int | None = Query(None, alias="from", ge=0, le=2**62,
+                              description="milliseconds since the epoch, inclusive"),
+    until: int | None = Query(None, alias="to", ge=0, le=2**62,
+                              description="milliseconds since the epoch, exclusive"),
+    offset: int = Query(0, ge=0, le=2**31 - 1),
+    limit: int = Query(100, ge=1, le=audit.MAX_PAGE),
+) -> dict[str, Any]:
+    """Changes asked of the control plane, newest first: admins read the whole organization,
+    other roles the events of their environments. Events cannot be changed or deleted."""
+    found, total = audit.search(session, principal, org_id, environment_id=environment_id,
+                                actor=actor, resource=resource, action=action, since=since,
+                                until=until, offset=offset, limit=limit)
+    return {"data": found, "total": total}
 
 
 @router.get(

@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from corral.db.session import transaction
 from corral.domain.accounts import Principal, Scope
-from corral.http_context import PlaneDep
+from corral.http_context import PlaneDep, note_actor, note_environment
 
 bearer = HTTPBearer(auto_error=False, description="a token from POST /accounts/login")
 
@@ -48,8 +48,18 @@ def bearer_token(
 TokenDep = Annotated[str | None, Depends(bearer_token)]
 
 
-def get_principal(plane: PlaneDep, token: TokenDep) -> Principal:
-    return plane.principals.resolve(plane.readers, token, None, None, scoped=False)[0]
+def get_principal(request: Request, plane: PlaneDep, token: TokenDep) -> Principal:
+    principal = plane.principals.resolve(plane.readers, token, None, None, scoped=False)[0]
+    note_principal(request, principal)
+    return principal
+
+
+def note_principal(request: Request, principal: Principal) -> None:
+    """For the audit trail: a user, or a connected app."""
+    if principal.user_id is not None:
+        note_actor(request, "user", principal.user_id, "", principal.organization_id)
+    else:
+        note_actor(request, "connectedApp", principal.client_id, "", principal.organization_id)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -64,6 +74,7 @@ AdminDep = Annotated[Principal, Depends(get_admin)]
 
 
 def get_scope(
+    request: Request,
     plane: PlaneDep,
     token: TokenDep,
     _principal: PrincipalDep,
@@ -72,6 +83,7 @@ def get_scope(
 ) -> Scope:
     scope = plane.principals.resolve(plane.readers, token, org_id, env_id, scoped=True)[1]
     assert scope is not None
+    note_environment(request, scope.environment_id)
     return scope
 
 

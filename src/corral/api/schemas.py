@@ -199,6 +199,25 @@ class OrganizationOut(OrganizationRef):
     environments: list[EnvironmentOut]
 
 
+class AuditActorOut(Wire):
+    kind: str
+    id: str | None = None
+    name: str
+
+
+class AuditEventOut(Wire):
+    id: int
+    time: int
+    organizationId: str | None = None
+    environmentId: str | None = None
+    actor: AuditActorOut
+    source: str
+    action: str
+    resource: str
+    outcome: str
+    status: int
+
+
 class UserOut(Wire):
     id: str
     username: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from corral import __version__
@@ -15,7 +15,7 @@ from corral.db.models import RegistrationToken
 from corral.db.session import transaction
 from corral.domain import reads, registration, servers, views
 from corral.errors import Unauthenticated
-from corral.http_context import PlaneDep, SourceDep
+from corral.http_context import PlaneDep, SourceDep, note_actor, note_environment
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,19 @@ def revoke_registration_token(
 @router.post("", summary="Register a server (authorised by a registration token)",
              responses={429: {"model": schemas.ErrorOut}})
 def register(
-    plane: PlaneDep, token: TokenDep, source: SourceDep, body: schemas.RegistrationIn
+    request: Request, plane: PlaneDep, token: TokenDep, source: SourceDep,
+    body: schemas.RegistrationIn
 ) -> dict[str, Any]:
     """Rate-limited per source address; failed tokens count like failed sign-ins."""
+    note_actor(request, "registrationToken", None, body.muleLabel)
     plane.registrations.admit(source)
     try:
         with transaction(plane.readers) as session:
             admission = registration.admit(session, token=token, name=body.muleLabel,
                                            csr_pem=body.signatureRequest)
+        note_actor(request, "registrationToken", None, body.muleLabel,
+                   admission.organization_id)
+        note_environment(request, admission.environment_id)
         with transaction(plane.sessions) as session:
             result = registration.register_server(
                 session,

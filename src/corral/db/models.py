@@ -311,3 +311,27 @@ class Replica(Base):
     gateway_url: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     seen_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class AuditEvent(Base):
+    """One change asked of the control plane (through the API, the console or the CLI), and
+    how it ended. Written once; nothing in Corral updates or deletes one except the retention
+    sweep (`CORRAL_AUDIT_RETENTION_DAYS`)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    environment_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    time: Mapped[int] = mapped_column(BigInteger, default=now_ms, index=True)
+    actor_kind: Mapped[str] = mapped_column(String(32))
+    """user, connectedApp, registrationToken, or anonymous"""
+    actor_id: Mapped[str | None] = mapped_column(String(255))
+    actor_name: Mapped[str] = mapped_column(String(255), default="", index=True)
+    source: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(255), index=True)
+    """METHOD and route: `POST /hybrid/api/v1/applications`"""
+    resource: Mapped[str] = mapped_column(String(1024), index=True)
+    """the path the change was asked of: `/hybrid/api/v1/applications/12`"""
+    outcome: Mapped[str] = mapped_column(String(16))
+    """success or failure"""
+    status: Mapped[int] = mapped_column(Integer)

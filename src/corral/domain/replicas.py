@@ -7,6 +7,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from corral.db.models import AccessToken, RegistrationToken, Replica, Server, now_ms
+from corral.domain import audit
 
 GONE_AFTER_MS = 10 * 60 * 1000
 """A replica not seen for this long is forgotten (it was stopped, or died)."""
@@ -41,8 +42,9 @@ def holder(session: Session, server_id: int) -> tuple[str, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def upkeep(session: Session) -> dict[str, int]:
-    """The leader's periodic work: forget replicas gone for good, and tokens long expired."""
+def upkeep(session: Session, audit_retention_days: int = 365) -> dict[str, int]:
+    """The leader's periodic work: forget replicas gone for good, tokens long expired, and
+    audit events past their retention."""
     now = now_ms()
     gone = delete(Replica).where(Replica.seen_at < now - GONE_AFTER_MS)
     tokens = delete(AccessToken).where(AccessToken.expires_at < now - KEEP_EXPIRED_MS)
@@ -50,7 +52,8 @@ def upkeep(session: Session) -> dict[str, int]:
         RegistrationToken.expires_at < now - KEEP_EXPIRED_MS)
     return {"replicas": _count(session.execute(gone)),
             "access_tokens": _count(session.execute(tokens)),
-            "registration_tokens": _count(session.execute(registrations))}
+            "registration_tokens": _count(session.execute(registrations)),
+            "audit_events": audit.purge(session, audit_retention_days)}
 
 
 def _count(result: object) -> int:

@@ -62,7 +62,7 @@ class Sweeper:
             if leading:
                 agents.mark_silent_disconnected(session, timeout)
             if upkeep:
-                replicas.upkeep(session)
+                replicas.upkeep(session, self.plane.settings.audit_retention_days)
             return agents.revisions(session, connected)
 
         revisions = await in_worker(self.plane.sessions, work)

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from corral.errors import CorralError, TooManyRequests
-from corral.http_context import PlaneDep, client_address
+from corral.http_context import PlaneDep, client_address, note_actor
 from corral.web.console import (
     ENV_COOKIE,
     LOGIN_CSRF_COOKIE,
@@ -49,6 +49,7 @@ async def login(
     password: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
+    note_actor(request, "user", None, username[:255])
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(csrf, expected):
         return _login_page(request, "The form expired; please sign in again.", 400)

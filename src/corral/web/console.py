@@ -20,7 +20,7 @@ from corral.db.session import transaction
 from corral.domain import accounts
 from corral.domain.accounts import Principal, Scope
 from corral.errors import CorralError, Unauthenticated
-from corral.http_context import PlaneDep
+from corral.http_context import PlaneDep, note_actor, note_environment
 from corral.web import filters
 
 SESSION_COOKIE = "corral_session"
@@ -117,6 +117,9 @@ def console_for(request: Request, plane: PlaneDep) -> Console:
         environments = [{"id": e.id, "name": e.name} for e in envs]
     console = Console(request, plane, token, scope, plane.sealer.mac(token), who, environments,
                       principal)
+    note_actor(request, "user" if principal.user_id else "connectedApp",
+               principal.user_id or principal.client_id, who, principal.organization_id)
+    note_environment(request, scope.environment_id)
     if request.method == "POST":
         sent = request.headers.get("X-CSRF-Token") or request.query_params.get("csrf", "")
         if not hmac.compare_digest(sent, console.csrf):

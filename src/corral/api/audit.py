@@ -1,0 +1,60 @@
+"""The audit trail's recorder: every change asked of the control plane (a POST, PUT, PATCH or
+DELETE to the API or the console) becomes one event once its answer is known, refusals and
+failed sign-ins included. Who asked is what the sign-in code noted on the request
+(`http_context.note_actor`); where is the caller's address."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from corral.controlplane import ControlPlane
+from corral.db.session import in_worker
+from corral.domain import audit
+from corral.http_context import AUDIT_ACTOR, AUDIT_ENVIRONMENT
+
+log = logging.getLogger(__name__)
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+NOT_AUDITED = frozenset({"/healthz"})
+
+
+class AuditTrail:
+    def __init__(self, app: ASGIApp, *, plane: Callable[[], ControlPlane]) -> None:
+        self.app = app
+        self.plane = plane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in CHANGES \
+                or scope["path"] in NOT_AUDITED:
+            await self.app(scope, receive, send)
+            return
+        answered = {"status": 500}
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered["status"] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            await self._record(scope, answered["status"])
+
+    async def _record(self, scope: Scope, status: int) -> None:
+        state: dict[str, Any] = scope.get("state") or {}
+        kind, actor_id, name, organization = state.get(AUDIT_ACTOR) or (
+            "anonymous", None, "", None)
+        route = scope.get("route")
+        template = getattr(route, "path", None) or scope["path"]
+        client = scope.get("client")
+        event = audit.Event(
+            kind=kind, actor_id=actor_id, actor_name=name, organization_id=organization,
+            environment_id=state.get(AUDIT_ENVIRONMENT), source=client[0] if client else "",
+            action=f"{scope['method']} {template}", resource=scope["path"], status=status)
+        try:
+            await in_worker(self.plane().sessions, audit.record, event)
+        except Exception:  # an answer already sent is never turned into an error
+            log.exception("could not record the audit event %s %s", event.action, status)

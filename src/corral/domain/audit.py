@@ -1,0 +1,97 @@
+"""The audit trail: every change asked of the control plane, who asked, from where, and how it
+ended. Recorded by the HTTP layer once the answer is known (`api/audit.py`), for the API and
+the console alike (the CLI speaks the API); read by admins for the whole organization and by
+others for their environments. Nothing updates or deletes an event but the retention sweep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from corral.db.models import AuditEvent, ConnectedApp, Organization, User, now_ms
+from corral.domain.accounts import Principal
+from corral.errors import Forbidden, NotFound
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    """user, connectedApp, registrationToken or anonymous"""
+    actor_id: str | None
+    actor_name: str
+    organization_id: str | None
+    environment_id: str | None
+    source: str
+    action: str
+    resource: str
+    status: int
+
+
+def record(session: Session, event: Event) -> None:
+    """Store one event; the actor's name is looked up when only its id is known."""
+    name = event.actor_name
+    if not name and event.actor_id and event.kind == "user":
+        name = session.scalar(select(User.username).where(User.id == event.actor_id)) or ""
+    elif not name and event.actor_id and event.kind == "connectedApp":
+        name = session.scalar(select(ConnectedApp.name)
+                              .where(ConnectedApp.client_id == event.actor_id)) or ""
+    organization = event.organization_id or session.scalar(
+        select(Organization.id).order_by(Organization.created_at).limit(1))
+    session.add(AuditEvent(
+        organization_id=organization, environment_id=event.environment_id, time=now_ms(),
+        actor_kind=event.kind, actor_id=event.actor_id, actor_name=name[:255],
+        source=event.source[:64], action=event.action[:255], resource=event.resource[:1024],
+        outcome="success" if event.status < 400 else "failure", status=event.status))
+
+
+def search(session: Session, principal: Principal, organization_id: str, *,
+           environment_id: str | None = None, actor: str | None = None,
+           resource: str | None = None, action: str | None = None,
+           since: int | None = None, until: int | None = None,
+           offset: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+    """Newest first. Admins see the whole organization; others only events of the
+    environments they may use (never the organization-wide ones: sign-ins, users, apps)."""
+    if organization_id != principal.organization_id:
+        raise NotFound(f"organization {organization_id[:64]} not found")
+    query = select(AuditEvent).where(AuditEvent.organization_id == organization_id)
+    if not principal.may("admin"):
+        if environment_id is not None and not principal.may_use_environment(environment_id):
+            raise Forbidden(f"this token may not read environment {environment_id[:64]}")
+        query = query.where(AuditEvent.environment_id.is_not(None))
+        if principal.environment_ids is not None:
+            query = query.where(AuditEvent.environment_id.in_(principal.environment_ids))
+    if environment_id is not None:
+        query = query.where(AuditEvent.environment_id == environment_id)
+    if actor:
+        query = query.where(AuditEvent.actor_name == actor)
+    if resource:
+        query = query.where(AuditEvent.resource.startswith(resource, autoescape=True))
+    if action:
+        query = query.where(AuditEvent.action.contains(action, autoescape=True))
+    if since is not None:
+        query = query.where(AuditEvent.time >= since)
+    if until is not None:
+        query = query.where(AuditEvent.time < until)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(AuditEvent.time.desc(), AuditEvent.id.desc())
+                           .offset(offset).limit(min(limit, MAX_PAGE))).all()
+    return [shown(e) for e in rows], total
+
+
+def shown(e: AuditEvent) -> dict[str, Any]:
+    return {"id": e.id, "time": e.time, "organizationId": e.organization_id,
+            "environmentId": e.environment_id,
+            "actor": {"kind": e.actor_kind, "id": e.actor_id, "name": e.actor_name},
+            "source": e.source, "action": e.action, "resource": e.resource,
+            "outcome": e.outcome, "status": e.status}
+
+
+def purge(session: Session, retention_days: int) -> int:
+    cutoff = now_ms() - retention_days * 24 * 3600 * 1000
+    result = session.execute(delete(AuditEvent).where(AuditEvent.time < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
