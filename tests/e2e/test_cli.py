@@ -253,3 +253,19 @@ def test_users_and_roles(tmp_path: Path, cli: Cli, control_plane: ServeProcess) 
     assert [u["username"] for u in cli.json("user", "list")] == ["admin"]
     cli("user", "passwd", "--current", ADMIN_PASSWORD, "--new", "admin-password-2")
     cli("group", "list")  # this session stays
+
+    # every step above is in the audit trail, with its actor; the viewer's refusal as a failure
+    trail = cli.json("audit", "--limit", "100")
+    steps = [(e["actor"]["name"], e["action"], e["status"]) for e in reversed(trail)]
+    users = "/accounts/api/organizations/{org_id}/users"
+    assert ("admin", f"POST {users}", 201) in steps
+    assert ("viv", "POST /hybrid/api/v1/serverGroups", 403) in steps
+    assert ("viv", "POST /hybrid/api/v1/serverGroups", 201) in steps
+    assert [s for s in steps if s[1] == f"PATCH {users}/{{user_id}}"] == [
+        ("admin", f"PATCH {users}/{{user_id}}", 200)] * 2
+    assert ("admin", f"DELETE {users}/{{user_id}}", 204) in steps
+    assert cli.json("audit", "--actor", "viv") and all(
+        e["actor"]["name"] == "viv" for e in cli.json("audit", "--actor", "viv"))
+    table = cli("audit", "--action", "DELETE").stdout
+    assert "DELETE" in table and "success (204)" in table
+    assert "No audit events match." in cli("audit", "--since", "2999-01-01").stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import admin, agent, apps, db, fleet, login, serve, users
+from corral.cli import admin, agent, apps, audit, db, fleet, login, serve, users
 from corral.cli.output import no_type_on_flags
 
 no_type_on_flags()
@@ -29,6 +29,7 @@ app.add_typer(fleet.server_app, name="server", rich_help_panel="Fleet")
 app.add_typer(fleet.group_app, name="group", rich_help_panel="Fleet")
 app.add_typer(fleet.cluster_app, name="cluster", rich_help_panel="Fleet")
 app.add_typer(apps.app_app, name="app", rich_help_panel="Applications")
+app.command("audit", rich_help_panel="Sign-in")(audit.audit)
 
 
 def main() -> None:
