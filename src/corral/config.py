@@ -109,6 +109,10 @@ class Settings(BaseSettings):
                 "healthy servers would flap between two heartbeats")
         return self
 
+    keep_deployments: int = Field(
+        default=10, ge=1, le=1000,
+        description="deployments kept in each application's history (their artifacts can be "
+        "rolled back to); older ones, and artifacts nothing uses, are collected")
     audit_retention_days: int = Field(
         default=365, ge=1, le=36500,
         description="how long audit events are kept; older ones are removed by the leader")

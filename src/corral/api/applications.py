@@ -12,11 +12,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from corral.api import envelope, schemas
 from corral.api.bodies import json_or_form, read_small
-from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
+from corral.api.deps import (
+    OperatorScopeDep,
+    PrincipalDep,
+    ReadSessionDep,
+    ScopeDep,
+    SessionDep,
+)
 from corral.artifacts.multipart import UploadForm
 from corral.artifacts.store import iter_blob
 from corral.db.session import transaction
-from corral.domain import applications, deployments, logs, reads
+from corral.domain import applications, deployments, history, logs, reads
 from corral.errors import AgentUnavailable
 from corral.http_context import PlaneDep, read_upload
 
@@ -63,12 +69,14 @@ PATCH_FORMS = {
 
 @router.post("", status_code=202, response_model=One, response_model_exclude_unset=True,
              openapi_extra=DEPLOY_FORM)
-async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep) -> JSONResponse:
+async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
+                 principal: PrincipalDep) -> JSONResponse:
     form = await read_upload(request, plane)
 
     def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
-            app = deployments.deploy(session, scope, form.fields, form)
+            app = deployments.deploy(session, scope, form.fields, form,
+                                     by=history.actor_name(session, principal))
             return reads.application(session, scope, app.id)
 
     try:
@@ -107,7 +115,8 @@ def get_application(session: ReadSessionDep, scope: ScopeDep, app_id: int) -> JS
 @router.patch("/{app_id}", response_model=One, response_model_exclude_unset=True,
               openapi_extra=PATCH_FORMS)
 async def patch_application(
-    request: Request, plane: PlaneDep, scope: OperatorScopeDep, app_id: int
+    request: Request, plane: PlaneDep, scope: OperatorScopeDep, principal: PrincipalDep,
+    app_id: int
 ) -> Any:
     """JSON `desiredStatus` starts or stops; multipart redeploys (no file: the same artifact)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -129,7 +138,8 @@ async def patch_application(
 
     def redeploy() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
-            deployments.redeploy(session, scope, app_id, form.fields, form)
+            deployments.redeploy(session, scope, app_id, form.fields, form,
+                                 by=history.actor_name(session, principal))
             return reads.application(session, scope, app_id)
 
     try:
@@ -138,6 +148,33 @@ async def patch_application(
         form.abort()
     # ARM's CLI waits for the server to close after a redeploy; close it.
     return envelope.one(app, headers={"Connection": "close"})
+
+
+@router.get("/{app_id}/deployments", response_model=schemas.DataList[schemas.DeploymentOut])
+def deployment_history(session: ReadSessionDep, scope: ScopeDep, app_id: int) -> JSONResponse:
+    """Every deployment of the application, newest first: artifact, properties, who, when,
+    state, and what each server did."""
+    app = applications.get(session, scope, app_id)
+    found = history.listing(session, app)
+    return envelope.many(found, len(found))
+
+
+@router.post("/{app_id}/rollback", response_model=One, response_model_exclude_unset=True)
+async def rollback(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
+                   principal: PrincipalDep, app_id: int) -> JSONResponse:
+    """Deploy again the exact artifact and configuration of `deploymentId` (a history `id`;
+    default: the latest successful deployment before the current one)."""
+    raw = await read_small(request)
+    body = await json_or_form(request, schemas.RollbackIn, raw) if raw.strip() \
+        else schemas.RollbackIn()
+
+    def work() -> dict[str, Any]:
+        with transaction(plane.sessions) as session:
+            deployments.rollback(session, scope, app_id, body.deploymentId,
+                                 by=history.actor_name(session, principal))
+            return reads.application(session, scope, app_id)
+
+    return envelope.one(await run_in_threadpool(work))
 
 
 @router.delete("/{app_id}", status_code=204)

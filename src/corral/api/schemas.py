@@ -199,6 +199,38 @@ class OrganizationOut(OrganizationRef):
     environments: list[EnvironmentOut]
 
 
+class RollbackIn(BaseModel):
+    deploymentId: Annotated[int | None, Field(ge=1, le=2**31 - 1)] = None
+
+
+class DeploymentArtifactOut(Wire):
+    name: str
+    fileChecksum: str
+    sha256: str
+    fileSize: int
+
+
+class DeploymentServerOut(Wire):
+    serverId: int
+    serverName: str
+    status: str
+    message: str = ""
+
+
+class DeploymentOut(Wire):
+    id: int
+    deploymentId: int
+    kind: str
+    state: str
+    artifact: DeploymentArtifactOut
+    properties: dict[str, str]
+    createdBy: str
+    startedAt: int
+    endedAt: int | None = None
+    rolledBackTo: int | None = None
+    servers: list[DeploymentServerOut]
+
+
 class AuditActorOut(Wire):
     kind: str
     id: str | None = None

@@ -335,3 +335,30 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     """success or failure"""
     status: Mapped[int] = mapped_column(Integer)
+
+
+class Deployment(Base):
+    """One deployment of an application (its first deploy, each redeploy, each rollback): the
+    exact artifact and configuration, who made it, and how it ended, per server."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("application_id", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    """The application's `deploymentId` this deployment set (what agents report about)."""
+    kind: Mapped[str] = mapped_column(String(16))
+    """deploy, redeploy or rollback"""
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    configuration: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(16), default="IN_PROGRESS")
+    started_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    ended_at: Mapped[int | None] = mapped_column(BigInteger)
+    servers: Mapped[list[Any]] = mapped_column(default=list)
+    """When it ended: per server, the last status reported about it and its message."""
+    rolled_back_to: Mapped[int | None] = mapped_column(Integer)
+    """For a rollback: the deployment whose artifact and configuration it restored."""
+
+    artifact: Mapped[Artifact] = relationship()

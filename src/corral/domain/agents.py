@@ -17,7 +17,7 @@ from corral.db.models import (
     ServerArtifact,
     now_ms,
 )
-from corral.domain import desired_state
+from corral.domain import desired_state, history
 from corral.domain.servers import is_revoked
 from corral.errors import CorralError, Forbidden, NotFound
 from corral.pki import ServerIdentity
@@ -150,17 +150,19 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
     now = now_ms()
     ids = sorted(latest)
     updates: list[dict[str, Any]] = []
+    moved: set[int] = set()
     for start in range(0, len(ids), 2000):
         chunk = ids[start : start + 2000]
         rows = session.execute(
             select(ServerArtifact.id, ServerArtifact.server_id, ServerArtifact.deployment_id,
                    ServerArtifact.last_reported_status, ServerArtifact.message,
-                   ServerArtifact.port, Application.name, Application.deployment_id)
+                   ServerArtifact.port, Application.name, Application.deployment_id,
+                   Application.id)
             .join(Application, Application.id == ServerArtifact.application_id)
             .where(ServerArtifact.server_id.in_(chunk))
         ).all()
         entries = {sid: {a.name: a for a in latest[sid].applications} for sid in chunk}
-        for inst_id, sid, had, status, message, port, name, current in rows:
+        for inst_id, sid, had, status, message, port, name, current, app_id in rows:
             entry = entries[sid].get(name)
             if entry is None or entry.deploymentId != current:
                 continue  # about an older deployment, or not yet about this one
@@ -169,9 +171,11 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
                                 "last_reported_status": entry.status,
                                 "message": entry.message, "port": entry.port,
                                 "time_updated": now})
+                moved.add(app_id)
         session.execute(update(Server).where(Server.id.in_(chunk)).values(last_seen=now))
     if updates:
         session.execute(update(ServerArtifact), updates)
+        history.settle(session, moved)
     return len(updates)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from corral.artifacts.multipart import UploadForm
 from corral.db.models import Application, Artifact
-from corral.domain import applications
+from corral.domain import applications, history
 from corral.domain.accounts import Scope
 from corral.domain.configuration import from_properties, parse_configuration
 from corral.domain.targets import every_target
@@ -22,21 +22,23 @@ from corral.errors import InvalidInput
 
 
 def deploy(session: Session, scope: Scope, fields: Mapping[str, str], upload: UploadForm,
-           *, properties: dict[str, str] | None = None) -> Application:
+           *, properties: dict[str, str] | None = None, by: str = "") -> Application:
     """A new application from ARM's form: `artifactName`, `targetId`, `configuration` (JSON
-    text) or, from the console, `properties`; and the file."""
+    text) or, from the console, `properties`; and the file. `by`: who, for the history."""
     name = fields.get("artifactName")
     target = applications.check_deployable(session, scope, name, fields.get("targetId"))
     configuration = _configuration(fields.get("configuration"), properties, str(name))
     if upload.file is None:
         raise InvalidInput("a file part with the artifact is required")
     artifact = _keep_artifact(session, scope, upload, str(name))
-    return applications.deploy(session, scope, name=str(name), target=target,
-                               artifact=artifact, configuration=configuration or {})
+    app = applications.deploy(session, scope, name=str(name), target=target,
+                              artifact=artifact, configuration=configuration or {})
+    history.begin(session, app, "deploy", by)
+    return app
 
 
 def redeploy(session: Session, scope: Scope, app_id: int, fields: Mapping[str, str] | None = None,
-             upload: UploadForm | None = None) -> Application:
+             upload: UploadForm | None = None, *, by: str = "") -> Application:
     """A new deployment: the uploaded file and configuration where given, else the current
     ones again (a new deployment id either way, so every server restarts it)."""
     app = applications.get(session, scope, app_id)
@@ -44,8 +46,23 @@ def redeploy(session: Session, scope: Scope, app_id: int, fields: Mapping[str, s
     artifact = None
     if upload is not None and upload.file is not None:
         artifact = _keep_artifact(session, scope, upload, app.name)
-    return applications.redeploy(session, scope, app_id, artifact=artifact,
-                                 configuration=configuration)
+    app = applications.redeploy(session, scope, app_id, artifact=artifact,
+                                configuration=configuration)
+    history.begin(session, app, "redeploy", by)
+    return app
+
+
+def rollback(session: Session, scope: Scope, app_id: int, history_id: int | None = None, *,
+             by: str = "") -> Application:
+    """Deploy again the exact artifact and configuration of an earlier deployment (by default
+    the latest successful one before the current); the current one is ROLLED_BACK."""
+    app = applications.get(session, scope, app_id)
+    target = history.rollback_target(session, app, history_id)
+    history.mark_rolled_back(session, app)
+    app = applications.redeploy(session, scope, app_id, artifact=target.artifact,
+                                configuration=dict(target.configuration or {}))
+    history.begin(session, app, "rollback", by, rolled_back_to=target.id)
+    return app
 
 
 def set_desired_status(session: Session, scope: Scope, app_id: int, status: str) -> Application:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
-from corral.domain import agents, replicas
+from corral.domain import agents, history, replicas
 from corral.gateway.connection import AgentConnection
 from corral.gateway.leader import Leadership
 from corral.gateway.pusher import Pusher
@@ -55,6 +55,8 @@ class Sweeper:
         upkeep = leading and now - self._upkept_at >= self.UPKEEP_SECONDS
         replica = self.plane.replica_id
 
+        unused: list[str] = []
+
         def work(session: Session) -> dict[int, int]:
             if vouch:
                 agents.seen(session, connected, replica)
@@ -63,9 +65,12 @@ class Sweeper:
                 agents.mark_silent_disconnected(session, timeout)
             if upkeep:
                 replicas.upkeep(session, self.plane.settings.audit_retention_days)
+                unused.extend(history.collect(session, self.plane.settings.keep_deployments))
             return agents.revisions(session, connected)
 
         revisions = await in_worker(self.plane.sessions, work)
+        for sha256 in unused:  # no artifact refers to them any more, as of that commit
+            await asyncio.to_thread(self.plane.store.delete, sha256)
         if vouch:
             self._vouched_at = now
         if upkeep:

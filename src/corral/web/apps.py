@@ -41,7 +41,7 @@ async def deploy(request: Request, console: ConsoleDep) -> Response:
     def work() -> int:
         with transaction(console.plane.sessions) as session:
             return deployments.deploy(session, console.scope, form.fields, form,
-                                      properties=properties).id
+                                      properties=properties, by=console.who).id
 
     try:
         app_id = await run_in_threadpool(work)
@@ -66,7 +66,8 @@ async def app_action(request: Request, console: ConsoleDep, app_id: int, action:
         form = await read_upload(request, console.plane)
         try:
             return await run_in_threadpool(
-                act, console, lambda s: deployments.redeploy(s, scope, app_id, form.fields, form),
+                act, console, lambda s: deployments.redeploy(s, scope, app_id, form.fields, form,
+                                                             by=console.who),
                 then=here, notice="Redeploying with the new file.", back=here)
         finally:
             form.abort()
@@ -75,7 +76,8 @@ async def app_action(request: Request, console: ConsoleDep, app_id: int, action:
                   "Starting."),
         "stop": (lambda s: deployments.set_desired_status(s, scope, app_id, "STOPPED"),
                  "Stopping."),
-        "redeploy": (lambda s: deployments.redeploy(s, scope, app_id), "Redeploying."),
+        "redeploy": (lambda s: deployments.redeploy(s, scope, app_id, by=console.who),
+                     "Redeploying."),
         "delete": (lambda s: deployments.delete(s, scope, app_id),
                    "Application deleted; its servers remove it."),
     }

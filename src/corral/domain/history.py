@@ -1,0 +1,176 @@
+"""Deployment history: every deployment of an application (its first deploy, each redeploy,
+each rollback) with the exact artifact and configuration, who made it, and how it ended on each
+server. A deployment is IN_PROGRESS until every instance reported about it: SUCCEEDED when all
+reached the desired status, FAILED as soon as one failed; CANCELLED when a newer one replaced
+it first, ROLLED_BACK when a rollback undid it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from corral.db.models import (
+    Application,
+    Artifact,
+    Deployment,
+    Server,
+    ServerArtifact,
+    User,
+    now_ms,
+)
+from corral.domain.accounts import Principal, whoami
+from corral.domain.configuration import properties_of
+from corral.domain.names import as_id
+from corral.errors import Conflict, NotFound
+
+OPEN = "IN_PROGRESS"
+FAILED_STATUSES = frozenset({"DEPLOYMENT_FAILED"})
+
+
+def actor_name(session: Session, principal: Principal | None) -> str:
+    if principal is None:
+        return ""
+    who = whoami(session, principal)
+    return who.username if isinstance(who, User) else who.name
+
+
+def begin(session: Session, app: Application, kind: str, by: str,
+          rolled_back_to: int | None = None) -> Deployment:
+    """Record the deployment `app` now holds (its number, artifact and configuration); one
+    still in progress is CANCELLED: this one replaced it."""
+    for earlier in session.scalars(select(Deployment).where(
+            Deployment.application_id == app.id, Deployment.state == OPEN)):
+        _end(session, earlier, "CANCELLED")
+    row = Deployment(application_id=app.id, number=app.deployment_id, kind=kind,
+                     artifact_id=app.artifact_id, configuration=dict(app.configuration or {}),
+                     created_by=by[:255], state=OPEN, started_at=now_ms(), servers=[],
+                     rolled_back_to=rolled_back_to)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _instances(session: Session, app_ids: Iterable[int]) -> dict[int, list[Any]]:
+    found: dict[int, list[Any]] = defaultdict(list)
+    for row in session.execute(
+            select(ServerArtifact.application_id, ServerArtifact.server_id, Server.name,
+                   ServerArtifact.deployment_id, ServerArtifact.last_reported_status,
+                   ServerArtifact.message)
+            .join(Server, Server.id == ServerArtifact.server_id)
+            .where(ServerArtifact.application_id.in_(sorted(set(app_ids))))
+            .order_by(ServerArtifact.server_id)):
+        found[row.application_id].append(row)
+    return found
+
+
+def _per_server(number: int, instances: list[Any]) -> list[dict[str, Any]]:
+    """What each server did with deployment `number`: its report about it, or that it has
+    not reported about it (yet)."""
+    return [{"serverId": i.server_id, "serverName": i.name,
+             "status": i.last_reported_status if i.deployment_id == number else "DEPLOYING",
+             "message": (i.message or "") if i.deployment_id == number else ""}
+            for i in instances]
+
+
+def _end(session: Session, row: Deployment, state: str) -> None:
+    row.state = state
+    row.ended_at = now_ms()
+    row.servers = _per_server(row.number, _instances(session, [row.application_id])
+                              .get(row.application_id, []))
+
+
+def settle(session: Session, app_ids: Iterable[int]) -> None:
+    """After reports: end the open deployments of these applications that every instance
+    has settled (SUCCEEDED), or that one instance failed (FAILED)."""
+    ids = sorted(set(app_ids))
+    if not ids:
+        return
+    open_rows = {d.application_id: d for d in session.scalars(select(Deployment).where(
+        Deployment.application_id.in_(ids), Deployment.state == OPEN))}
+    if not open_rows:
+        return
+    wanted: dict[int, str] = {app_id: status for app_id, status in session.execute(
+        select(Application.id, Application.desired_status)
+        .where(Application.id.in_(sorted(open_rows))))}
+    for app_id, instances in _instances(session, open_rows).items():
+        row = open_rows[app_id]
+        about = [i for i in instances if i.deployment_id == row.number]
+        if any(i.last_reported_status in FAILED_STATUSES for i in about):
+            _end(session, row, "FAILED")
+        elif instances and len(about) == len(instances) and all(
+                i.last_reported_status == wanted.get(app_id) for i in about):
+            _end(session, row, "SUCCEEDED")
+
+
+def listing(session: Session, app: Application) -> list[dict[str, Any]]:
+    """Newest first; an open deployment shows each server as it stands now."""
+    rows = session.scalars(select(Deployment).where(Deployment.application_id == app.id)
+                           .order_by(Deployment.number.desc())).all()
+    live = _instances(session, [app.id]).get(app.id, [])
+    return [shown(d, _per_server(d.number, live) if d.state == OPEN else d.servers)
+            for d in rows]
+
+
+def shown(d: Deployment, servers: list[dict[str, Any]]) -> dict[str, Any]:
+    art = d.artifact
+    return {"id": d.id, "deploymentId": d.number, "kind": d.kind, "state": d.state,
+            "artifact": {"name": art.file_name, "fileChecksum": art.sha1, "sha256": art.sha256,
+                         "fileSize": art.size},
+            "properties": properties_of(d.configuration or {}),
+            "createdBy": d.created_by, "startedAt": d.started_at, "endedAt": d.ended_at,
+            "rolledBackTo": d.rolled_back_to, "servers": servers}
+
+
+def rollback_target(session: Session, app: Application, history_id: int | None) -> Deployment:
+    """The deployment to restore: the one named, or the latest successful one before the
+    current deployment."""
+    if history_id is not None:
+        row = session.get(Deployment, history_id) if as_id(history_id) is not None else None
+        if row is None or row.application_id != app.id:
+            raise NotFound(f"deployment {history_id} of application {app.id} not found")
+        if row.number == app.deployment_id:
+            raise Conflict(f"deployment {history_id} is the current one")
+        return row
+    row = session.scalars(select(Deployment).where(
+        Deployment.application_id == app.id, Deployment.state == "SUCCEEDED",
+        Deployment.number < app.deployment_id).order_by(Deployment.number.desc())
+        .limit(1)).first()
+    if row is None:
+        raise Conflict(f"application {app.id} has no earlier successful deployment to roll "
+                       "back to; name one with deploymentId")
+    return row
+
+
+def mark_rolled_back(session: Session, app: Application) -> None:
+    current = session.scalars(select(Deployment).where(
+        Deployment.application_id == app.id, Deployment.number == app.deployment_id)).first()
+    if current is not None:
+        _end(session, current, "ROLLED_BACK")
+
+
+SPARE_MS = 3600 * 1000
+"""An artifact recorded within the hour is never collected (a deploy may be about to use it)."""
+
+
+def collect(session: Session, keep: int) -> list[str]:
+    """Forget all but the newest `keep` deployments of each application, and the artifacts
+    that no application nor remaining deployment uses. Returns the checksums no artifact
+    refers to any more: the caller deletes those blobs from the store after the commit."""
+    ranked = select(Deployment.id, func.row_number().over(
+        partition_by=Deployment.application_id, order_by=Deployment.number.desc())
+        .label("rank")).subquery()
+    session.execute(delete(Deployment).where(Deployment.id.in_(
+        select(ranked.c.id).where(ranked.c.rank > keep))))
+    used = select(Application.artifact_id).union(select(Deployment.artifact_id))
+    unused = session.execute(select(Artifact.id, Artifact.sha256).where(
+        Artifact.id.not_in(used), Artifact.time_updated < now_ms() - SPARE_MS)).all()
+    if not unused:
+        return []
+    session.execute(delete(Artifact).where(Artifact.id.in_([a for a, _ in unused])))
+    shas = sorted({sha for _, sha in unused})
+    still = set(session.scalars(select(Artifact.sha256).where(Artifact.sha256.in_(shas))))
+    return [sha for sha in shas if sha not in still]
