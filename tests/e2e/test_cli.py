@@ -170,6 +170,23 @@ def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
     r = cli("app", "redeploy", "site", "--wait")
     assert "deployment 3" in r.stdout
 
+    # history: three deployments, the newest first, each settled on both servers; a rollback
+    # restores deployment 1's artifact and properties on the real agents
+    hist = cli.json("app", "history", "site")
+    assert [(d["deploymentId"], d["kind"], d["state"]) for d in hist] == [
+        (3, "redeploy", "SUCCEEDED"), (2, "redeploy", "SUCCEEDED"), (1, "deploy", "SUCCEEDED")]
+    assert all(d["createdBy"] == "admin" for d in hist)
+    assert {s["status"] for d in hist for s in d["servers"]} == {"STARTED"}
+    assert "SUCCEEDED" in cli("app", "history", "site").stdout
+    r = cli("app", "rollback", "site", str(hist[-1]["id"]), "--wait")
+    assert f"back to deployment {hist[-1]['id']}" in r.stdout and "STARTED on 2" in r.stdout
+    answer = ask(app_port(a, "site"))
+    assert answer["version"] == "v1" and answer["argv"] == ["hello"]
+    [now, rolled, *_] = cli.json("app", "history", "site")
+    assert (now["kind"], now["state"], rolled["state"]) == ("rollback", "SUCCEEDED",
+                                                             "ROLLED_BACK")
+    assert now["artifact"] == hist[-1]["artifact"] and now["properties"] == {"greeting": "hello"}
+
     # a file that is no application bundle is refused before it is sent
     bad = tmp_path / "bad.zip"
     bad.write_bytes(app_zip(procfile="not a procfile line\n"))

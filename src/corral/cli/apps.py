@@ -254,6 +254,52 @@ def app_redeploy(
         _wait(api, app["id"], "STARTED", timeout, min_deployment=deployment)
 
 
+HISTORY_COLUMNS: list[Column] = [
+    ("ID", lambda d: d["id"]), ("DEPLOYMENT", lambda d: d["deploymentId"]),
+    ("KIND", lambda d: d["kind"] + (f" to {d['rolledBackTo']}" if d.get("rolledBackTo") else "")),
+    ("STATE", lambda d: status(d["state"])),
+    ("ARTIFACT", lambda d: f"{d['artifact']['name']} ({d['artifact']['sha256'][:12]})"),
+    ("BY", lambda d: d["createdBy"]),
+    ("STARTED", lambda d: ago(d["startedAt"])),
+    ("SERVERS", lambda d: ", ".join(
+        f"{s['serverName']}: {s['status']}" + (f" ({s['message']})" if s.get("message") else "")
+        for s in d["servers"])),
+]
+
+
+@app_app.command("history")
+def app_history(application: str, target: TargetOpt = None,
+                output: OutputOpt = Format.table) -> None:
+    """Every deployment of an application, newest first: artifact, who, state, each server."""
+    api = Api.from_config()
+    app = api.find_app(application, target)
+    show_list(output, api.hybrid("GET", f"/applications/{app['id']}/deployments"),
+              HISTORY_COLUMNS, "No deployments recorded.")
+
+
+@app_app.command("rollback")
+def app_rollback(
+    application: str,
+    deployment: Annotated[int | None, typer.Argument(
+        help="The history ID to restore (`corral app history`); default: the latest "
+             "successful deployment before the current one")] = None,
+    target: TargetOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300,
+) -> None:
+    """Deploy again the exact artifact and properties of an earlier deployment."""
+    api = Api.from_config()
+    app = api.find_app(application, target)
+    body = {} if deployment is None else {"deploymentId": deployment}
+    api.hybrid("POST", f"/applications/{app['id']}/rollback", json=body)
+    [now, *_] = api.hybrid("GET", f"/applications/{app['id']}/deployments")
+    console.print(f"Rolled {app['name']} ({app['id']}) back to deployment "
+                  f"{now['rolledBackTo']}: {now['artifact']['name']}, now deployment "
+                  f"{now['deploymentId']}")
+    if wait and app["desiredStatus"] == "STARTED":
+        _wait(api, app["id"], "STARTED", timeout, min_deployment=now["deploymentId"])
+
+
 @app_app.command("delete")
 def app_delete(application: str, target: TargetOpt = None,
                yes: Annotated[bool, typer.Option("--yes", "-y")] = False) -> None:

@@ -31,7 +31,8 @@ STATUS_STYLES = {
     "RUNNING": "green", "STARTED": "green", "CREATED": "cyan", "DISCONNECTED": "red",
     "DEPLOYMENT_FAILED": "bold red", "STOPPED": "yellow", "PARTIALLY_STARTED": "yellow",
     "PARTIALLY_RUNNING": "yellow", "UNDEPLOYED": "dim", "DEPLOYING": "blue", "STARTING": "blue",
-    "STOPPING": "blue",
+    "STOPPING": "blue", "SUCCEEDED": "green", "FAILED": "bold red", "ROLLED_BACK": "yellow",
+    "CANCELLED": "dim", "IN_PROGRESS": "blue",
 }
 
 
