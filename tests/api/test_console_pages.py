@@ -78,3 +78,32 @@ def test_the_console_shows_and_enforces_the_role(client: TestClient, api: Api) -
     assert r.status_code == 403 and "operator role" in r.text
     assert client.get("/servers/add").status_code == 403  # the registration token is not shown
     assert api.get("/serverGroups").json()["total"] == 0
+
+
+def test_history_rollback_and_audit_pages(client: TestClient, api: Api) -> None:
+    from tests.api.conftest import make_zip
+    from tests.api.test_history import _report
+
+    token = _sign_in(client)
+    sid = api.register("paged")
+    app = api.deploy("paged-app", sid, make_zip({"Procfile": "web: one\n"})).json()["data"]
+    _report(api.plane, sid, "paged-app", 1, "STARTED")
+    api.patch(f"/applications/{app['id']}",
+              files={"file": ("two.zip", make_zip({"Procfile": "web: two\n"}),
+                              "application/zip")})
+    page = client.get(f"/apps/{app['id']}").text
+    assert 'data-deployment="2"' in page and 'data-deployment="1"' in page
+    assert "SUCCEEDED" in page and "Roll back to this" in page
+    first = api.get(f"/applications/{app['id']}/deployments").json()["data"][-1]
+    r = client.post(f"/apps/{app['id']}/rollback/{first['id']}",
+                    headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert r.status_code == 204 and "notice=Rolling" in r.headers["HX-Redirect"]
+    [now, *_] = api.get(f"/applications/{app['id']}/deployments").json()["data"]
+    assert (now["kind"], now["rolledBackTo"], now["createdBy"]) == ("rollback", first["id"],
+                                                                    "admin")
+
+    audit = client.get("/audit").text
+    assert f"/apps/{app['id']}/rollback/{first['id']}" in audit  # the console's own change
+    filtered = client.get("/audit", params={"action": "DELETE"}).text
+    assert "No audit events match." in filtered
+    assert "Audit" in client.get("/servers").text

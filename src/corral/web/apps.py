@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from corral.db.session import transaction
-from corral.domain import deployments, logs, reads
+from corral.domain import applications, deployments, history, logs, reads
 from corral.domain.configuration import parse_properties_text
 from corral.errors import AgentUnavailable, CorralError
 from corral.http_context import read_upload
@@ -54,8 +54,22 @@ async def deploy(request: Request, console: ConsoleDep) -> Response:
 
 @router.get("/apps/{app_id}", response_class=HTMLResponse)
 def app_page(console: ConsoleDep, app_id: int, partial: str | None = None) -> HTMLResponse:
-    app = read(console, lambda s: reads.application(s, console.scope, app_id))
-    return console.render("_app_status.html" if partial else "app.html", app=app)
+    def load(s: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return (reads.application(s, console.scope, app_id),
+                history.listing(s, applications.get(s, console.scope, app_id)))
+
+    app, past = read(console, load)
+    return console.render("_app_status.html" if partial else "app.html", app=app,
+                          deployments=past)
+
+
+@router.post("/apps/{app_id}/rollback/{history_id}")
+async def app_rollback(console: ConsoleDep, app_id: int, history_id: int) -> Response:
+    here = f"/apps/{app_id}"
+    return await run_in_threadpool(
+        act, console, lambda s: deployments.rollback(s, console.scope, app_id, history_id,
+                                                     by=console.who),
+        then=here, notice="Rolling back.", back=here)
 
 
 @router.post("/apps/{app_id}/{action}")
