@@ -171,10 +171,29 @@ async def rollback(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
     def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
             deployments.rollback(session, scope, app_id, body.deploymentId,
-                                 by=history.actor_name(session, principal))
+                                 by=history.actor_name(session, principal),
+                                 rollout=body.rollout)
             return reads.application(session, scope, app_id)
 
     return envelope.one(await run_in_threadpool(work))
+
+
+@router.post("/{app_id}/deployments/{history_id}/promote", response_model=One,
+             response_model_exclude_unset=True)
+def promote(session: SessionDep, scope: OperatorScopeDep, app_id: int,
+            history_id: int) -> JSONResponse:
+    """A canary's servers are healthy: release the rest of the rollout."""
+    deployments.promote(session, scope, app_id, history_id)
+    return envelope.one(reads.application(session, scope, app_id))
+
+
+@router.post("/{app_id}/deployments/{history_id}/cancel", response_model=One,
+             response_model_exclude_unset=True)
+def cancel(session: SessionDep, scope: OperatorScopeDep, app_id: int,
+           history_id: int) -> JSONResponse:
+    """Stop the rollout now; every server it updated returns to the previous deployment."""
+    deployments.cancel(session, scope, app_id, history_id)
+    return envelope.one(reads.application(session, scope, app_id))
 
 
 @router.delete("/{app_id}", status_code=204)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from corral.api import envelope, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import Cluster
-from corral.domain import clusters, views
+from corral.domain import clusters, rollouts, views
 from corral.domain.targets import get_target, list_targets
 from corral.http_context import PlaneDep
 
@@ -47,9 +47,15 @@ def get_cluster(session: ReadSessionDep, scope: ScopeDep, cluster_id: int) -> JS
 
 @router.patch("/{cluster_id}", response_model=One, response_model_exclude_unset=True)
 def rename(
-    session: SessionDep, scope: OperatorScopeDep, cluster_id: int, body: schemas.RenameIn
+    session: SessionDep, scope: OperatorScopeDep, cluster_id: int, body: schemas.TargetPatchIn
 ) -> dict[str, Any]:
-    return {"data": views.cluster(clusters.rename(session, scope, cluster_id, body.name))}
+    """Rename, and/or set the cluster's default rollout policy for redeploys."""
+    cluster = get_target(session, scope, cluster_id, Cluster)
+    if body.name is not None:
+        cluster = clusters.rename(session, scope, cluster_id, body.name)
+    if "rollout" in body.model_fields_set:
+        rollouts.set_default(session, cluster, body.rollout)
+    return {"data": views.cluster(cluster)}
 
 
 @router.post("/{cluster_id}/servers", response_model=One, response_model_exclude_unset=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -201,6 +201,30 @@ class OrganizationOut(OrganizationRef):
 
 class RollbackIn(BaseModel):
     deploymentId: Annotated[int | None, Field(ge=1, le=2**31 - 1)] = None
+    rollout: dict[str, Any] | None = None
+
+
+class TargetPatchIn(Lenient):
+    """Rename (ARM's clients send the object's `id` along; it is ignored), and/or set the
+    default rollout policy of a group or cluster (`null` clears it)."""
+
+    name: str | None = None
+    rollout: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> TargetPatchIn:
+        if self.name is None and "rollout" not in self.model_fields_set:
+            raise ValueError("name: Field required")
+        return self
+
+
+class RolloutOut(Wire):
+    policy: dict[str, Any]
+    state: str
+    updated: list[int]
+    message: str = ""
+    startedAt: int
+    endedAt: int | None = None
 
 
 class DeploymentArtifactOut(Wire):
@@ -229,6 +253,7 @@ class DeploymentOut(Wire):
     endedAt: int | None = None
     rolledBackTo: int | None = None
     servers: list[DeploymentServerOut]
+    rollout: RolloutOut | None = None
 
 
 class AuditActorOut(Wire):

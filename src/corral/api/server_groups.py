@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from corral.api import envelope, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import ServerGroup
-from corral.domain import reads, server_groups
+from corral.domain import reads, rollouts, server_groups
 from corral.domain.targets import get_target, list_targets
 from corral.http_context import PlaneDep
 
@@ -43,9 +43,14 @@ def get_group(session: ReadSessionDep, scope: ScopeDep, group_id: int) -> JSONRe
 
 @router.patch("/{group_id}", response_model=Group, response_model_exclude_unset=True)
 def rename(
-    session: SessionDep, scope: OperatorScopeDep, group_id: int, body: schemas.RenameIn
+    session: SessionDep, scope: OperatorScopeDep, group_id: int, body: schemas.TargetPatchIn
 ) -> JSONResponse:
-    group = server_groups.rename(session, scope, group_id, body.name)
+    """Rename, and/or set the group's default rollout policy for redeploys."""
+    group = get_target(session, scope, group_id, ServerGroup)
+    if body.name is not None:
+        group = server_groups.rename(session, scope, group_id, body.name)
+    if "rollout" in body.model_fields_set:
+        rollouts.set_default(session, group, body.rollout)
     return envelope.one(reads.target(session, group.id))
 
 

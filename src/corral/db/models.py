@@ -139,6 +139,8 @@ class Target(Base):
     name: Mapped[str] = mapped_column(String(255))
     time_created: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     time_updated: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
+    rollout_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """A group's or cluster's default rollout policy for redeploys (None: all at once)."""
 
     __mapper_args__ = {"polymorphic_on": "type", "polymorphic_identity": "TARGET"}
 
@@ -362,3 +364,41 @@ class Deployment(Base):
     """For a rollback: the deployment whose artifact and configuration it restored."""
 
     artifact: Mapped[Artifact] = relationship()
+
+
+class Rollout(Base):
+    """A redeploy that reaches its target's servers a few at a time, each batch gated on the
+    health of the one before (`domain/rollouts.py`). Its whole state is here, so the leader
+    that drives it can die and another go on."""
+
+    __tablename__ = "rollouts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    """The history row of the deployment being rolled out."""
+    previous_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    """The deployment the servers not yet reached keep running (and a revert returns to)."""
+    policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="RUNNING", index=True)
+    """RUNNING, WAITING (a canary awaiting promotion), SUCCEEDED, FAILED, REVERTED, CANCELLED"""
+    promoted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated: Mapped[list[Any]] = mapped_column(default=list)
+    """Servers given the new deployment so far, in order."""
+    healthy_since: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    batch_started_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    message: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    ended_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RolloutPin(Base):
+    """A server a rollout has not reached yet: it keeps running `deployment_id` (a history row)
+    instead of its application's current deployment."""
+
+    __tablename__ = "rollout_pins"
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"),
+                                           primary_key=True, index=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))

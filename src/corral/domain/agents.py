@@ -12,7 +12,9 @@ from corral.db.models import (
     Application,
     Artifact,
     Cluster,
+    Deployment,
     RevokedCertificate,
+    RolloutPin,
     Server,
     ServerArtifact,
     now_ms,
@@ -162,7 +164,12 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
             .where(ServerArtifact.server_id.in_(chunk))
         ).all()
         entries = {sid: {a.name: a for a in latest[sid].applications} for sid in chunk}
+        pinned = {(sid, app_id): number for sid, app_id, number in session.execute(
+            select(RolloutPin.server_id, RolloutPin.application_id, Deployment.number)
+            .join(Deployment, Deployment.id == RolloutPin.deployment_id)
+            .where(RolloutPin.server_id.in_(chunk)))}
         for inst_id, sid, had, status, message, port, name, current, app_id in rows:
+            current = pinned.get((sid, app_id), current)  # a rollout has not reached it
             entry = entries[sid].get(name)
             if entry is None or entry.deploymentId != current:
                 continue  # about an older deployment, or not yet about this one
@@ -219,4 +226,10 @@ def may_download(session: Session, server_id: int, sha256: str) -> bool:
         .where(ServerArtifact.server_id == server_id, Artifact.sha256 == sha256)
         .limit(1)
     )
+    if found is None:  # what a rollout keeps this server on
+        found = session.scalar(
+            select(RolloutPin.server_id)
+            .join(Deployment, Deployment.id == RolloutPin.deployment_id)
+            .join(Artifact, Artifact.id == Deployment.artifact_id)
+            .where(RolloutPin.server_id == server_id, Artifact.sha256 == sha256).limit(1))
     return found is not None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, delete, insert, literal, or_, select
+from sqlalchemy import ColumnElement, Table, delete, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from corral.artifacts import BlobInfo
 from corral.db.models import (
     Application,
     Artifact,
+    Deployment,
     Server,
     ServerArtifact,
     Target,
@@ -211,7 +212,10 @@ def redeploy(
         app.artifact_id = artifact.id
     if configuration is not None:
         app.configuration = with_application_name(configuration, app.name)
-    app.deployment_id += 1
+    # after a revert the current number is below the newest one in the history
+    latest = session.scalar(select(func.max(Deployment.number))
+                            .where(Deployment.application_id == app.id)) or 0
+    app.deployment_id = max(app.deployment_id, latest) + 1
     app.time_updated = now_ms()
     _changed(session, app.target_id)
     session.expire(app, ["artifact", "server_artifacts"])

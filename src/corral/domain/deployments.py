@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from corral.artifacts.multipart import UploadForm
-from corral.db.models import Application, Artifact
-from corral.domain import applications, history
+
+from corral.db.models import Application, Artifact, Deployment, Target
+from corral.domain import applications, history, rollouts
 from corral.domain.accounts import Scope
 from corral.domain.configuration import from_properties, parse_configuration
 from corral.domain.targets import every_target
@@ -39,29 +41,65 @@ def deploy(session: Session, scope: Scope, fields: Mapping[str, str], upload: Up
 
 def redeploy(session: Session, scope: Scope, app_id: int, fields: Mapping[str, str] | None = None,
              upload: UploadForm | None = None, *, by: str = "") -> Application:
+    """`fields["rollout"]` (JSON text), or the target's default, spreads it over the servers
+    of a group or cluster (`domain/rollouts.py`)."""
     """A new deployment: the uploaded file and configuration where given, else the current
     ones again (a new deployment id either way, so every server restarts it)."""
     app = applications.get(session, scope, app_id)
+    policy = rollouts.parse_policy((fields or {}).get("rollout"))
     configuration = _configuration((fields or {}).get("configuration"), None, app.name)
     artifact = None
     if upload is not None and upload.file is not None:
         artifact = _keep_artifact(session, scope, upload, app.name)
-    app = applications.redeploy(session, scope, app_id, artifact=artifact,
+    return _new_deployment(session, scope, app, "redeploy", by, policy, artifact=artifact,
+                           configuration=configuration)
+
+
+def _new_deployment(session: Session, scope: Scope, app: Application, kind: str, by: str,
+                    policy: rollouts.Policy | None, *, artifact: Artifact | None,
+                    configuration: dict[str, Any] | None,
+                    rolled_back_to: int | None = None) -> Application:
+    """The application's next deployment: recorded, and rolled out when a policy (given, or
+    the target's) asks for it."""
+    target = session.get_one(Target, app.target_id)
+    policy = policy or rollouts.policy_of(target.rollout_policy)
+    previous = session.scalars(select(Deployment).where(
+        Deployment.application_id == app.id, Deployment.number == app.deployment_id)).first()
+    rollouts.supersede(session, app)
+    app = applications.redeploy(session, scope, app.id, artifact=artifact,
                                 configuration=configuration)
-    history.begin(session, app, "redeploy", by)
+    new = history.begin(session, app, kind, by, rolled_back_to=rolled_back_to)
+    if policy is not None and previous is not None and target.type != "SERVER":
+        rollouts.start(session, app, previous, new, policy)
     return app
 
 
 def rollback(session: Session, scope: Scope, app_id: int, history_id: int | None = None, *,
-             by: str = "") -> Application:
+             by: str = "", rollout: object = None) -> Application:
     """Deploy again the exact artifact and configuration of an earlier deployment (by default
-    the latest successful one before the current); the current one is ROLLED_BACK."""
+    the latest successful one before the current), through the same rollout machinery; the
+    current one is ROLLED_BACK."""
     app = applications.get(session, scope, app_id)
-    target = history.rollback_target(session, app, history_id)
+    policy = rollouts.parse_policy(rollout)
+    restored = history.rollback_target(session, app, history_id)
     history.mark_rolled_back(session, app)
-    app = applications.redeploy(session, scope, app_id, artifact=target.artifact,
-                                configuration=dict(target.configuration or {}))
-    history.begin(session, app, "rollback", by, rolled_back_to=target.id)
+    return _new_deployment(session, scope, app, "rollback", by, policy,
+                           artifact=restored.artifact,
+                           configuration=dict(restored.configuration or {}),
+                           rolled_back_to=restored.id)
+
+
+def promote(session: Session, scope: Scope, app_id: int, history_id: int) -> Application:
+    """A canary's servers are healthy: release the rest."""
+    app = applications.get(session, scope, app_id)
+    rollouts.promote(session, app.id, history_id)
+    return app
+
+
+def cancel(session: Session, scope: Scope, app_id: int, history_id: int) -> Application:
+    """Stop a rollout and return every server it updated to the previous deployment."""
+    app = applications.get(session, scope, app_id)
+    rollouts.cancel(session, app.id, history_id)
     return app
 
 

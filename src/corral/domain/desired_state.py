@@ -17,7 +17,7 @@ from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from corral import wire
-from corral.db.models import Application, Artifact, Cluster, Server
+from corral.db.models import Application, Artifact, Cluster, Deployment, RolloutPin, Server
 from corral.domain.configuration import properties_of
 
 CHANGED_KEY = "corral.changed_servers"
@@ -69,9 +69,12 @@ def messages(session: Session, server_ids: list[int], secret_of: SecretOf,
             {c for *_, c in rows if c}
         apps = _application_parts(session, reaching)
         clusters = _cluster_parts(session, {c for *_, c in rows if c}, secret_of)
+        pinned = _pinned_parts(session, chunk)
         for sid, name, revision, group_id, cluster_id in rows:
             mine = sorted(apps.get(sid, []) + apps.get(group_id or 0, [])
                           + apps.get(cluster_id or 0, []))
+            if sid in pinned:  # a rollout has not reached this server: what it ran before
+                mine = [(n, pinned[sid].get(n, part)) for n, part in mine]
             text = (f'{{"v":{wire.VERSION},"type":"desired","revision":{revision},'
                     f'"serverId":{sid},"serverName":{_json(name)},'
                     f'"cluster":{clusters.get(cluster_id or 0, "null")},'
@@ -105,6 +108,28 @@ def _application_parts(session: Session, target_ids: set[int]
             "artifact": {"sha256": sha256, "sha1": sha1, "size": size, "fileName": file_name},
             "properties": properties_of(conf or {}),
         })))
+    return found
+
+
+def _pinned_parts(session: Session, server_ids: list[int]) -> dict[int, dict[str, str]]:
+    """Per server a rollout has not reached: (name → encoded application) of the deployment
+    it keeps running (a `RolloutPin`)."""
+    found: dict[int, dict[str, str]] = defaultdict(dict)
+    for sid, app_id, name, status, number, conf, sha256, sha1, size, file_name in \
+            session.execute(
+                select(RolloutPin.server_id, Application.id, Application.name,
+                       Application.desired_status, Deployment.number, Deployment.configuration,
+                       Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
+                .join(Application, Application.id == RolloutPin.application_id)
+                .join(Deployment, Deployment.id == RolloutPin.deployment_id)
+                .join(Artifact, Artifact.id == Deployment.artifact_id)
+                .where(RolloutPin.server_id.in_(server_ids))):
+        found[sid][name] = _json({
+            "name": name, "applicationId": app_id, "deploymentId": number,
+            "desiredStatus": status,
+            "artifact": {"sha256": sha256, "sha1": sha1, "size": size, "fileName": file_name},
+            "properties": properties_of(conf or {}),
+        })
     return found
 
 

@@ -17,6 +17,7 @@ from corral.db.models import (
     Application,
     Artifact,
     Deployment,
+    Rollout,
     Server,
     ServerArtifact,
     User,
@@ -44,7 +45,7 @@ def begin(session: Session, app: Application, kind: str, by: str,
     still in progress is CANCELLED: this one replaced it."""
     for earlier in session.scalars(select(Deployment).where(
             Deployment.application_id == app.id, Deployment.state == OPEN)):
-        _end(session, earlier, "CANCELLED")
+        end(session, earlier, "CANCELLED")
     row = Deployment(application_id=app.id, number=app.deployment_id, kind=kind,
                      artifact_id=app.artifact_id, configuration=dict(app.configuration or {}),
                      created_by=by[:255], state=OPEN, started_at=now_ms(), servers=[],
@@ -76,7 +77,7 @@ def _per_server(number: int, instances: list[Any]) -> list[dict[str, Any]]:
             for i in instances]
 
 
-def _end(session: Session, row: Deployment, state: str) -> None:
+def end(session: Session, row: Deployment, state: str) -> None:
     row.state = state
     row.ended_at = now_ms()
     row.servers = _per_server(row.number, _instances(session, [row.application_id])
@@ -100,10 +101,10 @@ def settle(session: Session, app_ids: Iterable[int]) -> None:
         row = open_rows[app_id]
         about = [i for i in instances if i.deployment_id == row.number]
         if any(i.last_reported_status in FAILED_STATUSES for i in about):
-            _end(session, row, "FAILED")
+            end(session, row, "FAILED")
         elif instances and len(about) == len(instances) and all(
                 i.last_reported_status == wanted.get(app_id) for i in about):
-            _end(session, row, "SUCCEEDED")
+            end(session, row, "SUCCEEDED")
 
 
 def listing(session: Session, app: Application) -> list[dict[str, Any]]:
@@ -111,8 +112,12 @@ def listing(session: Session, app: Application) -> list[dict[str, Any]]:
     rows = session.scalars(select(Deployment).where(Deployment.application_id == app.id)
                            .order_by(Deployment.number.desc())).all()
     live = _instances(session, [app.id]).get(app.id, [])
-    return [shown(d, _per_server(d.number, live) if d.state == OPEN else d.servers)
-            for d in rows]
+    spread = {r.deployment_id: {"policy": r.policy, "state": r.state, "updated": r.updated,
+                                "message": r.message, "startedAt": r.started_at,
+                                "endedAt": r.ended_at}
+              for r in session.scalars(select(Rollout).where(Rollout.application_id == app.id))}
+    return [{**shown(d, _per_server(d.number, live) if d.state == OPEN else d.servers),
+             "rollout": spread.get(d.id)} for d in rows]
 
 
 def shown(d: Deployment, servers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -149,7 +154,7 @@ def mark_rolled_back(session: Session, app: Application) -> None:
     current = session.scalars(select(Deployment).where(
         Deployment.application_id == app.id, Deployment.number == app.deployment_id)).first()
     if current is not None:
-        _end(session, current, "ROLLED_BACK")
+        end(session, current, "ROLLED_BACK")
 
 
 SPARE_MS = 3600 * 1000

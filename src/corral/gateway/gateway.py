@@ -32,6 +32,7 @@ from corral.gateway.leader import Leadership
 from corral.gateway.notices import Notices
 from corral.gateway.peers import Peers, serve_logs
 from corral.gateway.pusher import Pusher
+from corral.gateway.rollouts import RolloutDriver
 from corral.gateway.sweeper import Sweeper
 from corral.gateway.tls import TLS_READ_BUFFER, server_tls_context
 from corral.pki import ServerIdentity
@@ -59,6 +60,7 @@ class Gateway:
         self.sweeper = Sweeper(plane, self.connections, self.pusher, self.leadership)
         self.notices = Notices(plane, on_change=self._dispatch, resync=self.sweeper.resync)
         self.peers = Peers(plane)
+        self.rollouts = RolloutDriver(plane, self.leadership)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._server: Server | None = None
@@ -88,6 +90,7 @@ class Gateway:
                         self.plane.settings.own_gateway_base)
         self._tasks = [asyncio.create_task(self.notices.run()),
                        asyncio.create_task(self.leadership.run()),
+                       asyncio.create_task(self.rollouts.run()),
                        asyncio.create_task(self.pusher.run()),
                        asyncio.create_task(self.reports.run()),
                        asyncio.create_task(self.hellos.run()),

@@ -1,4 +1,4 @@
-"""audit events and deployment history
+"""audit events, deployment history and rollouts
 
 Every change asked of the control plane, and how it ended; every deployment of each application
 (artifact, configuration, who, state, per-server outcome). Existing applications get one history
@@ -57,6 +57,38 @@ def upgrade() -> None:
         sa.UniqueConstraint("application_id", "number"),
     )
     op.create_index("ix_deployments_application_id", "deployments", ["application_id"])
+    op.add_column("targets", sa.Column("rollout_policy", sa.JSON(), nullable=True))
+    op.create_table(
+        "rollouts",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("application_id", sa.Integer(),
+                  sa.ForeignKey("applications.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("deployment_id", sa.Integer(),
+                  sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("previous_id", sa.Integer(),
+                  sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("policy", sa.JSON(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("promoted", sa.Boolean(), nullable=False),
+        sa.Column("updated", sa.JSON(), nullable=False),
+        sa.Column("healthy_since", sa.JSON(), nullable=False),
+        sa.Column("batch_started_at", sa.BigInteger(), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("started_at", sa.BigInteger(), nullable=False),
+        sa.Column("ended_at", sa.BigInteger(), nullable=True),
+    )
+    op.create_index("ix_rollouts_application_id", "rollouts", ["application_id"])
+    op.create_index("ix_rollouts_state", "rollouts", ["state"])
+    op.create_table(
+        "rollout_pins",
+        sa.Column("application_id", sa.Integer(),
+                  sa.ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("server_id", sa.Integer(), sa.ForeignKey("servers.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("deployment_id", sa.Integer(),
+                  sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+    )
+    op.create_index("ix_rollout_pins_server_id", "rollout_pins", ["server_id"])
     # what is deployed now has a history of one; it is settled at the next report
     op.execute("INSERT INTO deployments (application_id, number, kind, artifact_id, "
                "configuration, created_by, state, started_at, servers) "
@@ -65,5 +97,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("rollout_pins")
+    op.drop_table("rollouts")
+    op.execute("ALTER TABLE targets DROP COLUMN rollout_policy")
     op.drop_table("deployments")
     op.drop_table("audit_events")

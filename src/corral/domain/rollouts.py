@@ -1,0 +1,268 @@
+"""Rollouts: a redeploy of a group's or cluster's application that reaches its servers a few at
+a time. Servers not reached yet are pinned to the deployment they ran (`RolloutPin`), so they
+are sent exactly what they run and nothing restarts there. Each batch must be healthy (its
+instances report STARTED about the new deployment, and stay so for `minHealthySeconds`)
+within `healthDeadlineSeconds` before the next is released. A failure stops the rollout at
+once: the servers not reached keep the old version, and with `autoRevert` every server updated
+is returned to it. A `canary` releases that many servers first and waits for a promote.
+
+The leader advances every active rollout (`advance_all`) from the database alone, so a control
+plane killed mid-rollout resumes it on restart, or another replica does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from corral.db.models import (
+    Application,
+    Deployment,
+    Rollout,
+    RolloutPin,
+    ServerArtifact,
+    now_ms,
+)
+from corral.domain import desired_state, history
+from corral.errors import Conflict, InvalidInput, NotFound
+
+ACTIVE = ("RUNNING", "WAITING")
+
+
+@dataclass(frozen=True)
+class Policy:
+    maxParallel: int | None = None
+    """Servers updated at once; None: all (ARM's behaviour)."""
+    minHealthySeconds: float = 0
+    healthDeadlineSeconds: float = 300
+    autoRevert: bool = False
+    canary: int = 0
+
+    def batch(self, first: bool, promoted: bool) -> int | None:
+        if first and self.canary and not promoted:
+            return self.canary
+        return self.maxParallel
+
+
+def parse_policy(raw: object) -> Policy | None:
+    """A `rollout` object (or its JSON text) as the API receives it; None when absent."""
+    import json
+
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidInput("rollout is not valid JSON") from exc
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("rollout must be an object")
+    known = {"maxParallel", "minHealthySeconds", "healthDeadlineSeconds", "autoRevert",
+             "canary"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InvalidInput(f"rollout: unknown field {unknown[0]!r}; known: "
+                           f"{', '.join(sorted(known))}")
+
+    def number(name: str, low: float, high: float, whole: bool) -> Any:
+        value = raw.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (whole and not isinstance(value, int)) or not low <= value <= high:
+            kind = "an integer" if whole else "a number"
+            raise InvalidInput(f"rollout.{name} must be {kind} from {low:g} to {high:g}")
+        return value
+
+    auto = raw.get("autoRevert", False)
+    if not isinstance(auto, bool):
+        raise InvalidInput("rollout.autoRevert must be true or false")
+    defaults = Policy()
+    return Policy(
+        maxParallel=number("maxParallel", 1, 100_000, True),
+        minHealthySeconds=number("minHealthySeconds", 0, 86_400, False)
+        or defaults.minHealthySeconds,
+        healthDeadlineSeconds=number("healthDeadlineSeconds", 1, 86_400, False)
+        or defaults.healthDeadlineSeconds,
+        autoRevert=auto, canary=number("canary", 0, 100_000, True) or 0)
+
+
+def policy_of(stored: Mapping[str, Any] | None) -> Policy | None:
+    return parse_policy(dict(stored)) if stored else None
+
+
+def shown_policy(policy: Policy) -> dict[str, Any]:
+    return asdict(policy)
+
+
+def start(session: Session, app: Application, previous: Deployment, new: Deployment,
+          policy: Policy) -> Rollout | None:
+    """Pin every server of the application to `previous`, then release the first batch. None
+    when the policy releases every server at once anyway (nothing to orchestrate)."""
+    servers = list(session.scalars(select(ServerArtifact.server_id)
+                                   .where(ServerArtifact.application_id == app.id)
+                                   .order_by(ServerArtifact.server_id)))
+    first = policy.batch(first=True, promoted=False)
+    if first is None or first >= len(servers):
+        return None
+    for earlier in session.scalars(select(Rollout).where(
+            Rollout.application_id == app.id, Rollout.state.in_(ACTIVE))):
+        _finish(session, earlier, "CANCELLED", "replaced by a newer deployment")
+    session.execute(delete(RolloutPin).where(RolloutPin.application_id == app.id))
+    session.execute(insert(RolloutPin), [
+        {"application_id": app.id, "server_id": sid, "deployment_id": previous.id}
+        for sid in servers])
+    rollout = Rollout(application_id=app.id, deployment_id=new.id, previous_id=previous.id,
+                      policy=shown_policy(policy), state="RUNNING", promoted=False, updated=[],
+                      healthy_since={}, batch_started_at=now_ms(), message="", started_at=now_ms())
+    session.add(rollout)
+    session.flush()
+    _release(session, rollout, servers[:first])
+    return rollout
+
+
+def _release(session: Session, rollout: Rollout, servers: list[int],
+             now: int | None = None) -> None:
+    session.execute(delete(RolloutPin).where(RolloutPin.application_id == rollout.application_id,
+                                             RolloutPin.server_id.in_(servers)))
+    rollout.updated = [*rollout.updated, *servers]
+    rollout.batch_started_at = now or now_ms()
+    desired_state.changed(session, servers=servers)
+
+
+def _finish(session: Session, rollout: Rollout, state: str, message: str) -> None:
+    rollout.state = state
+    rollout.message = message[:2000]
+    rollout.ended_at = now_ms()
+
+
+def advance_all(session: Session) -> int:
+    """One step of every running rollout; how many moved on."""
+    moved = 0
+    for rollout in session.scalars(select(Rollout).where(Rollout.state == "RUNNING")
+                                   .order_by(Rollout.id)):
+        moved += advance(session, rollout)
+    return moved
+
+
+def advance(session: Session, rollout: Rollout, now: int | None = None) -> int:
+    now = now or now_ms()
+    policy = policy_of(rollout.policy) or Policy()
+    new = session.get_one(Deployment, rollout.deployment_id)
+    instances = {sid: (about, status, message) for sid, about, status, message in
+                 session.execute(select(ServerArtifact.server_id, ServerArtifact.deployment_id,
+                                        ServerArtifact.last_reported_status,
+                                        ServerArtifact.message)
+                                 .where(ServerArtifact.application_id
+                                        == rollout.application_id))}
+    healthy = dict(rollout.healthy_since)
+    for sid in rollout.updated:
+        about, status, message = instances.get(sid, (0, "UNDEPLOYED", ""))
+        if about == new.number and status == "DEPLOYMENT_FAILED":
+            return _failed(session, rollout, sid, message or "deployment failed")
+        if about == new.number and status == "STARTED":
+            healthy.setdefault(str(sid), now)
+        else:
+            healthy.pop(str(sid), None)
+            if now - rollout.batch_started_at > policy.healthDeadlineSeconds * 1000:
+                return _failed(session, rollout, sid, f"not healthy within "
+                               f"{policy.healthDeadlineSeconds:g} s (last: {status})")
+    if healthy != rollout.healthy_since:
+        rollout.healthy_since = healthy
+    ready = all(str(sid) in healthy and now - healthy[str(sid)]
+                >= policy.minHealthySeconds * 1000 for sid in rollout.updated)
+    if not ready:
+        return 0
+    waiting = [sid for sid in sorted(instances) if sid not in rollout.updated]
+    if not waiting:
+        _finish(session, rollout, "SUCCEEDED", f"{len(rollout.updated)} servers updated")
+        session.execute(delete(RolloutPin).where(
+            RolloutPin.application_id == rollout.application_id))
+        return 1
+    if policy.canary and not rollout.promoted:
+        rollout.state = "WAITING"
+        rollout.message = (f"canary of {len(rollout.updated)} healthy; promote to go on, or "
+                           "cancel to revert")
+        return 1
+    size = policy.batch(first=False, promoted=True) or len(waiting)
+    _release(session, rollout, waiting[:size], now)
+    return 1
+
+
+def _failed(session: Session, rollout: Rollout, server_id: int, why: str) -> int:
+    message = f"server {server_id}: {why}"
+    if (policy_of(rollout.policy) or Policy()).autoRevert:
+        _revert(session, rollout)
+        _finish(session, rollout, "REVERTED", message)
+    else:
+        _finish(session, rollout, "FAILED", message)
+        deployment = session.get_one(Deployment, rollout.deployment_id)
+        if deployment.state == history.OPEN:
+            history.end(session, deployment, "FAILED")
+    return 1
+
+
+def _revert(session: Session, rollout: Rollout) -> None:
+    """Every server back on the previous deployment: the application row itself returns to it
+    (servers never reached run it already and restart nothing), and the pins go."""
+    app = session.get_one(Application, rollout.application_id)
+    previous = session.get_one(Deployment, rollout.previous_id)
+    new = session.get_one(Deployment, rollout.deployment_id)
+    history.end(session, new, "ROLLED_BACK")
+    app.artifact_id = previous.artifact_id
+    app.configuration = dict(previous.configuration or {})
+    app.deployment_id = previous.number
+    app.time_updated = now_ms()
+    session.execute(delete(RolloutPin).where(RolloutPin.application_id == app.id))
+    desired_state.changed(session, targets=[app.target_id])
+
+
+def _active(session: Session, app_id: int, history_id: int) -> Rollout:
+    rollout = session.scalars(select(Rollout).where(
+        Rollout.application_id == app_id, Rollout.deployment_id == history_id,
+        Rollout.state.in_(ACTIVE))).first()
+    if rollout is None:
+        raise NotFound(f"deployment {history_id} of application {app_id} has no rollout in "
+                       "progress")
+    return rollout
+
+
+def promote(session: Session, app_id: int, history_id: int) -> Rollout:
+    rollout = _active(session, app_id, history_id)
+    if rollout.state != "WAITING" and rollout.promoted:
+        raise Conflict("this rollout was promoted already")
+    rollout.promoted = True
+    rollout.state = "RUNNING"
+    rollout.message = "promoted"
+    advance(session, rollout)
+    return rollout
+
+
+def cancel(session: Session, app_id: int, history_id: int) -> Rollout:
+    """Stop now and return every updated server to the previous deployment."""
+    rollout = _active(session, app_id, history_id)
+    _revert(session, rollout)
+    session.get_one(Deployment, rollout.deployment_id).state = "CANCELLED"
+    _finish(session, rollout, "CANCELLED", "cancelled; every server is back on the previous "
+                                           "deployment")
+    return rollout
+
+
+def supersede(session: Session, app: Application) -> None:
+    """A new deployment without a rollout: any rollout still going ends, and every server is
+    sent the new deployment."""
+    for earlier in session.scalars(select(Rollout).where(
+            Rollout.application_id == app.id, Rollout.state.in_(ACTIVE))):
+        _finish(session, earlier, "CANCELLED", "replaced by a newer deployment")
+    session.execute(delete(RolloutPin).where(RolloutPin.application_id == app.id))
+
+
+def set_default(session: Session, target: Any, raw: object) -> None:
+    """A group's or cluster's default policy for redeploys (None clears it)."""
+    if target.type == "SERVER":
+        raise InvalidInput("a rollout policy is for server groups and clusters")
+    policy = parse_policy(raw)
+    target.rollout_policy = shown_policy(policy) if policy else None

@@ -1,0 +1,32 @@
+"""Rollouts advance on the leader: every half second, each running rollout looks at its
+servers' reports and releases the next batch, stops, or reverts (`domain/rollouts.py`). The
+state is all in the database, so a leader that dies hands its rollouts on unharmed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from corral.controlplane import ControlPlane
+from corral.db.session import in_worker
+from corral.domain import rollouts
+from corral.gateway.leader import Leadership
+
+log = logging.getLogger(__name__)
+PERIOD_SECONDS = 0.5
+
+
+class RolloutDriver:
+    def __init__(self, plane: ControlPlane, leadership: Leadership) -> None:
+        self.plane = plane
+        self.leadership = leadership
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(PERIOD_SECONDS)
+            if not self.leadership.leading:
+                continue
+            try:
+                await in_worker(self.plane.sessions, rollouts.advance_all)
+            except Exception:
+                log.exception("advancing rollouts failed")
