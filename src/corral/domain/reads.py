@@ -15,6 +15,8 @@ from corral.db.models import (
     Application,
     Artifact,
     Cluster,
+    Deployment,
+    RolloutPin,
     Server,
     ServerArtifact,
     ServerGroup,
@@ -185,5 +187,12 @@ def _render(session: Session, rows: list[Row[Any]]) -> list[dict[str, Any]]:
                 .where(ServerArtifact.application_id.in_(app_ids[start : start + CHUNK]))
                 .order_by(ServerArtifact.server_id)):
             instances[inst.application_id].append(inst)
+    pinned: dict[int, dict[int, int]] = defaultdict(dict)
+    for start in range(0, len(app_ids), CHUNK):
+        for app_id, server_id, number in session.execute(
+                select(RolloutPin.application_id, RolloutPin.server_id, Deployment.number)
+                .join(Deployment, Deployment.id == RolloutPin.deployment_id)
+                .where(RolloutPin.application_id.in_(app_ids[start : start + CHUNK]))):
+            pinned[app_id][server_id] = number
     return [views.application_fields(r, _Artifact(r), shown_targets[r.target_id],
-                                      instances[r.id]) for r in rows]
+                                      instances[r.id], pinned.get(r.id)) for r in rows]

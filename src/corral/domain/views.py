@@ -4,7 +4,7 @@ renders them (the API's response models document them)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from corral.db.models import (
@@ -287,13 +287,17 @@ def artifact(name: str, art: Any) -> dict[str, Any]:
 
 
 def application_fields(app: Any, art: Any, target: dict[str, Any],
-                       instances: Sequence[Any]) -> dict[str, Any]:
+                       instances: Sequence[Any],
+                       pinned: Mapping[int, int] | None = None) -> dict[str, Any]:
     """An application from anything with the attributes of `Application`, its artifact's, its
-    rendered target and its instance rows (ORM objects or plain rows alike)."""
+    rendered target and its instance rows (ORM objects or plain rows alike). `pinned`: the
+    servers a rollout has not reached yet, and the deployment each keeps running."""
     members = {s["id"]: s for s in target.get("servers") or [target]}
     placed = [(i, members[i.server_id]) for i in instances if i.server_id in members]
+    expected = {i.server_id: (pinned or {}).get(i.server_id, app.deployment_id)
+                for i, _s in placed}
     shown = [instance_report(i.last_reported_status, i.message, i.deployment_id,
-                             app.deployment_id) for i, _s in placed]
+                             expected[i.server_id]) for i, _s in placed]
     status = application_status(
         [Instance(word, on["status"] == "RUNNING") for (word, _m), (_i, on) in zip(shown, placed)],
         desired=app.desired_status, redeployed=app.deployment_id > 1,
@@ -320,7 +324,7 @@ def application_fields(app: Any, art: Any, target: dict[str, Any],
                 "serverName": on["name"],
                 "artifactName": app.name,
                 "artifact": art_view,
-                "deploymentId": app.deployment_id,
+                "deploymentId": expected[i.server_id],
                 "desiredStatus": app.desired_status,
                 "lastReportedStatus": word,
                 "message": message,
