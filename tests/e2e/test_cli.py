@@ -187,6 +187,15 @@ def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
                                                              "ROLLED_BACK")
     assert now["artifact"] == hist[-1]["artifact"] and now["properties"] == {"greeting": "hello"}
 
+    # a rollout, one server at a time, watched as it advances
+    r = cli("app", "redeploy", "site", str(v2), "--max-parallel", "1", "--min-healthy", "1",
+            "--wait")
+    assert "(rolling out)" in r.stdout and "1/2 servers updated" in r.stdout
+    assert "2/2 servers updated" in r.stdout and "rollout of deployment 5 succeeded" in r.stdout
+    assert ask(app_port(a, "site"))["version"] == ask(app_port(b, "site"))["version"] == "v2"
+    r = cli("app", "promote", "site", ok=False)
+    assert r.returncode == 1 and "no rollout in progress" in r.stderr
+
     # a file that is no application bundle is refused before it is sent
     bad = tmp_path / "bad.zip"
     bad.write_bytes(app_zip(procfile="not a procfile line\n"))

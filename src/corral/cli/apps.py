@@ -35,6 +35,57 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds --wait waits")]
 TargetOpt = Annotated[str | None, typer.Option("--target", "-t",
                                                help="Server, group or cluster (name or id)")]
 SERVICE = "mule.agent.application.properties.service"
+MaxParallelOpt = Annotated[int | None, typer.Option(
+    "--max-parallel", min=1, help="Servers of a group or cluster updated at once (default: all)")]
+AutoRevertOpt = Annotated[bool, typer.Option(
+    "--auto-revert", help="On a failure, return every updated server to the last deployment")]
+CanaryOpt = Annotated[int | None, typer.Option(
+    "--canary", min=1, help="Update this many servers first, then wait for `corral app promote`")]
+MinHealthyOpt = Annotated[float | None, typer.Option(
+    "--min-healthy", min=0, help="Seconds an instance must stay healthy before it counts")]
+DeadlineOpt = Annotated[float | None, typer.Option(
+    "--health-deadline", min=1, help="Seconds an instance may take to become healthy")]
+
+
+def _rollout(max_parallel: int | None, auto_revert: bool, canary: int | None,
+             min_healthy: float | None, deadline: float | None) -> dict[str, str]:
+    """The `rollout` form field, when any rollout option is given."""
+    policy: dict[str, Any] = {k: v for k, v in (
+        ("maxParallel", max_parallel), ("canary", canary), ("minHealthySeconds", min_healthy),
+        ("healthDeadlineSeconds", deadline)) if v is not None}
+    if auto_revert:
+        policy["autoRevert"] = True
+    return {"rollout": json.dumps(policy)} if policy else {}
+
+
+def _watch_rollout(api: Api, app_id: int, timeout: float) -> None:
+    """Show the rollout advancing server by server until it ends; exit 1 unless it succeeded."""
+    deadline = time.monotonic() + timeout
+    shown: tuple[Any, ...] = ()
+    while True:
+        [now, *_] = api.hybrid("GET", f"/applications/{app_id}/deployments")
+        spread = now.get("rollout") or {}
+        state = spread.get("state", now["state"])
+        seen = (state, tuple(spread.get("updated") or ()),
+                tuple((s["serverName"], s["status"]) for s in now["servers"]))
+        if seen != shown:
+            shown = seen
+            servers = ", ".join(f"{s['serverName']}: {s['status']}" for s in now["servers"])
+            console.print(f"deployment {now['deploymentId']}: {state}, "
+                          f"{len(spread.get('updated') or [])}/{len(now['servers'])} servers "
+                          f"updated ({servers})", highlight=False)
+        if state in ("SUCCEEDED",):
+            console.print(f"[green]rollout of deployment {now['deploymentId']} succeeded[/]")
+            return
+        if state == "WAITING":
+            console.print(f"canary healthy: `corral app promote {app_id}` to go on, "
+                          f"`corral app cancel {app_id}` to revert")
+            return
+        if state in ("FAILED", "REVERTED", "CANCELLED"):
+            fail(f"rollout {state.lower()}: {spread.get('message', '')}")
+        if time.monotonic() > deadline:
+            fail(f"timed out after {timeout:g}s; the rollout is {state}")
+        time.sleep(0.5)
 
 APP_COLUMNS: list[Column] = [
     ("ID", lambda a: a["id"]), ("NAME", lambda a: a["name"]),
@@ -162,7 +213,8 @@ def deploy(
     timeout: TimeoutOpt = 300,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Upload an artifact and deploy it as a new application."""
+    """Upload an artifact and deploy it as a new application (every server of the target at
+    once: there is no earlier version to keep; rollouts apply to redeploys)."""
     api = Api.from_config()
     t = api.find_target(target)
     fields = {"artifactName": name, "targetId": str(t["id"])}
@@ -240,17 +292,30 @@ def app_redeploy(
     target: TargetOpt = None,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 300,
+    max_parallel: MaxParallelOpt = None,
+    auto_revert: AutoRevertOpt = False,
+    canary: CanaryOpt = None,
+    min_healthy: MinHealthyOpt = None,
+    health_deadline: DeadlineOpt = None,
 ) -> None:
-    """Redeploy with a new artifact, or restart with the current one."""
+    """Redeploy with a new artifact, or restart with the current one; on a group or cluster,
+    optionally a few servers at a time (a rollout)."""
     api = Api.from_config()
     app = api.find_app(application, target)
+    rollout = _rollout(max_parallel, auto_revert, canary, min_healthy, health_deadline)
     if file is not None:
-        updated = _upload(api, "PATCH", f"/applications/{app['id']}", file, {})
+        updated = _upload(api, "PATCH", f"/applications/{app['id']}", file, rollout)
     else:
-        updated = api.hybrid("PATCH", f"/applications/{app['id']}", files={"id": (None, str(app["id"]))})
-    deployment = max((i["deploymentId"] for i in updated["serverArtifacts"]), default=0)
-    console.print(f"Redeployed {app['name']} ({app['id']}), deployment {deployment}")
-    if wait and updated["desiredStatus"] in ("STARTED", "UPDATED"):  # UPDATED: settling
+        updated = api.hybrid("PATCH", f"/applications/{app['id']}",
+                             files={"id": (None, str(app["id"])),
+                                    **{k: (None, v) for k, v in rollout.items()}})
+    [now, *_] = api.hybrid("GET", f"/applications/{app['id']}/deployments")
+    deployment = now["deploymentId"]
+    console.print(f"Redeployed {app['name']} ({app['id']}), deployment {deployment}"
+                  + (" (rolling out)" if now.get("rollout") else ""))
+    if wait and now.get("rollout"):
+        _watch_rollout(api, app["id"], timeout)
+    elif wait and updated["desiredStatus"] in ("STARTED", "UPDATED"):  # UPDATED: settling
         _wait(api, app["id"], "STARTED", timeout, min_deployment=deployment)
 
 
@@ -298,6 +363,37 @@ def app_rollback(
                   f"{now['deploymentId']}")
     if wait and app["desiredStatus"] == "STARTED":
         _wait(api, app["id"], "STARTED", timeout, min_deployment=now["deploymentId"])
+
+
+def _current_rollout(api: Api, application: str, target: str | None) -> tuple[dict[str, Any],
+                                                                           dict[str, Any]]:
+    app = api.find_app(application, target)
+    [now, *_] = api.hybrid("GET", f"/applications/{app['id']}/deployments")
+    if not now.get("rollout") or now["rollout"]["state"] not in ("RUNNING", "WAITING"):
+        fail(f"{app['name']} has no rollout in progress")
+    return app, now
+
+
+@app_app.command("promote")
+def app_promote(application: str, target: TargetOpt = None, wait: WaitOpt = False,
+                timeout: TimeoutOpt = 300) -> None:
+    """A canary is healthy: roll out to the other servers."""
+    api = Api.from_config()
+    app, now = _current_rollout(api, application, target)
+    api.hybrid("POST", f"/applications/{app['id']}/deployments/{now['id']}/promote")
+    console.print(f"Promoted deployment {now['deploymentId']} of {app['name']}")
+    if wait:
+        _watch_rollout(api, app["id"], timeout)
+
+
+@app_app.command("cancel")
+def app_cancel(application: str, target: TargetOpt = None) -> None:
+    """Stop a rollout; every server it updated returns to the previous deployment."""
+    api = Api.from_config()
+    app, now = _current_rollout(api, application, target)
+    api.hybrid("POST", f"/applications/{app['id']}/deployments/{now['id']}/cancel")
+    console.print(f"Cancelled deployment {now['deploymentId']} of {app['name']}; its servers "
+                  "return to the previous one")
 
 
 @app_app.command("delete")
