@@ -107,3 +107,22 @@ def test_history_rollback_and_audit_pages(client: TestClient, api: Api) -> None:
     filtered = client.get("/audit", params={"action": "DELETE"}).text
     assert "No audit events match." in filtered
     assert "Audit" in client.get("/servers").text
+
+
+def test_a_rollout_in_the_console(client: TestClient, api: Api) -> None:
+    from tests.api.test_rollouts import _group_on_v1, _redeploy
+
+    token = _sign_in(client)
+    _sids, app = _group_on_v1(api, api.plane, "console-roll")
+    _redeploy(api, app, "v2", {"canary": 1})
+    page = client.get(f"/apps/{app['id']}").text
+    assert "1/3 servers" in page and "canary 1" in page and ">Promote<" in page
+    [now, *_] = api.get(f"/applications/{app['id']}/deployments").json()["data"]
+    r = client.post(f"/apps/{app['id']}/rollout/{now['id']}/cancel",
+                    headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert r.status_code == 204 and "notice=Cancelled" in r.headers["HX-Redirect"]
+    assert api.get(f"/applications/{app['id']}/deployments").json()["data"][0]["state"] == \
+        "CANCELLED"
+    r = client.post(f"/apps/{app['id']}/rollout/{now['id']}/promote",
+                    headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert "error=" in r.headers["HX-Redirect"]  # nothing in progress any more

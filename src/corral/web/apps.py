@@ -63,6 +63,20 @@ def app_page(console: ConsoleDep, app_id: int, partial: str | None = None) -> HT
                           deployments=past)
 
 
+@router.post("/apps/{app_id}/rollout/{history_id}/{action}")
+async def app_rollout(console: ConsoleDep, app_id: int, history_id: int, action: str) -> Response:
+    here = f"/apps/{app_id}"
+    changes = {"promote": (deployments.promote, "Promoted: the other servers follow."),
+               "cancel": (deployments.cancel, "Cancelled: every server returns to the "
+                                              "previous deployment.")}
+    if action not in changes:
+        return console.redirect(here, error=f"unknown action {action!r}")
+    fn, notice = changes[action]
+    return await run_in_threadpool(
+        act, console, lambda s: fn(s, console.scope, app_id, history_id), then=here,
+        notice=notice, back=here)
+
+
 @router.post("/apps/{app_id}/rollback/{history_id}")
 async def app_rollback(console: ConsoleDep, app_id: int, history_id: int) -> Response:
     here = f"/apps/{app_id}"
