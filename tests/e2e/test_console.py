@@ -158,3 +158,44 @@ def test_operate_the_fleet_in_a_browser(browser: object, control_plane: ServePro
     expect(page).to_have_url(re.compile(r"/login$"))
     assert errors == []
     context.close()
+
+
+def test_a_rollout_and_the_audit_trail_in_a_browser(
+        browser: object, control_plane: ServeProcess, operator: Operator,
+        agents: Callable[[str], AgentProcess], shots: Callable[[object, str], None]) -> None:
+    expect = playwright_api.expect
+    members = [agents(f"edge-{i}") for i in range(3)]
+    group = operator.call("POST", "/serverGroups", expect=201, json={
+        "name": "edge", "serverIds": [m.server_id for m in members]}).json()["data"]
+    app = operator.deploy("storefront", group["id"], app_zip("v1"), {"greeting": "hello"})
+    operator.wait_app(app["id"], "STARTED")
+    operator.call("PATCH", f"/applications/{app['id']}", expect=200,
+                  data={"rollout": '{"canary": 1, "maxParallel": 1}'},
+                  files={"file": ("storefront-2.zip", app_zip("v2"), "application/zip")})
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(control_plane.url + "/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(control_plane.url + f"/apps/{app['id']}")
+    current = page.locator('#app-history tr[data-deployment="2"]')
+    expect(current).to_contain_text("WAITING")  # the canary is healthy and waits
+    expect(current).to_contain_text("1/3 servers")
+    shots(page, "rollout")
+    current.get_by_role("button", name="Promote").click()
+    expect(page.locator('#app-history tr[data-deployment="2"]')).to_contain_text(
+        "SUCCEEDED", timeout=60_000)
+    expect(page.locator('#app-history tr[data-deployment="2"]')).to_contain_text("3/3 servers")
+    shots(page, "history")
+
+    page.goto(control_plane.url + f"/audit?resource=/apps/{app['id']}/rollout/")
+    expect(page.locator("tr[data-event]")).to_have_count(1)  # the promote, once
+    expect(page.locator("tr[data-event]")).to_contain_text("admin")
+    expect(page.locator("tr[data-event]")).to_contain_text("/promote")
+    page.goto(control_plane.url + "/audit")
+    shots(page, "audit")
+    context.close()

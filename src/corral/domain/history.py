@@ -18,6 +18,7 @@ from corral.db.models import (
     Artifact,
     Deployment,
     Rollout,
+    RolloutPin,
     Server,
     ServerArtifact,
     User,
@@ -68,13 +69,19 @@ def _instances(session: Session, app_ids: Iterable[int]) -> dict[int, list[Any]]
     return found
 
 
-def _per_server(number: int, instances: list[Any]) -> list[dict[str, Any]]:
-    """What each server did with deployment `number`: its report about it, or that it has
-    not reported about it (yet)."""
-    return [{"serverId": i.server_id, "serverName": i.name,
-             "status": i.last_reported_status if i.deployment_id == number else "DEPLOYING",
-             "message": (i.message or "") if i.deployment_id == number else ""}
-            for i in instances]
+def _per_server(number: int, instances: list[Any],
+                waiting: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    """What each server did with deployment `number`: its report about it, that a rollout has
+    not reached it (WAITING), or that it has not reported about it yet (DEPLOYING)."""
+    def one(i: Any) -> dict[str, Any]:
+        if i.deployment_id == number:
+            return {"status": i.last_reported_status, "message": i.message or ""}
+        if i.server_id in waiting:
+            return {"status": "WAITING", "message": f"runs deployment {i.deployment_id} until "
+                                                    "the rollout reaches it"}
+        return {"status": "DEPLOYING", "message": ""}
+
+    return [{"serverId": i.server_id, "serverName": i.name, **one(i)} for i in instances]
 
 
 def end(session: Session, row: Deployment, state: str) -> None:
@@ -116,8 +123,10 @@ def listing(session: Session, app: Application) -> list[dict[str, Any]]:
                                 "message": r.message, "startedAt": r.started_at,
                                 "endedAt": r.ended_at}
               for r in session.scalars(select(Rollout).where(Rollout.application_id == app.id))}
-    return [{**shown(d, _per_server(d.number, live) if d.state == OPEN else d.servers),
-             "rollout": spread.get(d.id)} for d in rows]
+    waiting = frozenset(session.scalars(select(RolloutPin.server_id)
+                                        .where(RolloutPin.application_id == app.id)))
+    return [{**shown(d, _per_server(d.number, live, waiting) if d.state == OPEN
+                     else d.servers), "rollout": spread.get(d.id)} for d in rows]
 
 
 def shown(d: Deployment, servers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from jinja2 import Environment
 GOOD = {"RUNNING", "STARTED", "SUCCEEDED", "success"}
 BAD = {"DISCONNECTED", "DEPLOYMENT_FAILED", "FAILED", "failure"}
 BUSY = {"DEPLOYING", "STARTING", "STOPPING", "PARTIALLY_STARTED", "PARTIALLY_RUNNING", "UPDATED",
-        "IN_PROGRESS"}
+        "IN_PROGRESS", "WAITING"}
 
 
 def ago(ms: int | None) -> str:
