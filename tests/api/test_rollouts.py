@@ -146,3 +146,33 @@ def test_a_group_default_policy_and_refusals(api: Api, plane: ControlPlane) -> N
     _redeploy(api, app, "v3", None)  # cleared: all at once, as ARM does
     assert [_sent(plane, sid) for sid in sids] == [3, 3, 3]
     assert api.patch(f"/serverGroups/{group_id}", json={"name": "renamed"}).status_code == 200
+
+
+def _status_sent(plane: ControlPlane, sid: int) -> str:
+    [app] = desired(plane, sid)["applications"]
+    return str(app["desiredStatus"])
+
+
+def test_a_stop_and_a_start_honour_max_parallel(api: Api, plane: ControlPlane) -> None:
+    sids, app = _group_on_v1(api, plane, "paced")
+    r = api.patch(f"/applications/{app['id']}",
+                  json={"desiredStatus": "STOPPED", "rollout": {"maxParallel": 2}})
+    assert r.status_code == 200, r.text
+    assert [_status_sent(plane, sid) for sid in sids] == ["STOPPED", "STOPPED", "STARTED"]
+    r = api.patch(f"/applications/{app['id']}", json={"desiredStatus": "STARTED"})
+    assert r.status_code == 409 and "rollout in progress" in r.json()["message"]
+    for sid in sids[:2]:
+        _report(plane, sid, "paced", 1, "STOPPED")
+    _advance(plane)
+    assert [_status_sent(plane, sid) for sid in sids] == ["STOPPED"] * 3
+    _report(plane, sids[2], "paced", 1, "STOPPED")
+    _advance(plane)
+    [v1] = _history(api, app["id"])
+    assert (v1["rollout"]["desiredStatus"], v1["rollout"]["state"]) == ("STOPPED", "SUCCEEDED")
+    assert v1["state"] == "SUCCEEDED"  # the deployment itself is what it was
+
+    # a group's default paces an ARM client's plain start as well
+    api.patch(f"/serverGroups/{app['target']['id']}", json={"rollout": {"maxParallel": 1}})
+    assert api.patch(f"/applications/{app['id']}",
+                     json={"desiredStatus": "STARTED"}).status_code == 200
+    assert [_status_sent(plane, sid) for sid in sids] == ["STARTED", "STOPPED", "STOPPED"]

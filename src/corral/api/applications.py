@@ -130,7 +130,7 @@ async def patch_application(
             def start_or_stop() -> dict[str, Any]:
                 with transaction(plane.sessions) as session:
                     deployments.set_desired_status(session, scope, app_id,
-                                                   change.desiredStatus)
+                                                   change.desiredStatus, change.rollout)
                     return reads.application(session, scope, app_id)
 
             return envelope.one(await run_in_threadpool(start_or_stop))

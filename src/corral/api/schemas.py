@@ -93,6 +93,8 @@ class DesiredStatusIn(Lenient):
     """Fields sent along (`id`, `name`) are ignored; an unknown status is refused."""
 
     desiredStatus: Literal["STARTED", "STOPPED"]
+    rollout: dict[str, Any] | None = None
+    """Corral's: start or stop a group's or cluster's servers `maxParallel` at a time."""
 
 
 class EnvironmentIn(Lenient):
@@ -220,6 +222,7 @@ class TargetPatchIn(Lenient):
 
 class RolloutOut(Wire):
     policy: dict[str, Any]
+    desiredStatus: str | None = None
     state: str
     updated: list[int]
     message: str = ""

@@ -380,6 +380,9 @@ class Rollout(Base):
     previous_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
     """The deployment the servers not yet reached keep running (and a revert returns to)."""
     policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    desired_status: Mapped[str | None] = mapped_column(String(16))
+    """A start or stop spread over the servers (the deployment stays the same); None for a
+    new deployment."""
     state: Mapped[str] = mapped_column(String(16), default="RUNNING", index=True)
     """RUNNING, WAITING (a canary awaiting promotion), SUCCEEDED, FAILED, REVERTED, CANCELLED"""
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -402,3 +405,5 @@ class RolloutPin(Base):
     server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"),
                                            primary_key=True, index=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    desired_status: Mapped[str | None] = mapped_column(String(16))
+    """For a start or stop spread over the servers: the status this server keeps meanwhile."""

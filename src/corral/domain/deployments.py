@@ -20,14 +20,17 @@ from corral.domain import applications, history, rollouts
 from corral.domain.accounts import Scope
 from corral.domain.configuration import from_properties, parse_configuration
 from corral.domain.targets import every_target
-from corral.errors import InvalidInput
+from corral.errors import Conflict, InvalidInput
 
 
 def deploy(session: Session, scope: Scope, fields: Mapping[str, str], upload: UploadForm,
            *, properties: dict[str, str] | None = None, by: str = "") -> Application:
     """A new application from ARM's form: `artifactName`, `targetId`, `configuration` (JSON
-    text) or, from the console, `properties`; and the file. `by`: who, for the history."""
+    text) or, from the console, `properties`; and the file. `by`: who, for the history. A
+    `rollout` is checked but changes nothing: a first deployment has no earlier version to
+    keep running, so every server gets it at once."""
     name = fields.get("artifactName")
+    rollouts.parse_policy(fields.get("rollout"))
     target = applications.check_deployable(session, scope, name, fields.get("targetId"))
     configuration = _configuration(fields.get("configuration"), properties, str(name))
     if upload.file is None:
@@ -103,9 +106,25 @@ def cancel(session: Session, scope: Scope, app_id: int, history_id: int) -> Appl
     return app
 
 
-def set_desired_status(session: Session, scope: Scope, app_id: int, status: str) -> Application:
-    """Start (`STARTED`) or stop (`STOPPED`) on every server of the target."""
-    return applications.set_desired_status(session, scope, app_id, status)
+def set_desired_status(session: Session, scope: Scope, app_id: int, status: str,
+                       rollout: object = None) -> Application:
+    """Start (`STARTED`) or stop (`STOPPED`) on every server of the target; with a policy
+    (given, or the group's or cluster's) `maxParallel` servers at a time."""
+    app = applications.get(session, scope, app_id)
+    policy = rollouts.parse_policy(rollout)
+    if rollouts.in_progress(session, app.id) is not None:
+        raise Conflict(f"application {app.id} has a rollout in progress; promote, cancel or "
+                       "let it finish first")
+    old = app.desired_status
+    app = applications.set_desired_status(session, scope, app_id, status)
+    target = session.get_one(Target, app.target_id)
+    policy = policy or rollouts.policy_of(target.rollout_policy)
+    current = session.scalars(select(Deployment).where(
+        Deployment.application_id == app.id, Deployment.number == app.deployment_id)).first()
+    if policy is not None and old != status and current is not None and \
+            target.type != "SERVER":
+        rollouts.start_status(session, app, old, current, policy)
+    return app
 
 
 def delete(session: Session, scope: Scope, app_id: int) -> None:

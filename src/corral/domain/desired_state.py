@@ -115,10 +115,11 @@ def _pinned_parts(session: Session, server_ids: list[int]) -> dict[int, dict[str
     """Per server a rollout has not reached: (name → encoded application) of the deployment
     it keeps running (a `RolloutPin`)."""
     found: dict[int, dict[str, str]] = defaultdict(dict)
-    for sid, app_id, name, status, number, conf, sha256, sha1, size, file_name in \
+    for sid, app_id, name, status, kept, number, conf, sha256, sha1, size, file_name in \
             session.execute(
                 select(RolloutPin.server_id, Application.id, Application.name,
-                       Application.desired_status, Deployment.number, Deployment.configuration,
+                       Application.desired_status, RolloutPin.desired_status,
+                       Deployment.number, Deployment.configuration,
                        Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
                 .join(Application, Application.id == RolloutPin.application_id)
                 .join(Deployment, Deployment.id == RolloutPin.deployment_id)
@@ -126,7 +127,7 @@ def _pinned_parts(session: Session, server_ids: list[int]) -> dict[int, dict[str
                 .where(RolloutPin.server_id.in_(server_ids))):
         found[sid][name] = _json({
             "name": name, "applicationId": app_id, "deploymentId": number,
-            "desiredStatus": status,
+            "desiredStatus": kept or status,
             "artifact": {"sha256": sha256, "sha1": sha1, "size": size, "fileName": file_name},
             "properties": properties_of(conf or {}),
         })

@@ -121,8 +121,9 @@ def listing(session: Session, app: Application) -> list[dict[str, Any]]:
     live = _instances(session, [app.id]).get(app.id, [])
     spread = {r.deployment_id: {"policy": r.policy, "state": r.state, "updated": r.updated,
                                 "message": r.message, "startedAt": r.started_at,
-                                "endedAt": r.ended_at}
-              for r in session.scalars(select(Rollout).where(Rollout.application_id == app.id))}
+                                "endedAt": r.ended_at, "desiredStatus": r.desired_status}
+              for r in session.scalars(select(Rollout).where(Rollout.application_id == app.id)
+                                       .order_by(Rollout.id))}  # a deployment's latest
     waiting = frozenset(session.scalars(select(RolloutPin.server_id)
                                         .where(RolloutPin.application_id == app.id)))
     return [{**shown(d, _per_server(d.number, live, waiting) if d.state == OPEN

@@ -124,6 +124,34 @@ def start(session: Session, app: Application, previous: Deployment, new: Deploym
     return rollout
 
 
+def start_status(session: Session, app: Application, old: str, current: Deployment,
+                 policy: Policy) -> Rollout | None:
+    """A start or stop reaching the servers `maxParallel` at a time: the others keep `old`
+    meanwhile. None when every server can have it at once."""
+    servers = list(session.scalars(select(ServerArtifact.server_id)
+                                   .where(ServerArtifact.application_id == app.id)
+                                   .order_by(ServerArtifact.server_id)))
+    first = policy.maxParallel
+    if first is None or first >= len(servers):
+        return None
+    session.execute(insert(RolloutPin), [
+        {"application_id": app.id, "server_id": sid, "deployment_id": current.id,
+         "desired_status": old} for sid in servers])
+    rollout = Rollout(application_id=app.id, deployment_id=current.id, previous_id=current.id,
+                      policy=shown_policy(policy), desired_status=app.desired_status,
+                      state="RUNNING", promoted=True, updated=[], healthy_since={},
+                      batch_started_at=now_ms(), message="", started_at=now_ms())
+    session.add(rollout)
+    session.flush()
+    _release(session, rollout, servers[:first])
+    return rollout
+
+
+def in_progress(session: Session, app_id: int) -> Rollout | None:
+    return session.scalars(select(Rollout).where(Rollout.application_id == app_id,
+                                                 Rollout.state.in_(ACTIVE))).first()
+
+
 def _release(session: Session, rollout: Rollout, servers: list[int],
              now: int | None = None) -> None:
     session.execute(delete(RolloutPin).where(RolloutPin.application_id == rollout.application_id,
@@ -159,11 +187,12 @@ def advance(session: Session, rollout: Rollout, now: int | None = None) -> int:
                                  .where(ServerArtifact.application_id
                                         == rollout.application_id))}
     healthy = dict(rollout.healthy_since)
+    wanted = rollout.desired_status or "STARTED"
     for sid in rollout.updated:
         about, status, message = instances.get(sid, (0, "UNDEPLOYED", ""))
         if about == new.number and status == "DEPLOYMENT_FAILED":
             return _failed(session, rollout, sid, message or "deployment failed")
-        if about == new.number and status == "STARTED":
+        if about == new.number and status == wanted:
             healthy.setdefault(str(sid), now)
         else:
             healthy.pop(str(sid), None)
@@ -182,7 +211,7 @@ def advance(session: Session, rollout: Rollout, now: int | None = None) -> int:
         session.execute(delete(RolloutPin).where(
             RolloutPin.application_id == rollout.application_id))
         return 1
-    if policy.canary and not rollout.promoted:
+    if policy.canary and not rollout.promoted and rollout.desired_status is None:
         rollout.state = "WAITING"
         rollout.message = (f"canary of {len(rollout.updated)} healthy; promote to go on, or "
                            "cancel to revert")
@@ -194,6 +223,9 @@ def advance(session: Session, rollout: Rollout, now: int | None = None) -> int:
 
 def _failed(session: Session, rollout: Rollout, server_id: int, why: str) -> int:
     message = f"server {server_id}: {why}"
+    if rollout.desired_status is not None:  # a start or stop: stopped where it is
+        _finish(session, rollout, "FAILED", message)
+        return 1
     if (policy_of(rollout.policy) or Policy()).autoRevert:
         _revert(session, rollout)
         _finish(session, rollout, "REVERTED", message)

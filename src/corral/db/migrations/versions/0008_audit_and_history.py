@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("previous_id", sa.Integer(),
                   sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
         sa.Column("policy", sa.JSON(), nullable=False),
+        sa.Column("desired_status", sa.String(16), nullable=True),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("promoted", sa.Boolean(), nullable=False),
         sa.Column("updated", sa.JSON(), nullable=False),
@@ -87,6 +88,7 @@ def upgrade() -> None:
                   primary_key=True),
         sa.Column("deployment_id", sa.Integer(),
                   sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("desired_status", sa.String(16), nullable=True),
     )
     op.create_index("ix_rollout_pins_server_id", "rollout_pins", ["server_id"])
     # what is deployed now has a history of one; it is settled at the next report
