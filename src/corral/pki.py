@@ -70,7 +70,7 @@ class CertificateAuthority:
     def from_pem(cls, key_pem: bytes, cert_pem: bytes) -> CertificateAuthority:
         key = serialization.load_pem_private_key(key_pem, password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise RuntimeError("the CA key is not an EC private key")
+            raise TypeError("the CA key is not an EC private key")
         return cls(key, x509.load_pem_x509_certificate(cert_pem))
 
     @classmethod

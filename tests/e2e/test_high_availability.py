@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import boto3
 import httpx
@@ -390,7 +390,7 @@ class Load:
             self.outcomes.append((time.monotonic() - began, outcome))
             self._stop.wait(max(0.0, self.every - (time.monotonic() - began)))
 
-    def __enter__(self) -> Load:
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=self.run, daemon=True)
         self._thread.start()
         return self

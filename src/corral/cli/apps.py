@@ -262,10 +262,13 @@ def app_show(application: str, target: TargetOpt = None, output: OutputOpt = For
 
 
 def _set_status(application: str, target: str | None, desired: str, wait: bool,
-                timeout: float) -> None:
+                timeout: float, max_parallel: int | None) -> None:
     api = Api.from_config()
     app = api.find_app(application, target)
-    api.hybrid("PATCH", f"/applications/{app['id']}", json={"desiredStatus": desired})
+    body: dict[str, Any] = {"desiredStatus": desired}
+    if max_parallel is not None:
+        body["rollout"] = {"maxParallel": max_parallel}
+    api.hybrid("PATCH", f"/applications/{app['id']}", json=body)
     console.print(f"{app['name']} ({app['id']}): desired status {desired}")
     if wait:
         _wait(api, app["id"], desired, timeout)
@@ -273,16 +276,16 @@ def _set_status(application: str, target: str | None, desired: str, wait: bool,
 
 @app_app.command("start")
 def app_start(application: str, target: TargetOpt = None, wait: WaitOpt = False,
-              timeout: TimeoutOpt = 300) -> None:
+              timeout: TimeoutOpt = 300, max_parallel: MaxParallelOpt = None) -> None:
     """Start an application on every server of its target."""
-    _set_status(application, target, "STARTED", wait, timeout)
+    _set_status(application, target, "STARTED", wait, timeout, max_parallel)
 
 
 @app_app.command("stop")
 def app_stop(application: str, target: TargetOpt = None, wait: WaitOpt = False,
-             timeout: TimeoutOpt = 300) -> None:
+             timeout: TimeoutOpt = 300, max_parallel: MaxParallelOpt = None) -> None:
     """Stop an application on every server of its target."""
-    _set_status(application, target, "STOPPED", wait, timeout)
+    _set_status(application, target, "STOPPED", wait, timeout, max_parallel)
 
 
 @app_app.command("redeploy")

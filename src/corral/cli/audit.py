@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from corral.cli.api_client import Api
-from corral.client import ApiError
 from corral.cli.output import Column, Format, OutputOpt, fail, show_list
+from corral.client import ApiError
 
 AUDIT_COLUMNS: list[Column] = [
     ("TIME", lambda e: dt.datetime.fromtimestamp(e["time"] / 1000).strftime(

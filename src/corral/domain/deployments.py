@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from corral.artifacts.multipart import UploadForm
-
 from corral.db.models import Application, Artifact, Deployment, Target
 from corral.domain import applications, history, rollouts
 from corral.domain.accounts import Scope

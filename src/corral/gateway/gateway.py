@@ -23,7 +23,7 @@ from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import agents, replicas
 from corral.domain.agent_link import NoAgents
-from corral.errors import AgentUnavailable, CorralError
+from corral.errors import CorralError
 from corral.gateway.artifacts import stream_artifact
 from corral.gateway.bursts import Burst
 from corral.gateway.connection import AgentConnection

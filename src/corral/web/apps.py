@@ -67,8 +67,8 @@ def app_page(console: ConsoleDep, app_id: int, partial: str | None = None) -> HT
 async def app_rollout(console: ConsoleDep, app_id: int, history_id: int, action: str) -> Response:
     here = f"/apps/{app_id}"
     changes = {"promote": (deployments.promote, "Promoted: the other servers follow."),
-               "cancel": (deployments.cancel, "Cancelled: every server returns to the "
-                                              "previous deployment.")}
+               "cancel": (deployments.cancel,
+                          "Cancelled: every server returns to the previous deployment.")}
     if action not in changes:
         return console.redirect(here, error=f"unknown action {action!r}")
     fn, notice = changes[action]
