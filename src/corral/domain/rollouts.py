@@ -167,6 +167,12 @@ def _finish(session: Session, rollout: Rollout, state: str, message: str) -> Non
     rollout.ended_at = now_ms()
 
 
+def any_running(session: Session) -> bool:
+    """Cheap, read-only: whether `advance_all` has anything to do."""
+    return session.scalar(select(Rollout.id).where(Rollout.state == "RUNNING").limit(1)) \
+        is not None
+
+
 def advance_all(session: Session) -> int:
     """One step of every running rollout; how many moved on."""
     moved = 0
@@ -188,8 +194,8 @@ def advance(session: Session, rollout: Rollout, now: int | None = None) -> int:
                                         == rollout.application_id))}
     healthy = dict(rollout.healthy_since)
     wanted = rollout.desired_status or "STARTED"
-    for sid in rollout.updated:
-        about, status, message = instances.get(sid, (0, "UNDEPLOYED", ""))
+    for sid in [s for s in rollout.updated if s in instances]:  # left the group: not counted
+        about, status, message = instances[sid]
         if about == new.number and status == "DEPLOYMENT_FAILED":
             return _failed(session, rollout, sid, message or "deployment failed")
         if about == new.number and status == wanted:
@@ -202,7 +208,7 @@ def advance(session: Session, rollout: Rollout, now: int | None = None) -> int:
     if healthy != rollout.healthy_since:
         rollout.healthy_since = healthy
     ready = all(str(sid) in healthy and now - healthy[str(sid)]
-                >= policy.minHealthySeconds * 1000 for sid in rollout.updated)
+                >= policy.minHealthySeconds * 1000 for sid in rollout.updated if sid in instances)
     if not ready:
         return 0
     waiting = [sid for sid in sorted(instances) if sid not in rollout.updated]

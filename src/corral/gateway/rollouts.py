@@ -27,6 +27,8 @@ class RolloutDriver:
             if not self.leadership.leading:
                 continue
             try:
-                await in_worker(self.plane.sessions, rollouts.advance_all)
+                # a read first: no write transaction (SQLite's one writer) when none runs
+                if await in_worker(self.plane.readers, rollouts.any_running):
+                    await in_worker(self.plane.sessions, rollouts.advance_all)
             except Exception:
                 log.exception("advancing rollouts failed")
