@@ -176,3 +176,35 @@ def test_a_stop_and_a_start_honour_max_parallel(api: Api, plane: ControlPlane) -
     assert api.patch(f"/applications/{app['id']}",
                      json={"desiredStatus": "STARTED"}).status_code == 200
     assert [_status_sent(plane, sid) for sid in sids] == ["STARTED", "STOPPED", "STOPPED"]
+
+
+def _apps_sent(plane: ControlPlane, sid: int) -> list[tuple[str, int]]:
+    return [(a["name"], a["deploymentId"]) for a in desired(plane, sid)["applications"]]
+
+
+def test_a_first_deploy_rolls_out_and_a_failure_removes_it(api: Api,
+                                                           plane: ControlPlane) -> None:
+    sids = [api.register(f"fresh-{i}") for i in range(3)]
+    group = api.post("/serverGroups", json={"name": "fresh", "serverIds": sids}).json()["data"]
+    r = api.post("/applications", data={
+        "artifactName": "fresh", "targetId": str(group["id"]),
+        "rollout": json.dumps({"maxParallel": 2, "autoRevert": True})},
+        files={"file": ("fresh.zip", make_zip(), "application/zip")})
+    assert r.status_code == 202, r.text
+    app = r.json()["data"]
+    assert [_apps_sent(plane, sid) for sid in sids] == [[("fresh", 1)], [("fresh", 1)], []]
+    [first] = _history(api, app["id"])
+    assert {s["status"] for s in first["servers"]} == {"DEPLOYING", "WAITING"}
+    _report(plane, sids[0], "fresh", 1, "STARTED")
+    _report(plane, sids[1], "fresh", 1, "DEPLOYMENT_FAILED", "crashed")
+    _advance(plane)
+    assert [_apps_sent(plane, sid) for sid in sids] == [[], [], []]  # it runs nowhere now
+    [first] = _history(api, app["id"])
+    assert (first["state"], first["rollout"]["state"]) == ("ROLLED_BACK", "REVERTED")
+
+    _redeploy(api, app, "v2", None)  # a version that works reaches every server
+    assert [_apps_sent(plane, sid) for sid in sids] == [[("fresh", 2)]] * 3
+    r = api.post("/applications", data={"artifactName": "bad", "targetId": str(group["id"]),
+                                        "rollout": '{"canary": -1}'},
+                 files={"file": ("bad.zip", make_zip(), "application/zip")})
+    assert r.status_code == 400 and "canary" in r.json()["message"]

@@ -212,12 +212,18 @@ def deploy(
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 300,
     output: OutputOpt = Format.table,
+    max_parallel: MaxParallelOpt = None,
+    auto_revert: AutoRevertOpt = False,
+    canary: CanaryOpt = None,
+    min_healthy: MinHealthyOpt = None,
+    health_deadline: DeadlineOpt = None,
 ) -> None:
-    """Upload an artifact and deploy it as a new application (every server of the target at
-    once: there is no earlier version to keep; rollouts apply to redeploys)."""
+    """Upload an artifact and deploy it as a new application; on a group or cluster,
+    optionally a few servers at a time (a rollout)."""
     api = Api.from_config()
     t = api.find_target(target)
-    fields = {"artifactName": name, "targetId": str(t["id"])}
+    fields = {"artifactName": name, "targetId": str(t["id"]),
+              **_rollout(max_parallel, auto_revert, canary, min_healthy, health_deadline)}
     props = _properties(prop)
     if props:
         fields["configuration"] = json.dumps(
@@ -227,7 +233,9 @@ def deploy(
         show_object(output, app, [])
         return
     console.print(f"Deployed {name} as application {app['id']} to {t['name']}")
-    if wait:
+    if wait and "rollout" in fields and t["type"] != "SERVER":
+        _watch_rollout(api, app["id"], timeout)
+    elif wait:
         _wait(api, app["id"], "STARTED", timeout)
 
 

@@ -377,8 +377,10 @@ class Rollout(Base):
         ForeignKey("applications.id", ondelete="CASCADE"), index=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
     """The history row of the deployment being rolled out."""
-    previous_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
-    """The deployment the servers not yet reached keep running (and a revert returns to)."""
+    previous_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"))
+    """The deployment the servers not yet reached keep running (and a revert returns to);
+    None for a first deployment: they run nothing of it yet."""
     policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
     desired_status: Mapped[str | None] = mapped_column(String(16))
     """A start or stop spread over the servers (the deployment stays the same); None for a
@@ -404,6 +406,8 @@ class RolloutPin(Base):
         ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True)
     server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"),
                                            primary_key=True, index=True)
-    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    deployment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"))
+    """None: the application does not run here yet (a first deployment rolling out)."""
     desired_status: Mapped[str | None] = mapped_column(String(16))
     """For a start or stop spread over the servers: the status this server keeps meanwhile."""

@@ -25,11 +25,11 @@ from corral.errors import Conflict, InvalidInput
 def deploy(session: Session, scope: Scope, fields: Mapping[str, str], upload: UploadForm,
            *, properties: dict[str, str] | None = None, by: str = "") -> Application:
     """A new application from ARM's form: `artifactName`, `targetId`, `configuration` (JSON
-    text) or, from the console, `properties`; and the file. `by`: who, for the history. A
-    `rollout` is checked but changes nothing: a first deployment has no earlier version to
-    keep running, so every server gets it at once."""
+    text) or, from the console, `properties`; and the file. `by`: who, for the history. With a
+    `rollout` (or the target's default) it reaches a group's or cluster's servers a batch at a
+    time; the others run nothing of it until then."""
     name = fields.get("artifactName")
-    rollouts.parse_policy(fields.get("rollout"))
+    policy = rollouts.parse_policy(fields.get("rollout"))
     target = applications.check_deployable(session, scope, name, fields.get("targetId"))
     configuration = _configuration(fields.get("configuration"), properties, str(name))
     if upload.file is None:
@@ -37,7 +37,10 @@ def deploy(session: Session, scope: Scope, fields: Mapping[str, str], upload: Up
     artifact = _keep_artifact(session, scope, upload, str(name))
     app = applications.deploy(session, scope, name=str(name), target=target,
                               artifact=artifact, configuration=configuration or {})
-    history.begin(session, app, "deploy", by)
+    first = history.begin(session, app, "deploy", by)
+    policy = policy or rollouts.policy_of(target.rollout_policy)
+    if policy is not None and target.type != "SERVER":
+        rollouts.start(session, app, None, first, policy)
     return app
 
 

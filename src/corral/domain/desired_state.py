@@ -74,7 +74,8 @@ def messages(session: Session, server_ids: list[int], secret_of: SecretOf,
             mine = sorted(apps.get(sid, []) + apps.get(group_id or 0, [])
                           + apps.get(cluster_id or 0, []))
             if sid in pinned:  # a rollout has not reached this server: what it ran before
-                mine = [(n, pinned[sid].get(n, part)) for n, part in mine]
+                kept = [(n, pinned[sid].get(n, part)) for n, part in mine]
+                mine = [(n, part) for n, part in kept if part is not None]
             text = (f'{{"v":{wire.VERSION},"type":"desired","revision":{revision},'
                     f'"serverId":{sid},"serverName":{_json(name)},'
                     f'"cluster":{clusters.get(cluster_id or 0, "null")},'
@@ -111,10 +112,11 @@ def _application_parts(session: Session, target_ids: set[int]
     return found
 
 
-def _pinned_parts(session: Session, server_ids: list[int]) -> dict[int, dict[str, str]]:
+def _pinned_parts(session: Session, server_ids: list[int]
+                  ) -> dict[int, dict[str, str | None]]:
     """Per server a rollout has not reached: (name → encoded application) of the deployment
-    it keeps running (a `RolloutPin`)."""
-    found: dict[int, dict[str, str]] = defaultdict(dict)
+    it keeps running (a `RolloutPin`), or None where the application is not to run yet."""
+    found: dict[int, dict[str, str | None]] = defaultdict(dict)
     for sid, app_id, name, status, kept, number, conf, sha256, sha1, size, file_name in \
             session.execute(
                 select(RolloutPin.server_id, Application.id, Application.name,
@@ -122,10 +124,10 @@ def _pinned_parts(session: Session, server_ids: list[int]) -> dict[int, dict[str
                        Deployment.number, Deployment.configuration,
                        Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
                 .join(Application, Application.id == RolloutPin.application_id)
-                .join(Deployment, Deployment.id == RolloutPin.deployment_id)
-                .join(Artifact, Artifact.id == Deployment.artifact_id)
+                .outerjoin(Deployment, Deployment.id == RolloutPin.deployment_id)
+                .outerjoin(Artifact, Artifact.id == Deployment.artifact_id)
                 .where(RolloutPin.server_id.in_(server_ids))):
-        found[sid][name] = _json({
+        found[sid][name] = None if number is None else _json({
             "name": name, "applicationId": app_id, "deploymentId": number,
             "desiredStatus": kept or status,
             "artifact": {"sha256": sha256, "sha1": sha1, "size": size, "fileName": file_name},

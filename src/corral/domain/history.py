@@ -77,8 +77,8 @@ def _per_server(number: int, instances: list[Any],
         if i.deployment_id == number:
             return {"status": i.last_reported_status, "message": i.message or ""}
         if i.server_id in waiting:
-            return {"status": "WAITING", "message": f"runs deployment {i.deployment_id} until "
-                                                    "the rollout reaches it"}
+            runs = f"runs deployment {i.deployment_id}" if i.deployment_id else "runs nothing"
+            return {"status": "WAITING", "message": f"{runs} until the rollout reaches it"}
         return {"status": "DEPLOYING", "message": ""}
 
     return [{"serverId": i.server_id, "serverName": i.name, **one(i)} for i in instances]

@@ -98,10 +98,11 @@ def shown_policy(policy: Policy) -> dict[str, Any]:
     return asdict(policy)
 
 
-def start(session: Session, app: Application, previous: Deployment, new: Deployment,
+def start(session: Session, app: Application, previous: Deployment | None, new: Deployment,
           policy: Policy) -> Rollout | None:
-    """Pin every server of the application to `previous`, then release the first batch. None
-    when the policy releases every server at once anyway (nothing to orchestrate)."""
+    """Pin every server of the application to `previous` (None, for a first deployment: to
+    nothing), then release the first batch. None when the policy releases every server at
+    once anyway (nothing to orchestrate)."""
     servers = list(session.scalars(select(ServerArtifact.server_id)
                                    .where(ServerArtifact.application_id == app.id)
                                    .order_by(ServerArtifact.server_id)))
@@ -113,9 +114,10 @@ def start(session: Session, app: Application, previous: Deployment, new: Deploym
         _finish(session, earlier, "CANCELLED", "replaced by a newer deployment")
     session.execute(delete(RolloutPin).where(RolloutPin.application_id == app.id))
     session.execute(insert(RolloutPin), [
-        {"application_id": app.id, "server_id": sid, "deployment_id": previous.id}
-        for sid in servers])
-    rollout = Rollout(application_id=app.id, deployment_id=new.id, previous_id=previous.id,
+        {"application_id": app.id, "server_id": sid,
+         "deployment_id": previous.id if previous else None} for sid in servers])
+    rollout = Rollout(application_id=app.id, deployment_id=new.id,
+                      previous_id=previous.id if previous else None,
                       policy=shown_policy(policy), state="RUNNING", promoted=False, updated=[],
                       healthy_since={}, batch_started_at=now_ms(), message="", started_at=now_ms())
     session.add(rollout)
@@ -247,9 +249,21 @@ def _revert(session: Session, rollout: Rollout) -> None:
     """Every server back on the previous deployment: the application row itself returns to it
     (servers never reached run it already and restart nothing), and the pins go."""
     app = session.get_one(Application, rollout.application_id)
-    previous = session.get_one(Deployment, rollout.previous_id)
     new = session.get_one(Deployment, rollout.deployment_id)
     history.end(session, new, "ROLLED_BACK")
+    if rollout.previous_id is None:
+        # a first deployment: what ran before was nothing; the servers it reached stop and
+        # remove it, and the application waits for a deployment that works
+        session.execute(delete(RolloutPin).where(RolloutPin.application_id == app.id))
+        servers = list(session.scalars(select(ServerArtifact.server_id)
+                                       .where(ServerArtifact.application_id == app.id)))
+        if servers:
+            session.execute(insert(RolloutPin), [
+                {"application_id": app.id, "server_id": sid, "deployment_id": None}
+                for sid in servers])
+        desired_state.changed(session, targets=[app.target_id])
+        return
+    previous = session.get_one(Deployment, rollout.previous_id)
     app.artifact_id = previous.artifact_id
     app.configuration = dict(previous.configuration or {})
     app.deployment_id = previous.number

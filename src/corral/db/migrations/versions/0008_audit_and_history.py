@@ -66,7 +66,7 @@ def upgrade() -> None:
         sa.Column("deployment_id", sa.Integer(),
                   sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
         sa.Column("previous_id", sa.Integer(),
-                  sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+                  sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=True),
         sa.Column("policy", sa.JSON(), nullable=False),
         sa.Column("desired_status", sa.String(16), nullable=True),
         sa.Column("state", sa.String(16), nullable=False),
@@ -87,7 +87,7 @@ def upgrade() -> None:
         sa.Column("server_id", sa.Integer(), sa.ForeignKey("servers.id", ondelete="CASCADE"),
                   primary_key=True),
         sa.Column("deployment_id", sa.Integer(),
-                  sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=False),
+                  sa.ForeignKey("deployments.id", ondelete="CASCADE"), nullable=True),
         sa.Column("desired_status", sa.String(16), nullable=True),
     )
     op.create_index("ix_rollout_pins_server_id", "rollout_pins", ["server_id"])
