@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from corral.db.models import (
@@ -93,25 +93,26 @@ def end(session: Session, row: Deployment, state: str) -> None:
 
 def settle(session: Session, app_ids: Iterable[int]) -> None:
     """After reports: end the open deployments of these applications that every instance
-    has settled (SUCCEEDED), or that one instance failed (FAILED)."""
+    has settled (SUCCEEDED), or that one instance failed (FAILED). One aggregate query for
+    all of them: a group of ten thousand reporting in bursts is counted, not loaded."""
     ids = sorted(set(app_ids))
     if not ids:
         return
-    open_rows = {d.application_id: d for d in session.scalars(select(Deployment).where(
-        Deployment.application_id.in_(ids), Deployment.state == OPEN))}
-    if not open_rows:
-        return
-    wanted: dict[int, str] = {app_id: status for app_id, status in session.execute(
-        select(Application.id, Application.desired_status)
-        .where(Application.id.in_(sorted(open_rows))))}
-    for app_id, instances in _instances(session, open_rows).items():
-        row = open_rows[app_id]
-        about = [i for i in instances if i.deployment_id == row.number]
-        if any(i.last_reported_status in FAILED_STATUSES for i in about):
-            end(session, row, "FAILED")
-        elif instances and len(about) == len(instances) and all(
-                i.last_reported_status == wanted.get(app_id) for i in about):
-            end(session, row, "SUCCEEDED")
+    about = ServerArtifact.deployment_id == Deployment.number
+    settled = func.sum(case((and_(about, ServerArtifact.last_reported_status
+                                  == Application.desired_status), 1), else_=0))
+    failed = func.sum(case((and_(about, ServerArtifact.last_reported_status
+                                 .in_(FAILED_STATUSES)), 1), else_=0))
+    counts = session.execute(
+        select(Deployment.id, func.count(), settled, failed)
+        .join(ServerArtifact, ServerArtifact.application_id == Deployment.application_id)
+        .join(Application, Application.id == Deployment.application_id)
+        .where(Deployment.application_id.in_(ids), Deployment.state == OPEN)
+        .group_by(Deployment.id)).all()
+    for deployment_id, total, ok, bad in counts:
+        if bad or ok == total:
+            end(session, session.get_one(Deployment, deployment_id),
+                "FAILED" if bad else "SUCCEEDED")
 
 
 def listing(session: Session, app: Application) -> list[dict[str, Any]]:
