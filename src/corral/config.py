@@ -112,6 +112,9 @@ class Settings(BaseSettings):
         default=10, ge=1, le=1000,
         description="deployments kept in each application's history (their artifacts can be "
         "rolled back to); older ones, and artifacts nothing uses, are collected")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="a bearer token Prometheus scrapes GET /metrics with (an "
+        "admin's token works too)")
     audit_retention_days: int = Field(
         default=365, ge=1, le=36500,
         description="how long audit events are kept; older ones are removed by the leader")

@@ -11,6 +11,7 @@ from corral.api import (
     clusters,
     errors,
     health,
+    metrics,
     server_groups,
     servers,
     targets,
@@ -19,6 +20,6 @@ from corral.api import (
 
 def install(app: FastAPI) -> None:
     errors.install(app)
-    for module in (health, accounts, servers, server_groups, clusters, applications, targets,
-                   armui):
+    for module in (health, metrics, accounts, servers, server_groups, clusters, applications,
+                   targets, armui):
         app.include_router(module.router)

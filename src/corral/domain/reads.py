@@ -196,3 +196,15 @@ def _render(session: Session, rows: list[Row[Any]]) -> list[dict[str, Any]]:
             pinned[app_id][server_id] = number
     return [views.application_fields(r, _Artifact(r), shown_targets[r.target_id],
                                       instances[r.id], pinned.get(r.id)) for r in rows]
+
+
+def fleet_counts(session: Session) -> dict[str, dict[str, int]]:
+    """Servers by status, application instances by reported status and applications by
+    desired status, over every environment (what `GET /metrics` exposes)."""
+    def grouped(column: Any) -> dict[str, int]:
+        return {str(value): int(n) for value, n in
+                session.execute(select(column, func.count()).group_by(column))}
+
+    return {"servers": grouped(Server.status),
+            "instances": grouped(ServerArtifact.last_reported_status),
+            "applications": grouped(Application.desired_status)}

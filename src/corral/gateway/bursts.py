@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from prometheus_client import Histogram
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -26,10 +28,12 @@ T = TypeVar("T")
 
 class Burst(Generic[T]):
     def __init__(self, plane: ControlPlane, store: Callable[[Session, list[T]], object],
-                 what: str, *, still: Callable[[T], bool] = lambda _item: True) -> None:
+                 what: str, *, still: Callable[[T], bool] = lambda _item: True,
+                 timer: Histogram | None = None) -> None:
         """`store(session, items)` runs once per burst; `still` drops an item that no longer
-        applies when its burst is stored."""
+        applies when its burst is stored; `timer` measures each burst's storing."""
         self.plane = plane
+        self._timer = timer
         self._store = store
         self._what = what
         self._still = still
@@ -53,8 +57,11 @@ class Burst(Generic[T]):
             batch = [item for item in self.take() if self._still(item)]
             if not batch:
                 continue
+            began = time.perf_counter()
             try:
                 await in_worker(self.plane.sessions, self._store, batch)
+                if self._timer is not None:
+                    self._timer.observe(time.perf_counter() - began)
             except UNAVAILABLE as exc:
                 # the database restarting: keep them (a report is the agent's latest word;
                 # it sends none again until something changes) and try again shortly

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from corral import wire
+from corral import metrics, wire
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import agents, replicas
@@ -48,8 +48,8 @@ class Gateway:
         self.port = port
         self.connections: dict[int, AgentConnection] = {}
         self.pusher = Pusher(plane, self.connections)
-        self.reports: Burst[tuple[int, wire.Report]] = Burst(plane, agents.record_reports,
-                                                             "reports")
+        self.reports: Burst[tuple[int, wire.Report]] = Burst(
+            plane, agents.record_reports, "reports", timer=metrics.REPORT_SECONDS)
         # servers whose agent went away become DISCONNECTED together (a network cut drops
         # thousands at once); one that came back meanwhile stays as it is
         self.departures: Burst[int] = Burst(
@@ -86,6 +86,7 @@ class Gateway:
         )
         self.plane.listeners.append(self._on_change)
         self.plane.agents = self
+        metrics.CONNECTED_AGENTS.set_function(lambda: len(self.connections))
         await in_worker(self.plane.sessions, replicas.announce, self.plane.replica_id,
                         self.plane.settings.own_gateway_base)
         self._tasks = [asyncio.create_task(self.notices.run()),

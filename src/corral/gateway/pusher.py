@@ -7,7 +7,7 @@ import contextlib
 
 from websockets.exceptions import ConnectionClosed
 
-from corral import wire
+from corral import metrics, wire
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import agents
@@ -39,6 +39,10 @@ class Pusher:
                 await self._send(ids[start : start + BATCH])
 
     async def _send(self, chunk: list[int]) -> None:
+        with metrics.PUSH_SECONDS.time():
+            await self._assemble_and_send(chunk)
+
+    async def _assemble_and_send(self, chunk: list[int]) -> None:
         messages = await in_worker(self.plane.sessions, agents.desired_messages, chunk,
                                    self.plane.sealer, self.plane.settings.agent_gateway_urls)
         sends = []

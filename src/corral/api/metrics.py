@@ -1,0 +1,97 @@
+"""`GET /metrics`: Prometheus' exposition of this control plane (`corral.metrics`) and of the
+fleet's counts, read from the database at each scrape. It needs `Authorization: Bearer` with
+the scrape token (`CORRAL_METRICS_TOKEN`) or an admin's token. `RequestTimer` times every
+request by its route's template (never by id: the series stay few whatever the fleet)."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from corral import metrics
+from corral.api.deps import TokenDep
+from corral.db.session import transaction
+from corral.domain import reads
+from corral.errors import Forbidden, Unauthenticated
+from corral.http_context import PlaneDep
+
+router = APIRouter(include_in_schema=False)
+
+
+class _Fleet:
+    """The fleet's counts as gauges, collected at scrape time."""
+
+    def __init__(self, counts: dict[str, dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        for name, label, what in (
+                ("servers", "status", "servers by status"),
+                ("instances", "status", "application instances by reported status"),
+                ("applications", "desired_status", "applications by desired status")):
+            family = GaugeMetricFamily(f"corral_{name}", what, labels=[label])
+            for value, n in sorted(self.counts[name].items()):
+                family.add_metric([value], n)
+            yield family
+
+
+@router.get("/metrics")
+async def scrape(plane: PlaneDep, token: TokenDep) -> Response:
+    scrape_token = plane.settings.metrics_token
+    if not (token and scrape_token and
+            hmac.compare_digest(token, scrape_token.get_secret_value())):
+        if not token:
+            raise Unauthenticated("a bearer token is required: CORRAL_METRICS_TOKEN or an "
+                                  "admin's")
+        principal = plane.principals.resolve(plane.readers, token, None, None,
+                                             scoped=False)[0]
+        if not principal.may("admin"):
+            raise Forbidden("metrics are for the scrape token or an admin")
+
+    def counts() -> dict[str, dict[str, int]]:
+        with transaction(plane.readers) as session:
+            return reads.fleet_counts(session)
+
+    fleet = CollectorRegistry(auto_describe=False)
+    fleet.register(_Fleet(await run_in_threadpool(counts)))  # type: ignore[arg-type]
+    body = generate_latest(metrics.REGISTRY) + generate_latest(fleet)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class RequestTimer:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        answered = {"status": 500}
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered["status"] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            # labels from closed sets only: a route's template (not the path), a known method
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            status = answered["status"]
+            metrics.HTTP_SECONDS.labels(method, route, f"{status // 100}xx").observe(
+                time.perf_counter() - began)
+            if status in (401, 429) and method == "POST" and \
+                    scope["path"] in ("/accounts/login", "/login"):
+                metrics.LOGINS_FAILED.inc()

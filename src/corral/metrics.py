@@ -1,0 +1,27 @@
+"""The control plane's own measurements, for Prometheus (`GET /metrics`, `api/metrics.py`):
+request, push and report latencies, failed sign-ins and connected agents of this process. The
+fleet's counts (servers and instances by status) are read from the database at each scrape.
+Labels stay few on purpose: a route's template, never a server or an application, so that a
+fleet of ten thousand servers costs no more series than one of ten."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+HTTP_SECONDS = Histogram(
+    "corral_http_request_duration_seconds", "API and console requests, by route template",
+    ["method", "route", "status"], registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+PUSH_SECONDS = Histogram(
+    "corral_push_duration_seconds",
+    "assembling and sending desired state to a batch of up to 2,000 agents", registry=REGISTRY,
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+REPORT_SECONDS = Histogram(
+    "corral_report_store_duration_seconds", "storing one burst of agents' reports",
+    registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+LOGINS_FAILED = Counter("corral_logins_failed", "sign-ins refused (API and console)",
+                        registry=REGISTRY)
+CONNECTED_AGENTS = Gauge("corral_connected_agents",
+                         "agents connected to this replica's gateway", registry=REGISTRY)
