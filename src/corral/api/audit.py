@@ -9,8 +9,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from corral.api.middleware import StatusOf
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import audit
@@ -31,17 +32,11 @@ class AuditTrail:
                 or scope["path"] in NOT_AUDITED:
             await self.app(scope, receive, send)
             return
-        answered = {"status": 500}
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                answered["status"] = int(message["status"])
-            await send(message)
-
+        answered = StatusOf(send)
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receive, answered)
         finally:
-            await self._record(scope, answered["status"])
+            await self._record(scope, answered.status)
 
     async def _record(self, scope: Scope, status: int) -> None:
         state: dict[str, Any] = scope.get("state") or {}

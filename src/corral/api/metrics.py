@@ -8,14 +8,15 @@ from __future__ import annotations
 import hmac
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from corral import metrics
 from corral.api.deps import TokenDep
+from corral.api.middleware import StatusOf
 from corral.db.session import transaction
 from corral.domain import reads
 from corral.errors import Forbidden, Unauthenticated
@@ -76,20 +77,14 @@ class RequestTimer:
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
-        answered = {"status": 500}
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                answered["status"] = int(message["status"])
-            await send(message)
-
+        answered = StatusOf(send)
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receive, answered)
         finally:
             # labels from closed sets only: a route's template (not the path), a known method
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
-            status = answered["status"]
+            status = answered.status
             metrics.HTTP_SECONDS.labels(method, route, f"{status // 100}xx").observe(
                 time.perf_counter() - began)
             if status in (401, 429) and method == "POST" and \

@@ -31,6 +31,20 @@ SECURITY_HEADERS = [
 ]
 
 
+class StatusOf:
+    """A `send` that remembers the response's status (500 until one starts), for middleware
+    that acts once the answer is known (the audit trail, request timing)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        await self._send(message)
+
+
 def is_upload(method: str, path: str) -> bool:
     return any(method == m and pattern.fullmatch(path) for m, pattern in UPLOAD_ROUTES)
 
