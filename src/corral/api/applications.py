@@ -22,7 +22,7 @@ from corral.api.deps import (
 from corral.artifacts.multipart import UploadForm
 from corral.artifacts.store import iter_blob
 from corral.db.session import transaction
-from corral.domain import applications, deployments, history, logs, reads
+from corral.domain import accounts, applications, deployments, history, logs, reads
 from corral.errors import AgentUnavailable
 from corral.http_context import PlaneDep, read_upload
 
@@ -76,7 +76,7 @@ async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
     def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
             app = deployments.deploy(session, scope, form.fields, form,
-                                     by=history.actor_name(session, principal))
+                                     by=accounts.display_name(session, principal))
             return reads.application(session, scope, app.id)
 
     try:
@@ -139,7 +139,7 @@ async def patch_application(
     def redeploy() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
             deployments.redeploy(session, scope, app_id, form.fields, form,
-                                 by=history.actor_name(session, principal))
+                                 by=accounts.display_name(session, principal))
             return reads.application(session, scope, app_id)
 
     try:
@@ -171,7 +171,7 @@ async def rollback(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
     def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
             deployments.rollback(session, scope, app_id, body.deploymentId,
-                                 by=history.actor_name(session, principal),
+                                 by=accounts.display_name(session, principal),
                                  rollout=body.rollout)
             return reads.application(session, scope, app_id)
 

@@ -457,6 +457,13 @@ def whoami(session: Session, principal: Principal) -> User | ConnectedApp:
     return session.get_one(ConnectedApp, principal.client_id)
 
 
+def display_name(session: Session, principal: Principal) -> str:
+    """How a principal is shown (the console's header, a deployment's author): a user's
+    username, a connected app's name."""
+    who = whoami(session, principal)
+    return who.username if isinstance(who, User) else who.name
+
+
 def own_organization(session: Session, principal: Principal, org_id: str) -> Organization:
     """An organization the principal may read: its own (404 for none, 403 for another)."""
     org = session.get(Organization, org_id) if len(org_id) <= 64 else None

@@ -100,16 +100,22 @@ def _application_parts(session: Session, target_ids: set[int]
                Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
         .join(Artifact, Artifact.id == Application.artifact_id)
         .where(Application.target_id.in_(sorted(target_ids)))).all()
-    for target_id, app_id, name, deployment, status, conf, sha256, sha1, size, file_name in rows:
-        found[target_id].append((name, _json({
-            "name": name,
-            "applicationId": app_id,
-            "deploymentId": deployment,
-            "desiredStatus": status,
-            "artifact": {"sha256": sha256, "sha1": sha1, "size": size, "fileName": file_name},
-            "properties": properties_of(conf or {}),
-        })))
+    for target_id, *part in rows:
+        found[target_id].append((part[1], _part(*part)))
     return found
+
+
+def _part(app_id: int, name: str, deployment: int, status: str, conf: dict[str, Any] | None,
+          sha256: str, sha1: str, size: int, file_name: str) -> str:
+    """One application as a desired-state message lists it."""
+    return _json({
+        "name": name,
+        "applicationId": app_id,
+        "deploymentId": deployment,
+        "desiredStatus": status,
+        "artifact": {"sha256": sha256, "sha1": sha1, "size": size, "fileName": file_name},
+        "properties": properties_of(conf or {}),
+    })
 
 
 def _pinned_parts(session: Session, server_ids: list[int]
@@ -127,12 +133,8 @@ def _pinned_parts(session: Session, server_ids: list[int]
                 .outerjoin(Deployment, Deployment.id == RolloutPin.deployment_id)
                 .outerjoin(Artifact, Artifact.id == Deployment.artifact_id)
                 .where(RolloutPin.server_id.in_(server_ids))):
-        found[sid][name] = None if number is None else _json({
-            "name": name, "applicationId": app_id, "deploymentId": number,
-            "desiredStatus": kept or status,
-            "artifact": {"sha256": sha256, "sha1": sha1, "size": size, "fileName": file_name},
-            "properties": properties_of(conf or {}),
-        })
+        found[sid][name] = None if number is None else _part(
+            app_id, name, number, kept or status, conf, sha256, sha1, size, file_name)
     return found
 
 

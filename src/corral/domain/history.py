@@ -21,23 +21,14 @@ from corral.db.models import (
     RolloutPin,
     Server,
     ServerArtifact,
-    User,
     now_ms,
 )
-from corral.domain.accounts import Principal, whoami
 from corral.domain.configuration import properties_of
 from corral.domain.names import as_id
 from corral.errors import Conflict, NotFound
 
 OPEN = "IN_PROGRESS"
 FAILED_STATUSES = frozenset({"DEPLOYMENT_FAILED"})
-
-
-def actor_name(session: Session, principal: Principal | None) -> str:
-    if principal is None:
-        return ""
-    who = whoami(session, principal)
-    return who.username if isinstance(who, User) else who.name
 
 
 def begin(session: Session, app: Application, kind: str, by: str,

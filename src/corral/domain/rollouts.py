@@ -11,6 +11,7 @@ plane killed mid-rollout resumes it on restart, or another replica does."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -49,8 +50,6 @@ class Policy:
 
 def parse_policy(raw: object) -> Policy | None:
     """A `rollout` object (or its JSON text) as the API receives it; None when absent."""
-    import json
-
     if raw is None or raw == "":
         return None
     if isinstance(raw, str):
@@ -91,7 +90,8 @@ def parse_policy(raw: object) -> Policy | None:
 
 
 def policy_of(stored: Mapping[str, Any] | None) -> Policy | None:
-    return parse_policy(dict(stored)) if stored else None
+    """A policy as stored (`shown_policy`), checked when it was given."""
+    return Policy(**stored) if stored else None
 
 
 def shown_policy(policy: Policy) -> dict[str, Any]:
@@ -102,47 +102,48 @@ def start(session: Session, app: Application, previous: Deployment | None, new: 
           policy: Policy) -> Rollout | None:
     """Pin every server of the application to `previous` (None, for a first deployment: to
     nothing), then release the first batch. None when the policy releases every server at
-    once anyway (nothing to orchestrate)."""
-    servers = list(session.scalars(select(ServerArtifact.server_id)
-                                   .where(ServerArtifact.application_id == app.id)
-                                   .order_by(ServerArtifact.server_id)))
-    first = policy.batch(first=True, promoted=False)
-    if first is None or first >= len(servers):
-        return None
-    for earlier in session.scalars(select(Rollout).where(
-            Rollout.application_id == app.id, Rollout.state.in_(ACTIVE))):
-        _finish(session, earlier, "CANCELLED", "replaced by a newer deployment")
-    session.execute(delete(RolloutPin).where(RolloutPin.application_id == app.id))
-    session.execute(insert(RolloutPin), [
-        {"application_id": app.id, "server_id": sid,
-         "deployment_id": previous.id if previous else None} for sid in servers])
-    rollout = Rollout(application_id=app.id, deployment_id=new.id,
-                      previous_id=previous.id if previous else None,
-                      policy=shown_policy(policy), state="RUNNING", promoted=False, updated=[],
-                      healthy_since={}, batch_started_at=now_ms(), message="", started_at=now_ms())
-    session.add(rollout)
-    session.flush()
-    _release(session, rollout, servers[:first])
-    return rollout
+    once anyway (nothing to orchestrate). The caller has ended any rollout before
+    (`supersede`)."""
+    return _launch(session, app, policy.batch(first=True, promoted=False),
+                   pinned_to=previous.id if previous else None, kept_status=None,
+                   deployment_id=new.id, previous_id=previous.id if previous else None,
+                   policy=shown_policy(policy), promoted=False)
 
 
 def start_status(session: Session, app: Application, old: str, current: Deployment,
                  policy: Policy) -> Rollout | None:
     """A start or stop reaching the servers `maxParallel` at a time: the others keep `old`
     meanwhile. None when every server can have it at once."""
-    servers = list(session.scalars(select(ServerArtifact.server_id)
-                                   .where(ServerArtifact.application_id == app.id)
-                                   .order_by(ServerArtifact.server_id)))
-    first = policy.maxParallel
+    return _launch(session, app, policy.maxParallel, pinned_to=current.id, kept_status=old,
+                   deployment_id=current.id, previous_id=current.id,
+                   policy=shown_policy(policy), desired_status=app.desired_status,
+                   promoted=True)
+
+
+def _servers(session: Session, app_id: int) -> list[int]:
+    return list(session.scalars(select(ServerArtifact.server_id)
+                                .where(ServerArtifact.application_id == app_id)
+                                .order_by(ServerArtifact.server_id)))
+
+
+def _pin(session: Session, app_id: int, servers: list[int], deployment_id: int | None,
+         kept_status: str | None = None) -> None:
+    """These servers keep `deployment_id` (None: nothing of the application) meanwhile."""
+    if servers:
+        session.execute(insert(RolloutPin), [
+            {"application_id": app_id, "server_id": sid, "deployment_id": deployment_id,
+             "desired_status": kept_status} for sid in servers])
+
+
+def _launch(session: Session, app: Application, first: int | None, *, pinned_to: int | None,
+            kept_status: str | None, **fields: Any) -> Rollout | None:
+    servers = _servers(session, app.id)
     if first is None or first >= len(servers):
         return None
-    session.execute(insert(RolloutPin), [
-        {"application_id": app.id, "server_id": sid, "deployment_id": current.id,
-         "desired_status": old} for sid in servers])
-    rollout = Rollout(application_id=app.id, deployment_id=current.id, previous_id=current.id,
-                      policy=shown_policy(policy), desired_status=app.desired_status,
-                      state="RUNNING", promoted=True, updated=[], healthy_since={},
-                      batch_started_at=now_ms(), message="", started_at=now_ms())
+    _pin(session, app.id, servers, pinned_to, kept_status)
+    now = now_ms()
+    rollout = Rollout(application_id=app.id, state="RUNNING", updated=[], healthy_since={},
+                      batch_started_at=now, message="", started_at=now, **fields)
     session.add(rollout)
     session.flush()
     _release(session, rollout, servers[:first])
@@ -255,12 +256,7 @@ def _revert(session: Session, rollout: Rollout) -> None:
         # a first deployment: what ran before was nothing; the servers it reached stop and
         # remove it, and the application waits for a deployment that works
         session.execute(delete(RolloutPin).where(RolloutPin.application_id == app.id))
-        servers = list(session.scalars(select(ServerArtifact.server_id)
-                                       .where(ServerArtifact.application_id == app.id)))
-        if servers:
-            session.execute(insert(RolloutPin), [
-                {"application_id": app.id, "server_id": sid, "deployment_id": None}
-                for sid in servers])
+        _pin(session, app.id, _servers(session, app.id), None)
         desired_state.changed(session, targets=[app.target_id])
         return
     previous = session.get_one(Deployment, rollout.previous_id)

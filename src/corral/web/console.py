@@ -15,7 +15,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from corral.controlplane import ControlPlane
-from corral.db.models import User
 from corral.db.session import transaction
 from corral.domain import accounts
 from corral.domain.accounts import Principal, Scope
@@ -112,8 +111,7 @@ def console_for(request: Request, plane: PlaneDep) -> Console:
         env = next((e for e in envs if e.id == wanted), None) or next(
             (e for e in envs if e.name == "Production"), envs[0])
         scope = accounts.resolve_scope(session, principal, principal.organization_id, env.id)
-        me = accounts.whoami(session, principal)
-        who = me.username if isinstance(me, User) else me.name
+        who = accounts.display_name(session, principal)
         environments = [{"id": e.id, "name": e.name} for e in envs]
     console = Console(request, plane, token, scope, plane.sealer.mac(token), who, environments,
                       principal)
