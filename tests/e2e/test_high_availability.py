@@ -22,6 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from corral import wire
 from tests.conftest import S3_CREDENTIALS, _empty_postgres
 from tests.e2e.conftest import (
     ADMIN_PASSWORD,
@@ -130,6 +131,26 @@ def _version(agent: AgentProcess, name: str) -> str | None:
         return None
 
 
+def _replica_path_with(agent: AgentProcess, replica: ServeProcess) -> tuple[int | None, str]:
+    """(close code, reason) when the agent's certificate asks for the replicas' log path."""
+    import ssl
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    ctx = ssl.create_default_context(cafile=str(agent.directory / "ca.pem"))
+    ctx.load_cert_chain(agent.directory / "server.pem", agent.directory / "server.key")
+    url = f"wss://127.0.0.1:{replica.gateway_port}{wire.REPLICA_LOGS_PATH}"
+    with connect(url, ssl=ctx, open_timeout=10) as ws:
+        try:
+            ws.send(json.dumps({"serverId": agent.server_id, "application": "far-app",
+                                "lines": 10, "follow": False}))
+            ws.recv(timeout=10)
+        except ConnectionClosed:
+            pass
+        return ws.close_code, ws.close_reason or ""
+
+
 def _log(proc: ServeProcess, needle: str) -> bool:
     return needle in proc.output()
 
@@ -192,6 +213,10 @@ def test_a_deploy_through_one_replica_runs_on_an_agent_of_another(
                        lambda found: any("listening on" in line for line in found),
                        what="the log read through replica A")
     assert lines
+    # only a replica may ask a gateway for logs: the agent's own certificate is refused there
+    refused = _replica_path_with(agent, fleet.procs[1])
+    assert refused[0] == wire.CLOSE_UNKNOWN_SERVER and "control-plane replica" in refused[1]
+
     # a token signed out through B is refused by A on the very next call, though A had just
     # accepted it (and cached it): B's commit told A
     b = fleet.operator(1)
