@@ -115,6 +115,28 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="a bearer token Prometheus scrapes GET /metrics with (an "
         "admin's token works too)")
+    metrics_seconds: float = Field(
+        default=15.0, ge=0, le=3600,
+        description="how often every agent sends its measurements (0: never)")
+    metrics_raw_seconds: int = Field(
+        default=3600, ge=60, description="how long raw measurements are kept before they are "
+        "folded into one-minute means")
+    metrics_retention_seconds: int = Field(
+        default=86400, ge=60, description="how long measurements are kept at all")
+    metrics_per_instance: bool = Field(
+        default=False, description="GET /metrics also shows each server's and each instance's "
+        "CPU and memory (a series per server: mind the cardinality at 10,000 servers)")
+    smtp_url: SecretStr | None = Field(
+        default=None, description="where alert emails go: smtp://[user:password@]host:port "
+        "(STARTTLS when offered) or smtps://...; unset: email actions wait, undelivered")
+    smtp_from: str = Field(default="corral@localhost",
+                           description="the From address of alert emails")
+    alert_attempts: int = Field(
+        default=8, ge=1, le=100,
+        description="sending attempts of an alert notification before it is a dead letter")
+    alert_retry_seconds: float = Field(
+        default=2.0, gt=0, description="the first wait before a failed notification is sent "
+        "again; it doubles each time, up to ten minutes")
     audit_retention_days: int = Field(
         default=365, ge=1, le=36500,
         description="how long audit events are kept; older ones are removed by the leader")

@@ -25,3 +25,6 @@ LOGINS_FAILED = Counter("corral_logins_failed", "sign-ins refused (API and conso
                         registry=REGISTRY)
 CONNECTED_AGENTS = Gauge("corral_connected_agents",
                          "agents connected to this replica's gateway", registry=REGISTRY)
+MEASUREMENTS_SECONDS = Histogram(
+    "corral_measurements_store_duration_seconds", "storing one burst of agents' measurements",
+    registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

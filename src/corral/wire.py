@@ -130,6 +130,8 @@ class Desired(Message):
     gateways: list[str] = Field(default_factory=list)
     """Every gateway the agent may connect to (`CORRAL_GATEWAY_URLS`); empty: keep what it
     knows."""
+    metricsSeconds: float = Field(default=15.0, ge=0)
+    """How often the agent sends `Measurements` (`CORRAL_METRICS_SECONDS`); 0: never."""
 
 
 class ApplicationReport(BaseModel):
@@ -162,6 +164,53 @@ class Report(Message):
     cluster: ClusterReport | None = None
 
 
+MAX_COUNT = 2**53
+"""Bounds a hostile agent cannot exceed in a measurement (and JSON numbers stay exact)."""
+
+
+class ServerSample(BaseModel):
+    """The server as a whole, over the last interval."""
+
+    cpu: float = Field(ge=0, le=100)
+    """percent of all cores"""
+    memoryUsed: int = Field(ge=0, le=MAX_COUNT)
+    memoryTotal: int = Field(ge=0, le=MAX_COUNT)
+    diskUsed: int = Field(ge=0, le=MAX_COUNT)
+    """of the file system holding the agent's data folder"""
+    diskTotal: int = Field(ge=0, le=MAX_COUNT)
+    loadAverage: float = Field(ge=0, le=1e6)
+    """one-minute load average"""
+    threads: int = Field(ge=0, le=MAX_COUNT)
+    """threads of the agent and of every application process"""
+
+
+class InstanceSample(BaseModel):
+    """One application's processes (each process tree summed) over the last interval, and
+    what the application pushed to its agent (`POST $CORRAL_AGENT_URL/v1/metrics`); those
+    are None when it never pushed."""
+
+    name: str = Field(max_length=255)
+    cpu: float = Field(ge=0, le=1e5)
+    """percent of one core (a busy process on two cores shows 200)"""
+    rss: int = Field(ge=0, le=MAX_COUNT)
+    threads: int = Field(ge=0, le=MAX_COUNT)
+    fds: int = Field(ge=0, le=MAX_COUNT)
+    restarts: int = Field(ge=0, le=MAX_COUNT)
+    uptime: float = Field(ge=0, le=1e12)
+    messages: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    errors: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    responseTimeMs: float | None = Field(default=None, ge=0, le=1e12)
+
+
+class Measurements(Message):
+    """Agent → control plane, every `Desired.metricsSeconds`: small and self-contained (the
+    control plane stamps the time it arrived, so agents' clocks do not matter)."""
+
+    type: Literal["measurements"] = "measurements"
+    server: ServerSample
+    applications: list[InstanceSample] = Field(default_factory=list, max_length=1000)
+
+
 class Heartbeat(Message):
     type: Literal["heartbeat"] = "heartbeat"
 
@@ -191,7 +240,8 @@ class LogLines(Message):
     error: str | None = None
 
 
-Any_ = Hello | Desired | Report | Heartbeat | LogsRequest | LogsCancel | LogLines
+Any_ = (Hello | Desired | Report | Measurements | Heartbeat | LogsRequest | LogsCancel
+        | LogLines)
 AnyMessage = Annotated[Any_, Field(discriminator="type")]
 _adapter: TypeAdapter[Any_] = TypeAdapter(AnyMessage)
 

@@ -15,6 +15,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -23,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from corral import wire
 from corral.agent import AGENT_VERSION, logs
 from corral.agent.layout import AgentDir, Identity, base_of, write_identity
+from corral.agent.measure import Meter, Pushed, Running
 from corral.agent.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,11 @@ def hello(cluster_port: int | None) -> wire.Hello:
 
 class Connection:
     def __init__(self, identity: Identity, layout: AgentDir, reconciler: Reconciler,
-                 cluster_port: int | None = None) -> None:
+                 cluster_port: int | None = None, meter: Meter | None = None,
+                 pushed: Pushed | None = None) -> None:
         self.identity = identity
+        self.meter = meter
+        self.pushed = pushed or Pushed()
         self.layout = layout
         self.reconciler = reconciler
         self.cluster_port = cluster_port
@@ -168,7 +173,8 @@ class Connection:
         await ws.send(wire.encode(hello(self.cluster_port)))
         self.connected.set()
         log.info("connected to %s as server %s", base_of(self.url), self.identity.serverId)
-        tasks = [asyncio.create_task(self._reports(ws))]
+        tasks = [asyncio.create_task(self._reports(ws)),
+                 asyncio.create_task(self._measurements(ws))]
         self.reconciler.changed.set()  # tell a (re)started control plane what runs here
         try:
             async for raw in ws:
@@ -206,6 +212,27 @@ class Connection:
             await asyncio.sleep(0.05)  # let a burst of changes settle into one report
             self.reconciler.changed.clear()
             await ws.send(wire.encode(self.reconciler.report()))
+
+    def _running(self) -> dict[str, Running]:
+        now = time.monotonic()
+        return {name: Running([p.pid for p in runner.procs.values()], runner.restarts,
+                              now - runner.up_since)
+                for name, runner in self.reconciler.runners.items() if runner.running}
+
+    async def _measurements(self, ws: ClientConnection) -> None:
+        """Every `metricsSeconds` of the desired state (not before the first one arrives)."""
+        if self.meter is None:
+            return
+        while True:
+            desired = self.reconciler.desired
+            every = desired.metricsSeconds if desired is not None else 0.0
+            if every <= 0:
+                await asyncio.sleep(1.0)
+                continue
+            await asyncio.sleep(every)
+            self.pushed.forget(self.reconciler.runners)
+            sample = await asyncio.to_thread(self.meter.sample, self._running(), self.pushed)
+            await ws.send(wire.encode(sample))
 
     async def _send_logs(self, ws: ClientConnection, request: wire.LogsRequest) -> None:
         path = self.layout.log_file(request.application)

@@ -11,11 +11,21 @@ its DNS name to 127.0.0.1) gets 403. Below, paths are relative to that URL.
     DELETE /v1/cluster/store/{key}
     POST   /v1/cluster/locks/{name}     {"acquired": bool}; held until released or 30 s pass
     DELETE /v1/cluster/locks/{name}
+    POST   /v1/metrics                  {"messages": int, "errors": int, "responseTimeMs": n}
+                                        (each optional): counted toward the next measurement
+
+Each application is given its own URL, `<base>/a/<key>`, where the key is derived from the
+secret prefix and its name: the agent knows which application pushed a metric, and one
+application cannot push for another.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pysyncobj import SyncObjException
@@ -27,9 +37,21 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from corral.agent.cluster import ClusterManager, RaftNode
+from corral.agent.measure import Pushed
 
 WRITE_TIMEOUT = 5.0
 MAX_VALUE_BYTES = 1024 * 1024  # the store is replicated to every member
+MAX_METRIC_BYTES = 4096
+MAX_METRIC_COUNT = 10**12
+
+
+def app_key(prefix: str, application: str) -> str:
+    return hmac.new(prefix.encode(), application.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def app_url(agent_url: str, application: str) -> str:
+    """The local API's URL for one application (its `CORRAL_AGENT_URL`)."""
+    return f"{agent_url}/a/{app_key(agent_url.rsplit('/', 1)[-1], application)}"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -51,7 +73,42 @@ class LoopbackHostOnly:
         await self.app(scope, receive, send)
 
 
-def build(cluster: ClusterManager, prefix: str, port: int) -> ASGIApp:
+class ApplicationUrls:
+    """`/<prefix>/a/<key>/...` is served as `/<prefix>/...` with the application named in
+    the request's state; an unknown key is a 404 like any unknown path."""
+
+    def __init__(self, app: ASGIApp, prefix: str,
+                 applications: Callable[[], Iterable[str]]) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.applications = applications
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            parts = scope["path"].split("/", 5)  # "", prefix, "a", key, rest
+            if len(parts) >= 4 and parts[1] == self.prefix and parts[2] == "a":
+                names = {app_key(self.prefix, n): n for n in self.applications()}
+                name = names.get(parts[3])
+                if name is None:
+                    await _error(404, "not found")(scope, receive, send)
+                    return
+                rest = "/" + parts[4] if len(parts) > 4 else ""
+                path = f"/{self.prefix}{rest}"
+                scope = {**scope, "path": path, "raw_path": path.encode(),
+                         "state": {**scope.get("state", {}), "application": name}}
+        await self.app(scope, receive, send)
+
+
+def _count(body: dict[str, Any], key: str) -> int:
+    value = body.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= \
+            MAX_METRIC_COUNT:
+        raise ValueError(f"{key} must be a whole number from 0 to {MAX_METRIC_COUNT}")
+    return value
+
+
+def build(cluster: ClusterManager, prefix: str, port: int, pushed: Pushed | None = None,
+          applications: Callable[[], Iterable[str]] = tuple) -> ASGIApp:
     def node_or_error() -> RaftNode | JSONResponse:
         if cluster.spec is None or cluster.node is None:
             return _error(404, "this server is not in a cluster")
@@ -120,10 +177,39 @@ def build(cluster: ClusterManager, prefix: str, port: int) -> ASGIApp:
         except SyncObjException as exc:
             return _error(503, f"the cluster could not commit the change ({exc.errorCode})")
 
+    async def metrics(request: Request) -> Response:
+        application = getattr(request.state, "application", None)
+        if application is None or pushed is None:
+            return _error(403, "push metrics to the URL your application was given "
+                               "(CORRAL_AGENT_URL)")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_METRIC_BYTES:
+                return _error(413, f"a metrics body is at most {MAX_METRIC_BYTES} bytes")
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            response = body.get("responseTimeMs")
+            if response is not None and (isinstance(response, bool) or
+                                         not isinstance(response, int | float) or
+                                         not math.isfinite(response) or
+                                         not 0 <= response <= 1e9):
+                raise ValueError("responseTimeMs must be a number from 0 to 1e9")
+            pushed.add(application, _count(body, "messages"), _count(body, "errors"),
+                       None if response is None else float(response))
+        except ValueError as exc:
+            return _error(400, str(exc) if "must" in str(exc) else
+                          'the body must be JSON: {"messages", "errors", "responseTimeMs"}')
+        return Response(status_code=204)
+
     routes = [
+        Route("/v1/metrics", metrics, methods=["POST"]),
         Route("/v1/cluster", describe),
         Route("/v1/cluster/primary", primary),
         Route("/v1/cluster/store/{key:path}", store, methods=["GET", "PUT", "DELETE"]),
         Route("/v1/cluster/locks/{name:path}", lock, methods=["POST", "DELETE"]),
     ]
-    return LoopbackHostOnly(Starlette(routes=[Mount(f"/{prefix}", routes=routes)]), port)
+    return LoopbackHostOnly(ApplicationUrls(
+        Starlette(routes=[Mount(f"/{prefix}", routes=routes)]), prefix, applications), port)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from corral.agent import manifest
+from corral.agent import local_api, manifest
 from corral.agent.app_user import SYSTEM_PATH, AppUser
 from corral.agent.archive import ArchiveRefused, unpack
 from corral.agent.cluster import ClusterManager
@@ -228,7 +228,7 @@ class Reconciler:
             "CORRAL_DEPLOYMENT_ID": str(app.deploymentId),
         }
         if self.agent_url:
-            env["CORRAL_AGENT_URL"] = self.agent_url
+            env["CORRAL_AGENT_URL"] = local_api.app_url(self.agent_url, app.name)
         if self.desired and self.desired.cluster:
             env["CORRAL_CLUSTER_ID"] = str(self.desired.cluster.id)
             env["CORRAL_CLUSTER_NODES"] = ",".join(

@@ -18,6 +18,7 @@ from corral.agent.app_user import resolve as app_user_of
 from corral.agent.cluster import DEFAULT_CLUSTER_PORT, ClusterManager, MulticastSettings
 from corral.agent.connection import Connection
 from corral.agent.layout import AgentDir, write_json_atomic
+from corral.agent.measure import Meter, Pushed
 from corral.agent.reconciler import Reconciler
 from corral.wire import DesiredApplication
 
@@ -75,9 +76,11 @@ async def run_agent(directory: Path, cluster_port: int | None = None,
     api_port_bound = sock.getsockname()[1]
     agent_url = f"http://127.0.0.1:{api_port_bound}/{prefix}"
     reconciler = Reconciler(layout, fetch, identity.serverId, cluster, agent_url, runs_as)
-    connection = Connection(identity, layout, reconciler, port)
-    api = uvicorn.Server(uvicorn.Config(local_api.build(cluster, prefix, api_port_bound),
-                                        log_level="warning", lifespan="off"))
+    pushed = Pushed()
+    connection = Connection(identity, layout, reconciler, port, Meter(layout.root), pushed)
+    api = uvicorn.Server(uvicorn.Config(
+        local_api.build(cluster, prefix, api_port_bound, pushed, lambda: list(reconciler.runners)),
+        log_level="warning", lifespan="off"))
     api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     await reconciler.recover()
 

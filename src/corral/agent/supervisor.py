@@ -98,6 +98,9 @@ class AppRunner:
         self.status: InstanceStatus = "STOPPED"
         self.message: str | None = None
         self.procs: dict[str, Proc] = {}
+        self.restarts = 0
+        """processes restarted after they died, since this agent started"""
+        self.up_since = time.monotonic()
         self._watch: asyncio.Task[None] | None = None
 
     # --- status --------------------------------------------------------------------------
@@ -212,7 +215,8 @@ class AppRunner:
                 await asyncio.sleep(delay)
                 for p in dead:
                     self.procs[p.name] = self._spawn(p.name, self.spec.processes[p.name])
-                up_at = time.monotonic()
+                self.restarts += len(dead)
+                up_at = self.up_since = time.monotonic()
                 deadline = up_at + (self.spec.health.timeout if self.spec.health else 0)
                 continue
             if self.status != "STARTED":

@@ -18,7 +18,7 @@ from corral import metrics
 from corral.api.deps import TokenDep
 from corral.api.middleware import StatusOf
 from corral.db.session import transaction
-from corral.domain import reads
+from corral.domain import alerts, reads
 from corral.errors import Forbidden, Unauthenticated
 from corral.http_context import PlaneDep
 
@@ -40,6 +40,12 @@ class _Fleet:
             for value, n in sorted(self.counts[name].items()):
                 family.add_metric([value], n)
             yield family
+        family = GaugeMetricFamily("corral_alerts_firing",
+                                   "resources in an enabled alert's condition, by severity",
+                                   labels=["severity"])
+        for severity in alerts.SEVERITIES:
+            family.add_metric([severity], self.counts["alerts"].get(severity, 0))
+        yield family
 
 
 @router.get("/metrics")
@@ -57,7 +63,7 @@ async def scrape(plane: PlaneDep, token: TokenDep) -> Response:
 
     def counts() -> dict[str, dict[str, int]]:
         with transaction(plane.readers) as session:
-            return reads.fleet_counts(session)
+            return {**reads.fleet_counts(session), "alerts": alerts.firing_counts(session)}
 
     fleet = CollectorRegistry(auto_describe=False)
     fleet.register(_Fleet(await run_in_threadpool(counts)))  # type: ignore[arg-type]

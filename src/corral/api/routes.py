@@ -6,11 +6,13 @@ from fastapi import FastAPI
 
 from corral.api import (
     accounts,
+    alerts,
     applications,
     armui,
     clusters,
     errors,
     health,
+    measurements,
     metrics,
     server_groups,
     servers,
@@ -21,5 +23,5 @@ from corral.api import (
 def install(app: FastAPI) -> None:
     errors.install(app)
     for module in (health, metrics, accounts, servers, server_groups, clusters, applications,
-                   targets, armui):
+                   measurements, alerts, targets, armui):
         app.include_router(module.router)

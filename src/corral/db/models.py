@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Float,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -411,3 +413,103 @@ class RolloutPin(Base):
     """None: the application does not run here yet (a first deployment rolling out)."""
     desired_status: Mapped[str | None] = mapped_column(String(16))
     """For a start or stop spread over the servers: the status this server keeps meanwhile."""
+
+
+class MetricPoint(Base):
+    """One measurement of a server (`application_id` None) or of an application's instance on
+    it. Raw points (`step` 0) arrive every `CORRAL_METRICS_SECONDS`; the leader folds those
+    older than `CORRAL_METRICS_RAW_SECONDS` into one-minute means (`step` 60) and drops points
+    older than `CORRAL_METRICS_RETENTION_SECONDS` (`domain/measurements.py`)."""
+
+    __tablename__ = "metric_points"
+    __table_args__ = (Index("ix_metric_points_series", "server_id", "application_id", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    server_id: Mapped[int] = mapped_column(Integer)
+    application_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[int] = mapped_column(BigInteger, index=True)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    cpu: Mapped[float] = mapped_column(Float, default=0.0)
+    memory: Mapped[int] = mapped_column(BigInteger, default=0)
+    """memory used (server) or resident set size (instance), bytes"""
+    memory_total: Mapped[int | None] = mapped_column(BigInteger)
+    disk_used: Mapped[int | None] = mapped_column(BigInteger)
+    disk_total: Mapped[int | None] = mapped_column(BigInteger)
+    load_average: Mapped[float | None] = mapped_column(Float)
+    threads: Mapped[int] = mapped_column(Integer, default=0)
+    fds: Mapped[int | None] = mapped_column(Integer)
+    restarts: Mapped[int | None] = mapped_column(Integer)
+    uptime: Mapped[float | None] = mapped_column(Float)
+    messages: Mapped[int | None] = mapped_column(BigInteger)
+    errors: Mapped[int | None] = mapped_column(BigInteger)
+    response_time_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class Alert(Base):
+    """ARM's standalone alert: a condition on some resources of one environment, and what to
+    do when it starts or stops holding (`actions`: email, and Corral's webhook)."""
+
+    __tablename__ = "alerts"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    condition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actions: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
+
+
+class AlertState(Base):
+    """What the evaluator last saw of one resource under one alert: whether the condition
+    held (`firing`) and, for conditions that are events, the value an event changes
+    (`token`: a version, a member list, a deployment)."""
+
+    __tablename__ = "alert_states"
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    firing: Mapped[bool] = mapped_column(Boolean, default=False)
+    token: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class AlertEvent(Base):
+    """One firing of an alert (`FIRING`, or `RESOLVED` when its condition stops holding):
+    the alert's history, kept until the alert is deleted."""
+
+    __tablename__ = "alert_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"),
+                                          index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    resource_name: Mapped[str] = mapped_column(String(255), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    value: Mapped[float | None] = mapped_column(Float)
+    at: Mapped[int] = mapped_column(BigInteger, default=now_ms, index=True)
+
+
+class AlertDelivery(Base):
+    """One notification of one event to one destination, written in the event's transaction
+    and sent by the leader afterwards: a restart loses none, and one marked `DELIVERED` is
+    never sent again. After its last attempt it stays `DEAD` (the dead letters)."""
+
+    __tablename__ = "alert_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("alert_events.id", ondelete="CASCADE"),
+                                          index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """email or webhook"""
+    destination: Mapped[str] = mapped_column(Text)
+    """comma-separated addresses, or the webhook's URL"""
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    delivered_at: Mapped[int | None] = mapped_column(BigInteger)

@@ -52,6 +52,7 @@ def _refusal(who: ServerIdentity, server: Server | None, *, revoked: bool) -> Co
 
 def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], sealer: Sealer,
               replica_id: str | None = None, gateways: list[str] | None = None,
+              metrics_seconds: float | None = None,
               ) -> list[tuple[int, str] | CorralError]:
     """Admit agents that said hello together (after a restart, thousands within seconds) and
     record what each said, and which replica holds it, in a few queries for all of them.
@@ -89,7 +90,7 @@ def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], seal
     desired_state.changed(session, targets=moved_clusters)
     messages = desired_messages(
         session, sorted({who.server_id for (who, _), no in zip(hellos, outcome) if no is None}),
-        sealer, gateways)
+        sealer, gateways, metrics_seconds)
     return [refusal if refusal is not None else messages[who.server_id]
             for (who, _), refusal in zip(hellos, outcome)]
 
@@ -187,14 +188,15 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
 
 
 def desired_messages(
-    session: Session, server_ids: list[int], sealer: Sealer, gateways: list[str] | None = None
+    session: Session, server_ids: list[int], sealer: Sealer, gateways: list[str] | None = None,
+    metrics_seconds: float | None = None,
 ) -> dict[int, tuple[int, str]]:
     """The desired-state messages of these servers as (revision, wire text); a deleted server
     is absent. The database holds a nonce per cluster; each member gets the secret derived
     from it, so no cluster key is ever kept in the database."""
     return desired_state.messages(session, server_ids,
                                   lambda cid, nonce: cluster_secret(sealer, cid, nonce),
-                                  gateways)
+                                  gateways, metrics_seconds)
 
 
 def _record_cluster_view(session: Session, server_id: int, view: ClusterReport) -> None:

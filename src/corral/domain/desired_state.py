@@ -52,13 +52,17 @@ def changed(session: Session, *, servers: Iterable[int] = (), targets: Iterable[
 
 
 def messages(session: Session, server_ids: list[int], secret_of: SecretOf,
-             gateways: list[str] | None = None) -> dict[int, tuple[int, str]]:
+             gateways: list[str] | None = None,
+             metrics_seconds: float | None = None) -> dict[int, tuple[int, str]]:
     """The desired-state message of each of these servers as (revision, wire text); a deleted
     server is absent. Each application's part is encoded once per call, however many servers
     share it, so a group of ten thousand costs one encoding of the group's applications.
-    `gateways`: every gateway URL the agents may use (`CORRAL_GATEWAY_URLS`)."""
+    `gateways`: every gateway URL the agents may use (`CORRAL_GATEWAY_URLS`);
+    `metrics_seconds`: how often they measure (`CORRAL_METRICS_SECONDS`)."""
     out: dict[int, tuple[int, str]] = {}
     known = f',"gateways":{_json(gateways)}' if gateways else ""
+    if metrics_seconds is not None:
+        known += f',"metricsSeconds":{_json(metrics_seconds)}'
     for start in range(0, len(server_ids), CHUNK):
         chunk = server_ids[start : start + CHUNK]
         rows = session.execute(

@@ -24,11 +24,14 @@ class AgentConnection:
     last sent so that the pusher sends only what moved."""
 
     def __init__(self, ws: ServerConnection, who: ServerIdentity, *,
-                 on_report: Callable[[int, wire.Report], None]) -> None:
+                 on_report: Callable[[int, wire.Report], None],
+                 on_measurements: Callable[[int, wire.Measurements], None] = lambda *_: None
+                 ) -> None:
         self.ws = ws
         self.who = who
         self.sent_revision = -1
         self._on_report = on_report
+        self._on_measurements = on_measurements
         self._log_requests: dict[str, asyncio.Queue[wire.LogLines]] = {}
 
     @property
@@ -78,6 +81,8 @@ class AgentConnection:
                 return
             if isinstance(message, wire.Report):
                 self._on_report(self.server_id, message)
+            elif isinstance(message, wire.Measurements):
+                self._on_measurements(self.server_id, message)
             elif isinstance(message, wire.LogLines):
                 queue = self._log_requests.get(message.requestId)
                 if queue is not None:

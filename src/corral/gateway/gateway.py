@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from asyncio import sslproto
 from collections.abc import AsyncIterator
 
@@ -21,10 +22,11 @@ from websockets.exceptions import ConnectionClosed
 from corral import metrics, wire
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
-from corral.domain import agents, replicas
+from corral.domain import agents, measurements, replicas
 from corral.domain.agent_link import NoAgents
 from corral.errors import CorralError
 from corral.gateway.artifacts import stream_artifact
+from corral.gateway.alerting import Alerting
 from corral.gateway.bursts import Burst
 from corral.gateway.connection import AgentConnection
 from corral.gateway.hellos import HelloBatcher
@@ -55,12 +57,15 @@ class Gateway:
         self.departures: Burst[int] = Burst(
             plane, lambda session, ids: agents.disconnected(session, ids, plane.replica_id),
             "departures", still=lambda sid: sid not in self.connections)
+        self.measurements: Burst[measurements.Sample] = Burst(
+            plane, measurements.record, "measurements", timer=metrics.MEASUREMENTS_SECONDS)
         self.hellos = HelloBatcher(plane)
         self.leadership = Leadership(plane)
         self.sweeper = Sweeper(plane, self.connections, self.pusher, self.leadership)
         self.notices = Notices(plane, on_change=self._dispatch, resync=self.sweeper.resync)
         self.peers = Peers(plane)
         self.rollouts = RolloutDriver(plane, self.leadership)
+        self.alerting = Alerting(plane, self.leadership)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._server: Server | None = None
@@ -92,8 +97,10 @@ class Gateway:
         self._tasks = [asyncio.create_task(self.notices.run()),
                        asyncio.create_task(self.leadership.run()),
                        asyncio.create_task(self.rollouts.run()),
+                       asyncio.create_task(self.alerting.run()),
                        asyncio.create_task(self.pusher.run()),
                        asyncio.create_task(self.reports.run()),
+                       asyncio.create_task(self.measurements.run()),
                        asyncio.create_task(self.hellos.run()),
                        asyncio.create_task(self.sweeper.run()),
                        asyncio.create_task(self.departures.run())]
@@ -197,8 +204,10 @@ class Gateway:
             log.info("refused server %s: %s", who.server_id, exc.message)
             await ws.close(wire.CLOSE_REVOKED, exc.message[:120])
             return
-        conn = AgentConnection(ws, who,
-                               on_report=lambda sid, report: self.reports.add((sid, report)))
+        conn = AgentConnection(
+            ws, who, on_report=lambda sid, report: self.reports.add((sid, report)),
+            on_measurements=lambda sid, m: self.measurements.add(
+                (sid, int(time.time() * 1000), m)))
         previous = self.connections.get(who.server_id)
         self.connections[who.server_id] = conn
         if previous is not None:

@@ -44,7 +44,8 @@ class HelloBatcher:
                 results = await in_worker(self.plane.sessions, agents.connected,
                                           [(who, hello) for who, hello, _ in batch],
                                           self.plane.sealer, self.plane.replica_id,
-                                          self.plane.settings.agent_gateway_urls)
+                                          self.plane.settings.agent_gateway_urls,
+                                          self.plane.settings.metrics_seconds)
             except Exception as exc:
                 log.exception("admitting %d agents failed", len(batch))
                 results = [exc] * len(batch)  # type: ignore[list-item]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
-from corral.domain import agents, history, replicas
+from corral.domain import agents, history, measurements, replicas
 from corral.gateway.connection import AgentConnection
 from corral.gateway.leader import Leadership
 from corral.gateway.pusher import Pusher
@@ -64,7 +64,10 @@ class Sweeper:
             if leading:
                 agents.mark_silent_disconnected(session, timeout)
             if upkeep:
-                replicas.upkeep(session, self.plane.settings.audit_retention_days)
+                settings = self.plane.settings
+                replicas.upkeep(session, settings.audit_retention_days)
+                measurements.downsample(session, settings.metrics_raw_seconds,
+                                        settings.metrics_retention_seconds)
                 unused.extend(history.collect(session, self.plane.settings.keep_deployments))
             return agents.revisions(session, connected)
 
