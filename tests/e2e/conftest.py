@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -367,3 +369,73 @@ def ask(port: int, timeout: float = 2, settle: float = 10) -> dict[str, Any]:
 def app_port(agent: AgentProcess, name: str) -> int:
     state = json.loads((agent.directory / "state.json").read_text())
     return int(state["apps"][name]["port"])
+
+
+# --- where alert notifications arrive ----------------------------------------------------
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a local port, keeping every message it receives.
+    It can be stopped and started again on the same port (a mail server that was away)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[dict[str, Any]] = []
+        self._controller: Any = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        import email
+        parsed = email.message_from_bytes(envelope.content)
+        self.messages.append({"from": envelope.mail_from, "to": sorted(envelope.rcpt_tos),
+                              "subject": parsed["Subject"], "body": parsed.get_payload()})
+        return "250 OK"
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def with_subject(self, words: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if words in (m["subject"] or "")]
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+class WebhookSink:
+    """A real HTTP receiver: it keeps each POST's headers and body; a path ending in /fail
+    answers 500."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sink.received.append((self.path, dict(self.headers), body))
+                self.send_response(500 if self.path.endswith("/fail") else 204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def webhook_sink() -> Iterator[WebhookSink]:
+    sink = WebhookSink()
+    yield sink
+    sink.server.shutdown()

@@ -85,7 +85,7 @@ class ApplicationUrls:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            parts = scope["path"].split("/", 5)  # "", prefix, "a", key, rest
+            parts = scope["path"].split("/", 4)  # "", prefix, "a", key, rest
             if len(parts) >= 4 and parts[1] == self.prefix and parts[2] == "a":
                 names = {app_key(self.prefix, n): n for n in self.applications()}
                 name = names.get(parts[3])

@@ -44,11 +44,13 @@ from corral.errors import InvalidInput, NotFound
 SEVERITIES = ("INFO", "WARNING", "CRITICAL")
 OPERATORS = ("GREATER_THAN", "LESS_THAN")
 ROLLOUT_FAILED = "rollout-failed"
+APP_MEASURED = {"application-cpu": "cpu", "application-memory": "memory"}
+"""Corral's own: an application's processes above a CPU % (of one core) or a memory (MB)"""
 CONDITIONS: dict[str, tuple[str, ...]] = {
     "hybrid-application": ("application-undeployed", "application-failure",
                            "application-success", "application-message-count",
                            "application-error-count", "application-response-time",
-                           ROLLOUT_FAILED),
+                           ROLLOUT_FAILED, *APP_MEASURED),
     "server": ("agent-version-change", "runtime-version-change", "server-cpu",
                "server-load-average", "server-memory", "server-thread-count", "server-up",
                "server-deletion", "server-down"),
@@ -72,7 +74,8 @@ EMAIL = re.compile(r"^[^@\s,<>]{1,64}@[^@\s,<>]{1,255}$")
 
 
 def is_threshold(condition_type: str) -> bool:
-    return condition_type in PUSHED or _measure(condition_type) is not None
+    return condition_type in PUSHED or condition_type in APP_MEASURED or \
+        _measure(condition_type) is not None
 
 
 def _measure(condition_type: str) -> str | None:
@@ -548,6 +551,9 @@ def _seen(session: Session, fleet: Fleet, condition: dict[str, Any], interval: f
     if kind in PUSHED:
         since, covered_by = _window(condition, interval, now)
         pushed = measurements.pushed_totals(session, since)
+    elif kind in APP_MEASURED:
+        since, covered_by = _window(condition, interval, now)
+        instances = measurements.latest_instances(session, since, chosen(fleet.apps))
     for app_id in chosen(fleet.apps):
         app = fleet.apps[app_id]
         key = str(app_id)
@@ -568,6 +574,11 @@ def _seen(session: Session, fleet: Fleet, condition: dict[str, Any], interval: f
             seen[key] = Seen(key, app.name, token=None if last is None else str(last[0]),
                              message="" if last is None else
                              f"rollout of {app.name} {last[1].lower()}: {last[2]}")
+        elif kind in APP_MEASURED:
+            holds, value = _measured(APP_MEASURED[kind], instances.get(app_id), condition,
+                                     covered_by)
+            seen[key] = Seen(key, app.name, firing=holds, value=value,
+                             message=_threshold_message(kind, app.name, value, condition))
         elif kind in PUSHED:
             totals = pushed.get(app_id)
             if totals is None or totals["oldest"] > covered_by:

@@ -239,6 +239,22 @@ def latest_servers(session: Session, since_ms: int,
     return found
 
 
+def latest_instances(session: Session, since_ms: int,
+                     application_ids: Iterable[int]) -> dict[int, dict[str, float]]:
+    """Each application's instance readings since `since_ms`: CPU (% of one core) and memory
+    (MB) as mean, least and most over every instance, and the oldest reading's time."""
+    mb = MetricPoint.memory / 1048576.0
+    rows = session.execute(
+        select(MetricPoint.application_id, func.avg(MetricPoint.cpu), func.min(MetricPoint.cpu),
+               func.max(MetricPoint.cpu), func.avg(mb), func.min(mb), func.max(mb),
+               func.min(MetricPoint.at))
+        .where(MetricPoint.application_id.in_(list(application_ids)), MetricPoint.step == 0,
+               MetricPoint.at >= since_ms)
+        .group_by(MetricPoint.application_id))
+    return {int(r[0]): {"cpu": r[1], "cpu_min": r[2], "cpu_max": r[3], "memory": r[4],
+                        "memory_min": r[5], "memory_max": r[6], "oldest": r[7]} for r in rows}
+
+
 def pushed_totals(session: Session, since_ms: int) -> dict[int, dict[str, Any]]:
     """Per application, what its instances pushed since `since_ms`: messages and errors
     summed, the mean response time, and the oldest reading's time. Applications that never
