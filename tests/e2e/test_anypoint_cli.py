@@ -9,7 +9,9 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,3 +236,47 @@ def test_copy_between_environments_to_a_cluster_with_a_node_down(
     assert copied["detailedStatus"] == "PARTIALLY_STARTED"  # Corral's finer word, beside ARM's
     assert ask(app_port(nodes[0], "svc"))["version"] == "v1"
     assert [x["id"] for x in operator.data("/applications")] == [app["id"]]  # source untouched
+
+
+@pytest.mark.slow
+def test_standalone_alerts(fleet: Fleet, operator: Operator) -> None:
+    """`standalone-alert create/list/describe/modify` as the CLI sends them (recipients by
+    username through the organization's members), and the alert it created fires."""
+    cli, b = fleet.cli, fleet.b
+    out = cli("runtime-mgr:standalone-alert:create", "b is down", "--severity", "CRITICAL",
+              "--resourceType", "server", "--resource", str(b.server_id),
+              "--condition", "server-down", "--email", "ops@example.com",
+              "--recipient", "admin", "--subject", "down: ${resource}", "--content", "look")
+    assert "Hybrid alert created" in out
+    cli("runtime-mgr:standalone-alert:create", "hot", "--severity", "WARNING",
+        "--resourceType", "server", "--condition", "server-cpu", "--threshold", "95",
+        "--operator", "gt", "--period", "5")
+    alerts = {a["name"]: a for a in operator.data("/alerts")}
+    down, hot = alerts["b is down"], alerts["hot"]
+    assert down["condition"] == {"resourceType": "server", "type": "server-down",
+                                 "resources": [str(b.server_id)]}
+    admin = next(u for u in operator.http.get(
+        f"/accounts/api/organizations/{operator.headers['X-ANYPNT-ORG-ID']}/members",
+        headers=operator.headers).json()["data"] if u["username"] == "admin")
+    assert down["actions"][0]["userIds"] == [admin["id"]]
+    assert down["actions"][0]["emails"] == ["ops@example.com"]
+    assert hot["condition"] == {"resourceType": "server", "type": "server-cpu",
+                                "resources": ["*"], "threshold": 95,
+                                "operator": "GREATER_THAN", "period": 5}
+    listed = cli("runtime-mgr:standalone-alert:list")
+    assert "b is down" in listed and "server-cpu" in listed
+    described = cli("runtime-mgr:standalone-alert:describe", down["id"])
+    assert "server-down" in described and "ops@example.com" in described
+
+    assert "Hybrid alert modified" in cli(
+        "runtime-mgr:standalone-alert:modify", hot["id"], "--severity", "CRITICAL",
+        "--threshold", "80", "--resource", str(b.server_id))
+    changed = operator.data(f"/alerts/{hot['id']}")
+    assert (changed["severity"], changed["condition"]["threshold"],
+            changed["condition"]["resources"]) == ("CRITICAL", 80, [str(b.server_id)])
+
+    time.sleep(2.5)  # seen running first
+    b.stop(signal.SIGKILL)
+    fired = eventually(lambda: operator.data(f"/alerts/{down['id']}/history"), timeout=30,
+                       what="the CLI's alert firing")
+    assert fired[0]["state"] == "FIRING" and fired[0]["resourceName"] == "arm-b"
