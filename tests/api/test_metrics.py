@@ -54,3 +54,34 @@ def test_the_fleet_latency_and_failed_sign_ins(api: Api) -> None:
                      r'status="4xx"} [1-9]', text)
     assert "/servers/999999" not in text  # a template, never an id
     assert "corral_connected_agents" in text and "corral_push_duration_seconds" in text
+
+
+def test_it_parses_and_per_instance_series_are_opt_in(api: Api, plane: ControlPlane) -> None:
+    import time
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from corral import wire
+    from corral.db.session import transaction
+    from corral.domain import alerts, measurements
+
+    server_id = api.register("web-1")
+    api.post("/alerts", json={"name": "down", "severity": "CRITICAL", "condition": {
+        "resourceType": "server", "type": "server-down"}})
+    with transaction(plane.sessions) as s:
+        measurements.record(s, [(server_id, int(time.time() * 1000), wire.Measurements(
+            server=wire.ServerSample(cpu=42.5, memoryUsed=100, memoryTotal=400, diskUsed=1,
+                                     diskTotal=2, loadAverage=0.1, threads=3)))])
+        alerts.evaluate(s, 15.0)  # the server is DISCONNECTED: the alert fires
+
+    def scrape() -> dict[str, list[tuple[dict[str, str], float]]]:
+        text = api.client.get("/metrics", headers={"Authorization": f"Bearer {api.token}"}).text
+        return {f.name: [(s.labels, s.value) for s in f.samples]
+                for f in text_string_to_metric_families(text)}
+
+    families = scrape()
+    assert ({"status": "DISCONNECTED"}, 1.0) in families["corral_servers"]
+    assert ({"severity": "CRITICAL"}, 1.0) in families["corral_alerts_firing"]
+    assert "corral_server_cpu_percent" not in families  # opt-in
+    plane.settings.metrics_per_instance = True
+    assert scrape()["corral_server_cpu_percent"] == [({"server": "web-1"}, 42.5)]

@@ -1,5 +1,7 @@
 """`GET /metrics`: Prometheus' exposition of this control plane (`corral.metrics`) and of the
-fleet's counts, read from the database at each scrape. It needs `Authorization: Bearer` with
+fleet's counts and alerts firing, read from the database at each scrape. Each server's and
+instance's CPU and memory are opt-in (`CORRAL_METRICS_PER_INSTANCE`): a series per server
+and per instance, which at 10,000 servers is more than many Prometheus set-ups want. It needs `Authorization: Bearer` with
 the scrape token (`CORRAL_METRICS_TOKEN`) or an admin's token. `RequestTimer` times every
 request by its route's template (never by id: the series stay few whatever the fleet)."""
 
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
@@ -18,7 +21,7 @@ from corral import metrics
 from corral.api.deps import TokenDep
 from corral.api.middleware import StatusOf
 from corral.db.session import transaction
-from corral.domain import alerts, reads
+from corral.domain import alerts, measurements, reads
 from corral.errors import Forbidden, Unauthenticated
 from corral.http_context import PlaneDep
 
@@ -28,7 +31,7 @@ router = APIRouter(include_in_schema=False)
 class _Fleet:
     """The fleet's counts as gauges, collected at scrape time."""
 
-    def __init__(self, counts: dict[str, dict[str, int]]) -> None:
+    def __init__(self, counts: dict[str, Any]) -> None:
         self.counts = counts
 
     def collect(self):  # type: ignore[no-untyped-def]
@@ -46,6 +49,20 @@ class _Fleet:
         for severity in alerts.SEVERITIES:
             family.add_metric([severity], self.counts["alerts"].get(severity, 0))
         yield family
+        latest = self.counts.get("latest")
+        if latest is None:
+            return
+        for name, what, labels in (
+                ("server_cpu_percent", "a server's CPU, % of all cores", ["server"]),
+                ("server_memory_bytes", "a server's memory in use", ["server"]),
+                ("instance_cpu_percent", "an instance's CPU, % of one core",
+                 ["application", "server"]),
+                ("instance_memory_bytes", "an instance's resident memory",
+                 ["application", "server"])):
+            family = GaugeMetricFamily(f"corral_{name}", what, labels=labels)
+            for key, value in latest[name]:
+                family.add_metric(list(key), value)
+            yield family
 
 
 @router.get("/metrics")
@@ -61,9 +78,15 @@ async def scrape(plane: PlaneDep, token: TokenDep) -> Response:
         if not principal.may("admin"):
             raise Forbidden("metrics are for the scrape token or an admin")
 
-    def counts() -> dict[str, dict[str, int]]:
+    def counts() -> dict[str, Any]:
         with transaction(plane.readers) as session:
-            return {**reads.fleet_counts(session), "alerts": alerts.firing_counts(session)}
+            found: dict[str, Any] = {**reads.fleet_counts(session),
+                                     "alerts": alerts.firing_counts(session)}
+            if plane.settings.metrics_per_instance:
+                found["latest"] = measurements.latest_by_instance(
+                    session, int(time.time() * 1000) - int(
+                        max(plane.settings.metrics_seconds, 1) * 3000))
+            return found
 
     fleet = CollectorRegistry(auto_describe=False)
     fleet.register(_Fleet(await run_in_threadpool(counts)))  # type: ignore[arg-type]

@@ -270,6 +270,27 @@ def pushed_totals(session: Session, since_ms: int) -> dict[int, dict[str, Any]]:
                         "oldest": r[4]} for r in rows}
 
 
+def latest_by_instance(session: Session, since_ms: int) -> dict[str, list[Any]]:
+    """The latest reading of every server and instance since `since_ms`, labelled by name
+    (for `GET /metrics` with `CORRAL_METRICS_PER_INSTANCE`)."""
+    newest = (select(MetricPoint.server_id, MetricPoint.application_id,
+                     func.max(MetricPoint.id).label("id"))
+              .where(MetricPoint.at >= since_ms, MetricPoint.step == 0)
+              .group_by(MetricPoint.server_id, MetricPoint.application_id).subquery())
+    rows = session.execute(
+        select(Server.name, Application.name, MetricPoint.cpu, MetricPoint.memory)
+        .join(newest, newest.c.id == MetricPoint.id)
+        .join(Server, Server.id == MetricPoint.server_id)
+        .outerjoin(Application, Application.id == MetricPoint.application_id)).all()
+    found: dict[str, list[Any]] = {"server_cpu_percent": [], "server_memory_bytes": [],
+                                   "instance_cpu_percent": [], "instance_memory_bytes": []}
+    for server, app, cpu, memory in rows:
+        kind, key = ("server", (server,)) if app is None else ("instance", (app, server))
+        found[f"{kind}_cpu_percent"].append((key, cpu))
+        found[f"{kind}_memory_bytes"].append((key, memory))
+    return found
+
+
 def busiest_servers(session: Session, server_ids: Iterable[int], since_ms: int,
                     limit: int = 5) -> list[tuple[int, float, float | None]]:
     """(server id, CPU %, memory %) of the servers with the highest recent CPU."""
