@@ -10,7 +10,7 @@ from corral import __version__
 from corral.api import routes as api
 from corral.api.audit import AuditTrail
 from corral.api.metrics import RequestTimer
-from corral.api.middleware import BodyLimit, SecurityHeaders
+from corral.api.middleware import BodyLimit, RequestId, SecurityHeaders
 from corral.controlplane import ControlPlane
 from corral.web import routes as console
 
@@ -30,5 +30,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
                        max_upload=lambda: plane.settings.max_artifact_bytes)
     app.add_middleware(AuditTrail, plane=lambda: plane)  # sees every answer, 413s included
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(RequestTimer)  # outermost: every request is timed, refusals included
+    app.add_middleware(RequestTimer)  # every request is timed, refusals included
+    app.add_middleware(RequestId)  # outermost: every log line of a request carries its id
     return app

@@ -176,3 +176,32 @@ def test_first_run_messages(serve: ServeProcess) -> None:
     r = httpx.post(f"{serve.url}/accounts/login",
                    json={"username": "admin", "password": "first-password"}, timeout=10)
     assert r.status_code == 200
+
+
+def test_json_logs_carry_the_request_id(serve: ServeProcess) -> None:
+    """`--log-format json` (here CORRAL_LOG_FORMAT): one JSON object per line, the request's
+    id in the access line and in X-Request-Id; a hostile id is replaced, not logged."""
+    import json
+
+    from tests.support import eventually
+
+    serve.env.update({"CORRAL_LOG_FORMAT": "json", "CORRAL_ADMIN_PASSWORD": "pw-for-json-logs"})
+    serve.start()
+    r = httpx.get(f"{serve.url}/hybrid/api/v1/servers", headers={"X-Request-Id": "trace-42"})
+    assert r.status_code == 401 and r.headers["x-request-id"] == "trace-42"
+    bad = httpx.get(f"{serve.url}/healthz", headers={"X-Request-Id": 'x"{evil} \\u2028'})
+    assert len(bad.headers["x-request-id"]) == 32 and "evil" not in bad.headers["x-request-id"]
+    serve.stop()
+
+    def lines() -> list[dict[str, object]]:
+        return [json.loads(line) for line in serve.output().splitlines()
+                if line.startswith("{")]
+
+    logged = eventually(lines, lambda ls: any(entry.get("requestId") == "trace-42"
+                                              for entry in ls), timeout=5)
+    access = next(entry for entry in logged if entry.get("requestId") == "trace-42")
+    assert (access["logger"], access["method"], access["path"], access["status"]) == (
+        "uvicorn.access", "GET", "/hybrid/api/v1/servers", 401)
+    assert "evil" not in serve.output()
+    assert any(entry["logger"] == "corral.gateway.gateway" or "Uvicorn running" in
+               str(entry["message"]) for entry in logged)

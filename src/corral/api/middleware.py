@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from corral import logformat
 from corral.artifacts.multipart import MULTIPART_OVERHEAD
 from corral.errors import TooLarge
 
@@ -43,6 +45,36 @@ class StatusOf:
         if message["type"] == "http.response.start":
             self.status = int(message["status"])
         await self._send(message)
+
+
+REQUEST_ID_SHAPE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class RequestId:
+    """Every request gets an id (the caller's `X-Request-Id` when it is a plain token, else a
+    new one), answered in `X-Request-Id` and carried by every log line written meanwhile."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID_SHAPE.fullmatch(given) else uuid.uuid4().hex
+        token = logformat.REQUEST_ID.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            logformat.REQUEST_ID.reset(token)
 
 
 def is_upload(method: str, path: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import ipaddress
 import logging
 import os
@@ -13,7 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 import uvicorn
 
+from corral import logformat
 from corral.cli.common import DataDirOpt, settings_from
+
+
+class LogFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
 
 if TYPE_CHECKING:
     from corral.config import Settings
@@ -49,6 +56,11 @@ def serve(
         typer.Option("--allow-plain-http", help="Serve plain HTTP on a non-loopback address "
                      "(only behind a TLS proxy) [CORRAL_ALLOW_PLAIN_HTTP]"),
     ] = None,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", envvar="CORRAL_LOG_FORMAT",
+                                help="text for people, json for machines: one object per "
+                                "line, with the request id [CORRAL_LOG_FORMAT]"),
+    ] = LogFormat.text,
 ) -> None:
     """Run the control plane: REST API, certificate authority and artifact store.
 
@@ -57,7 +69,7 @@ def serve(
     <data-dir>/admin-credentials). Stops cleanly on SIGTERM or Ctrl-C."""
     from corral.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logformat.configure(log_format.value)
     from corral.controlplane import CannotStart, ControlPlane
 
     settings = settings_from(
@@ -100,7 +112,7 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     try:
-        asyncio.run(_run(plane, create_app(plane)))
+        asyncio.run(_run(plane, create_app(plane), log_format.value))
     finally:
         plane.close()
 
@@ -129,7 +141,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def _run(plane: ControlPlane, app: Any) -> None:
+async def _run(plane: ControlPlane, app: Any, log_format: str = "text") -> None:
     """REST API and agent gateway in one event loop; the API's shutdown stops both."""
     from corral.gateway.gateway import Gateway
 
@@ -145,6 +157,7 @@ async def _run(plane: ControlPlane, app: Any) -> None:
     logging.getLogger("uvicorn.access").addFilter(QueryRedactor())
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
+                       log_config=logformat.uvicorn_log_config(log_format),
                        timeout_graceful_shutdown=10,
                        # X-Forwarded-For/-Proto are believed from the configured proxies only
                        proxy_headers=bool(settings.trusted_proxies),
