@@ -126,3 +126,43 @@ def test_a_rollout_in_the_console(client: TestClient, api: Api) -> None:
     r = client.post(f"/apps/{app['id']}/rollout/{now['id']}/promote",
                     headers={"X-CSRF-Token": token, "HX-Request": "true"})
     assert "error=" in r.headers["HX-Redirect"]  # nothing in progress any more
+
+
+def test_overview_charts_and_alerts_pages(client: TestClient, api: Api) -> None:
+    import time
+
+    from corral import wire
+    from corral.db.session import transaction
+    from corral.domain import measurements
+
+    token = _sign_in(client)
+    hx = {"X-CSRF-Token": token, "HX-Request": "true"}
+    server_id = api.register("web-1")
+    now = int(time.time() * 1000)
+    with transaction(api.plane.sessions) as s:
+        measurements.record(s, [(server_id, now - i * 5_000, wire.Measurements(
+            server=wire.ServerSample(cpu=20.0 + i, memoryUsed=2, memoryTotal=4, diskUsed=1,
+                                     diskTotal=2, loadAverage=0.4, threads=9)))
+            for i in range(4)])
+    page = client.get("/overview").text
+    assert "web-1" in page and "Busiest servers" in page and "21.5 %" in page  # the mean
+    server_page = client.get(f"/servers/{server_id}").text
+    assert server_page.count("<svg") == 4 and "<polyline" in server_page
+
+    r = client.post("/alerts", headers=hx, data={
+        "name": "web down", "severity": "CRITICAL", "condition": "server/server-down",
+        "resources": str(server_id), "emails": "ops@example.com"})
+    assert r.status_code == 204 and r.headers["HX-Redirect"].startswith("/alerts/"), r.headers
+    [alert] = api.get("/alerts").json()["data"]
+    assert alert["condition"]["resources"] == [str(server_id)]
+    assert alert["actions"] == [{"type": "email", "emails": ["ops@example.com"], "userIds": []}]
+    r = client.post("/alerts", headers=hx, data={
+        "name": "hot", "severity": "INFO", "condition": "server/server-cpu", "threshold": "x"})
+    assert "error=" in r.headers["HX-Redirect"] and "threshold" in r.headers["HX-Redirect"]
+    assert "web down" in client.get("/alerts").text
+    client.post(f"/alerts/{alert['id']}/disable", headers=hx)
+    assert api.get(f"/alerts/{alert['id']}").json()["data"]["enabled"] is False
+    assert "It has not fired" in client.get(f"/alerts/{alert['id']}").text
+    client.post(f"/alerts/{alert['id']}/delete", headers=hx)
+    assert api.get("/alerts").json()["total"] == 0
+    assert client.get("/alerts/not-an-alert").status_code == 404

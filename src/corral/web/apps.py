@@ -15,6 +15,7 @@ from corral.domain import applications, deployments, history, logs, reads
 from corral.domain.configuration import parse_properties_text
 from corral.errors import AgentUnavailable, CorralError
 from corral.http_context import read_upload
+from corral.web import monitoring
 from corral.web.actions import PageError, act, read
 from corral.web.console import ConsoleDep
 
@@ -54,13 +55,14 @@ async def deploy(request: Request, console: ConsoleDep) -> Response:
 
 @router.get("/apps/{app_id}", response_class=HTMLResponse)
 def app_page(console: ConsoleDep, app_id: int, partial: str | None = None) -> HTMLResponse:
-    def load(s: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        return (reads.application(s, console.scope, app_id),
-                history.listing(s, applications.get(s, console.scope, app_id)))
+    def load(s: Session) -> tuple[dict[str, Any], list[dict[str, Any]], list[Any]]:
+        app = applications.get(s, console.scope, app_id)
+        return (reads.application(s, console.scope, app_id), history.listing(s, app),
+                [] if partial else monitoring.application_charts(s, console, app.id))
 
-    app, past = read(console, load)
+    app, past, charts = read(console, load)
     return console.render("_app_status.html" if partial else "app.html", app=app,
-                          deployments=past)
+                          deployments=past, charts=charts)
 
 
 @router.post("/apps/{app_id}/rollout/{history_id}/{action}")

@@ -13,6 +13,7 @@ from corral.db.session import transaction
 from corral.domain import applications, clusters, registration, server_groups, servers, views
 from corral.domain.status import instance_report
 from corral.domain.targets import get_target, list_targets
+from corral.web import monitoring
 from corral.web.actions import act, read
 from corral.web.console import ConsoleDep
 
@@ -63,7 +64,8 @@ def server_page(console: ConsoleDep, server_id: int) -> HTMLResponse:
             apps.append({"id": app.id, "name": app.name, "desired": app.desired_status,
                          "status": status, "message": message,
                          "deploymentId": app.deployment_id})
-        return {"server": views.server(server), "apps": apps}
+        return {"server": views.server(server), "apps": apps,
+                "charts": monitoring.server_charts(session, console, server.id)}
 
     return console.render("server.html", **read(console, load))
 
