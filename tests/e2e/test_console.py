@@ -199,3 +199,65 @@ def test_a_rollout_and_the_audit_trail_in_a_browser(
     page.goto(control_plane.url + "/audit")
     shots(page, "audit")
     context.close()
+
+
+@pytest.fixture
+def measured_every_second(serve: ServeProcess) -> None:
+    serve.env["CORRAL_METRICS_SECONDS"] = "1"
+
+
+def test_overview_charts_and_alerts_in_a_browser(
+        measured_every_second: None, browser: object, control_plane: ServeProcess,
+        operator: Operator, agents: Callable[[str], AgentProcess],
+        shots: Callable[[object, str], None]) -> None:
+    import signal
+
+    from tests.support import eventually
+
+    expect = playwright_api.expect
+    web, spare = agents("web-1"), agents("web-2")
+    app = operator.deploy("storefront", web.server_id, app_zip("v1"), {"greeting": "hello"})
+    operator.wait_app(app["id"], "STARTED")
+    down = operator.call("POST", "/alerts", expect=201, json={
+        "name": "web-2 down", "severity": "CRITICAL", "condition": {
+            "resourceType": "server", "type": "server-down",
+            "resources": [str(spare.server_id)]},
+        "actions": [{"type": "email", "emails": ["ops@example.com"]}]}).json()["data"]
+    eventually(lambda: operator.data(f"/servers/{web.server_id}/metrics")["timestamps"],
+               lambda t: len(t) >= 3, what="a few readings")
+    spare.stop(signal.SIGKILL)
+    eventually(lambda: operator.data(f"/alerts/{down['id']}/history"), what="the alert firing")
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(control_plane.url + "/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+
+    page.goto(control_plane.url + "/overview")
+    expect(page.locator(".tile").first).to_contain_text("1")
+    expect(page.get_by_role("link", name="web-1").first).to_be_visible()
+    expect(page.get_by_role("link", name="web-2 down")).to_be_visible()
+    shots(page, "overview")
+    page.goto(control_plane.url + f"/servers/{web.server_id}")
+    expect(page.locator("figure.chart svg")).to_have_count(4)
+    expect(page.locator("figure.chart polyline").first).to_be_attached()
+    shots(page, "server-charts")
+
+    page.goto(control_plane.url + "/alerts")
+    page.fill("#a-name", "storefront errors")
+    page.select_option("#a-condition", "hybrid-application/application-error-count")
+    page.fill("input[name=threshold]", "0")
+    page.fill("#a-emails", "ops@example.com")
+    page.click("text=Create alert")
+    expect(page.locator("h1")).to_contain_text("storefront errors")
+    page.goto(control_plane.url + "/alerts")
+    expect(page.locator(f"tr[data-alert='{down['id']}']")).to_contain_text("firing")
+    shots(page, "alerts")
+    page.goto(control_plane.url + f"/alerts/{down['id']}")
+    expect(page.locator("tr[data-event]")).to_have_count(1)
+    expect(page.locator("tr[data-event]")).to_contain_text("FIRING")
+    context.close()

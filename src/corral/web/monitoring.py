@@ -78,7 +78,8 @@ def _body(name: str, severity: str, condition: str, resources: str, threshold: s
         "actions": []}
     if alerts.is_threshold(kind):
         try:
-            body["condition"]["threshold"] = float(threshold)
+            value = float(threshold)
+            body["condition"]["threshold"] = int(value) if value.is_integer() else value
         except ValueError:
             body["condition"]["threshold"] = None
         body["condition"]["operator"] = operator
