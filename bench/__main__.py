@@ -1,4 +1,4 @@
-"""`python -m bench all | fleet | api | artifacts | security | replicas | smoke
+"""`python -m bench all | fleet | api | artifacts | security | replicas | metrics | smoke
 [--db sqlite,postgresql]`
 
 Prints each scenario's figures as tables and writes them as JSON to bench/results/."""
@@ -45,6 +45,10 @@ STEADY = {  # name: (seconds a held fleet settles, seconds its CPU is measured, 
     #          per endpoint)
     "full": (12, 20, 400),
     "smoke": (1, 1, 40),  # the smoke test checks the figures exist, not what they are
+}
+METRICS = {  # name: (agents measuring, seconds between measurements, seconds measured)
+    "full": (10000, 15.0, 60),
+    "smoke": (20, 1.0, 3),
 }
 SECURITY = {  # name: (reads per phase, attacking clients, hostile body MiB, sign-in tries)
     "full": (300, 3, 300, 20),
@@ -233,6 +237,18 @@ def run(which: str, dbs: list[str], plan: str) -> None:
                          for d in ("upload", "download")]
             save(f"artifacts-{suffix}", {**every["file"], "stores": every})
             table(f"Artifacts ({kind}): {every['file']['size_mb']} MB, by store", rows)
+        if which in ("all", "metrics"):
+            agents, interval, window = METRICS[plan]
+            with control_plane(kind, "metrics",
+                               {"CORRAL_METRICS_SECONDS": str(interval)}) as (cp, workdir):
+                figures = scenarios.metrics_cost(cp, workdir, agents, interval,
+                                                 settle_s=STEADY[plan][0], window_s=window)
+            save(f"metrics-{suffix}", figures)
+            table(f"Measuring ({kind}): {agents} agents, one server and one instance each "
+                  f"every {interval:g} s; control-plane CPU {figures.get('cpu_cost_percent')} "
+                  "points more than silent",
+                  [{"fleet": k, **v} for k, v in figures.items()
+                   if k in ("silent", "measuring")])
         if which in ("all", "replicas") and kind == "postgresql":
             agents, fan, changes = REPLICAS[plan]
             with replica_pair(kind) as (a, b, workdir):
@@ -253,7 +269,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenario",
                         choices=["all", "fleet", "api", "artifacts", "security", "replicas",
-                                 "smoke"])
+                                 "metrics", "smoke"])
     parser.add_argument("--db", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
     args = parser.parse_args()

@@ -169,7 +169,7 @@ class Simulators:
     """Simulator processes (a few hundred to thousands of agents each) and their events."""
 
     def __init__(self, cp: ControlPlaneProcess, identities: list[dict[str, str]],
-                 workdir: Path, processes: int = 2) -> None:
+                 workdir: Path, processes: int = 2, measure: bool = False) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         self.synced: dict[int, int] = {}
         self.answered: dict[tuple[str, int, str], list[float]] = defaultdict(list)
@@ -184,7 +184,8 @@ class Simulators:
             listing = workdir / f"sim-{p}.jsonl"
             listing.write_text("\n".join(json.dumps(i) for i in part) + "\n")
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.simagent", str(listing), cp.gateway, str(cp.ca)],
+                [sys.executable, "-m", "bench.simagent", str(listing), cp.gateway, str(cp.ca),
+                 *(["--measure"] if measure else [])],
                 stdout=subprocess.PIPE, stderr=open(workdir / f"sim-{p}.log", "ab"),  # noqa: SIM115
                 text=True, cwd=Path(__file__).resolve().parents[1])
             self.procs.append(proc)

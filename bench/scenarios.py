@@ -464,3 +464,61 @@ def replicas(a: ControlPlaneProcess, b: ControlPlaneProcess, workdir: Path, agen
     for s in sims:
         s.stop()
     return figures
+
+
+# --- 7: what measuring costs ---------------------------------------------------------------
+
+def _metric_storage(cp: ControlPlaneProcess, workdir: Path) -> tuple[int, int]:
+    """(rows, bytes) of the stored measurements: the table's size on PostgreSQL, the database
+    file with its write-ahead log on SQLite."""
+    from sqlalchemy import create_engine, text
+    engine = create_engine(cp.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = int(conn.execute(text("SELECT count(*) FROM metric_points")).scalar() or 0)
+            if engine.dialect.name == "postgresql":
+                size = int(conn.execute(text(
+                    "SELECT pg_total_relation_size('metric_points')")).scalar() or 0)
+            else:
+                size = sum(p.stat().st_size for p in (workdir / "data").glob("corral.db*"))
+    finally:
+        engine.dispose()
+    return rows, size
+
+
+def metrics_cost(cp: ControlPlaneProcess, workdir: Path, n: int, interval: float,
+                 settle_s: float = 12, window_s: float = 60,
+                 processes: int = 2) -> dict[str, Any]:
+    """The same fleet held twice: silent, then measuring (one server and one instance every
+    `interval` seconds per agent). The difference in control-plane CPU, and what an hour of
+    measurements takes on disk (extrapolated from `window_s`), are the cost."""
+    api = Api(cp)
+    identities = register_fleet(cp, api, n, workdir / "certs")
+    ids = [int(i["id"]) for i in identities]
+    group = api.call("POST", "/serverGroups", json={"name": "measured", "serverIds": ids})
+    api.call("POST", "/applications", data={"artifactName": "app", "targetId": str(group["id"])},
+             files={"file": ("app.zip", small_zip(), "application/zip")})
+    figures: dict[str, Any] = {"agents": n, "interval_s": interval}
+    for label, measure in (("silent", False), ("measuring", True)):
+        sims = Simulators(cp, identities, workdir, processes, measure=measure)
+        if not sims.wait(lambda: sims.total_synced() >= n, timeout=900):
+            figures[label] = {"error": f"not all {n} agents connected within 900 s"}
+            sims.stop()
+            return figures
+        time.sleep(settle_s)
+        rows0, size0 = _metric_storage(cp, workdir)
+        cpu = cp.cpu_percent(window_s)
+        rows1, size1 = _metric_storage(cp, workdir)
+        figures[label] = {"cpu_percent": round(cpu, 1), "rss_mb": round(cp.rss_mb(), 1),
+                          "rows_per_s": round((rows1 - rows0) / window_s, 1)}
+        if measure:
+            per_hour = 3600 / window_s
+            figures[label].update(
+                rows_per_hour=int((rows1 - rows0) * per_hour),
+                mb_per_hour=round((size1 - size0) * per_hour / 2**20, 1),
+                bytes_per_row=round((size1 - size0) / max(rows1 - rows0, 1)))
+        sims.stop()
+        time.sleep(2)
+    figures["cpu_cost_percent"] = round(figures["measuring"]["cpu_percent"]
+                                        - figures["silent"]["cpu_percent"], 1)
+    return figures

@@ -2,7 +2,10 @@
 client certificate, speaking the real agent protocol and answering desired state the way a fast
 agent would (STARTED/STOPPED at once, no processes). Events go to stdout as JSON lines.
 
-    python -m bench.simagent IDENTITIES.jsonl GATEWAY_URL CA.pem
+    python -m bench.simagent IDENTITIES.jsonl GATEWAY_URL CA.pem [--measure]
+
+With --measure, each agent also sends what a real agent measures (one server and one
+application instance) every `metricsSeconds` of its desired state.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -31,8 +35,10 @@ def emit(event: dict[str, object]) -> None:
 
 
 class Fleet:
-    def __init__(self, identities: list[dict[str, str]], url: str, ca: str) -> None:
+    def __init__(self, identities: list[dict[str, str]], url: str, ca: str,
+                 measure: bool = False) -> None:
         self.identities = identities
+        self.measure = measure
         self.url = url
         self.ca = ca
         self.synced = 0  # agents that hold their desired state on a live connection
@@ -54,14 +60,23 @@ class Fleet:
                                        max_size=16 * 1024 * 1024, compression=None)
                 async with ws:
                     await ws.send(hello)
-                    async for raw in ws:
-                        message = wire.decode(raw)
-                        if isinstance(message, wire.Desired):
-                            if not live:
-                                live = True
-                                backoff.reset()
-                                self.synced += 1
-                            await ws.send(self.answer(int(ident["id"]), message))
+                    measuring: asyncio.Task[None] | None = None
+                    try:
+                        async for raw in ws:
+                            message = wire.decode(raw)
+                            if isinstance(message, wire.Desired):
+                                if not live:
+                                    live = True
+                                    backoff.reset()
+                                    self.synced += 1
+                                await ws.send(self.answer(int(ident["id"]), message))
+                                if self.measure and measuring is None \
+                                        and message.metricsSeconds > 0:
+                                    measuring = asyncio.create_task(
+                                        self.measurements(ws, message.metricsSeconds))
+                    finally:
+                        if measuring is not None:
+                            measuring.cancel()
             except ConnectionClosed as exc:
                 if exc.rcvd and exc.rcvd.code == wire.CLOSE_RESTARTING:  # as the agent does
                     pause = random.uniform(0, wire.reconnect_window(exc.rcvd.reason))
@@ -85,6 +100,23 @@ class Fleet:
                                                    status=status))
         return wire.encode(wire.Report(revision=desired.revision, applications=apps))
 
+    @staticmethod
+    async def measurements(ws: Any, every: float) -> None:
+        """Spread over the interval, as real agents started at different times are."""
+        await asyncio.sleep(random.uniform(0, every))
+        while True:
+            sample = wire.Measurements(
+                server=wire.ServerSample(
+                    cpu=random.uniform(0, 100), memoryUsed=random.randint(1, 2**33),
+                    memoryTotal=2**34, diskUsed=random.randint(1, 2**38), diskTotal=2**39,
+                    loadAverage=random.uniform(0, 4), threads=random.randint(20, 400)),
+                applications=[wire.InstanceSample(
+                    name="app", cpu=random.uniform(0, 200), rss=random.randint(1, 2**30),
+                    threads=12, fds=40, restarts=0, uptime=100.0, messages=random.randint(0, 99),
+                    errors=0, responseTimeMs=random.uniform(1, 50))])
+            await ws.send(wire.encode(sample))
+            await asyncio.sleep(every)
+
     async def report_counts(self) -> None:
         last = -1
         while True:
@@ -103,7 +135,8 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     identities = [json.loads(line) for line in Path(sys.argv[1]).read_text().splitlines()]
-    fleet = Fleet(identities, sys.argv[2], Path(sys.argv[3]).read_text())
+    fleet = Fleet(identities, sys.argv[2], Path(sys.argv[3]).read_text(),
+                  measure="--measure" in sys.argv[4:])
     try:
         asyncio.run(fleet.run())
     except KeyboardInterrupt:
