@@ -230,3 +230,113 @@ def test_series_and_retention(api: Api, plane: ControlPlane) -> None:
                    ).status_code == 400
     assert api.get(f"/servers/{server_id}/metrics",
                    params={"from": str(now), "to": str(now - 1)}).status_code == 400
+
+
+# --- every condition the CLI offers fires -----------------------------------------------------
+
+def _alert_each(api: Api, resource_type: str, thresholds: dict[str, float]) -> dict[str, str]:
+    ids = {}
+    for kind in alerts.CONDITIONS[resource_type]:
+        condition: dict[str, Any] = {"resourceType": resource_type, "type": kind}
+        if alerts.is_threshold(kind):
+            suffix = next(k for k in thresholds if kind.endswith(k))
+            condition.update(threshold=thresholds[suffix], operator="GREATER_THAN")
+        r = api.post("/alerts", json={"name": kind, "severity": "INFO", "condition": condition})
+        assert r.status_code == 201, r.text
+        ids[kind] = r.json()["data"]["id"]
+    return ids
+
+
+def _fired(api: Api, ids: dict[str, str]) -> set[str]:
+    return {kind for kind, alert_id in ids.items()
+            if any(e["state"] == "FIRING"
+                   for e in api.get(f"/alerts/{alert_id}/history").json()["data"])}
+
+
+def _hot(plane: ControlPlane, *server_ids: int, apps: tuple[wire.InstanceSample, ...] = ()
+         ) -> None:
+    with transaction(plane.sessions) as s:
+        measurements.record(s, [(sid, int(time.time() * 1000), wire.Measurements(
+            server=wire.ServerSample(cpu=90.0, memoryUsed=3, memoryTotal=4, diskUsed=1,
+                                     diskTotal=2, loadAverage=3.0, threads=500),
+            applications=list(apps))) for sid in server_ids])
+
+
+SERVER_THRESHOLDS = {"cpu": 50, "memory": 50, "load-average": 1, "thread-count": 100,
+                     "message-count": 5, "error-count": 0, "response-time": 100}
+
+
+def _status(plane: ControlPlane, status: str, *server_ids: int, **columns: str) -> None:
+    with transaction(plane.sessions) as s:
+        for sid in server_ids:
+            server = s.get_one(Server, sid)
+            server.status = status
+            for key, value in columns.items():
+                setattr(server, key, value)
+
+
+def test_every_server_condition_fires(api: Api, plane: ControlPlane) -> None:
+    server_id = api.register("s1")  # DISCONNECTED: server-down holds at first sight
+    ids = _alert_each(api, "server", SERVER_THRESHOLDS)
+    evaluate(plane)
+    _status(plane, "RUNNING", server_id, agent_version="2.0", mule_version="4.9.0")
+    _hot(plane, server_id)
+    evaluate(plane)
+    assert api.delete(f"/servers/{server_id}").status_code in (200, 204)
+    evaluate(plane)
+    assert _fired(api, ids) == set(ids)
+
+
+@pytest.mark.parametrize("resource_type", ["server-group", "cluster"])
+def test_every_group_and_cluster_condition_fires(api: Api, plane: ControlPlane,
+                                                 resource_type: str) -> None:
+    a, b, c = (api.register(n) for n in ("a", "b", "c"))
+    if resource_type == "server-group":
+        target = api.post("/serverGroups", json={"name": "g", "serverIds": [a, b]})
+    else:
+        target = api.post("/clusters", json={"name": "k", "servers": [
+            {"serverId": a, "serverIp": "10.0.0.1"}, {"serverId": b, "serverIp": "10.0.0.2"}]})
+    assert target.status_code == 201, target.text
+    path = "/serverGroups" if resource_type == "server-group" else "/clusters"
+    target_id = target.json()["data"]["id"]
+    ids = _alert_each(api, resource_type, SERVER_THRESHOLDS)
+    evaluate(plane)  # every member DISCONNECTED: down and member-down hold
+    _status(plane, "RUNNING", a)
+    _hot(plane, a)
+    if resource_type == "cluster":
+        from corral.db.models import Cluster
+        with transaction(plane.sessions) as s:
+            s.get_one(Cluster, target_id).primary_node_id = a
+    evaluate(plane)
+    if resource_type == "server-group":
+        api.post(f"{path}/{target_id}/servers/{c}")
+    else:
+        api.post(f"{path}/{target_id}/servers", json={"serverId": c, "serverIp": "10.0.0.3"})
+    assert api.delete(f"{path}/{target_id}/servers/{b}").status_code in (200, 204)
+    evaluate(plane)
+    assert api.delete(f"{path}/{target_id}").status_code in (200, 204)
+    evaluate(plane)
+    assert _fired(api, ids) == set(ids)
+
+
+def test_every_application_condition_fires(api: Api, plane: ControlPlane) -> None:
+    from corral.db.models import Deployment, Rollout, ServerArtifact
+    server_id = api.register("s1")
+    app = api.deploy("shop", server_id).json()["data"]
+    ids = _alert_each(api, "hybrid-application", {**SERVER_THRESHOLDS, "cpu": 50,
+                                                  "memory": 100})
+    evaluate(plane)
+    with transaction(plane.sessions) as s:
+        s.query(ServerArtifact).filter_by(application_id=app["id"]).update(
+            {"last_reported_status": "DEPLOYMENT_FAILED"})
+        deployment = s.query(Deployment).filter_by(application_id=app["id"]).one()
+        deployment.state = "SUCCEEDED"
+        s.add(Rollout(application_id=app["id"], deployment_id=deployment.id, state="REVERTED",
+                      message="instance failed its health check"))
+    _hot(plane, server_id, apps=(wire.InstanceSample(
+        name="shop", cpu=90.0, rss=300 * 2**20, threads=3, fds=9, restarts=1, uptime=5.0,
+        messages=10, errors=2, responseTimeMs=250.0),))
+    evaluate(plane)
+    assert api.delete(f"/applications/{app['id']}").status_code in (200, 204)
+    evaluate(plane)
+    assert _fired(api, ids) == set(ids)

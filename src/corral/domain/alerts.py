@@ -609,6 +609,9 @@ EVENT_RULES: dict[str, EventRule] = {
 }
 GONE = frozenset({"server-deletion", "server-group-deletion", "cluster-deletion",
                   "application-undeployed"})
+FIRST_VALUE_FIRES = frozenset({"application-success", ROLLOUT_FAILED})
+"""Events whose first value is itself news (the first successful deployment); for the others
+(a version seen for the first time) only a change is."""
 
 
 def _rule(kind: str) -> EventRule:
@@ -684,6 +687,8 @@ def _evaluate_one(session: Session, alert: Alert, fleet: Fleet, interval: float,
             old = state.token
             state.token, state.since = what.token, now
             if old is None:
+                if kind in FIRST_VALUE_FIRES:
+                    fire("FIRING", what)
                 continue
             if kind.endswith(("member-added", "member-removed")):
                 for member in _members_changed(kind, old, what.token):
