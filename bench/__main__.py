@@ -246,9 +246,10 @@ def run(which: str, dbs: list[str], plan: str) -> None:
             save(f"metrics-{suffix}", figures)
             table(f"Measuring ({kind}): {agents} agents, one server and one instance each "
                   f"every {interval:g} s; control-plane CPU {figures.get('cpu_cost_percent')} "
-                  "points more than silent",
+                  f"points more than silent, {figures.get('alerts_cpu_cost_percent')} more with "
+                  "two alerts on every server",
                   [{"fleet": k, **v} for k, v in figures.items()
-                   if k in ("silent", "measuring")])
+                   if k in ("silent", "measuring", "measuring_with_alerts")])
         if which in ("all", "replicas") and kind == "postgresql":
             agents, fan, changes = REPLICAS[plan]
             with replica_pair(kind) as (a, b, workdir):

@@ -490,8 +490,9 @@ def metrics_cost(cp: ControlPlaneProcess, workdir: Path, n: int, interval: float
                  settle_s: float = 12, window_s: float = 60,
                  processes: int = 2) -> dict[str, Any]:
     """The same fleet held twice: silent, then measuring (one server and one instance every
-    `interval` seconds per agent). The difference in control-plane CPU, and what an hour of
-    measurements takes on disk (extrapolated from `window_s`), are the cost."""
+    `interval` seconds per agent), then measuring with two alerts on every server. The
+    differences in control-plane CPU, and what an hour of measurements takes on disk
+    (extrapolated from `window_s`), are the cost."""
     api = Api(cp)
     identities = register_fleet(cp, api, n, workdir / "certs")
     ids = [int(i["id"]) for i in identities]
@@ -499,6 +500,11 @@ def metrics_cost(cp: ControlPlaneProcess, workdir: Path, n: int, interval: float
     api.call("POST", "/applications", data={"artifactName": "app", "targetId": str(group["id"])},
              files={"file": ("app.zip", small_zip(), "application/zip")})
     figures: dict[str, Any] = {"agents": n, "interval_s": interval}
+    alerts = [{"name": "down", "severity": "CRITICAL", "condition": {
+                   "resourceType": "server", "type": "server-down", "resources": ["*"]}},
+              {"name": "hot", "severity": "WARNING", "condition": {
+                   "resourceType": "server", "type": "server-cpu", "resources": ["*"],
+                   "threshold": 99.9, "operator": "GREATER_THAN"}}]
     for label, measure in (("silent", False), ("measuring", True)):
         sims = Simulators(cp, identities, workdir, processes, measure=measure)
         if not sims.wait(lambda: sims.total_synced() >= n, timeout=900):
@@ -506,19 +512,27 @@ def metrics_cost(cp: ControlPlaneProcess, workdir: Path, n: int, interval: float
             sims.stop()
             return figures
         time.sleep(settle_s)
-        rows0, size0 = _metric_storage(cp, workdir)
-        cpu = cp.cpu_percent(window_s)
-        rows1, size1 = _metric_storage(cp, workdir)
-        figures[label] = {"cpu_percent": round(cpu, 1), "rss_mb": round(cp.rss_mb(), 1),
-                          "rows_per_s": round((rows1 - rows0) / window_s, 1)}
-        if measure:
-            per_hour = 3600 / window_s
-            figures[label].update(
-                rows_per_hour=int((rows1 - rows0) * per_hour),
-                mb_per_hour=round((size1 - size0) * per_hour / 2**20, 1),
-                bytes_per_row=round((size1 - size0) / max(rows1 - rows0, 1)))
+        phases = [label] if not measure else [label, "measuring_with_alerts"]
+        for phase in phases:
+            if phase == "measuring_with_alerts":  # two alerts on every server, evaluated
+                for body in alerts:                # every 2 s by the leader
+                    api.call("POST", "/alerts", json=body)
+                time.sleep(settle_s)
+            rows0, size0 = _metric_storage(cp, workdir)
+            cpu = cp.cpu_percent(window_s)
+            rows1, size1 = _metric_storage(cp, workdir)
+            figures[phase] = {"cpu_percent": round(cpu, 1), "rss_mb": round(cp.rss_mb(), 1),
+                              "rows_per_s": round((rows1 - rows0) / window_s, 1)}
+            if measure:
+                per_hour = 3600 / window_s
+                figures[phase].update(
+                    rows_per_hour=int((rows1 - rows0) * per_hour),
+                    mb_per_hour=round((size1 - size0) * per_hour / 2**20, 1),
+                    bytes_per_row=round((size1 - size0) / max(rows1 - rows0, 1)))
         sims.stop()
         time.sleep(2)
     figures["cpu_cost_percent"] = round(figures["measuring"]["cpu_percent"]
                                         - figures["silent"]["cpu_percent"], 1)
+    figures["alerts_cpu_cost_percent"] = round(
+        figures["measuring_with_alerts"]["cpu_percent"] - figures["measuring"]["cpu_percent"], 1)
     return figures

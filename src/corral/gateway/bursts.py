@@ -29,10 +29,12 @@ T = TypeVar("T")
 class Burst(Generic[T]):
     def __init__(self, plane: ControlPlane, store: Callable[[Session, list[T]], object],
                  what: str, *, still: Callable[[T], bool] = lambda _item: True,
-                 timer: Histogram | None = None) -> None:
+                 timer: Histogram | None = None, gather: float = GATHER_SECONDS) -> None:
         """`store(session, items)` runs once per burst; `still` drops an item that no longer
-        applies when its burst is stored; `timer` measures each burst's storing."""
+        applies when its burst is stored; `timer` measures each burst's storing; `gather`:
+        how long a burst gathers (longer for items nobody waits on)."""
         self.plane = plane
+        self._gather = gather
         self._timer = timer
         self._store = store
         self._what = what
@@ -52,7 +54,7 @@ class Burst(Generic[T]):
     async def run(self) -> None:
         while True:
             await self._waiting.wait()
-            await asyncio.sleep(GATHER_SECONDS)  # let a burst gather
+            await asyncio.sleep(self._gather)  # let a burst gather
             self._waiting.clear()
             batch = [item for item in self.take() if self._still(item)]
             if not batch:

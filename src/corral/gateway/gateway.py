@@ -57,8 +57,10 @@ class Gateway:
         self.departures: Burst[int] = Burst(
             plane, lambda session, ids: agents.disconnected(session, ids, plane.replica_id),
             "departures", still=lambda sid: sid not in self.connections)
+        # measurements wait on nobody: a second's worth is stored in one transaction
         self.measurements: Burst[measurements.Sample] = Burst(
-            plane, measurements.record, "measurements", timer=metrics.MEASUREMENTS_SECONDS)
+            plane, measurements.record, "measurements", timer=metrics.MEASUREMENTS_SECONDS,
+            gather=1.0)
         self.hellos = HelloBatcher(plane)
         self.leadership = Leadership(plane)
         self.sweeper = Sweeper(plane, self.connections, self.pusher, self.leadership)
