@@ -507,7 +507,7 @@ def metrics_cost(cp: ControlPlaneProcess, workdir: Path, n: int, interval: float
                    "threshold": 99.9, "operator": "GREATER_THAN"}}]
     for label, measure in (("silent", False), ("measuring", True)):
         sims = Simulators(cp, identities, workdir, processes, measure=measure)
-        if not sims.wait(lambda: sims.total_synced() >= n, timeout=900):
+        if not sims.wait(lambda sims=sims: sims.total_synced() >= n, timeout=900):
             figures[label] = {"error": f"not all {n} agents connected within 900 s"}
             sims.stop()
             return figures
@@ -515,7 +515,7 @@ def metrics_cost(cp: ControlPlaneProcess, workdir: Path, n: int, interval: float
         phases = [label] if not measure else [label, "measuring_with_alerts"]
         for phase in phases:
             if phase == "measuring_with_alerts":  # two alerts on every server, evaluated
-                for body in alerts:                # every 2 s by the leader
+                for body in alerts:                # by the leader
                     api.call("POST", "/alerts", json=body)
                 time.sleep(settle_s)
             rows0, size0 = _metric_storage(cp, workdir)

@@ -382,7 +382,7 @@ class SmtpSink:
         self.messages: list[dict[str, Any]] = []
         self._controller: Any = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         import email
         parsed = email.message_from_bytes(envelope.content)
         self.messages.append({"from": envelope.mail_from, "to": sorted(envelope.rcpt_tos),
@@ -420,7 +420,7 @@ class WebhookSink:
         sink = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 sink.received.append((self.path, dict(self.headers), body))
                 self.send_response(500 if self.path.endswith("/fail") else 204)

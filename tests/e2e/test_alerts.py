@@ -103,7 +103,7 @@ def test_application_cpu_and_pushed_errors_fire_once_and_resolve_once(
     cpu = create(operator, {
         "name": "burner hot", "severity": "CRITICAL",
         "condition": {"resourceType": "hybrid-application", "type": "application-cpu",
-                      "resources": [str(app["id"])], "threshold": 30,
+                      "resources": [str(app["id"])], "threshold": 10,
                       "operator": "GREATER_THAN"},
         "actions": [{"type": "email", "emails": ["ops@example.com"], "userIds": [oncall],
                      "subject": "${severity}: ${alertName} ${state} on ${resource}"},
@@ -121,9 +121,11 @@ def test_application_cpu_and_pushed_errors_fire_once_and_resolve_once(
     assert history(operator, cpu) == [] and history(operator, errors) == []
 
     flag.touch()
-    fired = eventually(lambda: history(operator, cpu), lambda h: len(h) >= 1, timeout=30,
+    # a busy loop takes a core when it has one; under a loaded suite it gets less, so the
+    # threshold is low (a calm instance reads about 0 %)
+    fired = eventually(lambda: history(operator, cpu), lambda h: len(h) >= 1, timeout=60,
                        what="the CPU alert firing")
-    assert fired[0]["state"] == "FIRING" and fired[0]["value"] > 30
+    assert fired[0]["state"] == "FIRING" and fired[0]["value"] > 10
     mail = eventually(lambda: smtp_sink.with_subject("CRITICAL: burner hot FIRING on burner"),
                       timeout=20, what="the alert's email")
     assert mail[0]["to"] == ["oncall@example.com", "ops@example.com"]
@@ -139,14 +141,14 @@ def test_application_cpu_and_pushed_errors_fire_once_and_resolve_once(
                what="the pushed error count firing")
 
     flag.unlink()
-    resolved = eventually(lambda: history(operator, cpu), lambda h: len(h) >= 2, timeout=30,
+    resolved = eventually(lambda: history(operator, cpu), lambda h: len(h) >= 2, timeout=60,
                           what="the CPU alert resolving")
     assert [e["state"] for e in resolved] == ["FIRING", "RESOLVED"]
     eventually(lambda: smtp_sink.with_subject("burner hot RESOLVED"), timeout=20,
                what="the resolving email")
     eventually(lambda: history(operator, errors), lambda h: len(h) == 2, timeout=20,
                what="the error count resolving")
-    time.sleep(3)  # more readings, all calm: no second firing (no storm)
+    time.sleep(6)  # more readings and evaluations, all calm: no second firing (no storm)
     assert [e["state"] for e in history(operator, cpu)] == ["FIRING", "RESOLVED"]
     assert len(smtp_sink.with_subject("burner hot")) == 2
     # the receiver that answers 500 got each notification twice, then it is a dead letter
@@ -157,7 +159,7 @@ def test_application_cpu_and_pushed_errors_fire_once_and_resolve_once(
     assert len([r for r in webhook_sink.received if r[0] == "/fail"]) == 4
 
     series = operator.data(f"/applications/{app['id']}/metrics")
-    assert max(c for c in series["series"]["cpu"] if c is not None) > 30
+    assert max(c for c in series["series"]["cpu"] if c is not None) > 10
     assert max(m for m in series["series"]["messages"] if m is not None) >= 5
     server = operator.data(f"/servers/{agent.server_id}/metrics")
     assert all(t > 0 for t in server["series"]["memoryTotal"] if t is not None)
@@ -174,7 +176,7 @@ def test_server_down_and_up_and_a_notification_that_outlives_a_restart(
     up = create(operator, {"name": "up", "severity": "INFO", "condition": {
         "resourceType": "server", "type": "server-up", "resources": ["*"]},
         "actions": [{"type": "email", "emails": ["ops@example.com"]}]})
-    time.sleep(2.5)  # the evaluator has seen the server running
+    time.sleep(5.5)  # the evaluator (every 5 s) has seen the server running
     assert history(operator, down) == []
 
     killed_at = time.monotonic()
@@ -190,6 +192,8 @@ def test_server_down_and_up_and_a_notification_that_outlives_a_restart(
     assert [e["state"] for e in eventually(lambda: history(operator, down),
                                            lambda h: len(h) == 2)] == ["FIRING", "RESOLVED"]
     eventually(lambda: smtp_sink.with_subject("up: FIRING"), timeout=20, what="its email")
+    eventually(lambda: smtp_sink.with_subject("down: RESOLVED"), timeout=20,
+               what="the resolving email")
 
     # the mail server goes away; the next firing waits for it, through a kill -9
     smtp_sink.stop()

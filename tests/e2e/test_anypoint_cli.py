@@ -275,7 +275,7 @@ def test_standalone_alerts(fleet: Fleet, operator: Operator) -> None:
     assert (changed["severity"], changed["condition"]["threshold"],
             changed["condition"]["resources"]) == ("CRITICAL", 80, [str(b.server_id)])
 
-    time.sleep(2.5)  # seen running first
+    time.sleep(5.5)  # seen running first (alerts are evaluated every 5 s)
     b.stop(signal.SIGKILL)
     fired = eventually(lambda: operator.data(f"/alerts/{down['id']}/history"), timeout=30,
                        what="the CLI's alert firing")

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from corral import wire
 
@@ -105,12 +105,11 @@ class Meter:
                 if proc.pid in seen:
                     continue
                 seen.add(proc.pid)
-                with contextlib.suppress(psutil.Error):
-                    with proc.oneshot():
-                        cpu += proc.cpu_percent(None)
-                        rss += proc.memory_info().rss
-                        n_threads += proc.num_threads()
-                        fds += proc.num_fds()
+                with contextlib.suppress(psutil.Error), proc.oneshot():
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                    n_threads += proc.num_threads()
+                    fds += proc.num_fds()
             threads += n_threads
             messages, errors, response = pushed.take(name)
             instances.append(wire.InstanceSample(

@@ -28,7 +28,7 @@ def _instant(value: str | None, name: str) -> int | None:
     if value.isdigit() and len(value) <= 15:
         return int(value)
     try:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+        return int(datetime.fromisoformat(value).timestamp() * 1000)
     except ValueError as exc:
         raise InvalidInput(f"{name} is epoch milliseconds or an ISO 8601 time") from exc
 

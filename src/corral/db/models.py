@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Float,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,

@@ -392,22 +392,33 @@ class Fleet:
     rollouts: dict[int, tuple[int, str, str]] = field(default_factory=dict)
 
 
-def _fleet(session: Session, environment_id: str) -> Fleet:
-    servers = {r.id: r for r in session.execute(
-        select(Server.id, Server.name, Server.status, Server.agent_version, Server.mule_version,
-               Server.server_group_id, Server.cluster_id)
-        .where(Server.environment_id == environment_id))}
-    fleet = Fleet(
-        servers=servers,
-        groups=dict(session.execute(select(ServerGroup.id, ServerGroup.name)
-                                    .where(ServerGroup.environment_id == environment_id)).all()),
-        clusters={r.id: r for r in session.execute(
+def _fleet(session: Session, environment_id: str, needs: set[str]) -> Fleet:
+    """What the alerts of these resource types (`needs`) read, and nothing more: an alert on
+    servers does not load every instance of every application."""
+    fleet = Fleet(servers={}, groups={}, clusters={})
+    if needs & {"server", "server-group", "cluster"}:
+        fleet.servers = {r.id: r for r in session.execute(
+            select(Server.id, Server.name, Server.status, Server.agent_version,
+                   Server.mule_version, Server.server_group_id, Server.cluster_id)
+            .where(Server.environment_id == environment_id))}
+        for s in fleet.servers.values():
+            for parent in (s.server_group_id, s.cluster_id):
+                if parent:
+                    fleet.members.setdefault(parent, []).append(s.id)
+    if "server-group" in needs:
+        fleet.groups = dict(session.execute(
+            select(ServerGroup.id, ServerGroup.name)
+            .where(ServerGroup.environment_id == environment_id)).all())
+    if "cluster" in needs:
+        fleet.clusters = {r.id: r for r in session.execute(
             select(Cluster.id, Cluster.name, Cluster.visibility, Cluster.primary_node_id)
-            .where(Cluster.environment_id == environment_id))})
-    for s in servers.values():
-        for parent in (s.server_group_id, s.cluster_id):
-            if parent:
-                fleet.members.setdefault(parent, []).append(s.id)
+            .where(Cluster.environment_id == environment_id))}
+    if "hybrid-application" in needs:
+        _applications(session, environment_id, fleet)
+    return fleet
+
+
+def _applications(session: Session, environment_id: str, fleet: Fleet) -> None:
     fleet.apps = {r.id: r for r in session.execute(
         select(Application.id, Application.name, Application.desired_status)
         .where(Application.environment_id == environment_id))}
@@ -429,7 +440,6 @@ def _fleet(session: Session, environment_id: str) -> Fleet:
     fleet.rollouts = {r.application_id: (r.id, r.state, r.message) for r in session.execute(
         select(Rollout.application_id, Rollout.id, Rollout.state, Rollout.message)
         .join(last, last.c.id == Rollout.id))}
-    return fleet
 
 
 def _compare(value: float | None, condition: dict[str, Any]) -> bool:
@@ -635,18 +645,24 @@ def any_enabled(session: Session) -> bool:
     return session.scalar(select(Alert.id).where(Alert.enabled).limit(1)) is not None
 
 
-def evaluate(session: Session, interval: float, now_ms: int | None = None) -> list[int]:
+def evaluate(session: Session, interval: float, now_ms: int | None = None, *,
+             measured: bool = True) -> list[int]:
     """Compare every enabled alert's condition with what was last seen; record a firing (and
-    its deliveries) for each change. Returns the new events' ids."""
+    its deliveries) for each change. Returns the new events' ids. `measured`: whether the
+    threshold conditions are evaluated this time (their readings arrive every `interval`, so
+    the caller may look at them less often than at the fleet's state)."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    alerts = session.scalars(select(Alert).where(Alert.enabled).order_by(Alert.id)).all()
-    fleets: dict[str, Fleet] = {}
+    alerts = [a for a in session.scalars(select(Alert).where(Alert.enabled)
+                                         .order_by(Alert.id))
+              if measured or not is_threshold(str(a.condition.get("type")))]
+    needs: dict[str, set[str]] = {}
+    for alert in alerts:
+        needs.setdefault(alert.environment_id, set()).add(alert.condition["resourceType"])
+    fleets = {env: _fleet(session, env, kinds) for env, kinds in needs.items()}
     created: list[AlertEvent] = []
     for alert in alerts:
-        fleet = fleets.get(alert.environment_id)
-        if fleet is None:
-            fleet = fleets[alert.environment_id] = _fleet(session, alert.environment_id)
-        created.extend(_evaluate_one(session, alert, fleet, interval, now))
+        created.extend(_evaluate_one(session, alert, fleets[alert.environment_id], interval,
+                                     now))
     session.flush()
     by_id = {a.id: a for a in alerts}
     for event in created:

@@ -59,8 +59,9 @@ COLUMNS = ("server_id", "application_id", "at", "step", "cpu", "memory", "memory
 def record(session: Session, samples: list[Sample]) -> int:
     """Store a burst of samples straight through the driver, `COPY` on PostgreSQL and
     `executemany` on SQLite (thousands of rows a second: building each row's parameters
-    through the ORM cost more than the rest of a measurement's way in); an instance of an application the server no longer runs (or never
-    ran) is dropped. Returns the rows written."""
+    through the ORM cost more than the rest of a measurement's way in). An instance of an
+    application the server no longer runs (or never ran) is dropped. Returns the rows
+    written."""
     if not samples:
         return 0
     apps = _application_ids(session, sorted({sid for sid, _, _ in samples}))
@@ -118,10 +119,10 @@ def downsample(session: Session, raw_seconds: int, retention_seconds: int,
         func.avg(MetricPoint.response_time_ms),
     ).where(*old).group_by(MetricPoint.server_id, MetricPoint.application_id, bucket)
     session.execute(insert(MetricPoint).from_select(list(COLUMNS), folded))
-    raw = session.execute(delete(MetricPoint).where(*old)).rowcount
+    raw = session.execute(delete(MetricPoint).where(*old))
     dropped = session.execute(delete(MetricPoint).where(
-        MetricPoint.at < now - retention_seconds * 1000)).rowcount
-    return int(raw or 0), int(dropped or 0)
+        MetricPoint.at < now - retention_seconds * 1000))
+    return int(getattr(raw, "rowcount", 0) or 0), int(getattr(dropped, "rowcount", 0) or 0)
 
 
 # --- series ---------------------------------------------------------------------------------

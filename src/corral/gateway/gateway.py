@@ -25,8 +25,8 @@ from corral.db.session import in_worker
 from corral.domain import agents, measurements, replicas
 from corral.domain.agent_link import NoAgents
 from corral.errors import CorralError
-from corral.gateway.artifacts import stream_artifact
 from corral.gateway.alerting import Alerting
+from corral.gateway.artifacts import stream_artifact
 from corral.gateway.bursts import Burst
 from corral.gateway.connection import AgentConnection
 from corral.gateway.hellos import HelloBatcher

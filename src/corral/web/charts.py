@@ -29,7 +29,8 @@ def line_chart(title: str, timestamps: Sequence[int], values: Sequence[float | N
     def y(v: float) -> float:
         return 8 + plot_h - min(v, top) / top * plot_h
 
-    paths, current = [], []
+    paths: list[list[str]] = []
+    current: list[str] = []
     for t, v in zip(timestamps, values, strict=False):
         if v is None:
             if current:
