@@ -84,6 +84,9 @@ def test_create_list_describe_modify_delete(api: Api) -> None:
       "condition": {"resourceType": "server", "type": "server-cpu", "threshold": 5,
                     "operator": "ABOUT"}}, "operator"),
     ({"name": "x", "severity": "INFO",
+      "condition": {"resourceType": "server", "type": "server-cpu",
+                    "threshold": 10**400}}, "threshold"),
+    ({"name": "x", "severity": "INFO",
       "condition": {"resourceType": "server", "type": "server-cpu", "threshold": 5,
                     "period": -3}}, "period"),
     ({"name": "x", "severity": "INFO",
@@ -226,8 +229,9 @@ def test_series_and_retention(api: Api, plane: ControlPlane) -> None:
     again = api.get(f"/servers/{server_id}/metrics",
                     params={"from": str(now - 4 * 3600_000), "to": str(now), "step": 60})
     assert again.json()["data"]["series"]["cpu"] == [11.5, 15.5, 40.0]
-    assert api.get(f"/servers/{server_id}/metrics", params={"from": "yesterday"}
-                   ).status_code == 400
+    for bad in ("yesterday", "0001-01-01", "9" * 16):
+        assert api.get(f"/servers/{server_id}/metrics", params={"from": bad}
+                       ).status_code == 400, bad
     assert api.get(f"/servers/{server_id}/metrics",
                    params={"from": str(now), "to": str(now - 1)}).status_code == 400
 

@@ -194,8 +194,8 @@ def build(cluster: ClusterManager, prefix: str, port: int, pushed: Pushed | None
             response = body.get("responseTimeMs")
             if response is not None and (isinstance(response, bool) or
                                          not isinstance(response, int | float) or
-                                         not math.isfinite(response) or
-                                         not 0 <= response <= 1e9):
+                                         not 0 <= response <= 1e9 or
+                                         not math.isfinite(response)):
                 raise ValueError("responseTimeMs must be a number from 0 to 1e9")
             pushed.add(application, _count(body, "messages"), _count(body, "errors"),
                        None if response is None else float(response))

@@ -29,7 +29,7 @@ def _instant(value: str | None, name: str) -> int | None:
         return int(value)
     try:
         return int(datetime.fromisoformat(value).timestamp() * 1000)
-    except ValueError as exc:
+    except (ValueError, OverflowError, OSError) as exc:
         raise InvalidInput(f"{name} is epoch milliseconds or an ISO 8601 time") from exc
 
 

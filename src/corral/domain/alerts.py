@@ -74,6 +74,16 @@ MAX_PERIOD_MINUTES = 1440
 EMAIL = re.compile(r"^[^@\s,<>]{1,64}@[^@\s,<>]{1,255}$")
 
 
+def _finite(value: Any) -> bool:
+    """A JSON number Python can compare as a float (not a bool, NaN, or a 400-digit int)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def is_threshold(condition_type: str) -> bool:
     return condition_type in PUSHED or condition_type in APP_MEASURED or \
         _measure(condition_type) is not None
@@ -133,9 +143,9 @@ def _condition(raw: Any) -> dict[str, Any]:
                                  "resources": resources}
     if is_threshold(kind):
         threshold = raw.get("threshold")
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or \
-                not math.isfinite(threshold):
-            raise InvalidInput(f"condition.threshold (a number) is required for {kind}")
+        if not _finite(threshold) or abs(threshold) > 1e15:
+            raise InvalidInput(f"condition.threshold (a number, at most 1e15) is required for "
+                               f"{kind}")
         operator = raw.get("operator", "GREATER_THAN")
         if operator not in OPERATORS:
             raise InvalidInput("condition.operator must be GREATER_THAN or LESS_THAN")
