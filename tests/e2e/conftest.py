@@ -223,6 +223,11 @@ class AgentProcess:
         saved = json.loads((self.directory / "agent.json").read_text())
         return f"http://127.0.0.1:{saved['apiPort']}/{saved['apiPrefix']}"
 
+    def app_url(self, name: str) -> str:
+        """The local API's URL application `name` is given (its own `CORRAL_AGENT_URL`)."""
+        from corral.agent.local_api import app_url
+        return app_url(self.local_api, name)
+
     def app_pids(self, name: str) -> list[int]:
         """Live processes whose working folder is this agent's copy of application `name`."""
         root = (self.directory / "apps" / name).resolve()

@@ -92,7 +92,7 @@ def test_unicast_failover_with_and_without_control_plane(
     env = ask(app_port(nodes[1], "member"))["env"]
     assert env["CORRAL_CLUSTER_ID"] == str(cluster["id"])
     assert sorted(env["CORRAL_CLUSTER_NODES"].split(",")) == sorted(map(str, by_id))
-    assert env["CORRAL_AGENT_URL"] == nodes[1].local_api
+    assert env["CORRAL_AGENT_URL"] == nodes[1].app_url("member")
     assert httpx.get(env["CORRAL_AGENT_URL"] + "/v1/cluster").json()["nodeId"] == nodes[1].server_id
 
     # a write acknowledged on one node is read on every node; measure write latency

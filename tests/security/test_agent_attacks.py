@@ -85,7 +85,7 @@ def test_property_values_and_application_rights(operator: Operator, agents: Agen
                        ("logs", 0o700)):
         assert stat.S_IMODE((agent.directory / name).stat().st_mode) == mode, name
     # the cluster key in the agent's state is sealed; the local API URL carries a credential
-    assert seen["env"]["CORRAL_AGENT_URL"] == agent.local_api
+    assert seen["env"]["CORRAL_AGENT_URL"].startswith(agent.local_api + "/a/")
     assert seen["env"]["PYTHONUNBUFFERED"] == "1"  # a Python app's output reaches its log live
 
 
