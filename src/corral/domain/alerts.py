@@ -460,14 +460,21 @@ def _compare(value: float | None, condition: dict[str, Any]) -> bool:
     return value > condition["threshold"]
 
 
+STORING_MS = 3000
+"""How long a reading may take from the agent to the table: the gateway gathers a second's
+worth before storing, and a busy control plane takes longer."""
+
+
 def _window(condition: dict[str, Any], interval: float, now: int) -> tuple[int, int]:
     """(since, covered_by): readings since `since` count; with a period, the oldest of them
-    must be from `covered_by` or earlier, so a condition holds for the whole period."""
+    must be from `covered_by` or earlier, so a condition holds for the whole period. Without
+    one, the window holds the latest reading of each resource (about one interval)."""
+    slack = int(max(interval, 1) * 1500) + STORING_MS
     period = int(condition.get("period") or 0)
     if not period:
-        return now - int(max(interval, 1) * 1500), now
+        return now - slack, now
     since = now - period * 60_000
-    return since, since + int(max(interval, 1) * 1500)
+    return since, since + slack
 
 
 def _measured(measure: str, reading: dict[str, Any] | None, condition: dict[str, Any],
