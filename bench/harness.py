@@ -46,6 +46,7 @@ class ControlPlaneProcess:
     port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    started: bool = False
     env: dict[str, str] = field(default_factory=lambda: {
         # every simulated agent registers from 127.0.0.1: lift the per-address limit
         "CORRAL_REGISTRATION_RATE_PER_MINUTE": "0"})
@@ -78,8 +79,15 @@ class ControlPlaneProcess:
             stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
         log.close()
         while time.monotonic() - t0 < 60:
+            if not self.started and self.proc.poll() is not None and "cannot listen" in \
+                    (self.workdir / "serve.log").read_text(errors="replace")[-2000:]:
+                # a port chosen free was taken before the control plane bound it (tests run
+                # beside this): choose others; a restart keeps its ports (agents know them)
+                self.port, self.gateway_port = free_port(), free_port()
+                return self.start()
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    self.started = True
                     return time.monotonic() - t0
             except httpx.HTTPError:
                 time.sleep(0.1)

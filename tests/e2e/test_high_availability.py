@@ -260,7 +260,16 @@ def test_kill_9_of_the_replica_holding_the_agents_during_a_group_deploy(
         a.wait_server(sid, "RUNNING", timeout=1)
     print(f"agents RUNNING on another replica {time.monotonic() - killed:.1f} s after kill -9")
 
-    done = a.wait_app(second["id"], "STARTED", timeout=60)
+    try:
+        done = a.wait_app(second["id"], "STARTED", timeout=60)
+    except AssertionError:  # what each side saw, for the post-mortem
+        print(json.dumps(_statuses(a.data(f"/applications/{second['id']}"))))
+        for m in members:
+            print(f"--- {m.directory.name}\n" + "\n".join(m.output().splitlines()[-15:]))
+        for p in survivors:
+            print(f"--- replica {p.port}\n" + "\n".join(
+                line for line in p.output().splitlines()[-400:] if "HTTP/1.1" not in line))
+        raise
     assert sorted(_statuses(done)) == sorted(ids)  # one instance per member, none half-made
     assert set(_statuses(done).values()) == {"STARTED"}
     for m in members:
