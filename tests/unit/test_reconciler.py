@@ -155,3 +155,34 @@ def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
         return loop.time() - t0
 
     assert asyncio.run(scenario()) >= 1.0
+
+
+def test_a_broken_off_download_is_retried_not_failed(tmp_path: Path) -> None:
+    """The gateway went away mid-download (a replica killed): the deployment is not failed; the
+    download is tried again and the application starts."""
+    from corral.agent.reconciler import DownloadInterrupted
+
+    layout = AgentDir(tmp_path)
+    layout.make_dirs()
+    store = Store()
+    sleeper = store.add(_artifact("main: sleep 600\n"))
+    broken_off = [True]
+
+    async def flaky(app: DesiredApplication, destination: Path) -> None:
+        if broken_off[0]:
+            broken_off[0] = False
+            raise DownloadInterrupted("artifact download failed: connection reset by peer")
+        await store.fetch(app, destination)
+
+    async def life() -> None:
+        rec = Reconciler(layout, flaky, 7)
+        rec.apply(_desired(1, {"sleepy": (sleeper, "STARTED", 1)}))
+        await asyncio.sleep(0.2)
+        assert {a.name: a.status for a in rec.report().applications} == {"sleepy": "DEPLOYING"}
+        await _until(lambda: "sleepy" in rec.runners and rec.runners["sleepy"].status == "STARTED")
+        assert not rec.failures
+        for runner in rec.runners.values():
+            await runner.stop()
+        await rec.shutdown()
+
+    asyncio.run(life())

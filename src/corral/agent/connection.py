@@ -25,7 +25,7 @@ from corral import wire
 from corral.agent import AGENT_VERSION, logs
 from corral.agent.layout import AgentDir, Identity, base_of, write_identity
 from corral.agent.measure import Meter, Pushed, Running
-from corral.agent.reconciler import Reconciler
+from corral.agent.reconciler import DownloadInterrupted, Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -279,12 +279,15 @@ class Connection:
                         pass
                     out.flush()
                     os.fsync(out.fileno())
+                if ws.close_code in (None, 1001, 1006, wire.CLOSE_RESTARTING):
+                    # the gateway went away mid-download: not the deployment's fault
+                    raise DownloadInterrupted(f"artifact download broke off ({ws.close_code})")
                 if ws.close_code != 1000:
                     raise ValueError(f"artifact download refused: {ws.close_reason or ws.close_code}")
             if digest.hexdigest() != app.artifact.sha256:
                 raise ValueError("downloaded artifact does not match its sha256 checksum")
             os.replace(tmp, destination)
-        except (OSError, InvalidHandshake) as exc:
-            raise ValueError(f"artifact download failed: {exc}") from exc
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise DownloadInterrupted(f"artifact download failed: {exc}") from exc
         finally:
             tmp.unlink(missing_ok=True)

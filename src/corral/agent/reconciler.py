@@ -38,6 +38,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+DOWNLOAD_RETRY_SECONDS = 2.0
+
+
+class DownloadInterrupted(Exception):
+    """The artifact's download broke off (the gateway went away, the network failed): the
+    deployment has not failed, it is retried, from whichever gateway the agent reaches next."""
+
+
 class Reconciler:
     def __init__(self, layout: AgentDir, fetch: Fetcher, server_id: int,
                  cluster: ClusterManager | None = None, agent_url: str = "",
@@ -166,6 +174,11 @@ class Reconciler:
                 return  # this deployment already failed; a redeploy brings a new id
             try:
                 spec = await self._prepare(app)
+            except DownloadInterrupted as exc:
+                log.warning("%s: downloading deployment %d broke off (%s); retrying in %.0f s",
+                            app.name, app.deploymentId, exc, DOWNLOAD_RETRY_SECONDS)
+                asyncio.get_running_loop().call_later(DOWNLOAD_RETRY_SECONDS, self.kick)
+                return
             except (ArchiveRefused, OSError, ValueError) as exc:
                 self.failures[app.name] = (app.deploymentId, str(exc))
                 log.warning("%s: deployment %d failed: %s", app.name, app.deploymentId, exc)
