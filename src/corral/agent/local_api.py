@@ -99,6 +99,16 @@ class ApplicationUrls:
         await self.app(scope, receive, send)
 
 
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None once it passes `limit` (read no further)."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            return None
+    return bytes(raw)
+
+
 def _count(body: dict[str, Any], key: str) -> int:
     value = body.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= \
@@ -142,11 +152,9 @@ def build(cluster: ClusterManager, prefix: str, port: int, pushed: Pushed | None
             return JSONResponse({"key": key, "value": value})
         try:
             if request.method == "PUT":
-                raw = bytearray()
-                async for chunk in request.stream():
-                    raw += chunk
-                    if len(raw) > MAX_VALUE_BYTES:
-                        return _error(413, f"a value is at most {MAX_VALUE_BYTES} bytes")
+                raw = await _body(request, MAX_VALUE_BYTES)
+                if raw is None:
+                    return _error(413, f"a value is at most {MAX_VALUE_BYTES} bytes")
                 try:
                     body = json.loads(raw)
                 except ValueError:
@@ -182,11 +190,9 @@ def build(cluster: ClusterManager, prefix: str, port: int, pushed: Pushed | None
         if application is None or pushed is None:
             return _error(403, "push metrics to the URL your application was given "
                                "(CORRAL_AGENT_URL)")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_METRIC_BYTES:
-                return _error(413, f"a metrics body is at most {MAX_METRIC_BYTES} bytes")
+        raw = await _body(request, MAX_METRIC_BYTES)
+        if raw is None:
+            return _error(413, f"a metrics body is at most {MAX_METRIC_BYTES} bytes")
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):
