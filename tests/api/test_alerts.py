@@ -110,6 +110,16 @@ def test_bad_alerts_are_refused_clearly(api: Api, body: Any, words: str) -> None
     assert api.get("/alerts").json()["total"] == 0
 
 
+def test_alerts_and_series_need_a_token(api: Api) -> None:
+    for path in ("/alerts", "/alerts/x", "/alerts/x/history", "/servers/1/metrics",
+                 "/applications/1/metrics"):
+        r = api.client.get(f"/hybrid/api/v1{path}")
+        assert r.status_code == 401 and r.json()["status"] == 401, path
+    r = api.client.post("/hybrid/api/v1/alerts", json=cli_body(threshold=1))
+    assert r.status_code == 401
+    assert api.get("/alerts").json()["total"] == 0
+
+
 def test_another_environments_resources_and_alerts_are_out_of_reach(api: Api) -> None:
     server_id = api.register("prod-1")
     sandbox = api.in_env("Sandbox")

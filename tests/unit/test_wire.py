@@ -90,3 +90,27 @@ def test_a_restart_names_a_window_that_paces_the_fleet() -> None:
     assert wire.reconnect_window(wire.restart_reason(3)) == 1  # at least a second
     assert wire.reconnect_window("going away") == 1  # an older gateway's reason
     assert len(wire.restart_reason(10**9).encode()) <= 123  # fits a close frame
+
+
+def _measurements(**server: object) -> dict[str, object]:
+    sample = {"cpu": 5.0, "memoryUsed": 1, "memoryTotal": 2, "diskUsed": 1, "diskTotal": 2,
+              "loadAverage": 0.1, "threads": 3, **server}
+    return {"v": wire.VERSION, "type": "measurements", "server": sample, "applications": []}
+
+
+@pytest.mark.parametrize("hostile", [
+    _measurements(cpu=101.0),                      # more than all the cores
+    _measurements(memoryUsed=-1),
+    _measurements(threads=2**60),                  # beyond what a number may be
+    _measurements(loadAverage="high"),
+    {**_measurements(), "applications": [
+        {"name": f"a{i}", "cpu": 0, "rss": 0, "threads": 0, "fds": 0, "restarts": 0,
+         "uptime": 0} for i in range(1001)]},      # more instances than a message holds
+    {**_measurements(), "applications": [
+        {"name": "x" * 300, "cpu": 0, "rss": 0, "threads": 0, "fds": 0, "restarts": 0,
+         "uptime": 0}]},
+])
+def test_hostile_measurements_are_malformed(hostile: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        wire.decode(json.dumps(hostile))
+    assert wire.decode(json.dumps(_measurements())).type == "measurements"

@@ -231,7 +231,12 @@ class Connection:
                 continue
             await asyncio.sleep(every)
             self.pushed.forget(self.reconciler.runners)
-            sample = await asyncio.to_thread(self.meter.sample, self._running(), self.pushed)
+            try:
+                sample = await asyncio.to_thread(self.meter.sample, self._running(),
+                                                 self.pushed)
+            except Exception:  # one reading that fails is skipped; the next is tried
+                log.exception("measuring this server failed")
+                continue
             await ws.send(wire.encode(sample))
 
     async def _send_logs(self, ws: ClientConnection, request: wire.LogsRequest) -> None:

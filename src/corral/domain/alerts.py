@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, insert, select
@@ -143,7 +143,7 @@ def _condition(raw: Any) -> dict[str, Any]:
                                  "resources": resources}
     if is_threshold(kind):
         threshold = raw.get("threshold")
-        if not _finite(threshold) or abs(threshold) > 1e15:
+        if not _finite(threshold) or abs(cast(float, threshold)) > 1e15:
             raise InvalidInput(f"condition.threshold (a number, at most 1e15) is required for "
                                f"{kind}")
         operator = raw.get("operator", "GREATER_THAN")
