@@ -102,6 +102,8 @@ class DesiredApplication(BaseModel):
     desiredStatus: DesiredStatus
     artifact: ArtifactRef
     properties: dict[str, str] = Field(default_factory=dict)
+    logLevels: dict[str, str] = Field(default_factory=dict)
+    """Logger name → level (ARM's logging service); changes without a redeployment."""
 
 
 class ClusterMember(BaseModel):

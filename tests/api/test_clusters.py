@@ -85,15 +85,19 @@ class TestMembership:
         assert desired(plane, b)["cluster"] is None
         assert api.delete(f"/clusters/{cid}/servers/{b}").status_code == 404
 
-    def test_delete_with_apps_409_then_204(self, api: Api) -> None:
+    def test_delete_with_apps_removes_them(self, api: Api, plane: ControlPlane) -> None:
         a = api.register("a")
         cid = api.post("/clusters", json={"name": "C", "multicastEnabled": True,
                                           "servers": [{"serverId": a}]}).json()["data"]["id"]
         app_id = api.deploy("shared", cid).json()["data"]["id"]
-        assert api.delete(f"/clusters/{cid}").status_code == 409
-        assert api.delete(f"/applications/{app_id}").status_code == 204
+        assert [x["name"] for x in desired(plane, a)["applications"]] == ["shared"]
         assert api.delete(f"/clusters/{cid}").status_code == 204
-        assert "clusterId" not in api.get(f"/servers/{a}").json()["data"]
+        assert api.get(f"/clusters/{cid}").status_code == 404
+        assert api.get(f"/applications/{app_id}").status_code == 404
+        server = api.get(f"/servers/{a}").json()["data"]
+        assert "clusterId" not in server
+        assert desired(plane, a)["applications"] == []
+        assert desired(plane, a)["cluster"] is None
 
     def test_rename_list_and_scope(self, api: Api) -> None:
         cid = api.post("/clusters", json={"name": "C", "multicastEnabled": True}

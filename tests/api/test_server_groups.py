@@ -146,16 +146,32 @@ class TestMembership:
         assert _running_spec(plane, b) == spec_before  # the server keeps running it as is
         assert api.delete(f"/serverGroups/{gid}/servers/{b}").status_code == 404
 
-    def test_delete_group(self, api: Api) -> None:
-        a = api.register("a")
-        gid = api.post("/serverGroups", json={"name": "G", "serverIds": [a]}).json()["data"]["id"]
-        app_id = api.deploy("web", gid).json()["data"]["id"]
-        r = api.delete(f"/serverGroups/{gid}")
-        assert r.status_code == 409
-        assert "web" in r.json()["message"]
-        api.delete(f"/applications/{app_id}")
+    def test_delete_group_clones_its_apps_onto_each_server(self, api: Api,
+                                                           plane: ControlPlane) -> None:
+        a, b = api.register("a"), api.register("b")
+        gid = api.post("/serverGroups", json={"name": "G", "serverIds": [a, b]}).json()["data"]["id"]
+        props = ('{"mule.agent.application.properties.service": '
+                 '{"applicationName": "web", "properties": {"colour": "blue"}}}')
+        app = api.deploy("web", gid, configuration=props).json()["data"]
+        specs = {sid: _running_spec(plane, sid) for sid in (a, b)}
         assert api.delete(f"/serverGroups/{gid}").status_code == 204
         assert api.get(f"/serverGroups/{gid}").status_code == 404
+        assert api.get(f"/applications/{app['id']}").status_code == 404
+        for sid in (a, b):
+            assert "serverGroupId" not in api.get(f"/servers/{sid}").json()["data"]
+            own = api.get("/applications", params={"targetId": sid}).json()["data"]
+            assert [x["name"] for x in own] == ["web"]
+            assert own[0]["artifact"]["fileChecksum"] == app["artifact"]["fileChecksum"]
+            full = api.get(f"/applications/{own[0]['id']}").json()["data"]
+            assert [i["serverId"] for i in full["serverArtifacts"]] == [sid]
+            assert _running_spec(plane, sid) == specs[sid]  # nothing restarts
+            state = desired(plane, sid)["applications"][0]
+            assert state["properties"] == {"colour": "blue"}
+
+    def test_delete_empty_group(self, api: Api) -> None:
+        a = api.register("a")
+        gid = api.post("/serverGroups", json={"name": "G", "serverIds": [a]}).json()["data"]["id"]
+        assert api.delete(f"/serverGroups/{gid}").status_code == 204
         assert "serverGroupId" not in api.get(f"/servers/{a}").json()["data"]
 
     def test_rename_and_read(self, api: Api) -> None:

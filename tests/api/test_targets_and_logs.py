@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import Api
+import pytest
+
+from corral.controlplane import ControlPlane
+from tests.api.conftest import Api, desired
 
 
 class TestComponents:
@@ -30,6 +33,52 @@ class TestComponents:
         assert api.patch(f"/targets/{sid}/components/9999", json={}).status_code == 404
         assert api.get("/targets/9999/components").status_code == 404
         assert api.in_env("Sandbox").get(f"/targets/{sid}/components").status_code == 404
+
+    def _logging(self, api: Api, target: int) -> int:
+        found = api.get(f"/targets/{target}/components").json()["data"]
+        return next(c["component"]["id"] for c in found
+                    if c["component"]["name"] == "mule.agent.logging.service")
+
+    def test_log_levels_reach_the_desired_state_without_a_redeployment(
+            self, api: Api, plane: ControlPlane) -> None:
+        sid = api.register("a")
+        api.deploy("web", sid)
+        before = desired(plane, sid)
+        levels = [{"artifactName": "web", "scopeLoggingConfigurations": [
+            {"logLevel": "WARN", "scope": "org.example"}, {"logLevel": "DEBUG", "scope": ""}]},
+            {"artifactName": "other", "scopeLoggingConfigurations": [
+                {"logLevel": "ERROR", "scope": "x"}]}]
+        r = api.patch(f"/targets/{sid}/components/{self._logging(api, sid)}",
+                      json={"configuration": {"applicationLogLevels": levels}})
+        assert r.status_code == 200
+        after = desired(plane, sid)
+        assert after["revision"] > before["revision"]
+        [app] = after["applications"]
+        assert app["logLevels"] == {"org.example": "WARN", "root": "DEBUG"}
+        assert app["deploymentId"] == before["applications"][0]["deploymentId"]
+
+    @pytest.mark.parametrize("levels", [
+        "WARN",
+        [{"artifactName": "web", "scopeLoggingConfigurations": [
+            {"logLevel": "LOUD", "scope": "x"}]}],
+        [{"artifactName": "web", "scopeLoggingConfigurations": [
+            {"logLevel": "WARN", "scope": "x\nroot=TRACE"}]}],
+        [{"artifactName": "web", "scopeLoggingConfigurations": [
+            {"logLevel": "WARN", "scope": "a,b=c"}]}],
+        [{"scopeLoggingConfigurations": []}],
+        [{"artifactName": "web", "scopeLoggingConfigurations": [
+            {"logLevel": "WARN", "scope": f"s{i}"} for i in range(101)]}],
+    ])
+    def test_hostile_log_levels_refused(self, api: Api, levels: object) -> None:
+        sid = api.register("a")
+        cid = self._logging(api, sid)
+        r = api.patch(f"/targets/{sid}/components/{cid}",
+                      json={"configuration": {"applicationLogLevels": levels}})
+        assert r.status_code == 400, r.text
+        assert r.json()["message"]
+        stored = next(c for c in api.get(f"/targets/{sid}/components").json()["data"]
+                      if c["component"]["id"] == cid)
+        assert stored["configuration"]["applicationLogLevels"] == []
 
 
 class TestLogs:

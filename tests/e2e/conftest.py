@@ -335,10 +335,16 @@ def agents(tmp_path: Path, control_plane: ServeProcess, operator: Operator) -> I
 WEB_APP = '''
 import http.server, json, os, sys
 VERSION = {version!r}
+def levels():  # the convention for log levels: re-read the file the agent keeps current
+    try:
+        with open(os.environ.get("CORRAL_LOG_LEVELS_FILE", "")) as f:
+            return dict(line.strip().split("=", 1) for line in f if "=" in line)
+    except OSError:
+        return None
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = json.dumps({{"version": VERSION, "pid": os.getpid(), "argv": sys.argv[1:],
-                           "env": dict(os.environ)}}).encode()
+                           "env": dict(os.environ), "logLevels": levels()}}).encode()
         self.send_response(200); self.send_header("Content-Length", str(len(body)))
         self.end_headers(); self.wfile.write(body)
     def log_message(self, *a): print("request", *a, flush=True)

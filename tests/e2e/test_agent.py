@@ -226,6 +226,19 @@ class TestGroups:
         own_app = operator.wait_app(own[0]["id"], "STARTED")
         assert own_app["serverArtifacts"][0]["serverId"] == ids[0]
 
+        # deleting the group (as in ARM) leaves each remaining server its own copy, same process
+        operator.call("DELETE", f"/serverGroups/{group['id']}", expect=204)
+        operator.call("GET", f"/serverGroups/{group['id']}", expect=404)
+        operator.call("GET", f"/applications/{app['id']}", expect=404)
+        for node in nodes[1:]:
+            own = operator.data(f"/applications?targetId={node.server_id}")
+            assert [a["name"] for a in own] == ["site"]
+            assert own[0]["artifact"]["fileChecksum"] == app["artifact"]["fileChecksum"]
+            operator.wait_app(own[0]["id"], "STARTED")
+        time.sleep(1.0)
+        for node in nodes[1:3]:
+            assert ask(ports[node.server_id])["pid"] == pids[node.server_id]
+
 
 class TestResilience:
     def test_agent_kill9_adopts_without_second_copy(self, operator: Operator,

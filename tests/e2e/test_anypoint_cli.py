@@ -177,6 +177,18 @@ def test_applications(fleet: Fleet, operator: Operator, tmp_path: Path) -> None:
                     if c["component"]["name"] == "mule.agent.tracking.service")
     assert tracking["enabled"] is True
     assert tracking["configuration"]["trackedApplications"][0]["appName"] == "svc"
+    # log levels reach the running application (its file), without a restart
+    pids = {n.server_id: ask(app_port(n, "svc"))["pid"] for n in (a, b)}
+    cli("runtime-mgr:standalone-application:modify", "svc", "--log", "WARN:org.example")
+    for node in (a, b):
+        seen = eventually(lambda node=node: ask(app_port(node, "svc")),
+                          lambda answer: answer["logLevels"] == {"org.example": "WARN"},
+                          what=f"the levels reaching svc on server {node.server_id}")
+        assert seen["pid"] == pids[node.server_id]
+    cli("runtime-mgr:standalone-application:restart", "svc")  # a new process starts with them
+    answer = eventually(lambda: ask(app_port(a, "svc")),
+                        lambda answer: answer["pid"] != pids[a.server_id], what="the restart")
+    assert answer["env"]["CORRAL_LOG_LEVELS"] == "org.example=WARN"
     cli("runtime-mgr:standalone-application:delete", "svc")
     assert operator.data("/applications") == []
 

@@ -191,3 +191,24 @@ def test_removed_server_leaves_and_strangers_stay_out(
                what="the remaining members")
     assert put(remaining[1], "after-removal", 1).status_code == 200
     wait_value(remaining[0], "after-removal", 1)
+
+
+@pytest.mark.every_database
+def test_deleting_a_cluster_removes_its_applications(operator: Operator, agents: Agents) -> None:
+    """As in ARM: the applications stop and go, the servers stay registered and standalone."""
+    nodes = [agents(f"d{i}", "--cluster-port", str(free_port())) for i in range(2)]
+    cluster = _unicast(operator, nodes)
+    r = operator.deploy("shared", cluster["id"], app_zip("d"))
+    app = operator.wait_app(r["id"], "STARTED")
+    pids = [ask(app_port(n, "shared"))["pid"] for n in nodes]
+    operator.call("DELETE", f"/clusters/{cluster['id']}", expect=204)
+    operator.call("GET", f"/applications/{app['id']}", expect=404)
+    for pid in pids:
+        eventually(lambda pid=pid: Path(f"/proc/{pid}").exists(), lambda alive: not alive,
+                   timeout=20, what=f"application process {pid} stopping")
+    for node in nodes:
+        server = operator.data(f"/servers/{node.server_id}")
+        assert server["status"] == "RUNNING" and "clusterId" not in server
+        assert operator.data(f"/applications?targetId={node.server_id}") == []
+        eventually(lambda node=node: cluster_view(node), lambda view: view is None, timeout=20,
+                   what="the server leaving its deleted cluster")

@@ -117,8 +117,8 @@ def test_stop_and_redeploy(tmp_path: Path) -> None:
         rec.apply(_desired(3, {"app": (v2, "STARTED", 2)}))
         await _until(lambda: rec.runners["app"].spec.deployment_id == 2
                      and rec.runners["app"].status == "STARTED")
-        assert [p.name for p in (layout.apps / "app").iterdir()] == [
-            hashlib.sha256(v2).hexdigest()]
+        assert sorted(p.name for p in (layout.apps / "app").iterdir()) == [
+            hashlib.sha256(v2).hexdigest(), "log-levels"]
         assert rec.report().applications[0].deploymentId == 2
         rec.apply(_desired(4, {}))
         await _until(lambda: not rec.runners)
@@ -186,3 +186,36 @@ def test_a_broken_off_download_is_retried_not_failed(tmp_path: Path) -> None:
         await rec.shutdown()
 
     asyncio.run(life())
+
+
+def test_log_levels_file_follows_changes_without_a_restart(tmp_path: Path) -> None:
+    layout = AgentDir(tmp_path)
+    layout.make_dirs()
+    store = Store()
+    sleeper = store.add(_artifact("main: sleep 600\n"))
+
+    def with_levels(revision: int, levels: dict[str, str]) -> Desired:
+        desired = _desired(revision, {"app": (sleeper, "STARTED", 1)})
+        desired.applications[0].logLevels = levels
+        return desired
+
+    async def scenario() -> None:
+        rec = Reconciler(layout, store.fetch, 7)
+        rec.apply(with_levels(1, {"org.example": "WARN", "bad\nroot": "TRACE", "a=b": "INFO"}))
+        await _until(lambda: "app" in rec.runners and rec.runners["app"].status == "STARTED")
+        path = layout.levels_file("app")
+        assert path.read_text() == "org.example=WARN\n"  # what could inject a line is left out
+        assert path.stat().st_mode & 0o777 == 0o644
+        assert rec.runners["app"].spec.env["CORRAL_LOG_LEVELS"] == "org.example=WARN"
+        assert rec.runners["app"].spec.env["CORRAL_LOG_LEVELS_FILE"] == str(path)
+        pid = rec.runners["app"].procs["main"].pid
+        rec.apply(with_levels(2, {"org.example": "DEBUG", "root": "ERROR"}))
+        await _until(lambda: "DEBUG" in path.read_text())
+        assert path.read_text() == "org.example=DEBUG\nroot=ERROR\n"
+        assert rec.runners["app"].procs["main"].pid == pid  # not restarted
+        rec.apply(_desired(3, {}))
+        await _until(lambda: not rec.runners)
+        assert not path.exists()
+        await rec.shutdown()
+
+    asyncio.run(scenario())

@@ -14,6 +14,9 @@ from cryptography.fernet import Fernet, InvalidToken
 from corral import wire
 
 
+LEVELS_FILE = "log-levels"
+
+
 class AgentError(Exception):
     """A failure the agent explains to its operator in one sentence."""
 
@@ -100,6 +103,10 @@ class AgentDir:
 
     def app_dir(self, name: str, sha256: str) -> Path:
         return self.apps / name / sha256
+
+    def levels_file(self, name: str) -> Path:
+        """The application's log levels, beside (not inside) its unpacked copies."""
+        return self.apps / name / LEVELS_FILE
 
     def log_file(self, name: str) -> Path:
         return self.logs / f"{name}.log"

@@ -22,7 +22,7 @@ from corral.agent import local_api, manifest
 from corral.agent.app_user import SYSTEM_PATH, AppUser
 from corral.agent.archive import ArchiveRefused, unpack
 from corral.agent.cluster import ClusterManager
-from corral.agent.layout import AgentDir, write_json_atomic
+from corral.agent.layout import LEVELS_FILE, AgentDir, write_json_atomic
 from corral.agent.supervisor import AppRunner, Proc, RunSpec
 from corral.wire import ApplicationReport, Desired, DesiredApplication, Report
 
@@ -60,6 +60,7 @@ class Reconciler:
         self.runners: dict[str, AppRunner] = {}
         self.failures: dict[str, tuple[int, str]] = {}  # name → (deploymentId, why)
         self.ports: dict[str, int] = {}
+        self.levels: dict[str, str] = {}  # name → what its log-levels file says
         self.changed = asyncio.Event()  # something to report
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -191,6 +192,7 @@ class Reconciler:
             self.runners[app.name] = runner
             self._changed()
         assert runner is not None
+        self._write_levels(app)
         if app.desiredStatus == "STARTED" and not runner.running:
             runner.start()
             self.save()
@@ -239,6 +241,9 @@ class Reconciler:
             "CORRAL_SERVER_ID": str(self.server_id),
             "CORRAL_SERVER_NAME": self.desired.serverName if self.desired else "",
             "CORRAL_DEPLOYMENT_ID": str(app.deploymentId),
+            # the levels as of the start; the file follows every change (docs/applications.md)
+            "CORRAL_LOG_LEVELS": ",".join(f"{k}={v}" for k, v in _levels(app).items()),
+            "CORRAL_LOG_LEVELS_FILE": str(self.layout.levels_file(app.name)),
         }
         if self.agent_url:
             env["CORRAL_AGENT_URL"] = local_api.app_url(self.agent_url, app.name)
@@ -261,11 +266,30 @@ class Reconciler:
             user=self.app_user.ids if other_user and self.app_user else None,
         )
 
+    def _write_levels(self, app: DesiredApplication) -> None:
+        """`scope=LEVEL` lines, replaced whole, in the agent's own folder of the application
+        (the application may read it, not change it); only when they change, so an
+        application watching the file's time sees changes only."""
+        text = "".join(f"{k}={v}\n" for k, v in _levels(app).items())
+        path = self.layout.levels_file(app.name)
+        if self.levels.get(app.name) == text and path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # whatever the umask: the application's user reads it
+        os.replace(tmp, path)
+        self.levels[app.name] = text
+
     async def _remove(self, name: str) -> None:
         await self.runners[name].stop()
         shutil.rmtree(self.layout.apps / name, ignore_errors=True)
         del self.runners[name]
         self.ports.pop(name, None)
+        self.levels.pop(name, None)
         self._changed()
         log.info("%s: removed", name)
 
@@ -273,7 +297,7 @@ class Reconciler:
         folder = self.layout.apps / name
         if folder.is_dir():
             for child in folder.iterdir():
-                if child.name != keep:
+                if child.name not in (keep, LEVELS_FILE):
                     shutil.rmtree(child, ignore_errors=True)
 
     # --- reporting ---------------------------------------------------------------------------
@@ -312,6 +336,13 @@ class Reconciler:
         self.save()
         if self.cluster is not None:
             await self.cluster.close()
+
+
+def _levels(app: DesiredApplication) -> dict[str, str]:
+    """Only what can be neither another entry nor another line: the control plane checks the
+    same, this agent does not rely on it."""
+    return {scope: level for scope, level in sorted(app.logLevels.items())
+            if scope and level.isalpha() and all(c.isalnum() or c in "._$*-" for c in scope)}
 
 
 def _kill_records(records: list[dict[str, Any]]) -> None:

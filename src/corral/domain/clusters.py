@@ -18,7 +18,7 @@ from corral.domain.targets import (
     get_target,
     joinable_server,
 )
-from corral.errors import Conflict, InvalidInput, NotFound
+from corral.errors import InvalidInput, NotFound
 
 
 def _check_ip(ip: object, server_id: object, multicast: bool) -> str | None:
@@ -141,11 +141,11 @@ def remove_server(session: Session, scope: Scope, cluster_id: int, server_id: in
 
 
 def delete_cluster(session: Session, scope: Scope, cluster_id: int) -> None:
+    """As ARM does: the cluster's applications are removed from its servers (their processes
+    stop), the servers stay registered and become standalone."""
     cluster = get_target(session, scope, cluster_id, Cluster)
-    apps = applications_on(session, cluster.id)
-    if apps:
-        names = ", ".join(a.name for a in apps)
-        raise Conflict(f"cluster {cluster_id} still has applications ({names}); delete them first")
+    for app in applications_on(session, cluster.id):
+        session.delete(app)
     ids = [s.id for s in cluster.servers]
     for server in cluster.servers:
         server.cluster_id = None

@@ -1,7 +1,9 @@
 """Agent components of a target (ARM's tracking, analytics and logging services).
 
 ARM's CLI reads and sets them (`modify --insight/--log`, `copy`). Corral keeps each target's
-settings so those commands work and round-trip; its agents do not act on them yet."""
+settings so those commands work and round-trip. The logging service's levels reach the
+applications (`CORRAL_LOG_LEVELS` and a file, docs/applications.md); tracking and analytics are
+stored only."""
 
 from __future__ import annotations
 
@@ -11,14 +13,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from corral.db.models import Target, TargetComponent
+from corral.domain import desired_state
 from corral.domain.accounts import Scope
+from corral.domain.configuration import LOGGING_SERVICE as LOGGING
+from corral.domain.configuration import check_log_levels
 from corral.domain.names import as_id
 from corral.errors import InvalidInput, NotFound
 
 DEFAULTS: dict[str, tuple[bool, dict[str, Any]]] = {
     "mule.agent.tracking.handler.analytics": (False, {}),
     "mule.agent.tracking.service": (False, {"trackedApplications": []}),
-    "mule.agent.logging.service": (True, {"applicationLogLevels": []}),
+    LOGGING: (True, {"applicationLogLevels": []}),
 }
 
 
@@ -56,5 +61,10 @@ def update_component(session: Session, scope: Scope, target_id: int, component_i
     if "configuration" in body:
         if not isinstance(body["configuration"], dict):
             raise InvalidInput("configuration must be an object")
-        component.configuration = {**component.configuration, **body["configuration"]}
+        configuration = {**component.configuration, **body["configuration"]}
+        if component.name == LOGGING:
+            check_log_levels(configuration.get("applicationLogLevels"))
+        component.configuration = configuration
+    if component.name == LOGGING:  # what the target's applications are told changes
+        desired_state.changed(session, servers=[target_id], targets=[target_id])
     return component

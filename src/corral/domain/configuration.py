@@ -13,6 +13,12 @@ PROPERTY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
 MAX_PROPERTIES = 500
 MAX_VALUE_CHARS = 32 * 1024
 MAX_CONFIGURATION_CHARS = 256 * 1024
+LOGGING_SERVICE = "mule.agent.logging.service"
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
+MAX_LOG_LEVELS = 100
+# a logger name (package, class, `root`): it ends up in an environment variable and a file,
+# so nothing that could start another line or entry
+LOG_SCOPE = re.compile(r"[A-Za-z0-9_.$*-]{0,255}")
 
 
 def parse_configuration(raw: object) -> dict[str, Any]:
@@ -93,3 +99,40 @@ def _as_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
+
+
+def check_log_levels(entries: object) -> None:
+    """ARM's shape: `[{artifactName, scopeLoggingConfigurations: [{scope, logLevel}]}]`."""
+    if entries is None:
+        return
+    if not isinstance(entries, list) or len(entries) > MAX_LOG_LEVELS:
+        raise InvalidInput(f"applicationLogLevels must be a list of at most {MAX_LOG_LEVELS} entries")
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("artifactName"), str):
+            raise InvalidInput("each applicationLogLevels entry needs an artifactName")
+        scopes = entry.get("scopeLoggingConfigurations") or []
+        if not isinstance(scopes, list) or len(scopes) > MAX_LOG_LEVELS:
+            raise InvalidInput("scopeLoggingConfigurations must be a list of at most "
+                               f"{MAX_LOG_LEVELS} entries")
+        for item in scopes:
+            if not isinstance(item, dict) or item.get("logLevel") not in LOG_LEVELS:
+                raise InvalidInput(f"logLevel must be one of {', '.join(LOG_LEVELS)}")
+            scope = item.get("scope") or ""
+            if not isinstance(scope, str) or not LOG_SCOPE.fullmatch(scope):
+                raise InvalidInput("a log scope is a logger name: letters, digits and . _ $ * -"
+                                   ", at most 255")
+
+
+def log_levels_of(configuration: dict[str, Any] | None, application: str) -> dict[str, str]:
+    """One application's levels (scope → level) from a logging component's configuration;
+    anything malformed is left out (it was refused on the way in)."""
+    found: dict[str, str] = {}
+    for entry in (configuration or {}).get("applicationLogLevels") or []:
+        if not isinstance(entry, dict) or entry.get("artifactName") != application:
+            continue
+        for item in entry.get("scopeLoggingConfigurations") or []:
+            if isinstance(item, dict) and item.get("logLevel") in LOG_LEVELS:
+                scope = item.get("scope") or "root"
+                if isinstance(scope, str) and LOG_SCOPE.fullmatch(scope):
+                    found[scope] = item["logLevel"]
+    return found

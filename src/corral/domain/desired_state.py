@@ -17,8 +17,16 @@ from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from corral import wire
-from corral.db.models import Application, Artifact, Cluster, Deployment, RolloutPin, Server
-from corral.domain.configuration import properties_of
+from corral.db.models import (
+    Application,
+    Artifact,
+    Cluster,
+    Deployment,
+    RolloutPin,
+    Server,
+    TargetComponent,
+)
+from corral.domain.configuration import LOGGING_SERVICE, log_levels_of, properties_of
 
 CHANGED_KEY = "corral.changed_servers"
 CHUNK = 2000  # ids per IN (...) list
@@ -104,22 +112,33 @@ def _application_parts(session: Session, target_ids: set[int]
                Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
         .join(Artifact, Artifact.id == Application.artifact_id)
         .where(Application.target_id.in_(sorted(target_ids)))).all()
+    logging = dict(session.execute(
+        select(TargetComponent.target_id, TargetComponent.configuration)
+        .where(TargetComponent.target_id.in_(sorted({r[0] for r in rows})),
+               TargetComponent.name == LOGGING_SERVICE,
+               TargetComponent.enabled.is_(True))).all()) if rows else {}
     for target_id, *part in rows:
-        found[target_id].append((part[1], _part(*part)))
+        levels = log_levels_of(logging.get(target_id), part[1])
+        found[target_id].append((part[1], _part(*part, levels=levels)))
     return found
 
 
 def _part(app_id: int, name: str, deployment: int, status: str, conf: dict[str, Any] | None,
-          sha256: str, sha1: str, size: int, file_name: str) -> str:
-    """One application as a desired-state message lists it."""
-    return _json({
+          sha256: str, sha1: str, size: int, file_name: str,
+          levels: dict[str, str] | None = None) -> str:
+    """One application as a desired-state message lists it (log levels only where set: a
+    change of level reaches the application without a redeployment)."""
+    part: dict[str, Any] = {
         "name": name,
         "applicationId": app_id,
         "deploymentId": deployment,
         "desiredStatus": status,
         "artifact": {"sha256": sha256, "sha1": sha1, "size": size, "fileName": file_name},
         "properties": properties_of(conf or {}),
-    })
+    }
+    if levels:
+        part["logLevels"] = levels
+    return _json(part)
 
 
 def _pinned_parts(session: Session, server_ids: list[int]

@@ -16,7 +16,7 @@ from corral.domain.targets import (
     joinable_server,
     joinable_servers,
 )
-from corral.errors import Conflict, NotFound
+from corral.errors import NotFound
 
 
 def create(
@@ -80,12 +80,19 @@ def remove_server(session: Session, scope: Scope, group_id: int, server_id: int)
 
 
 def delete_group(session: Session, scope: Scope, group_id: int) -> None:
+    """As ARM does: each group application is cloned onto each of the group's servers as that
+    server's own (same artifact, properties and deployment: nothing restarts), then the group
+    goes."""
     group = get_target(session, scope, group_id, ServerGroup)
     apps = applications_on(session, group.id)
-    if apps:
-        names = ", ".join(a.name for a in apps)
-        raise Conflict(f"server group {group_id} still has applications ({names}); delete them first")
-    for server in group.servers:
+    servers = list(group.servers)
+    for app in apps:
+        for server in servers:
+            applications.split_off(session, app, server)
+        session.delete(app)
+    for server in servers:
         server.server_group_id = None
     session.flush()
-    session.delete(group)  # it had no applications: what its servers run does not change
+    session.delete(group)
+    if apps:  # the same applications, now under the servers' own ids
+        desired_state.changed(session, servers=[s.id for s in servers])
