@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import stat
 import time
 from collections.abc import Callable
@@ -263,6 +264,41 @@ class TestResilience:
         operator.wait_app(app["id"], "STOPPED")
         assert agent.app_pids("steady") == []
 
+    def test_local_api_port_kept_or_applications_repointed(self, operator: Operator,
+                                                           agents: Agents) -> None:
+        """The agent restarts: its local API comes back on the port its applications were
+        given; when another program took that port, the applications are restarted with the
+        new URL, never left with a dead one."""
+        agent = agents("pointer")
+        app, _ = _timed_deploy(operator, "pointed", agent.server_id, app_zip())
+        port = app_port(agent, "pointed")
+        first = ask(port)
+        given = first["env"]["CORRAL_AGENT_URL"]
+        assert httpx.post(given + "/v1/metrics", json={"messages": 1}).status_code == 204
+        agent.stop()
+        agent.start()
+        eventually(agent.output, lambda out: out.count("pointed: adopted") == 1,
+                   what="the adoption")
+        assert httpx.post(given + "/v1/metrics", json={"messages": 1}, timeout=5
+                          ).status_code == 204  # same port, same URL, same process
+        assert ask(port)["pid"] == first["pid"]
+
+        api_port = int(given.split(":")[2].split("/")[0])
+        agent.stop()
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", api_port))
+            squatter.listen(1)
+            agent.start()
+            answer = eventually(lambda: _ask_quietly(port),
+                                lambda a: a is not None and a["pid"] != first["pid"],
+                                what="the application restarted with the new URL")
+            moved = answer["env"]["CORRAL_AGENT_URL"]
+            assert moved != given
+            assert httpx.post(moved + "/v1/metrics", json={"messages": 1}, timeout=5
+                              ).status_code == 204
+        operator.wait_app(app["id"], "STARTED")
+
     @pytest.mark.every_database
     def test_apps_keep_running_while_control_plane_is_down(
         self, operator: Operator, agents: Agents, control_plane: ServeProcess
@@ -341,3 +377,10 @@ class TestResilience:
                    what="the agent being refused")
         assert operator.call("GET", f"/servers/{agent.server_id}").status_code == 404
         assert agent.proc is not None and agent.proc.poll() is None  # alive, just refused
+
+
+def _ask_quietly(port: int) -> dict[str, Any] | None:
+    try:
+        return ask(port, settle=0)
+    except httpx.HTTPError:
+        return None

@@ -91,8 +91,10 @@ class Reconciler:
             desired["cluster"]["secret"] = self.layout.seal(desired["cluster"]["secret"])
         write_json_atomic(self.layout.state, {"desired": desired, "apps": apps})
 
-    async def recover(self) -> None:
-        """Adopt what a previous agent left running, then converge to the remembered state."""
+    async def recover(self, repoint: str | None = None) -> None:
+        """Adopt what a previous agent left running, then converge to the remembered state.
+        `repoint`: why the processes' environment is no longer true (the local API moved):
+        they are stopped here, and converging starts them again with the new one."""
         record = self.load()
         if record.get("desired"):
             desired = record["desired"]
@@ -115,6 +117,9 @@ class Reconciler:
             adopted = runner.adopt(saved.get("processes") or [])
             log.info("%s: adopted %d running process(es)", name, adopted)
             self.runners[name] = runner
+            if repoint and adopted:
+                log.info("%s: restarting: %s", name, repoint)
+                await runner.stop()
         self.save()
         self.kick()
 

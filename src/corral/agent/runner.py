@@ -9,6 +9,7 @@ import logging
 import secrets
 import signal
 import socket
+import time
 from pathlib import Path
 
 import uvicorn
@@ -25,10 +26,16 @@ from corral.wire import DesiredApplication
 log = logging.getLogger(__name__)
 
 
-def _local_api_socket(layout: AgentDir, wanted: int | None) -> tuple[socket.socket, str]:
+PORT_PATIENCE_SECONDS = 5.0
+
+
+async def _local_api_socket(layout: AgentDir, wanted: int | None
+                            ) -> tuple[socket.socket, str, bool]:
     """Bind the local API; keep its port and its secret path prefix across restarts so adopted
     apps' URL stays right. The prefix is the credential: only processes given
-    `CORRAL_AGENT_URL` know it, not every local user."""
+    `CORRAL_AGENT_URL` know it, not every local user. A remembered port still held (the
+    previous agent's last moments) is waited for; one another program took is given up, and
+    the third value says so: the applications must be re-pointed."""
     remembered = layout.root / "agent.json"
     port = wanted
     saved: dict[str, object] = {}
@@ -40,15 +47,24 @@ def _local_api_socket(layout: AgentDir, wanted: int | None) -> tuple[socket.sock
     prefix = str(saved.get("apiPrefix") or "") or secrets.token_urlsafe(24)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", port or 0))
-    except OSError:
-        log.warning("local API port %s is taken; applications started earlier keep the old URL",
-                    port)
-        sock.bind(("127.0.0.1", 0))
+    deadline = time.monotonic() + PORT_PATIENCE_SECONDS
+    moved = False
+    while True:
+        try:
+            sock.bind(("127.0.0.1", port or 0))
+            break
+        except OSError:
+            if time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+                continue
+            log.warning("local API port %s is taken; moving to another and restarting the "
+                        "applications that were given the old one", port)
+            sock.bind(("127.0.0.1", 0))
+            moved = True
+            break
     sock.listen(128)
     write_json_atomic(remembered, {"apiPort": sock.getsockname()[1], "apiPrefix": prefix})
-    return sock, prefix
+    return sock, prefix, moved
 
 
 async def run_agent(directory: Path, cluster_port: int | None = None,
@@ -72,7 +88,7 @@ async def run_agent(directory: Path, cluster_port: int | None = None,
 
     cluster = ClusterManager(layout.root / "cluster", identity.serverId, port,
                              multicast or MulticastSettings(), changed)
-    sock, prefix = _local_api_socket(layout, api_port)
+    sock, prefix, moved = await _local_api_socket(layout, api_port)
     api_port_bound = sock.getsockname()[1]
     agent_url = f"http://127.0.0.1:{api_port_bound}/{prefix}"
     reconciler = Reconciler(layout, fetch, identity.serverId, cluster, agent_url, runs_as)
@@ -82,7 +98,7 @@ async def run_agent(directory: Path, cluster_port: int | None = None,
         local_api.build(cluster, prefix, api_port_bound, pushed, lambda: list(reconciler.runners)),
         log_level="warning", lifespan="off"))
     api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    await reconciler.recover()
+    await reconciler.recover(f"the local API moved to port {api_port_bound}" if moved else None)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
