@@ -54,7 +54,12 @@ class Settings(BaseSettings):
     user_token_ttl_seconds: int = 3600
     client_token_ttl_seconds: int = 3600
     registration_token_ttl_seconds: int = 24 * 3600
-    server_certificate_days: int = 365
+    agent_cert_ttl_seconds: int = Field(
+        default=90 * 24 * 3600, ge=60, le=10 * 365 * 24 * 3600,
+        description="lifetime of an agent's certificate; agents renew at two thirds of it")
+    ca_rotation_spread_seconds: float = Field(
+        default=600.0, ge=0, le=30 * 24 * 3600,
+        description="after `corral ca rotate`, agents renew at a random moment within this")
 
     max_artifact_bytes: int = 512 * 1024 * 1024
     max_group_size: int | None = None

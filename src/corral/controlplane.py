@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from corral.artifacts import (
@@ -27,14 +27,16 @@ from corral.db.session import (
     make_sessionmaker,
     transaction,
 )
-from corral.domain import accounts, keyring
+from corral.domain import accounts, certificates, desired_state, keyring
 from corral.domain.agent_link import AgentLink, NoAgents
 from corral.domain.desired_state import CHANGED_KEY
 from corral.domain.principals import CREDENTIAL_TABLES, PrincipalCache
 from corral.domain.servers import REVOKED_KEY
 from corral.domain.signin import SignIn
 from corral.domain.throttle import RateLimit, RegistrationGate, Throttle
-from corral.pki import CertificateAuthority
+from corral.db.models import Server
+from corral.errors import Conflict
+from corral.pki import Authorities, CertificateAuthority, FileAuthorities
 from corral.sealing import MasterKey, Sealer, WrongMasterKey
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ class ControlPlane:
     engine: Engine
     sessions: sessionmaker[Session]
     readers: sessionmaker[Session]
-    ca: CertificateAuthority
+    authorities: Authorities
     sealer: Sealer
     store: ArtifactStore
     signin: SignIn
@@ -97,6 +99,86 @@ class ControlPlane:
     """This process among the replicas sharing the database."""
     agents: AgentLink = field(default_factory=NoAgents)
     """Set by the gateway while it runs in this process."""
+    master: MasterKey | None = None
+    """Replicas keep the CAs in the database, sealed with it; without it, in `<data-dir>/pki`."""
+    authority_listeners: list[Callable[[Authorities], None]] = field(default_factory=list)
+    """Called when the CAs change (a rotation here, or followed from another replica)."""
+    _authorities_version: str = ""
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The CA that signs (the new one, during a rotation)."""
+        return self.authorities.signer
+
+    @property
+    def trusted_fingerprints(self) -> list[str]:
+        return [ca.fingerprint for ca in self.authorities.trusted]
+
+    # --- CA rotation (docs/certificates.md) ----------------------------------------------------
+
+    def rotate_ca(self) -> Authorities:
+        """A new signing CA; the old one stays trusted until `retire_ca`. Every server is asked
+        to renew within `ca_rotation_spread_seconds`, and so moves to the new CA."""
+        with transaction(self.sessions) as session:
+            previous = self.authorities.signer.fingerprint
+            if self.master is not None:
+                rotated = keyring.rotate(session, self.master)
+            else:
+                rotated = FileAuthorities(self._pki).rotate()
+            certificates.rotation_started(session, previous,
+                                          self.settings.ca_rotation_spread_seconds)
+        self._use(rotated)
+        log.info("CA rotation started: new CA %s, old CA %s trusted until it is retired",
+                 rotated.signer.fingerprint, previous)
+        return rotated
+
+    def retire_ca(self, force: bool = False) -> Authorities:
+        """Drop the old CA: a certificate it signed is refused from now on. Refused while
+        servers still hold one, unless forced (they then need `corral agent reregister`)."""
+        with transaction(self.sessions) as session:
+            state = certificates.rotation(session, self.authorities)
+            if not state["rotating"]:
+                raise Conflict("no CA rotation is under way")
+            if state["serversOnOldCa"] and not force:
+                raise Conflict(f"{state['serversOnOldCa']} server(s) still hold a certificate of "
+                               "the old CA; wait for them to renew, or force it (they will "
+                               "need a fresh registration: corral agent reregister)")
+            if self.master is not None:
+                retired = keyring.retire(session, self.master)
+            else:
+                retired = FileAuthorities(self._pki).retire()
+            # every agent learns which CAs remain, and drops the old one from its bundle
+            desired_state.changed(session, servers=list(session.scalars(select(Server.id))))
+        self._use(retired)
+        log.info("the old CA is retired; CA %s alone is trusted", retired.signer.fingerprint)
+        return retired
+
+    def follow_authorities(self) -> bool:
+        """Another replica rotated or retired a CA: take the same. True when they changed."""
+        if self.master is None:
+            return False
+        with transaction(self.readers) as session:
+            version = keyring.version(session)
+            if version == self._authorities_version:
+                return False
+            found = keyring.authorities(session, self.master, CertificateAuthority.create)
+        changed = [c.fingerprint for c in found.trusted] != self.trusted_fingerprints
+        self._authorities_version = version
+        if changed:
+            self._use(found)
+            log.info("following the CAs another replica set: %s", ", ".join(
+                self.trusted_fingerprints))
+        return changed
+
+    @property
+    def _pki(self) -> Path:
+        return self.settings.data_dir / "pki"
+
+    def _use(self, authorities: Authorities) -> None:
+        self.authorities = authorities
+        authorities.write_bundle(self._pki / "ca.pem")
+        for listener in list(self.authority_listeners):
+            listener(authorities)
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> ControlPlane:
@@ -109,7 +191,7 @@ class ControlPlane:
         _private_sqlite_files(settings.resolved_database_url)
         sessions, readers = make_sessionmaker(engine), make_read_sessionmaker(engine)
         try:
-            ca, sealer = _keys(settings, engine, sessions)
+            authorities, sealer, master = _keys(settings, engine, sessions)
             store = _artifact_store(settings, engine)
         except BaseException:
             engine.dispose()
@@ -119,8 +201,9 @@ class ControlPlane:
             engine=engine,
             sessions=sessions,
             readers=readers,
-            ca=ca,
+            authorities=authorities,
             sealer=sealer,
+            master=master,
             store=store,
             signin=SignIn(readers, sessions,
                           throttle=Throttle(free=settings.login_free_failures)),
@@ -189,7 +272,7 @@ class ControlPlane:
 
 
 def _keys(settings: Settings, engine: Engine, sessions: sessionmaker[Session]
-          ) -> tuple[CertificateAuthority, Sealer]:
+          ) -> tuple[Authorities, Sealer, MasterKey | None]:
     """With a master key, the CA and sealing key every replica shares, from the database (the
     first replica creates them, or adopts its data folder's); without one, the data folder's."""
     pki = settings.data_dir / "pki"
@@ -205,17 +288,17 @@ def _keys(settings: Settings, engine: Engine, sessions: sessionmaker[Session]
                     "this database holds the keys of replicas that share it, sealed with a "
                     "master key: give this replica the same CORRAL_MASTER_KEY (or "
                     "CORRAL_MASTER_KEY_FILE)")
-            return CertificateAuthority.load_or_create(pki), Sealer.load_or_create(pki)
+            return FileAuthorities(pki).load(), Sealer.load_or_create(pki), None
         try:
-            ca = keyring.certificate_authority(
-                session, master, adopt=lambda: CertificateAuthority.load_or_create(pki)
+            authorities = keyring.authorities(
+                session, master, adopt=lambda: FileAuthorities(pki).load().signer
                 if (pki / "ca.key").exists() else CertificateAuthority.create())
             sealer = keyring.sealer(session, master,
                                     adopt=lambda: Sealer.existing_or_new_key(pki))
         except WrongMasterKey as exc:
             raise CannotStart(str(exc)) from exc
-    ca.write_certificate(pki / "ca.pem")  # what operators and `agent register` read
-    return ca, sealer
+    authorities.write_bundle(pki / "ca.pem")  # what operators and `agent register` read
+    return authorities, sealer, master
 
 
 def _artifact_store(settings: Settings, engine: Engine) -> ArtifactStore:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from corral.errors import InvalidInput
+from corral.errors import Conflict, InvalidInput
 
 _CA_VALIDITY = dt.timedelta(days=3650)
 _MIN_RSA_BITS = 2048
@@ -40,6 +40,8 @@ class ServerIdentity:
     organization_id: str
     environment_id: str
     serial: str
+    issuer: str = ""
+    """Fingerprint of the CA that signed the certificate (which side of a rotation it is on)."""
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -75,14 +77,17 @@ class CertificateAuthority:
 
     @classmethod
     def create(cls, common_name: str = "Corral CA") -> CertificateAuthority:
+        """A new CA; its subject carries the date so that two generations (a rotation) are
+        told apart by name as well as by key."""
         key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
         name = x509.Name(
             [
                 x509.NameAttribute(NameOID.COMMON_NAME, common_name),
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Corral"),
+                x509.NameAttribute(NameOID.SERIAL_NUMBER, now.strftime("%Y%m%dT%H%M%S%f")),
             ]
         )
-        now = dt.datetime.now(dt.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -190,13 +195,16 @@ class CertificateAuthority:
         now = dt.datetime.now(dt.UTC)
         not_after = not_after or now + dt.timedelta(days=validity_days)
         serial = serial or x509.random_serial_number()
+        # valid a little before now, for clocks a little behind; little enough not to move
+        # the renewal point (two thirds of the life) of a short certificate
+        backdate = min(dt.timedelta(minutes=5), (not_after - now) / 10)
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.certificate.subject)
             .public_key(public_key)
             .serial_number(serial)
-            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_before(now - backdate)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
@@ -274,7 +282,131 @@ class CertificateAuthority:
             organization_id=attr(NameOID.ORGANIZATION_NAME),
             environment_id=attr(NameOID.ORGANIZATIONAL_UNIT_NAME),
             serial=format(cert.serial_number, "x"),
+            issuer=self.fingerprint,
         )
+
+    def issued(self, cert: x509.Certificate) -> bool:
+        return cert.issuer == self.certificate.subject and _signed_by(cert, self.certificate)
+
+
+@dataclass(frozen=True)
+class Authorities:
+    """The CAs the control plane trusts: the one that signs, and during a rotation the one
+    being retired (docs/certificates.md). Agents get both; the gateway presents a certificate
+    of the older, which every agent already trusts, until the rotation ends."""
+
+    signer: CertificateAuthority
+    retiring: CertificateAuthority | None = None
+
+    @property
+    def trusted(self) -> list[CertificateAuthority]:
+        return [self.signer] + ([self.retiring] if self.retiring is not None else [])
+
+    @property
+    def presenting(self) -> CertificateAuthority:
+        return self.retiring or self.signer
+
+    @property
+    def bundle_pem(self) -> str:
+        """Every trusted CA's certificate, the signer's first."""
+        return "".join(ca.certificate_pem for ca in self.trusted)
+
+    def write_bundle(self, path: Path) -> None:
+        """Whole or absent (`ca.pem`: what operators, scripts and `agent register` trust)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_whole(path, self.bundle_pem.encode())
+
+    def _issuer(self, cert: x509.Certificate) -> CertificateAuthority:
+        for ca in self.trusted:
+            if ca.issued(cert):
+                return ca
+        raise InvalidInput("certificate was not issued by a CA this control plane trusts")
+
+    def identify(self, cert: x509.Certificate) -> ServerIdentity:
+        return self._issuer(cert).identify(cert)
+
+    def identify_replica(self, cert: x509.Certificate) -> str:
+        return self._issuer(cert).identify_replica(cert)
+
+
+class FileAuthorities:
+    """The CAs of a control plane without a master key, in `<data-dir>/pki/`: `ca.key` and
+    `ca.pem` (the signer; `ca.pem` also carries the retiring CA's certificate, so it is the
+    bundle operators and agents trust), and during a rotation `ca-retiring.key/.pem`. A
+    rotation writes the new CA as `ca-next.*` first and renames it into place; `load` finishes
+    one that a crash interrupted, or forgets one that never got that far."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, stem: str, suffix: str) -> Path:
+        return self.directory / f"{stem}.{suffix}"
+
+    def load(self) -> Authorities:
+        d = self.directory
+        d.mkdir(parents=True, exist_ok=True)
+        if self._path("ca-next", "pem").exists():
+            if self._path("ca-next", "key").exists():
+                os.replace(self._path("ca-next", "key"), self._path("ca", "key"))
+            os.replace(self._path("ca-next", "pem"), self._path("ca", "pem"))
+        elif self._path("ca-next", "key").exists():
+            self._path("ca-next", "key").unlink()
+            for suffix in ("key", "pem"):
+                self._path("ca-retiring", suffix).unlink(missing_ok=True)
+        signer = CertificateAuthority.load_or_create(d)
+        retiring = None
+        if self._path("ca-retiring", "key").exists() and self._path("ca-retiring", "pem").exists():
+            retiring = CertificateAuthority.from_pem(self._path("ca-retiring", "key").read_bytes(),
+                                                     self._path("ca-retiring", "pem").read_bytes())
+        return Authorities(signer, retiring)
+
+    def rotate(self) -> Authorities:
+        current = self.load()
+        if current.retiring is not None:
+            raise Conflict("a CA rotation is already under way; retire the old CA first "
+                           "(corral ca retire-old)")
+        new = CertificateAuthority.create()
+        self._write("ca-retiring", current.signer, current.signer.certificate_pem)
+        self._write("ca-next", new, new.certificate_pem + current.signer.certificate_pem)
+        os.replace(self._path("ca-next", "key"), self._path("ca", "key"))
+        os.replace(self._path("ca-next", "pem"), self._path("ca", "pem"))
+        return Authorities(new, current.signer)
+
+    def retire(self) -> Authorities:
+        current = self.load()
+        if current.retiring is None:
+            raise Conflict("no CA rotation is under way")
+        _write_whole(self._path("ca", "pem"), current.signer.certificate_pem.encode())
+        for suffix in ("key", "pem"):
+            self._path("ca-retiring", suffix).unlink(missing_ok=True)
+        return Authorities(current.signer)
+
+    def _write(self, stem: str, ca: CertificateAuthority, pem: str) -> None:
+        write_private(self._path(stem, "key"), ca.key_pem)
+        _write_whole(self._path(stem, "pem"), pem.encode())
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".part")
+    with open(partial, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def load_bundle(pem: str | bytes) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle (a trust bundle during a CA rotation)."""
+    data = pem.encode() if isinstance(pem, str) else pem
+    return x509.load_pem_x509_certificates(data)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ CLOSE_REVOKED = 4403
 CLOSE_REPLACED = 4409
 CLOSE_BAD_MESSAGE = 4400
 CLOSE_UNSUPPORTED_VERSION = 4426
+RENEWED_REASON = "certificate renewed"
+"""An agent closes (1000) with this reason to reconnect with its renewed certificate at once:
+the gateway gives it a moment before it counts the server as gone."""
 CLOSE_RESTARTING = 1012  # RFC 6455 "service restart": the reason says when to come back
 RECONNECTS_PER_SECOND = 500
 """The pace a gateway asks its agents to come back at after a planned restart (about what one
@@ -134,6 +137,11 @@ class Desired(Message):
     knows."""
     metricsSeconds: float = Field(default=15.0, ge=0)
     """How often the agent sends `Measurements` (`CORRAL_METRICS_SECONDS`); 0: never."""
+    renewCertificateWithin: float | None = Field(default=None, ge=0)
+    """An operator or a CA rotation asks for a certificate renewal within these seconds."""
+    trustedCas: list[str] = Field(default_factory=list, max_length=8)
+    """Fingerprints of the CAs the control plane trusts; the agent drops any other from its
+    trust bundle (the old CA, once a rotation ends). Empty: keep the bundle as it is."""
 
 
 class ApplicationReport(BaseModel):
@@ -242,8 +250,26 @@ class LogLines(Message):
     error: str | None = None
 
 
+class RenewCertificate(Message):
+    """Agent → control plane: the CSR of a new key, for the next certificate of the server
+    whose certificate opened this connection (docs/certificates.md)."""
+
+    type: Literal["renewCertificate"] = "renewCertificate"
+    signatureRequest: str = Field(max_length=16 * 1024)
+
+
+class CertificateIssued(Message):
+    """Control plane → agent: the answer to `RenewCertificate`: the certificate and every CA
+    the agent must trust from now on (PEM bundle), or why not (`error`)."""
+
+    type: Literal["certificate"] = "certificate"
+    certificate: str | None = Field(default=None, max_length=16 * 1024)
+    caCertificates: str = Field(default="", max_length=64 * 1024)
+    error: str | None = None
+
+
 Any_ = (Hello | Desired | Report | Measurements | Heartbeat | LogsRequest | LogsCancel
-        | LogLines)
+        | LogLines | RenewCertificate | CertificateIssued)
 AnyMessage = Annotated[Any_, Field(discriminator="type")]
 _adapter: TypeAdapter[Any_] = TypeAdapter(AnyMessage)
 

@@ -164,5 +164,7 @@ def desired(plane: ControlPlane, server_id: int) -> dict[str, Any]:
     """The desired-state message the gateway would push to this server now, as its agent
     reads it."""
     with plane.sessions() as s:
-        _revision, text = agents.desired_messages(s, [server_id], plane.sealer)[server_id]
+        _revision, text = agents.desired_messages(
+            s, [server_id], plane.sealer, plane.settings.agent_gateway_urls,
+            plane.settings.metrics_seconds, plane.trusted_fingerprints)[server_id]
     return wire.Desired.model_validate_json(text).model_dump()

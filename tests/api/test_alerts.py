@@ -293,7 +293,8 @@ def test_every_server_condition_fires(api: Api, plane: ControlPlane) -> None:
     server_id = api.register("s1")  # DISCONNECTED: server-down holds at first sight
     ids = _alert_each(api, "server", SERVER_THRESHOLDS)
     evaluate(plane)
-    _status(plane, "RUNNING", server_id, agent_version="2.0", mule_version="4.9.0")
+    _status(plane, "RUNNING", server_id, agent_version="2.0", mule_version="4.9.0",
+            certificate_problem="only the certificate in use can be renewed")
     _hot(plane, server_id)
     evaluate(plane)
     assert api.delete(f"/servers/{server_id}").status_code in (200, 204)

@@ -146,7 +146,7 @@ class TestRegistration:
             with transaction(plane.sessions) as s:
                 registration.register_server(s, plane.ca, admission, mule_version="",
                                              gateway_version="", agent_version="x",
-                                             certificate_days=1)
+                                             certificate_seconds=86400)
         write(first)
         with pytest.raises(Conflict, match="twin"):
             write(second)

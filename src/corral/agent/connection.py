@@ -22,16 +22,22 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from corral import wire
-from corral.agent import AGENT_VERSION, logs
-from corral.agent.layout import AgentDir, Identity, base_of, write_identity
+from corral.agent import AGENT_VERSION, certificates, logs
+from corral.agent.layout import AgentDir, AgentError, Identity, base_of, write_identity
 from corral.agent.measure import Meter, Pushed, Running
 from corral.agent.reconciler import DownloadInterrupted, Reconciler
+from corral.pki import new_key_request
 
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 REFUSED_CODES = {wire.CLOSE_REVOKED, wire.CLOSE_UNKNOWN_SERVER}
+RENEWAL_ANSWER_SECONDS = 30.0
+RENEWAL_RETRY_BASE = 30.0
+RENEWAL_RETRY_CAP = 3600.0
+EXPIRED_CHECK_SECONDS = 5.0
+MIN_RENEWAL_GAP_SECONDS = 30.0
 
 
 class Unreadable(Exception):
@@ -57,6 +63,18 @@ def client_tls_context(layout: AgentDir) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(layout.ca))
     ctx.load_cert_chain(layout.certificate, layout.key)
     return ctx
+
+
+def _files_stamp(layout: AgentDir) -> tuple[int, ...]:
+    """Changes when key, certificate or trust bundle are replaced (a renewal, or a
+    re-registration done while the agent runs)."""
+    stamps = []
+    for path in (layout.key, layout.certificate, layout.ca):
+        try:
+            stamps.append(path.stat().st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return tuple(stamps)
 
 
 def local_addresses() -> list[dict[str, str]]:
@@ -94,7 +112,16 @@ class Connection:
         self.reconciler = reconciler
         self.cluster_port = cluster_port
         self.tls = client_tls_context(layout)
+        self._stamp = _files_stamp(layout)
+        self.certificate = certificates.current(layout)
         self.connected = asyncio.Event()
+        self._renewal_wake = asyncio.Event()
+        self._requested_renewal: float | None = None  # epoch seconds; an operator's or a rotation's
+        self._renewal_failures = 0
+        self._retry_renewal_at = 0.0
+        self._renewal_answer: asyncio.Future[wire.CertificateIssued] | None = None
+        self._renewed = False
+        self._expired_said = 0.0
         self.log_streams: dict[str, asyncio.Task[None]] = {}
         self._turn = 0
         self.url = self.identity.connect_url
@@ -116,11 +143,36 @@ class Connection:
             write_identity(self.layout.identity, self.identity)
         log.info("the control plane has %d gateways: %s", len(urls), ", ".join(urls))
 
+    def _reload_credentials(self) -> None:
+        """Key, certificate or trust bundle replaced since the last attempt: use the new."""
+        stamp = _files_stamp(self.layout)
+        if stamp == self._stamp:
+            return
+        try:
+            self.tls = client_tls_context(self.layout)
+            self.certificate = certificates.current(self.layout)
+        except (OSError, ssl.SSLError, AgentError) as exc:
+            log.error("the agent's key or certificate cannot be used: %s", exc)
+            return
+        self._stamp = stamp
+        log.info("using the certificate valid until %s",
+                 certificates.expiry_text(self.certificate))
+
     async def run_forever(self) -> None:
         backoff = Backoff()
         while True:
+            self._reload_credentials()
+            if certificates.expired(self.certificate):
+                # the gateway would refuse it; say why (not "cannot reach"), and look again
+                # soon: a re-registration replaces the files while this agent runs
+                if time.monotonic() - self._expired_said > 600 or not self._expired_said:
+                    log.error(certificates.expired_advice(self.layout, self.certificate))
+                    self._expired_said = time.monotonic()
+                await asyncio.sleep(EXPIRED_CHECK_SECONDS)
+                continue
             url = self.url
             pause: float | None = None
+            self._renewed = False
             try:
                 async with connect(url, ssl=self.tls, open_timeout=30,
                                    ping_interval=wire.AGENT_PING_SECONDS, ping_timeout=20,
@@ -149,6 +201,8 @@ class Connection:
                 log.warning("cannot reach the control plane at %s: %s", url, exc)
             finally:
                 self.connected.clear()
+            if self._renewed:
+                continue  # straight back, to the same gateway, with the new certificate
             self._next_gateway()
             await asyncio.sleep(backoff.next() if pause is None else pause)
 
@@ -174,7 +228,8 @@ class Connection:
         self.connected.set()
         log.info("connected to %s as server %s", base_of(self.url), self.identity.serverId)
         tasks = [asyncio.create_task(self._reports(ws)),
-                 asyncio.create_task(self._measurements(ws))]
+                 asyncio.create_task(self._measurements(ws)),
+                 asyncio.create_task(self._renewal(ws))]
         self.reconciler.changed.set()  # tell a (re)started control plane what runs here
         try:
             async for raw in ws:
@@ -190,8 +245,13 @@ class Connection:
                     log.info("desired state revision %d (%d applications)", message.revision,
                              len(message.applications))
                     self._learn_gateways(message.gateways)
+                    self._learn_renewal(message)
                     self.reconciler.apply(message)
                     self.reconciler.changed.set()
+                elif isinstance(message, wire.CertificateIssued):
+                    answer = self._renewal_answer
+                    if answer is not None and not answer.done():
+                        answer.set_result(message)
                 elif isinstance(message, wire.LogsRequest):
                     self.log_streams[message.requestId] = asyncio.create_task(
                         self._send_logs(ws, message)
@@ -205,6 +265,80 @@ class Connection:
                 t.cancel()
             await asyncio.gather(*tasks, *self.log_streams.values(), return_exceptions=True)
             self.log_streams.clear()
+
+    # --- the certificate ---------------------------------------------------------------------
+
+    def _learn_renewal(self, desired: wire.Desired) -> None:
+        """An operator or a CA rotation asks for a renewal within a window: a moment in it,
+        picked at random so that a fleet spreads its renewals; and the CAs still trusted."""
+        if desired.trustedCas and certificates.keep_trusting(self.layout, desired.trustedCas):
+            log.info("the control plane trusts %d CA(s) now; the trust bundle follows",
+                     len(desired.trustedCas))
+        within = desired.renewCertificateWithin
+        if within is None:
+            return
+        at = time.time() + random.uniform(0, within)
+        if self._requested_renewal is None or at < self._requested_renewal:
+            self._requested_renewal = at
+            log.info("the control plane asks for a certificate renewal (in %.0f s)",
+                     at - time.time())
+            self._renewal_wake.set()
+
+    def _renewal_due(self) -> float:
+        due = certificates.renewal_time(self.certificate)
+        if self._requested_renewal is not None:
+            due = min(due, self._requested_renewal)
+        return max(due, self._retry_renewal_at)
+
+    async def _renewal(self, ws: ClientConnection) -> None:
+        """At two thirds of the certificate's life (or when asked): a new key, its CSR over
+        this connection, the certificate back; then reconnect with it. A failure is retried
+        with back-off, and said in the log each time."""
+        while True:
+            wait = self._renewal_due() - time.time()
+            if wait > 0:
+                self._renewal_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._renewal_wake.wait(), min(wait, 3600.0))
+                continue
+            try:
+                await self._renew(ws)
+            except (AgentError, OSError, TimeoutError) as exc:
+                self._renewal_failures += 1
+                delay = min(RENEWAL_RETRY_CAP,
+                            RENEWAL_RETRY_BASE * 2 ** (self._renewal_failures - 1))
+                self._retry_renewal_at = time.time() + delay
+                log.warning("renewing this server's certificate failed (%s); it is valid until "
+                            "%s; retrying in %.0f s", exc,
+                            certificates.expiry_text(self.certificate), delay)
+                continue
+            return
+
+    async def _renew(self, ws: ClientConnection) -> None:
+        request = await asyncio.to_thread(new_key_request, str(self.identity.serverId))
+        self._renewal_answer = asyncio.get_running_loop().create_future()
+        try:
+            await ws.send(wire.encode(wire.RenewCertificate(signatureRequest=request.csr_pem)))
+            answer = await asyncio.wait_for(self._renewal_answer, RENEWAL_ANSWER_SECONDS)
+        finally:
+            self._renewal_answer = None
+        if answer.error or not answer.certificate:
+            raise AgentError(f"the control plane refused: {answer.error or 'no certificate'}")
+        certificate = answer.certificate
+        certificates.check_issued(self.identity.serverId, request.key_pem, certificate,
+                                  answer.caCertificates)
+        await asyncio.to_thread(certificates.install, self.layout, request.key_pem,
+                                certificate, answer.caCertificates)
+        self.reconciler.save()  # what state.json seals is sealed with the new key now
+        self._reload_credentials()
+        self._requested_renewal = None
+        self._renewal_failures = 0
+        # whatever the new certificate says (a clock far off), never renew in a loop
+        self._retry_renewal_at = time.time() + MIN_RENEWAL_GAP_SECONDS
+        self._renewed = True
+        log.info("certificate renewed, valid until %s; reconnecting with it",
+                 certificates.expiry_text(self.certificate))
+        await ws.close(1000, wire.RENEWED_REASON)
 
     async def _reports(self, ws: ClientConnection) -> None:
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 import ssl
 import tempfile
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import httpx
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from corral.agent import AGENT_VERSION
@@ -88,6 +91,52 @@ def register(manager_url: str, directory: Path, token: str, name: str,
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return identity
+
+
+def reregister(directory: Path, token: str, ca_cert: Path | None = None) -> Identity:
+    """A new certificate for the server registered in DIR, whose certificate can no longer be
+    used (it expired while the agent was off). The request proves possession of the old key
+    (the CSR signed with it) besides the token, so a token alone cannot take a server over.
+    Same server, same applications; key, certificate and trust bundle are replaced whole."""
+    from corral.agent import certificates
+
+    layout = AgentDir(directory)
+    identity = layout.load_identity()
+    certificates.recover(layout)
+    try:
+        old_key = serialization.load_pem_private_key(layout.key.read_bytes(), password=None)
+        old_certificate = layout.certificate.read_text()
+    except (OSError, ValueError) as exc:
+        raise AgentError(f"{directory} has no usable key and certificate ({exc}); register "
+                         "this machine anew with `corral agent register`") from exc
+    if not isinstance(old_key, ec.EllipticCurvePrivateKey):
+        raise AgentError("the old key is not an EC key this agent made; register anew")
+    request = new_key_request(identity.name)
+    proof = base64.b64encode(old_key.sign(request.csr_pem.encode(),
+                                          ec.ECDSA(hashes.SHA256()))).decode()
+    url = f"{identity.managerUrl}/hybrid/api/v1/servers/{identity.serverId}/reregistration"
+    verify: ssl.SSLContext | bool = True
+    if ca_cert is not None:
+        verify = ssl.create_default_context(cafile=str(ca_cert))
+    elif identity.managerUrl.startswith("https://"):
+        verify = ssl.create_default_context(cafile=str(layout.ca))  # the CA it trusts already
+    try:
+        r = httpx.post(url, json={"signatureRequest": request.csr_pem,
+                                  "certificate": old_certificate, "proof": proof},
+                       headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=verify)
+    except httpx.HTTPError as exc:
+        raise AgentError(f"cannot reach the control plane at {identity.managerUrl}: "
+                         f"{exc}") from exc
+    if r.status_code != 200:
+        raise AgentError(_refusal(r))
+    try:
+        answer = r.json()
+        certificate, bundle = str(answer["certificate"]), str(answer["caCertificate"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AgentError(f"the control plane's answer is not a certificate: {exc}") from exc
+    certificates.check_issued(identity.serverId, request.key_pem, certificate, bundle)
+    certificates.install(layout, request.key_pem, certificate, bundle)
     return identity
 
 

@@ -9,6 +9,7 @@ from corral.api import (
     alerts,
     applications,
     armui,
+    authorities,
     clusters,
     errors,
     health,
@@ -23,5 +24,5 @@ from corral.api import (
 def install(app: FastAPI) -> None:
     errors.install(app)
     for module in (health, metrics, accounts, servers, server_groups, clusters, applications,
-                   measurements, alerts, targets, armui):
+                   measurements, alerts, targets, armui, authorities):
         app.include_router(module.router)

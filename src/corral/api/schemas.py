@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 T = TypeVar("T")
 
@@ -56,6 +56,18 @@ class RegistrationIn(Lenient):
     gatewayVersion: Annotated[str, Field(max_length=64)] = ""
     agentVersion: Annotated[str, Field(max_length=64)] = ""
     environment: Short | None = None
+
+
+class ReregistrationIn(Strict):
+    signatureRequest: Annotated[str, Field(max_length=16384)]
+    certificate: Annotated[str, Field(max_length=16384)]
+    """the server's previous certificate (PEM)"""
+    proof: Annotated[str, Field(max_length=2048)]
+    """`signatureRequest` signed with the previous key (base64)"""
+
+
+class CaRetireIn(Strict):
+    force: StrictBool = False
 
 
 class RegistrationTokenIn(Strict):
@@ -329,6 +341,9 @@ class ServerOut(Wire):
     licenseExpirationDate: int | None = None
     certificateExpirationDate: int | None = None
     lastSeen: int | None = None
+    certificateAuthority: str | None = None
+    certificateRenewalDue: int | None = None
+    statusMessage: str | None = None
 
 
 class ServerGroupOut(Wire):

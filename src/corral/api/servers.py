@@ -13,7 +13,7 @@ from corral.api import envelope, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep, TokenDep
 from corral.db.models import RegistrationToken
 from corral.db.session import transaction
-from corral.domain import reads, registration, servers, views
+from corral.domain import certificates, reads, registration, servers, views
 from corral.errors import Unauthenticated
 from corral.http_context import PlaneDep, SourceDep, note_actor, note_environment
 
@@ -101,7 +101,7 @@ def register(
                 mule_version=body.muleVersion,
                 gateway_version=body.gatewayVersion,
                 agent_version=body.agentVersion or __version__,
-                certificate_days=plane.settings.server_certificate_days,
+                certificate_seconds=plane.settings.agent_cert_ttl_seconds,
             )
             server_id, server_name = result.server.id, result.server.name
     except Unauthenticated:
@@ -111,7 +111,7 @@ def register(
     log.info("server %s (%r) registered from %s", server_id, server_name, source)
     return {
         "certificate": result.certificate.pem,
-        "caCertificate": plane.ca.certificate_pem,
+        "caCertificate": plane.authorities.bundle_pem,
         "environmentUrls": {
             "authProxyUrl": plane.settings.api_url,
             "mcmWebsocketUrl": plane.settings.mcm_websocket_url,
@@ -150,3 +150,49 @@ def rename_server(
 def delete_server(session: SessionDep, scope: OperatorScopeDep, server_id: int) -> Response:
     servers.delete_server(session, scope, server_id)
     return Response(status_code=204)
+
+
+@router.post("/{server_id}/certificate", status_code=202,
+             response_model=schemas.Data[schemas.ServerOut], response_model_exclude_unset=True)
+def renew_certificate(session: SessionDep, scope: OperatorScopeDep,
+                      server_id: int) -> dict[str, Any]:
+    """Corral's addition: the server's agent renews its certificate at its next contact (at
+    once, when it is connected); `certificateRenewalDue` shows it asked until it has."""
+    return {"data": views.server(certificates.request_renewal(session, scope, server_id))}
+
+
+@router.post("/{server_id}/reregistration",
+             summary="A new certificate for a server whose certificate expired (authorised by "
+                     "a registration token and the server's old key)",
+             responses={429: {"model": schemas.ErrorOut}})
+def reregister(
+    request: Request, plane: PlaneDep, token: TokenDep, source: SourceDep, server_id: int,
+    body: schemas.ReregistrationIn,
+) -> dict[str, Any]:
+    """Corral's addition, used by `corral agent reregister`. Rate-limited and counted like a
+    registration: a failed token counts as a failed sign-in from that address."""
+    note_actor(request, "registrationToken", None, str(server_id))
+    plane.registrations.admit(source)
+    try:
+        with transaction(plane.sessions) as session:
+            result = certificates.reregister(
+                session, plane.authorities, token=token, server_id=server_id,
+                csr_pem=body.signatureRequest, certificate_pem=body.certificate,
+                proof=body.proof, seconds=plane.settings.agent_cert_ttl_seconds)
+            note_environment(request, result.server.environment_id)
+            name = result.server.name
+    except Unauthenticated:
+        plane.registrations.failed(source)
+        log.warning("re-registration of server %s refused from %s", server_id, source)
+        raise
+    log.info("server %s (%r) re-registered from %s", server_id, name, source)
+    return {
+        "certificate": result.certificate.pem,
+        "caCertificate": plane.authorities.bundle_pem,
+        "environmentUrls": {
+            "authProxyUrl": plane.settings.api_url,
+            "mcmWebsocketUrl": plane.settings.mcm_websocket_url,
+            "gatewayUrls": plane.settings.agent_gateway_urls,
+        },
+        "serverId": server_id,
+    }

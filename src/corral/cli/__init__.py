@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import admin, agent, apps, audit, db, fleet, login, serve, users
+from corral.cli import admin, agent, apps, audit, ca, db, fleet, login, serve, users
 from corral.cli.output import no_type_on_flags
 
 no_type_on_flags()
@@ -28,6 +28,7 @@ app.add_typer(users.user_app, name="user", rich_help_panel="Sign-in")
 app.add_typer(fleet.server_app, name="server", rich_help_panel="Fleet")
 app.add_typer(fleet.group_app, name="group", rich_help_panel="Fleet")
 app.add_typer(fleet.cluster_app, name="cluster", rich_help_panel="Fleet")
+app.add_typer(ca.ca_app, name="ca", rich_help_panel="Fleet")
 app.add_typer(apps.app_app, name="app", rich_help_panel="Applications")
 app.command("audit", rich_help_panel="Sign-in")(audit.audit)
 

@@ -44,6 +44,31 @@ def register(
 
 
 @app.command()
+def reregister(
+    directory: DirOpt,
+    token: Annotated[str, typer.Option("--token", help="A registration token of the server's "
+                                       "environment (`corral server token`)")],
+    ca_cert: Annotated[Path | None, typer.Option(
+        help="CA certificate to trust when the control plane's URL is https "
+             "[default: the agent's own trust bundle]")] = None,
+) -> None:
+    """Renew the certificate of the server in --dir when the agent can no longer do it (it
+    expired while the agent was off). Same server, same applications: they keep running, and a
+    running agent picks the new certificate up by itself."""
+    from corral.agent.layout import AgentError
+    from corral.agent.register import reregister as do_reregister
+
+    try:
+        identity = do_reregister(directory, token, ca_cert)
+    except AgentError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"server {identity.serverId} ({identity.name}) has a new certificate; a running "
+               f"agent uses it within a minute, or start it with: corral agent run --dir "
+               f"{directory}")
+
+
+@app.command()
 def run(
     directory: DirOpt,
     cluster_port: Annotated[int | None, typer.Option(

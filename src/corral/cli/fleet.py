@@ -16,6 +16,7 @@ from corral.cli.output import (
     show_list,
     show_object,
     status,
+    when,
 )
 
 server_app = typer.Typer(help="Servers registered with Corral.", no_args_is_help=True)
@@ -88,7 +89,21 @@ def server_show(server: str, output: OutputOpt = Format.table) -> None:
         ("Addresses", lambda x: ", ".join(a["ip"] for a in x.get("addresses") or [])),
         ("Last seen", lambda x: ago(x.get("lastSeen"))),
         ("Registered", lambda x: ago(x["timeCreated"])),
+        ("Certificate until", lambda x: when(x.get("certificateExpirationDate"))),
+        ("Certificate CA", lambda x: (x.get("certificateAuthority") or "")[:23]),
+        ("Renewal asked", lambda x: when(x.get("certificateRenewalDue"))),
+        ("Message", lambda x: x.get("statusMessage")),
     ])
+
+
+@server_app.command("renew-cert")
+def server_renew_cert(server: str) -> None:
+    """Have the server's agent renew its certificate now (at its next contact if away)."""
+    api = Api.from_config()
+    target = api.find_target(server, ("SERVER",))
+    api.hybrid("POST", f"/servers/{target['id']}/certificate")
+    console.print(f"Server {target['id']} ({target['name']}) will renew its certificate at its "
+                  "agent's next contact; `corral server show` shows when it has")
 
 
 @server_app.command("rename")

@@ -75,6 +75,20 @@ def ago(ms: int | None) -> str:
     return f"{max(seconds, 0)}s ago"
 
 
+def when(ms: int | None) -> str:
+    """A moment as UTC time, and how far off it is."""
+    if not ms:
+        return ""
+    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+    seconds = int(ms / 1000 - dt.datetime.now(dt.UTC).timestamp())
+    if seconds < 0:
+        return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({ago(ms)})"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{moment:%Y-%m-%d %H:%M:%S} UTC (in {seconds // size}{unit})"
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC (in {seconds}s)"
+
+
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
 
 

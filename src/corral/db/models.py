@@ -164,6 +164,20 @@ class Server(Target):
     last_seen: Mapped[int | None] = mapped_column(BigInteger)
     certificate_serial: Mapped[str] = mapped_column(String(64), default="")
     certificate_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    certificate_issued_at: Mapped[int | None] = mapped_column(BigInteger)
+    """None: registered before renewal existed (its renewal point is then reckoned from a
+    one-year certificate)."""
+    certificate_issuer: Mapped[str | None] = mapped_column(String(80))
+    """Fingerprint of the CA that signed the certificate in use (None: the CA before the first
+    rotation)."""
+    next_certificate_serial: Mapped[str | None] = mapped_column(String(64))
+    """Issued by a renewal, not used yet: the agent's next connection with it makes it the
+    certificate (and revokes the old one)."""
+    next_certificate_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    renewal_due: Mapped[int | None] = mapped_column(BigInteger)
+    """An operator or a CA rotation asked for a renewal by this time (ms)."""
+    certificate_problem: Mapped[str | None] = mapped_column(String(300))
+    """Why the last renewal failed; cleared by the next that succeeds."""
     desired_revision: Mapped[int] = mapped_column(Integer, default=0)
     """Grows whenever what this server should run changes; the state itself is assembled from
     the applications that reach the server when it is pushed (ADR 0007)."""

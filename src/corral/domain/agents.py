@@ -19,7 +19,7 @@ from corral.db.models import (
     ServerArtifact,
     now_ms,
 )
-from corral.domain import desired_state, history
+from corral.domain import certificates, desired_state, history
 from corral.domain.servers import is_revoked
 from corral.errors import CorralError, Forbidden, NotFound
 from corral.pki import ServerIdentity
@@ -45,14 +45,14 @@ def _refusal(who: ServerIdentity, server: Server | None, *, revoked: bool) -> Co
         return Forbidden(f"certificate of server {who.server_id} is revoked")
     if server is None or server.environment_id != who.environment_id:
         return NotFound(f"server {who.server_id} no longer exists")
-    if server.certificate_serial != who.serial:
+    if who.serial not in (server.certificate_serial, server.next_certificate_serial):
         return Forbidden(f"certificate of server {who.server_id} has been replaced")
     return None
 
 
 def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], sealer: Sealer,
               replica_id: str | None = None, gateways: list[str] | None = None,
-              metrics_seconds: float | None = None,
+              metrics_seconds: float | None = None, trusted_cas: list[str] | None = None,
               ) -> list[tuple[int, str] | CorralError]:
     """Admit agents that said hello together (after a restart, thousands within seconds) and
     record what each said, and which replica holds it, in a few queries for all of them.
@@ -72,6 +72,8 @@ def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], seal
         outcome.append(refusal)
         if refusal is not None or server is None:
             continue
+        if who.serial == server.next_certificate_serial:
+            certificates.promote(server, who, session)
         old_port = (server.runtime_information or {}).get("clusterPort")
         server.status = "RUNNING"
         server.replica_id = replica_id
@@ -90,7 +92,7 @@ def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], seal
     desired_state.changed(session, targets=moved_clusters)
     messages = desired_messages(
         session, sorted({who.server_id for (who, _), no in zip(hellos, outcome) if no is None}),
-        sealer, gateways, metrics_seconds)
+        sealer, gateways, metrics_seconds, trusted_cas)
     return [refusal if refusal is not None else messages[who.server_id]
             for (who, _), refusal in zip(hellos, outcome)]
 
@@ -189,14 +191,14 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
 
 def desired_messages(
     session: Session, server_ids: list[int], sealer: Sealer, gateways: list[str] | None = None,
-    metrics_seconds: float | None = None,
+    metrics_seconds: float | None = None, trusted_cas: list[str] | None = None,
 ) -> dict[int, tuple[int, str]]:
     """The desired-state messages of these servers as (revision, wire text); a deleted server
     is absent. The database holds a nonce per cluster; each member gets the secret derived
     from it, so no cluster key is ever kept in the database."""
     return desired_state.messages(session, server_ids,
                                   lambda cid, nonce: cluster_secret(sealer, cid, nonce),
-                                  gateways, metrics_seconds)
+                                  gateways, metrics_seconds, trusted_cas)
 
 
 def _record_cluster_view(session: Session, server_id: int, view: ClusterReport) -> None:

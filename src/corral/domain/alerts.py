@@ -40,6 +40,7 @@ from corral.db.models import (
 )
 from corral.domain import measurements
 from corral.domain.accounts import Scope
+from corral.domain.certificates import status_message
 from corral.errors import InvalidInput, NotFound
 
 SEVERITIES = ("INFO", "WARNING", "CRITICAL")
@@ -47,6 +48,8 @@ OPERATORS = ("GREATER_THAN", "LESS_THAN")
 ROLLOUT_FAILED = "rollout-failed"
 APP_MEASURED = {"application-cpu": "cpu", "application-memory": "memory"}
 """Corral's own: an application's processes above a CPU % (of one core) or a memory (MB)"""
+SERVER_CERTIFICATE = "server-certificate"
+"""Corral's own: a server's certificate renewal failed, or is overdue (docs/certificates.md)"""
 CONDITIONS: dict[str, tuple[str, ...]] = {
     "hybrid-application": ("application-undeployed", "application-failure",
                            "application-success", "application-message-count",
@@ -54,7 +57,7 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
                            ROLLOUT_FAILED, *APP_MEASURED),
     "server": ("agent-version-change", "runtime-version-change", "server-cpu",
                "server-load-average", "server-memory", "server-thread-count", "server-up",
-               "server-deletion", "server-down"),
+               "server-deletion", "server-down", SERVER_CERTIFICATE),
     "server-group": tuple(f"server-group-{c}" for c in (
         "up", "deletion", "down", "member-cpu", "member-load-average", "member-memory",
         "member-thread-count", "member-up", "member-down", "member-added", "member-removed")),
@@ -409,7 +412,9 @@ def _fleet(session: Session, environment_id: str, needs: set[str]) -> Fleet:
     if needs & {"server", "server-group", "cluster"}:
         fleet.servers = {r.id: r for r in session.execute(
             select(Server.id, Server.name, Server.status, Server.agent_version,
-                   Server.mule_version, Server.server_group_id, Server.cluster_id)
+                   Server.mule_version, Server.server_group_id, Server.cluster_id,
+                   Server.certificate_issued_at, Server.certificate_expires_at,
+                   Server.certificate_problem)
             .where(Server.environment_id == environment_id))}
         for s in fleet.servers.values():
             for parent in (s.server_group_id, s.cluster_id):
@@ -523,6 +528,10 @@ def _seen(session: Session, fleet: Fleet, condition: dict[str, Any], interval: f
             elif kind == "agent-version-change":
                 seen[key] = Seen(key, s.name, token=s.agent_version or None,
                                  message=f"agent version of {s.name} is {s.agent_version}")
+            elif kind == SERVER_CERTIFICATE:
+                problem = status_message(s)
+                seen[key] = Seen(key, s.name, firing=problem is not None,
+                                 message=f"server {s.name}: {problem}")
             elif kind == "runtime-version-change":
                 seen[key] = Seen(key, s.name, token=s.mule_version or None,
                                  message=f"runtime version of {s.name} is {s.mule_version}")

@@ -25,6 +25,7 @@ from corral.db.models import (
     RolloutPin,
     Server,
     TargetComponent,
+    now_ms,
 )
 from corral.domain.configuration import LOGGING_SERVICE, log_levels_of, properties_of
 
@@ -61,22 +62,29 @@ def changed(session: Session, *, servers: Iterable[int] = (), targets: Iterable[
 
 def messages(session: Session, server_ids: list[int], secret_of: SecretOf,
              gateways: list[str] | None = None,
-             metrics_seconds: float | None = None) -> dict[int, tuple[int, str]]:
+             metrics_seconds: float | None = None,
+             trusted_cas: list[str] | None = None) -> dict[int, tuple[int, str]]:
     """The desired-state message of each of these servers as (revision, wire text); a deleted
     server is absent. Each application's part is encoded once per call, however many servers
     share it, so a group of ten thousand costs one encoding of the group's applications.
     `gateways`: every gateway URL the agents may use (`CORRAL_GATEWAY_URLS`);
-    `metrics_seconds`: how often they measure (`CORRAL_METRICS_SECONDS`)."""
+    `metrics_seconds`: how often they measure (`CORRAL_METRICS_SECONDS`); `trusted_cas`: the
+    fingerprints of the CAs the control plane trusts (a rotation ends with one)."""
     out: dict[int, tuple[int, str]] = {}
     known = f',"gateways":{_json(gateways)}' if gateways else ""
     if metrics_seconds is not None:
         known += f',"metricsSeconds":{_json(metrics_seconds)}'
+    if trusted_cas:
+        known += f',"trustedCas":{_json(trusted_cas)}'
+    now = now_ms()
     for start in range(0, len(server_ids), CHUNK):
         chunk = server_ids[start : start + CHUNK]
-        rows = session.execute(
+        found = session.execute(
             select(Server.id, Server.name, Server.desired_revision, Server.server_group_id,
-                   Server.cluster_id)
+                   Server.cluster_id, Server.renewal_due)
             .where(Server.id.in_(chunk))).all()
+        renewals = {sid: due for sid, *_, due in found if due is not None}
+        rows = [row[:5] for row in found]
         reaching = {sid for sid, *_ in rows} | {g for *_, g, _c in rows if g} | \
             {c for *_, c in rows if c}
         apps = _application_parts(session, reaching)
@@ -91,9 +99,18 @@ def messages(session: Session, server_ids: list[int], secret_of: SecretOf,
             text = (f'{{"v":{wire.VERSION},"type":"desired","revision":{revision},'
                     f'"serverId":{sid},"serverName":{_json(name)},'
                     f'"cluster":{clusters.get(cluster_id or 0, "null")},'
-                    f'"applications":[{",".join(part for _n, part in mine)}]{known}}}')
+                    f'"applications":[{",".join(part for _n, part in mine)}]{known}'
+                    f'{_renewal(renewals.get(sid), now)}}}')
             out[sid] = (revision, text)
     return out
+
+
+def _renewal(due: int | None, now: int) -> str:
+    """An operator or a CA rotation asked this server to renew its certificate: within how
+    many seconds (the agent picks a moment in that window, so a fleet does not renew at once)."""
+    if due is None:
+        return ""
+    return f',"renewCertificateWithin":{max(0.0, (due - now) / 1000):.1f}'
 
 
 def _json(value: object) -> str:

@@ -35,7 +35,8 @@ _SERVER_COLUMNS = (
     Server.id, Server.time_created, Server.time_updated, Server.name, Server.mule_version,
     Server.gateway_version, Server.agent_version, Server.status, Server.addresses,
     Server.runtime_information, Server.certificate_expires_at, Server.last_seen,
-    Server.server_group_id, Server.cluster_id, Server.cluster_ip,
+    Server.server_group_id, Server.cluster_id, Server.cluster_ip, Server.certificate_issued_at,
+    Server.certificate_issuer, Server.certificate_problem, Server.renewal_due,
     _group.name.label("group_name"), _cluster.name.label("cluster_name"),
 )
 

@@ -141,6 +141,25 @@ def admit(session: Session, *, token: str | None, name: object, csr_pem: object)
     return Admission(digest, environment_id, organization_id, label, csr)
 
 
+def use_token(session: Session, token: str | None) -> tuple[str, str]:
+    """One use of a registration token, checked and counted at once: (environment id,
+    organization id)."""
+    if not token:
+        raise Unauthenticated("a registration token is required (Authorization: Bearer <token>)")
+    digest = token_digest(token[:256])
+    found = session.execute(
+        select(RegistrationToken.environment_id, Environment.organization_id)
+        .join(Environment, Environment.id == RegistrationToken.environment_id)
+        .where(RegistrationToken.token_hash == digest, *_usable(now_ms()))).first()
+    used = found is not None and session.execute(
+        update(RegistrationToken)
+        .where(RegistrationToken.token_hash == digest, *_usable(now_ms()))
+        .values(uses=RegistrationToken.uses + 1)).rowcount
+    if not used or found is None:
+        raise Unauthenticated("invalid, revoked, used-up or expired registration token")
+    return found[0], found[1]
+
+
 def _check_name_free(session: Session, environment_id: str, name: str) -> None:
     taken = session.scalar(
         select(Server.id).where(Server.environment_id == environment_id, Server.name == name))
@@ -156,7 +175,7 @@ def register_server(
     mule_version: str,
     gateway_version: str,
     agent_version: str,
-    certificate_days: int,
+    certificate_seconds: int,
 ) -> Registration:
     """One use of the token (checked again, atomically: it may have been used up or revoked
     since), the server and its certificate: four statements in the writer's turn. The
@@ -169,7 +188,7 @@ def register_server(
     if not used:
         raise Unauthenticated("invalid, revoked, used-up or expired registration token")
     serial = x509.random_serial_number()
-    not_after = dt.datetime.now(dt.UTC) + dt.timedelta(days=certificate_days)
+    not_after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=certificate_seconds)
     server = Server(
         organization_id=admission.organization_id,
         environment_id=admission.environment_id,
@@ -180,6 +199,8 @@ def register_server(
         status="CREATED",
         certificate_serial=format(serial, "x"),
         certificate_expires_at=int(not_after.timestamp() * 1000),
+        certificate_issuer=ca.fingerprint,
+        certificate_issued_at=now_ms(),
     )
     session.add(server)
     try:
@@ -192,7 +213,7 @@ def register_server(
         server_id=server.id,
         organization_id=admission.organization_id,
         environment_id=admission.environment_id,
-        validity_days=certificate_days,
+        validity_days=0,
         serial=serial,
         not_after=not_after,
     )

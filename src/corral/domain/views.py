@@ -18,6 +18,7 @@ from corral.db.models import (
     User,
     now_ms,
 )
+from corral.domain.certificates import status_message
 from corral.domain.status import (
     Instance,
     aggregate_servers,
@@ -147,7 +148,15 @@ def server_fields(s: Any, group_name: str | None, cluster_name: str | None) -> d
         # without a renewed certificate is the nearest thing
         "licenseExpirationDate": s.certificate_expires_at,
         "lastSeen": s.last_seen,
+        # Corral's: which CA signed it (a rotation waits for the old one's), a renewal asked
+        # for, and what went wrong with renewing it
+        "certificateAuthority": s.certificate_issuer,
     }
+    if s.renewal_due is not None:
+        out["certificateRenewalDue"] = s.renewal_due
+    message = status_message(s)
+    if message:
+        out["statusMessage"] = message
     if s.server_group_id is not None:
         out["serverGroupId"] = s.server_group_id
         out["serverGroupName"] = group_name

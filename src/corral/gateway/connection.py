@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -23,15 +23,24 @@ class AgentConnection:
     """Desired state goes out through the gateway's pusher; this object remembers the revision
     last sent so that the pusher sends only what moved."""
 
+    @property
+    def leaving_to_renew(self) -> bool:
+        """The agent closed this connection to come back at once with its new certificate."""
+        return self.ws.close_code == 1000 and self.ws.close_reason == wire.RENEWED_REASON
+
     def __init__(self, ws: ServerConnection, who: ServerIdentity, *,
                  on_report: Callable[[int, wire.Report], None],
-                 on_measurements: Callable[[int, wire.Measurements], None] = lambda *_: None
+                 on_measurements: Callable[[int, wire.Measurements], None] = lambda *_: None,
+                 on_renew: Callable[[AgentConnection, wire.RenewCertificate],
+                                    Awaitable[None]] | None = None,
                  ) -> None:
         self.ws = ws
         self.who = who
         self.sent_revision = -1
         self._on_report = on_report
         self._on_measurements = on_measurements
+        self._on_renew = on_renew
+        self._renewal: asyncio.Task[None] | None = None
         self._log_requests: dict[str, asyncio.Queue[wire.LogLines]] = {}
 
     @property
@@ -83,6 +92,10 @@ class AgentConnection:
                 self._on_report(self.server_id, message)
             elif isinstance(message, wire.Measurements):
                 self._on_measurements(self.server_id, message)
+            elif isinstance(message, wire.RenewCertificate):
+                if self._on_renew is not None and (self._renewal is None
+                                                   or self._renewal.done()):
+                    self._renewal = asyncio.create_task(self._on_renew(self, message))
             elif isinstance(message, wire.LogLines):
                 queue = self._log_requests.get(message.requestId)
                 if queue is not None:

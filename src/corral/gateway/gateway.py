@@ -28,6 +28,7 @@ from corral.errors import CorralError
 from corral.gateway.alerting import Alerting
 from corral.gateway.artifacts import stream_artifact
 from corral.gateway.bursts import Burst
+from corral.gateway.certificates import Certificates
 from corral.gateway.connection import AgentConnection
 from corral.gateway.hellos import HelloBatcher
 from corral.gateway.leader import Leadership
@@ -41,6 +42,8 @@ from corral.pki import ServerIdentity
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 15.0
+RENEWAL_GRACE_SECONDS = 5.0
+"""an agent that left to reconnect with its renewed certificate is not counted gone before"""
 
 
 class Gateway:
@@ -68,6 +71,8 @@ class Gateway:
         self.peers = Peers(plane)
         self.rollouts = RolloutDriver(plane, self.leadership)
         self.alerting = Alerting(plane, self.leadership)
+        self.tls = server_tls_context(plane)
+        self.certificates = Certificates(plane, self.tls)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._server: Server | None = None
@@ -80,7 +85,7 @@ class Gateway:
             self._handle,
             self.host,
             self.port,
-            ssl=server_tls_context(self.plane),
+            ssl=self.tls,
             max_size=4 * 1024 * 1024,
             # liveness: an agent that misses a pong is disconnected; agents send no periodic
             # messages of their own (docs/agent-protocol.md)
@@ -93,6 +98,7 @@ class Gateway:
         )
         self.plane.listeners.append(self._on_change)
         self.plane.agents = self
+        self.certificates.start()
         metrics.CONNECTED_AGENTS.set_function(lambda: len(self.connections))
         await in_worker(self.plane.sessions, replicas.announce, self.plane.replica_id,
                         self.plane.settings.own_gateway_base)
@@ -100,6 +106,7 @@ class Gateway:
                        asyncio.create_task(self.leadership.run()),
                        asyncio.create_task(self.rollouts.run()),
                        asyncio.create_task(self.alerting.run()),
+                       asyncio.create_task(self.certificates.run()),
                        asyncio.create_task(self.pusher.run()),
                        asyncio.create_task(self.reports.run()),
                        asyncio.create_task(self.measurements.run()),
@@ -115,6 +122,7 @@ class Gateway:
                 await task
         if self._on_change in self.plane.listeners:
             self.plane.listeners.remove(self._on_change)
+        self.certificates.stop()
         if self.plane.agents is self:
             self.plane.agents = NoAgents()
         self._stopping = True  # every connection is marked below, in one statement
@@ -161,10 +169,10 @@ class Gateway:
         path = ws.request.path if ws.request else ""
         try:
             if path == wire.REPLICA_LOGS_PATH:
-                self.plane.ca.identify_replica(self._peer_certificate(ws))
+                self.plane.authorities.identify_replica(self._peer_certificate(ws))
                 await serve_logs(self, ws)
                 return
-            who = self.plane.ca.identify(self._peer_certificate(ws))
+            who = self.plane.authorities.identify(self._peer_certificate(ws))
         except (CorralError, ValueError) as exc:
             await ws.close(wire.CLOSE_UNKNOWN_SERVER, str(exc)[:120])
             return
@@ -209,7 +217,8 @@ class Gateway:
         conn = AgentConnection(
             ws, who, on_report=lambda sid, report: self.reports.add((sid, report)),
             on_measurements=lambda sid, m: self.measurements.add(
-                (sid, int(time.time() * 1000), m)))
+                (sid, int(time.time() * 1000), m)),
+            on_renew=self.certificates.renew)
         previous = self.connections.get(who.server_id)
         self.connections[who.server_id] = conn
         if previous is not None:
@@ -220,8 +229,14 @@ class Gateway:
         try:
             await conn.receive_loop()
         finally:
+            self.certificates.forget(conn)
             if self.connections.get(who.server_id) is conn:
                 del self.connections[who.server_id]
                 log.info("server %s disconnected", who.server_id)
-                if not self._stopping:
+                if self._stopping:
+                    pass
+                elif conn.leaving_to_renew and self._loop is not None:
+                    self._loop.call_later(RENEWAL_GRACE_SECONDS, self.departures.add,
+                                          who.server_id)
+                else:
                     self.departures.add(who.server_id)

@@ -45,7 +45,8 @@ class HelloBatcher:
                                           [(who, hello) for who, hello, _ in batch],
                                           self.plane.sealer, self.plane.replica_id,
                                           self.plane.settings.agent_gateway_urls,
-                                          self.plane.settings.metrics_seconds)
+                                          self.plane.settings.metrics_seconds,
+                                          self.plane.trusted_fingerprints)
             except Exception as exc:
                 log.exception("admitting %d agents failed", len(batch))
                 results = [exc] * len(batch)  # type: ignore[list-item]

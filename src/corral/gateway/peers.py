@@ -35,16 +35,22 @@ class Peers:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
         self._tls: ssl.SSLContext | None = None
+        plane.authority_listeners.append(self._forget)
+
+    def _forget(self, _authorities: object) -> None:
+        self._tls = None  # the next call is made with a certificate of the CAs now trusted
 
     def _client_tls(self) -> ssl.SSLContext:
-        """This replica's client certificate, issued once per start by the shared CA."""
+        """This replica's client certificate, issued once per start (and per CA rotation) by
+        the CA every replica trusts: during a rotation, the old one."""
         if self._tls is None:
-            issued, key = self.plane.ca.issue_replica_certificate(self.plane.replica_id)
+            issued, key = self.plane.authorities.presenting.issue_replica_certificate(
+                self.plane.replica_id)
             pki = self.plane.settings.data_dir / "pki"
             cert_path, key_path = pki / "replica.pem", pki / "replica.key"
             cert_path.write_text(issued.pem)
             write_private(key_path, key)
-            ctx = ssl.create_default_context(cadata=self.plane.ca.certificate_pem)
+            ctx = ssl.create_default_context(cadata=self.plane.authorities.bundle_pem)
             ctx.load_cert_chain(cert_path, key_path)
             self._tls = ctx
         return self._tls

@@ -45,7 +45,8 @@ class Pusher:
     async def _assemble_and_send(self, chunk: list[int]) -> None:
         messages = await in_worker(self.plane.sessions, agents.desired_messages, chunk,
                                    self.plane.sealer, self.plane.settings.agent_gateway_urls,
-                                   self.plane.settings.metrics_seconds)
+                                   self.plane.settings.metrics_seconds,
+                                   self.plane.trusted_fingerprints)
         sends = []
         for sid in chunk:
             conn = self.connections.get(sid)

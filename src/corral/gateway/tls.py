@@ -15,17 +15,25 @@ TLS_READ_BUFFER = 4 * 1024
 
 
 def server_tls_context(plane: ControlPlane) -> ssl.SSLContext:
-    cert_path, key_path = plane.ca.write_tls_pair(
-        plane.settings.gateway_hostnames,  # every name agents and replicas may use
-        plane.settings.data_dir / "pki",
-        "gateway",
-    )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert_path, key_path)
-    ctx.load_verify_locations(cadata=plane.ca.certificate_pem)
+    follow_authorities(plane, ctx)
     ctx.verify_mode = ssl.CERT_REQUIRED
     # agents open a fresh session on every connect: TLS 1.3 session tickets would cost each
     # handshake about a quarter more for nothing (and a restarted gateway forgets their key)
     ctx.num_tickets = 0
     return ctx
+
+
+def follow_authorities(plane: ControlPlane, ctx: ssl.SSLContext) -> None:
+    """The gateway's certificate comes from the CA every agent trusts (the old one, during a
+    rotation), and client certificates of every trusted CA pass the handshake. Both apply to
+    the next handshakes of the running gateway. A CA retired stays in the context's store
+    until the next start; `Authorities.identify` refuses what it signed meanwhile."""
+    cert_path, key_path = plane.authorities.presenting.write_tls_pair(
+        plane.settings.gateway_hostnames,  # every name agents and replicas may use
+        plane.settings.data_dir / "pki",
+        "gateway",
+    )
+    ctx.load_cert_chain(cert_path, key_path)
+    ctx.load_verify_locations(cadata=plane.authorities.bundle_pem)

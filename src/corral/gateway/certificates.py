@@ -1,0 +1,86 @@
+"""Certificates over the gateway: an agent's renewal (a CSR in, the next certificate out, over
+the connection its current certificate opened), and following CA rotations, whichever replica
+made them (docs/certificates.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+
+from websockets.exceptions import ConnectionClosed
+
+from corral import wire
+from corral.controlplane import ControlPlane
+from corral.db.session import in_worker
+from corral.domain import certificates
+from corral.errors import CorralError
+from corral.gateway.connection import AgentConnection
+from corral.gateway.tls import follow_authorities
+from corral.pki import Authorities
+
+log = logging.getLogger(__name__)
+FOLLOW_SECONDS = 5.0
+MIN_RENEWAL_SECONDS = 10.0
+"""between two renewals on one connection: a CSR costs a signature and a write"""
+
+
+class Certificates:
+    def __init__(self, plane: ControlPlane, tls: ssl.SSLContext) -> None:
+        self.plane = plane
+        self.tls = tls
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._renewed_at: dict[int, float] = {}
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.plane.authority_listeners.append(self._changed)
+
+    def stop(self) -> None:
+        if self._changed in self.plane.authority_listeners:
+            self.plane.authority_listeners.remove(self._changed)
+
+    async def run(self) -> None:
+        """Replicas share their CAs in the database: one that another replica rotated is
+        taken here within a few seconds."""
+        while True:
+            await asyncio.sleep(FOLLOW_SECONDS)
+            try:
+                await asyncio.to_thread(self.plane.follow_authorities)
+            except Exception:
+                log.exception("following the CAs failed; trying again")
+
+    def _changed(self, _authorities: Authorities) -> None:
+        """Called in whichever thread changed them; the TLS context is the event loop's."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(follow_authorities, self.plane, self.tls)
+
+    async def renew(self, conn: AgentConnection, request: wire.RenewCertificate) -> None:
+        sid = conn.server_id
+        now = time.monotonic()
+        if now - self._renewed_at.get(id(conn), float("-inf")) < MIN_RENEWAL_SECONDS:
+            answer = wire.CertificateIssued(error="renewed moments ago; try again later")
+        else:
+            self._renewed_at[id(conn)] = now
+            try:
+                issued = await in_worker(self.plane.sessions, certificates.renew, self.plane.ca,
+                                         conn.who, request.signatureRequest,
+                                         self.plane.settings.agent_cert_ttl_seconds)
+            except CorralError as exc:
+                log.warning("server %s: certificate renewal refused: %s", sid, exc.message)
+                with contextlib.suppress(Exception):
+                    await in_worker(self.plane.sessions, certificates.note_problem, sid,
+                                    exc.message)
+                answer = wire.CertificateIssued(error=exc.message)
+            else:
+                log.info("server %s: certificate renewed (serial %s, valid until %s)", sid,
+                         issued.serial, f"{issued.not_after:%Y-%m-%dT%H:%M:%SZ}")
+                answer = wire.CertificateIssued(certificate=issued.pem,
+                                                caCertificates=self.plane.authorities.bundle_pem)
+        with contextlib.suppress(ConnectionClosed):
+            await conn.ws.send(wire.encode(answer))
+
+    def forget(self, conn: AgentConnection) -> None:
+        self._renewed_at.pop(id(conn), None)
