@@ -30,6 +30,7 @@ from tests.e2e.conftest import (
     app_port,
     app_zip,
     ask,
+    enroll,
 )
 from tests.support import eventually
 
@@ -271,3 +272,41 @@ def test_ca_rotation(operator: Operator, agents: Agents, control_plane: ServePro
         assert ask(app_port(n, "svc"))["pid"] == pids[n.server_id]
     fresh = Credentials(nodes[1], tmp_path / "fresh")
     assert gateway_answer(control_plane, old[nodes[0].server_id], trust=fresh.ca) == "tls refused"
+
+
+def test_hostile_renewals(operator: Operator, control_plane: ServeProcess, tmp_path: Path) -> None:
+    """A connected agent (or whoever holds its key) asking for certificates: a CSR that is not
+    one, a flood, an oversized message. Refused with the reason, noted on the server, and the
+    certificate in use stays the server's."""
+    enroll(control_plane, operator.registration_token(), "hostile", tmp_path / "agent")
+    creds = Credentials(AgentProcess(tmp_path / "agent"), tmp_path / "copy")
+    ctx = ssl.create_default_context(cafile=str(creds.ca))
+    ctx.load_cert_chain(creds.certificate, creds.key)
+    url = f"wss://127.0.0.1:{control_plane.gateway_port}{wire.CONNECT_PATH}"
+    with connect(url, ssl=ctx, open_timeout=10) as ws:
+        ws.send(wire.encode(hello(None)))
+        assert wire.decode(ws.recv(timeout=15)).type == "desired"
+
+        def ask_for(csr: str) -> wire.CertificateIssued:
+            ws.send(wire.encode(wire.RenewCertificate(signatureRequest=csr)))
+            while True:
+                answer = wire.decode(ws.recv(timeout=15))
+                if isinstance(answer, wire.CertificateIssued):
+                    return answer
+
+        refused = ask_for("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
+                          "-----END CERTIFICATE REQUEST-----\n")
+        assert refused.certificate is None and "signatureRequest" in (refused.error or "")
+        flood = ask_for("whatever")
+        assert flood.certificate is None and "moments ago" in (flood.error or "")
+        server_id = creds.parsed.subject.get_attributes_for_oid(
+            x509.NameOID.COMMON_NAME)[0].value
+        server = operator.data(f"/servers/{server_id}")
+        assert "certificate renewal failed" in server["statusMessage"]
+        ws.send('{"v":1,"type":"renewCertificate","signatureRequest":"' + "A" * 20000 + '"}')
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=15)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == wire.CLOSE_BAD_MESSAGE
+    # what the server holds is unchanged: the same certificate still connects
+    assert gateway_answer(control_plane, creds) == "accepted"

@@ -544,3 +544,33 @@ def test_a_rolling_restart_behind_haproxy_fails_no_call(
     a = fleet.operator(0)
     a.wait_server(agent.server_id, "RUNNING")
     assert agent.app_pids("steady-app") == pids
+
+
+def test_a_ca_rotation_through_one_replica_reaches_agents_of_another(
+        replicas: Callable[..., Replicas], tmp_path: Path) -> None:
+    """Rotate through A while the agents sit on B: B signs their renewals with the new CA at
+    once; retire through B and A refuses the old CA's certificates too."""
+    from tests.e2e.test_certificates import Credentials, gateway_answer
+
+    fleet = replicas()
+    fleet.env["CORRAL_CA_ROTATION_SPREAD_SECONDS"] = "2"
+    fleet.start(2, agents_on=1)
+    a, b = fleet.operator(0), fleet.operator(1)
+    agents = [fleet.agent(a, f"ca{i}") for i in range(2)]
+    old = Credentials(agents[0], tmp_path / "old")
+    rotated = a.call("POST", "/certificateAuthority/rotate", expect=201).json()["data"]
+    eventually(lambda: b.data("/certificateAuthority"),
+               lambda s: s["signer"]["fingerprint"] == rotated["signer"]["fingerprint"]
+               and s["serversOnOldCa"] == 0, timeout=60,
+               what="replica B following the rotation and its agents moving")
+    for agent in agents:
+        assert b.data(f"/servers/{agent.server_id}")["status"] == "RUNNING"
+        assert _log(fleet.procs[1], f"server {agent.server_id}: certificate renewed")
+    both = tmp_path / "both.pem"  # the agents' bundle: either gateway certificate passes
+    shutil.copy(agents[1].directory / "ca.pem", both)
+    b.call("POST", "/certificateAuthority/retire", expect=200)
+    answer = eventually(lambda: gateway_answer(fleet.procs[0], old, trust=both),
+                        lambda found: found.startswith(f"closed {wire.CLOSE_UNKNOWN_SERVER}"),
+                        timeout=20, what="replica A refusing the retired CA")
+    assert "trusts" in answer
+    assert a.data("/certificateAuthority")["rotating"] is False

@@ -55,3 +55,61 @@ def test_sealer_roundtrip(tmp_path: Path) -> None:
     sealed = sealer.seal("token")
     assert "token" not in sealed
     assert Sealer.load_or_create(tmp_path).unseal(sealed) == "token"
+
+
+def test_file_rotation_survives_a_crash_at_any_step(tmp_path: Path) -> None:
+    from corral.pki import FileAuthorities
+
+    store = FileAuthorities(tmp_path)
+    first = store.load().signer
+    rotated = store.rotate()
+    assert store.load().retiring is not None
+    assert store.load().signer.fingerprint == rotated.signer.fingerprint
+    assert (tmp_path / "ca.pem").read_text() == rotated.bundle_pem  # both, the signer first
+    with pytest.raises(Exception, match="already under way"):
+        store.rotate()
+    assert store.retire().retiring is None
+    assert not (tmp_path / "ca-retiring.key").exists()
+
+    # a crash after the new CA was written whole, before both renames: the rotation completes
+    signer = store.load().signer
+    store.rotate()
+    (tmp_path / "ca-next.key").write_bytes((tmp_path / "ca.key").read_bytes())
+    (tmp_path / "ca-next.pem").write_bytes((tmp_path / "ca.pem").read_bytes())
+    (tmp_path / "ca.key").write_bytes(signer.key_pem)  # as if only the files before moved
+    (tmp_path / "ca.pem").write_text(signer.certificate_pem)
+    done = store.load()
+    assert done.retiring is not None and done.signer.fingerprint != signer.fingerprint
+    assert not (tmp_path / "ca-next.pem").exists()
+    store.retire()
+
+    # a crash before the new CA's certificate was written: no rotation happened
+    kept = store.load().signer
+    (tmp_path / "ca-retiring.key").write_bytes(kept.key_pem)
+    (tmp_path / "ca-retiring.pem").write_text(kept.certificate_pem)
+    (tmp_path / "ca-next.key").write_bytes(CertificateAuthority.create().key_pem)
+    after = store.load()
+    assert after.signer.fingerprint == kept.fingerprint and after.retiring is None
+    assert not (tmp_path / "ca-next.key").exists()
+    assert first.fingerprint != kept.fingerprint
+
+
+def test_trust_follows_the_signer_and_the_retiring_ca(tmp_path: Path) -> None:
+    from corral.pki import Authorities
+
+    old, new, stranger = (CertificateAuthority.create() for _ in range(3))
+    both = Authorities(new, old)
+    for ca in (old, new):
+        issued = ca.sign_server_csr(make_csr(), server_id=7, organization_id="o",
+                                    environment_id="e", validity_days=1)
+        who = both.identify(x509.load_pem_x509_certificate(issued.pem.encode()))
+        assert who.server_id == 7 and who.issuer == ca.fingerprint
+    issued = old.sign_server_csr(make_csr(), server_id=7, organization_id="o",
+                                 environment_id="e", validity_days=1)
+    with pytest.raises(InvalidInput, match="trusts"):
+        Authorities(new).identify(x509.load_pem_x509_certificate(issued.pem.encode()))
+    foreign = stranger.sign_server_csr(make_csr(), server_id=7, organization_id="o",
+                                       environment_id="e", validity_days=1)
+    with pytest.raises(InvalidInput):
+        both.identify(x509.load_pem_x509_certificate(foreign.pem.encode()))
+    assert both.presenting is old and Authorities(new).presenting is new

@@ -135,3 +135,31 @@ def test_the_gateway_certificate_names_every_gateway(tmp_path: Path) -> None:
         assert {"cp1.example", "10.0.0.12", "cp1.internal"} <= shown
     finally:
         plane.close()
+
+
+def test_every_replica_follows_a_rotation(tmp_path: Path) -> None:
+    """One replica rotates and retires; the other takes the same CAs when it looks (its
+    gateway does every few seconds), and so do replicas that start later."""
+    db = tmp_path / "shared.db"
+    one = _open(tmp_path / "one", db, master_key=KEY)
+    two = _open(tmp_path / "two", db, master_key=KEY)
+    seen: list[list[str]] = []
+    two.authority_listeners.append(lambda a: seen.append([c.fingerprint for c in a.trusted]))
+    try:
+        old = one.ca.fingerprint
+        assert not two.follow_authorities()
+        rotated = one.rotate_ca()
+        assert two.follow_authorities()
+        assert two.trusted_fingerprints == [rotated.signer.fingerprint, old]
+        assert two.ca.fingerprint == rotated.signer.fingerprint  # it signs with the new one
+        later = _open(tmp_path / "three", db, master_key=KEY)
+        assert later.trusted_fingerprints == two.trusted_fingerprints
+        later.close()
+        one.retire_ca(force=True)
+        assert two.follow_authorities() and not two.follow_authorities()
+        assert two.trusted_fingerprints == [rotated.signer.fingerprint]
+        assert seen == [[rotated.signer.fingerprint, old], [rotated.signer.fingerprint]]
+        assert (tmp_path / "two" / "pki" / "ca.pem").read_text() == two.ca.certificate_pem
+    finally:
+        one.close()
+        two.close()

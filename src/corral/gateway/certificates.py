@@ -65,6 +65,9 @@ class Certificates:
         else:
             self._renewed_at[id(conn)] = now
             try:
+                # signed by the CA of the latest rotation, even one another replica made a
+                # moment ago (this replica would otherwise notice within FOLLOW_SECONDS)
+                await asyncio.to_thread(self.plane.follow_authorities)
                 issued = await in_worker(self.plane.sessions, certificates.renew, self.plane.ca,
                                          conn.who, request.signatureRequest,
                                          self.plane.settings.agent_cert_ttl_seconds)
