@@ -166,3 +166,34 @@ def test_overview_charts_and_alerts_pages(client: TestClient, api: Api) -> None:
     client.post(f"/alerts/{alert['id']}/delete", headers=hx)
     assert api.get("/alerts").json()["total"] == 0
     assert client.get("/alerts/not-an-alert").status_code == 404
+
+
+def test_certificates_page_rotation_and_renewal(client: TestClient, api: Api) -> None:
+    token = _sign_in(client)
+    hx = {"X-CSRF-Token": token, "HX-Request": "true"}
+    server_id = api.register("web-1")
+    page = client.get("/certificates").text
+    assert "Rotate the CA" in page and api.plane.ca.fingerprint in page
+    r = client.post("/certificates/rotate", headers=hx)
+    assert r.status_code == 204 and "notice=" in r.headers["HX-Redirect"]
+    page = client.get("/certificates").text
+    assert 'data-waiting="1"' in page and "web-1" in page and "Retire the old CA" in page
+    r = client.post("/certificates/retire", headers=hx)
+    assert "error=" in r.headers["HX-Redirect"] and "1%20server" in r.headers["HX-Redirect"]
+    r = client.post("/certificates/retire", headers=hx, data={"force": "on"})
+    assert "notice=" in r.headers["HX-Redirect"]
+    assert "Rotate the CA" in client.get("/certificates").text
+
+    r = client.post(f"/servers/{server_id}/certificate", headers=hx)
+    assert r.status_code == 204 and "notice=" in r.headers["HX-Redirect"]
+    assert "renewal asked" in client.get(f"/servers/{server_id}").text
+    assert api.get(f"/servers/{server_id}").json()["data"]["certificateRenewalDue"] > 0
+
+    client.post(f"/accounts/api/organizations/{api.org_id}/users", headers=api.headers,
+                json={"username": "ops", "password": "ops-password", "role": "operator"})
+    client.cookies.clear()
+    ops = _sign_in(client, "ops", "ops-password")
+    assert client.get("/certificates").status_code == 403
+    assert 'href="/certificates"' not in client.get("/servers").text
+    r = client.post("/certificates/rotate", headers={"X-CSRF-Token": ops})
+    assert r.status_code == 403
