@@ -21,6 +21,7 @@ from corral.artifacts import (
 )
 from corral.config import Settings
 from corral.db.migrate import exclusive, upgrade
+from corral.db.models import Server
 from corral.db.session import (
     make_engine,
     make_read_sessionmaker,
@@ -34,7 +35,6 @@ from corral.domain.principals import CREDENTIAL_TABLES, PrincipalCache
 from corral.domain.servers import REVOKED_KEY
 from corral.domain.signin import SignIn
 from corral.domain.throttle import RateLimit, RegistrationGate, Throttle
-from corral.db.models import Server
 from corral.errors import Conflict
 from corral.pki import Authorities, CertificateAuthority, FileAuthorities
 from corral.sealing import MasterKey, Sealer, WrongMasterKey

@@ -15,11 +15,11 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from corral import wire
 from corral.app import create_app
 from corral.config import Settings
 from corral.controlplane import ControlPlane
 from corral.db.models import Environment, Server
-from corral import wire
 from corral.domain import accounts, agents
 from tests.arm_shapes import check_answer
 from tests.support import make_csr

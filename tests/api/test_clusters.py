@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from corral.controlplane import ControlPlane
-from corral.db.models import Server
 from tests.api.conftest import Api, desired
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from corral.config import Settings
 from corral.controlplane import ControlPlane
-from corral.db.models import Server
 from tests.api.conftest import Api, desired
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import time
@@ -102,7 +101,7 @@ def gateway_answer(serve: ServeProcess, creds: Credentials, trust: Path | None =
 
 def _log_times(agent: AgentProcess, pattern: str) -> list[dt.datetime]:
     return [dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
-            for m in re.finditer(r"^(\S+ \S+) .*" + pattern, agent.output(), re.M)]
+            for m in re.finditer(r"^(\S+ \S+) .*" + pattern, agent.output(), re.MULTILINE)]
 
 
 def _reconnect_gaps(agent: AgentProcess) -> list[float]:
@@ -178,10 +177,10 @@ def test_late_renewal_needs_a_fresh_token(operator: Operator, agents: Agents,
     # a token alone is not enough without the old key; with it, the same server comes back
     token = operator.registration_token()
     r = subprocess.run([*CORRAL, "agent", "reregister", "--dir", str(agent.directory),
-                        "--token", "not-a-token"], capture_output=True, text=True, timeout=60)
+                        "--token", "not-a-token"], capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 1 and "registration token refused" in r.stderr, r.stderr
     r = subprocess.run([*CORRAL, "agent", "reregister", "--dir", str(agent.directory),
-                        "--token", token], capture_output=True, text=True, timeout=60)
+                        "--token", token], capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     operator.wait_server(agent.server_id, "RUNNING", timeout=30)  # the running agent follows
     operator.wait_app(app["id"], "STARTED")

@@ -13,7 +13,6 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from corral import wire
 
-
 LEVELS_FILE = "log-levels"
 
 

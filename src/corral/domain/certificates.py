@@ -26,7 +26,13 @@ from corral.domain import desired_state, registration
 from corral.domain.accounts import Scope
 from corral.domain.targets import get_target
 from corral.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from corral.pki import Authorities, CertificateAuthority, IssuedCertificate, ServerIdentity, load_csr
+from corral.pki import (
+    Authorities,
+    CertificateAuthority,
+    IssuedCertificate,
+    ServerIdentity,
+    load_csr,
+)
 
 RENEW_AT = 2 / 3
 """of a certificate's life: when its agent renews it"""
@@ -50,7 +56,7 @@ def _revoke(session: Session, server: Server, serial: str | None) -> None:
         session.add(RevokedCertificate(serial=serial, server_id=server.id))
 
 
-def renew(session: Session, ca: CertificateAuthority, who: ServerIdentity, csr_pem: object,
+def renew(session: Session, ca: CertificateAuthority, who: ServerIdentity, csr_pem: str,
           seconds: int) -> IssuedCertificate:
     """Sign the next certificate of the server whose certificate `who` is (the one in use:
     a certificate not yet in use renews nothing). A next certificate issued earlier and never

@@ -129,14 +129,15 @@ def _application_parts(session: Session, target_ids: set[int]
                Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
         .join(Artifact, Artifact.id == Application.artifact_id)
         .where(Application.target_id.in_(sorted(target_ids)))).all()
-    logging = dict(session.execute(
+    logging: dict[int, dict[str, Any]] = dict(session.execute(
         select(TargetComponent.target_id, TargetComponent.configuration)
         .where(TargetComponent.target_id.in_(sorted({r[0] for r in rows})),
                TargetComponent.name == LOGGING_SERVICE,
                TargetComponent.enabled.is_(True))).all()) if rows else {}
-    for target_id, *part in rows:
-        levels = log_levels_of(logging.get(target_id), part[1])
-        found[target_id].append((part[1], _part(*part, levels=levels)))
+    for target_id, app_id, name, deployment, status, conf, sha256, sha1, size, file_name in rows:
+        found[target_id].append((name, _part(
+            app_id, name, deployment, status, conf, sha256, sha1, size, file_name,
+            levels=log_levels_of(logging.get(target_id), name))))
     return found
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from typing import Any, cast
 
 from cryptography import x509
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -151,13 +152,19 @@ def use_token(session: Session, token: str | None) -> tuple[str, str]:
         select(RegistrationToken.environment_id, Environment.organization_id)
         .join(Environment, Environment.id == RegistrationToken.environment_id)
         .where(RegistrationToken.token_hash == digest, *_usable(now_ms()))).first()
-    used = found is not None and session.execute(
-        update(RegistrationToken)
-        .where(RegistrationToken.token_hash == digest, *_usable(now_ms()))
-        .values(uses=RegistrationToken.uses + 1)).rowcount
-    if not used or found is None:
+    if found is None or not _count_use(session, digest):
         raise Unauthenticated("invalid, revoked, used-up or expired registration token")
     return found[0], found[1]
+
+
+def _count_use(session: Session, digest: str) -> bool:
+    """One use more, if the token is still usable (atomically: it may have been used up or
+    revoked since it was read)."""
+    result = session.execute(
+        update(RegistrationToken)
+        .where(RegistrationToken.token_hash == digest, *_usable(now_ms()))
+        .values(uses=RegistrationToken.uses + 1))
+    return bool(cast("CursorResult[Any]", result).rowcount)
 
 
 def _check_name_free(session: Session, environment_id: str, name: str) -> None:
@@ -180,12 +187,7 @@ def register_server(
     """One use of the token (checked again, atomically: it may have been used up or revoked
     since), the server and its certificate: four statements in the writer's turn. The
     certificate's serial and end are chosen first so that the row is written once."""
-    used = session.execute(
-        update(RegistrationToken)
-        .where(RegistrationToken.token_hash == admission.digest, *_usable(now_ms()))
-        .values(uses=RegistrationToken.uses + 1)
-    ).rowcount
-    if not used:
+    if not _count_use(session, admission.digest):
         raise Unauthenticated("invalid, revoked, used-up or expired registration token")
     serial = x509.random_serial_number()
     not_after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=certificate_seconds)

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -32,7 +33,7 @@ class AgentConnection:
                  on_report: Callable[[int, wire.Report], None],
                  on_measurements: Callable[[int, wire.Measurements], None] = lambda *_: None,
                  on_renew: Callable[[AgentConnection, wire.RenewCertificate],
-                                    Awaitable[None]] | None = None,
+                                    Coroutine[Any, Any, None]] | None = None,
                  ) -> None:
         self.ws = ws
         self.who = who
