@@ -301,13 +301,14 @@ class Connection:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._renewal_wake.wait(), min(wait, 3600.0))
                 continue
+            # counted before it is tried: an attempt the connection's end cuts short (a
+            # control plane that cannot read the request closes it) waits its turn too
+            self._renewal_failures += 1
+            delay = min(RENEWAL_RETRY_CAP, RENEWAL_RETRY_BASE * 2 ** (self._renewal_failures - 1))
+            self._retry_renewal_at = time.time() + delay
             try:
                 await self._renew(ws)
             except (AgentError, OSError, TimeoutError) as exc:
-                self._renewal_failures += 1
-                delay = min(RENEWAL_RETRY_CAP,
-                            RENEWAL_RETRY_BASE * 2 ** (self._renewal_failures - 1))
-                self._retry_renewal_at = time.time() + delay
                 log.warning("renewing this server's certificate failed (%s); it is valid until "
                             "%s; retrying in %.0f s", exc,
                             certificates.expiry_text(self.certificate), delay)

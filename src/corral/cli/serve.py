@@ -150,7 +150,7 @@ async def _run(plane: ControlPlane, app: Any, log_format: str = "text") -> None:
     await gateway.start()
     tls: dict[str, Any] = {}
     if settings.api_tls:
-        cert, key = plane.ca.write_tls_pair(
+        cert, key = plane.authorities.presenting.write_tls_pair(
             [*settings.public_hostnames, settings.host], settings.data_dir / "pki", "api"
         )
         tls = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
