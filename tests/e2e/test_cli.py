@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     app_zip,
     ask,
 )
+from tests.support import eventually
 
 Agents = Callable[[str], AgentProcess]
 
@@ -295,3 +296,25 @@ def test_users_and_roles(tmp_path: Path, cli: Cli, control_plane: ServeProcess) 
     table = cli("audit", "--action", "DELETE").stdout
     assert "DELETE" in table and "success (204)" in table
     assert "No audit events match." in cli("audit", "--since", "2999-01-01").stdout
+
+
+def test_certificates_from_the_command_line(cli: Cli, agents: Agents) -> None:
+    node = agents("cert-node")
+    before = (node.directory / "server.pem").read_bytes()
+    assert "will renew its certificate" in cli("server", "renew-cert", "cert-node").stdout
+    eventually(lambda: (node.directory / "server.pem").read_bytes(), lambda b: b != before,
+               what="the agent renewing")
+    shown = cli("server", "show", "cert-node").stdout
+    assert "Certificate until" in shown and "Certificate CA" in shown
+    state = cli.json("ca", "status")
+    assert state["rotating"] is False and state["servers"] == 1
+    assert "Still on the old CA" in cli("ca", "rotate").stdout
+    r = cli("ca", "rotate", ok=False)
+    assert r.returncode == 1 and "already under way" in r.stderr
+    r = cli("ca", "retire-old", ok=False)
+    assert r.returncode == 1 and "1 server(s) still hold" in r.stderr
+    cli("server", "renew-cert", "cert-node")  # now, rather than within the rotation's spread
+    eventually(lambda: cli.json("ca", "status")["serversOnOldCa"], lambda n: n == 0,
+               timeout=60, what="the agent moving to the new CA")
+    assert "retired" in cli("ca", "retire-old").stdout
+    assert cli.json("ca", "status")["retiring"] is None
