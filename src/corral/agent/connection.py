@@ -277,12 +277,13 @@ class Connection:
         within = desired.renewCertificateWithin
         if within is None:
             return
-        at = time.time() + random.uniform(0, within)
-        if self._requested_renewal is None or at < self._requested_renewal:
-            self._requested_renewal = at
-            log.info("the control plane asks for a certificate renewal (in %.0f s)",
-                     at - time.time())
-            self._renewal_wake.set()
+        if self._requested_renewal is not None and \
+                self._requested_renewal <= time.time() + within:
+            return  # the moment picked earlier is still inside the window
+        self._requested_renewal = time.time() + random.uniform(0, within)
+        log.info("the control plane asks for a certificate renewal (in %.0f s)",
+                 self._requested_renewal - time.time())
+        self._renewal_wake.set()
 
     def _renewal_due(self) -> float:
         due = certificates.renewal_time(self.certificate)

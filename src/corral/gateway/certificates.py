@@ -9,6 +9,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections.abc import Callable
 
 from websockets.exceptions import ConnectionClosed
 
@@ -28,9 +29,11 @@ MIN_RENEWAL_SECONDS = 10.0
 
 
 class Certificates:
-    def __init__(self, plane: ControlPlane, tls: ssl.SSLContext) -> None:
+    def __init__(self, plane: ControlPlane, tls: ssl.SSLContext,
+                 resend: Callable[[], None]) -> None:
         self.plane = plane
         self.tls = tls
+        self.resend = resend
         self._loop: asyncio.AbstractEventLoop | None = None
         self._renewed_at: dict[int, float] = {}
 
@@ -55,7 +58,13 @@ class Certificates:
     def _changed(self, _authorities: Authorities) -> None:
         """Called in whichever thread changed them; the TLS context is the event loop's."""
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(follow_authorities, self.plane, self.tls)
+            self._loop.call_soon_threadsafe(self._follow)
+
+    def _follow(self) -> None:
+        follow_authorities(self.plane, self.tls)
+        # every agent here learns the CAs now trusted, even one whose desired state was pushed
+        # a moment before this replica knew them (the change's notice can come first)
+        self.resend()
 
     async def renew(self, conn: AgentConnection, request: wire.RenewCertificate) -> None:
         sid = conn.server_id

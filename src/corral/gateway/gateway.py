@@ -72,7 +72,7 @@ class Gateway:
         self.rollouts = RolloutDriver(plane, self.leadership)
         self.alerting = Alerting(plane, self.leadership)
         self.tls = server_tls_context(plane)
-        self.certificates = Certificates(plane, self.tls)
+        self.certificates = Certificates(plane, self.tls, self._resend_all)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._server: Server | None = None
@@ -149,6 +149,12 @@ class Gateway:
         if conn is None:  # held by another replica, if any
             return await self.peers.logs(server_id, application, lines, follow)
         return conn.logs(application, lines, follow)
+
+    def _resend_all(self) -> None:
+        """Every connected agent is sent its desired state again, moved or not."""
+        for conn in self.connections.values():
+            conn.sent_revision = -1
+        self.pusher.push(set(self.connections))
 
     # --- notifications from worker threads -------------------------------------------------
 
