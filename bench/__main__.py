@@ -1,5 +1,5 @@
-"""`python -m bench all | fleet | api | artifacts | security | replicas | metrics | smoke
-[--db sqlite,postgresql]`
+"""`python -m bench all | fleet | api | artifacts | security | replicas | metrics | rotation |
+smoke [--db sqlite,postgresql]`
 
 Prints each scenario's figures as tables and writes them as JSON to bench/results/."""
 
@@ -49,6 +49,10 @@ STEADY = {  # name: (seconds a held fleet settles, seconds its CPU is measured, 
 METRICS = {  # name: (agents measuring, seconds between measurements, seconds measured)
     "full": (10000, 15.0, 60),
     "smoke": (20, 1.0, 3),
+}
+ROTATION = {  # name: (agents held, seconds the renewals are spread over)
+    "full": (10000, 120.0),
+    "smoke": (20, 2.0),
 }
 SECURITY = {  # name: (reads per phase, attacking clients, hostile body MiB, sign-in tries)
     "full": (300, 3, 300, 20),
@@ -250,6 +254,14 @@ def run(which: str, dbs: list[str], plan: str) -> None:
                   "two alerts on every server",
                   [{"fleet": k, **v} for k, v in figures.items()
                    if k in ("silent", "measuring", "measuring_with_alerts")])
+        if which in ("all", "rotation"):
+            agents, spread = ROTATION[plan]
+            with control_plane(kind, "rotation", {
+                    "CORRAL_CA_ROTATION_SPREAD_SECONDS": str(spread)}) as (cp, workdir):
+                figures = scenarios.rotation(cp, workdir, agents, spread)
+            save(f"rotation-{suffix}", figures)
+            table(f"CA rotation ({kind}): {agents} agents renewing within {spread:g} s",
+                  [{"figure": k, "value": v} for k, v in figures.items() if k != "machine"])
         if which in ("all", "replicas") and kind == "postgresql":
             agents, fan, changes = REPLICAS[plan]
             with replica_pair(kind) as (a, b, workdir):
@@ -270,7 +282,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenario",
                         choices=["all", "fleet", "api", "artifacts", "security", "replicas",
-                                 "metrics", "smoke"])
+                                 "metrics", "rotation", "smoke"])
     parser.add_argument("--db", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
     args = parser.parse_args()

@@ -177,8 +177,11 @@ class Simulators:
     """Simulator processes (a few hundred to thousands of agents each) and their events."""
 
     def __init__(self, cp: ControlPlaneProcess, identities: list[dict[str, str]],
-                 workdir: Path, processes: int = 2, measure: bool = False) -> None:
+                 workdir: Path, processes: int = 2, measure: bool = False,
+                 renew: bool = False) -> None:
         self.procs: list[subprocess.Popen[str]] = []
+        self.renewals: list[tuple[float, float]] = []  # (asked, answered), epoch seconds
+        self.refusals: list[str] = []
         self.synced: dict[int, int] = {}
         self.answered: dict[tuple[str, int, str], list[float]] = defaultdict(list)
         self._readers: list[Any] = []
@@ -193,7 +196,7 @@ class Simulators:
             listing.write_text("\n".join(json.dumps(i) for i in part) + "\n")
             proc = subprocess.Popen(
                 [sys.executable, "-m", "bench.simagent", str(listing), cp.gateway, str(cp.ca),
-                 *(["--measure"] if measure else [])],
+                 *(["--measure"] if measure else []), *(["--renew"] if renew else [])],
                 stdout=subprocess.PIPE, stderr=open(workdir / f"sim-{p}.log", "ab"),  # noqa: SIM115
                 text=True, cwd=Path(__file__).resolve().parents[1])
             self.procs.append(proc)
@@ -208,6 +211,10 @@ class Simulators:
             with self._lock:
                 if event["event"] == "synced":
                     self.synced[index] = int(event["count"])
+                elif event["event"] == "renewed":
+                    self.renewals.append((float(event["asked"]), float(event["answered"])))
+                elif event["event"] == "renewal_refused":
+                    self.refusals.append(str(event["why"]))
                 elif event["event"] == "answered":
                     key = (event["app"], int(event["deployment"]), event["status"])
                     self.answered[key].append(float(event["t"]))

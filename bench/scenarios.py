@@ -536,3 +536,50 @@ def metrics_cost(cp: ControlPlaneProcess, workdir: Path, n: int, interval: float
     figures["alerts_cpu_cost_percent"] = round(
         figures["measuring_with_alerts"]["cpu_percent"] - figures["measuring"]["cpu_percent"], 1)
     return figures
+
+
+def rotation(cp: ControlPlaneProcess, workdir: Path, n: int, spread_s: float,
+             processes: int = 2) -> dict[str, Any]:
+    """A CA rotation under a held fleet: every agent renews under the new CA at a random
+    moment of the spread and comes straight back with it. How long until none is left on the
+    old CA, how long each renewal took (CSR sent → certificate back), how many agents were
+    away at worst, and what it cost the control plane."""
+    api = Api(cp)
+    timing: dict[str, float] = {}
+    identities = register_fleet(cp, api, n, workdir / "certs", timing=timing)
+    sims = Simulators(cp, identities, workdir, processes, renew=True)
+    try:
+        if not sims.wait(lambda: sims.total_synced() >= n, timeout=900):
+            return {"error": f"not all {n} agents connected within 900 s"}
+        time.sleep(3)
+        idle_cpu = cp.cpu_percent(5)
+        cpu0, t0 = cp.cpu_seconds(), time.monotonic()
+        api.call("POST", "/certificateAuthority/rotate")
+        fewest, waiting = n, n
+        while time.monotonic() - t0 < spread_s + 600:
+            fewest = min(fewest, sims.total_synced())
+            waiting = int(api.call("GET", "/certificateAuthority")["serversOnOldCa"])
+            if waiting == 0:
+                break
+            time.sleep(0.2)
+        moved_s = time.monotonic() - t0
+        rotation_cpu = 100 * (cp.cpu_seconds() - cpu0) / moved_s
+        sims.wait(lambda: sims.total_synced() >= n, timeout=60)
+        back_s = time.monotonic() - t0
+        latencies = [answered - asked for asked, answered in sims.renewals]
+        r0 = time.monotonic()
+        api.call("POST", "/certificateAuthority/retire")
+        retire_s = time.monotonic() - r0
+        return {
+            "agents": n, "spread_s": spread_s, "registration_s": round(timing["registration_s"], 1),
+            "all_on_new_ca_s": round(moved_s, 1), "all_connected_again_s": round(back_s, 1),
+            "still_on_old_ca": waiting, "renewals": len(latencies),
+            "refused": len(sims.refusals),
+            "renewal_ms_p50": round(1000 * percentile(latencies, 50), 1) if latencies else None,
+            "renewal_ms_p99": round(1000 * percentile(latencies, 99), 1) if latencies else None,
+            "fewest_connected": fewest,
+            "cpu_percent_idle": round(idle_cpu, 1), "cpu_percent_rotating": round(rotation_cpu, 1),
+            "renewals_per_s": round(len(latencies) / moved_s, 1), "retire_s": round(retire_s, 2),
+        }
+    finally:
+        sims.stop()

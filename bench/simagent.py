@@ -2,10 +2,13 @@
 client certificate, speaking the real agent protocol and answering desired state the way a fast
 agent would (STARTED/STOPPED at once, no processes). Events go to stdout as JSON lines.
 
-    python -m bench.simagent IDENTITIES.jsonl GATEWAY_URL CA.pem [--measure]
+    python -m bench.simagent IDENTITIES.jsonl GATEWAY_URL CA.pem [--measure] [--renew]
 
 With --measure, each agent also sends what a real agent measures (one server and one
-application instance) every `metricsSeconds` of its desired state.
+application instance) every `metricsSeconds` of its desired state. With --renew, an agent asked
+to renew its certificate (`renewCertificateWithin`, a CA rotation) does as the real agent does:
+a new key at a random moment of the window, its CSR over the connection, the certificate back,
+then straight back with it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from corral import wire
 from corral.agent.connection import Backoff
+from corral.pki import new_key_request
 
 CONNECT_AT_ONCE = 100
 
@@ -36,9 +40,10 @@ def emit(event: dict[str, object]) -> None:
 
 class Fleet:
     def __init__(self, identities: list[dict[str, str]], url: str, ca: str,
-                 measure: bool = False) -> None:
+                 measure: bool = False, renew: bool = False) -> None:
         self.identities = identities
         self.measure = measure
+        self.renew = renew
         self.url = url
         self.ca = ca
         self.synced = 0  # agents that hold their desired state on a live connection
@@ -46,13 +51,14 @@ class Fleet:
         self.gate = asyncio.Semaphore(CONNECT_AT_ONCE)
 
     async def agent(self, ident: dict[str, str]) -> None:
-        ctx = ssl.create_default_context(cadata=self.ca)
-        ctx.load_cert_chain(ident["pem"])
         backoff = Backoff()
         hello = wire.encode(wire.Hello(agentVersion="sim", hostname=f"sim-{ident['id']}"))
         while True:
+            ctx = ssl.create_default_context(cadata=self.ca)
+            ctx.load_cert_chain(ident["pem"])  # a renewal replaces it
             live = False
             pause = None
+            renewed: list[bool] = []  # the renewal says so before it closes the connection
             try:
                 async with self.gate:
                     ws = await connect(self.url, ssl=ctx, open_timeout=60,
@@ -61,6 +67,9 @@ class Fleet:
                 async with ws:
                     await ws.send(hello)
                     measuring: asyncio.Task[None] | None = None
+                    renewing: asyncio.Task[None] | None = None
+                    answer: asyncio.Future[wire.CertificateIssued] = \
+                        asyncio.get_running_loop().create_future()
                     try:
                         async for raw in ws:
                             message = wire.decode(raw)
@@ -74,9 +83,19 @@ class Fleet:
                                         and message.metricsSeconds > 0:
                                     measuring = asyncio.create_task(
                                         self.measurements(ws, message.metricsSeconds))
+                                if self.renew and renewing is None \
+                                        and message.renewCertificateWithin is not None:
+                                    renewing = asyncio.create_task(self.renewal(
+                                        ws, ident, message.renewCertificateWithin, answer,
+                                        renewed))
+                            elif isinstance(message, wire.CertificateIssued) \
+                                    and not answer.done():
+                                answer.set_result(message)
                     finally:
                         if measuring is not None:
                             measuring.cancel()
+                        if renewing is not None:
+                            renewing.cancel()
             except ConnectionClosed as exc:
                 if exc.rcvd and exc.rcvd.code == wire.CLOSE_RESTARTING:  # as the agent does
                     pause = random.uniform(0, wire.reconnect_window(exc.rcvd.reason))
@@ -84,7 +103,27 @@ class Fleet:
                 pass
             if live:
                 self.synced -= 1
-            await asyncio.sleep(backoff.next() if pause is None else pause)
+            if not renewed:
+                await asyncio.sleep(backoff.next() if pause is None else pause)
+
+    @staticmethod
+    async def renewal(ws: Any, ident: dict[str, str], within: float,
+                      answer: asyncio.Future[wire.CertificateIssued],
+                      renewed: list[bool]) -> None:
+        await asyncio.sleep(random.uniform(0, within))
+        request = new_key_request(ident["id"])
+        asked = time.time()
+        await ws.send(wire.encode(wire.RenewCertificate(signatureRequest=request.csr_pem)))
+        issued = await asyncio.wait_for(answer, 120)
+        answered = time.time()
+        if not issued.certificate:
+            emit({"event": "renewal_refused", "server": int(ident["id"]), "why": issued.error})
+            return
+        Path(ident["pem"]).write_text(issued.certificate + request.key_pem.decode())
+        emit({"event": "renewed", "server": int(ident["id"]), "asked": asked,
+              "answered": answered})
+        renewed.append(True)
+        await ws.close(1000, wire.RENEWED_REASON)
 
     def answer(self, server_id: int, desired: wire.Desired) -> str:
         now = time.time()
@@ -136,7 +175,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     identities = [json.loads(line) for line in Path(sys.argv[1]).read_text().splitlines()]
     fleet = Fleet(identities, sys.argv[2], Path(sys.argv[3]).read_text(),
-                  measure="--measure" in sys.argv[4:])
+                  measure="--measure" in sys.argv[4:], renew="--renew" in sys.argv[4:])
     try:
         asyncio.run(fleet.run())
     except KeyboardInterrupt:

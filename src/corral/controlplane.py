@@ -134,15 +134,16 @@ class ControlPlane:
 
     def retire_ca(self, force: bool = False) -> Authorities:
         """Drop the old CA: a certificate it signed is refused from now on. Refused while
-        servers still hold one, unless forced (they then need `corral agent reregister`)."""
+        servers still hold one, unless forced: those are then refused like deleted servers, and
+        are registered anew."""
         with transaction(self.sessions) as session:
             state = certificates.rotation(session, self.authorities)
             if not state["rotating"]:
                 raise Conflict("no CA rotation is under way")
             if state["serversOnOldCa"] and not force:
                 raise Conflict(f"{state['serversOnOldCa']} server(s) still hold a certificate of "
-                               "the old CA; wait for them to renew, or force it (they will "
-                               "need a fresh registration: corral agent reregister)")
+                               "the old CA; wait for them to renew, or force it (they are "
+                               "then refused, and must be registered anew)")
             if self.master is not None:
                 retired = keyring.retire(session, self.master)
             else:

@@ -40,3 +40,6 @@ def test_bench_smoke_runs(tmp_path: Path) -> None:
     assert security["throttled"]["attempts"].get("429", 0) > 0  # the flood met the throttle
     assert security["unthrottled"]["flood_p50_ms"] > 0
     assert "413" in security["hostile_body"]["answer"]
+    rotation = json.loads((tmp_path / "results" / "rotation-smoke-sqlite.json").read_text())
+    assert rotation["still_on_old_ca"] == 0 and rotation["renewals"] == 20
+    assert rotation["refused"] == 0 and rotation["renewal_ms_p50"] > 0

@@ -261,3 +261,37 @@ def test_overview_charts_and_alerts_in_a_browser(
     expect(page.locator("tr[data-event]")).to_have_count(1)
     expect(page.locator("tr[data-event]")).to_contain_text("FIRING")
     context.close()
+
+
+def test_a_ca_rotation_in_a_browser(browser: object, control_plane: ServeProcess,
+                                    operator: Operator, agents: Callable[[str], AgentProcess],
+                                    shots: Callable[[object, str], None]) -> None:
+    from tests.support import eventually
+
+    expect = playwright_api.expect
+    node = agents("web-1")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(control_plane.url + "/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+
+    page.get_by_role("link", name="Certificates").click()
+    page.click("text=Rotate the CA")
+    expect(page.locator("h1")).to_contain_text("rotation under way")
+    expect(page.locator("[data-waiting]")).to_have_attribute("data-waiting", "1")
+    expect(page.get_by_role("link", name="web-1")).to_be_visible()
+    shots(page, "certificates")
+    page.get_by_role("link", name="web-1").click()
+    page.click("text=Renew certificate")  # rather than wait for the rotation's spread
+    eventually(lambda: operator.data("/certificateAuthority")["serversOnOldCa"],
+               lambda waiting: waiting == 0, what="the server moving to the new CA")
+    page.goto(control_plane.url + "/certificates")
+    expect(page.locator(".empty")).to_contain_text("Every server is on the new CA")
+    page.click("text=Retire the old CA")
+    expect(page.locator("text=Rotate the CA")).to_be_visible()
+    assert operator.data(f"/servers/{node.server_id}")["status"] == "RUNNING"
+    context.close()

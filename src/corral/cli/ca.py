@@ -57,8 +57,8 @@ def ca_rotate(output: OutputOpt = Format.table) -> None:
 @ca_app.command("retire-old")
 def ca_retire_old(
     force: Annotated[bool, typer.Option(
-        "--force", help="Even with servers still on the old CA (they will need `corral agent "
-                        "reregister` with a fresh token)")] = False,
+        "--force", help="Even with servers still on the old CA (they are then refused, and "
+                        "must be registered anew)")] = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """End a rotation: the old CA is dropped, and a certificate it signed is refused."""

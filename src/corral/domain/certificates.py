@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -225,6 +226,7 @@ def rotation(session: Session, authorities: Authorities, *, listed: int = 50
 
 def _ca_view(ca: CertificateAuthority) -> dict[str, Any]:
     cert = ca.certificate
-    return {"fingerprint": ca.fingerprint, "subject": cert.subject.rfc4514_string(),
+    return {"fingerprint": ca.fingerprint,
+            "subject": cert.subject.rfc4514_string({NameOID.SERIAL_NUMBER: "serialNumber"}),
             "notBefore": int(cert.not_valid_before_utc.timestamp() * 1000),
             "notAfter": int(cert.not_valid_after_utc.timestamp() * 1000)}
