@@ -152,9 +152,11 @@ class TestRenewal:
         with transaction(plane.sessions) as s:  # the old one still connects meanwhile
             assert not isinstance(agents.connected(s, [(who, hello)], plane.sealer)[0],
                                   Exception)
-        with transaction(plane.sessions) as s:
-            assert not isinstance(agents.connected(s, [(nxt, hello)], plane.sealer)[0],
-                                  Exception)
+        with transaction(plane.sessions) as s:  # both in one burst: the new one wins
+            old_answer, new_answer = agents.connected(s, [(who, hello), (nxt, hello)],
+                                                      plane.sealer)
+            assert isinstance(old_answer, Forbidden) and "revoked" in old_answer.message
+            assert not isinstance(new_answer, Exception)
         with transaction(plane.sessions) as s:
             [refused] = agents.connected(s, [(who, hello)], plane.sealer)
             assert isinstance(refused, Forbidden) and "revoked" in refused.message

@@ -66,14 +66,18 @@ def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], seal
     now = now_ms()
     outcome: list[CorralError | None] = []
     moved_clusters: set[int] = set()
+    for who, _hello in hellos:  # renewed certificates first: the ones they replace are
+        server = servers.get(who.server_id)  # refused in this same batch
+        if server is not None and server.next_certificate_serial == who.serial \
+                and server.environment_id == who.environment_id and who.serial not in revoked:
+            revoked.add(server.certificate_serial)
+            certificates.promote(server, who, session)
     for who, hello in hellos:
         server = servers.get(who.server_id)
         refusal = _refusal(who, server, revoked=who.serial in revoked)
         outcome.append(refusal)
         if refusal is not None or server is None:
             continue
-        if who.serial == server.next_certificate_serial:
-            certificates.promote(server, who, session)
         old_port = (server.runtime_information or {}).get("clusterPort")
         server.status = "RUNNING"
         server.replica_id = replica_id
