@@ -9,6 +9,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,20 @@ def shots(tmp_path: Path) -> Callable[[object, str], None]:
         page.screenshot(path=str(folder / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
 
     return take
+
+
+def _signed_in(browser: object, control_plane: ServeProcess, *, height: int,
+               timeout: int) -> tuple[Any, Any]:
+    """A browser page signed in as the admin, confirming every dialog."""
+    context = browser.new_context(viewport={"width": 1280, "height": height})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(timeout)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(control_plane.url + "/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    return context, page
 
 
 def test_operate_the_fleet_in_a_browser(browser: object, control_plane: ServeProcess,
@@ -173,14 +188,7 @@ def test_a_rollout_and_the_audit_trail_in_a_browser(
                   data={"rollout": '{"canary": 1, "maxParallel": 1}'},
                   files={"file": ("storefront-2.zip", app_zip("v2"), "application/zip")})
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.goto(control_plane.url + "/login")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    context, page = _signed_in(browser, control_plane, height=900, timeout=30_000)
     page.goto(control_plane.url + f"/apps/{app['id']}")
     current = page.locator('#app-history tr[data-deployment="2"]')
     expect(current).to_contain_text("WAITING")  # the canary is healthy and waits
@@ -228,14 +236,7 @@ def test_overview_charts_and_alerts_in_a_browser(
     spare.stop(signal.SIGKILL)
     eventually(lambda: operator.data(f"/alerts/{down['id']}/history"), what="the alert firing")
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.goto(control_plane.url + "/login")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    context, page = _signed_in(browser, control_plane, height=900, timeout=20_000)
 
     page.goto(control_plane.url + "/overview")
     expect(page.locator(".tile").first).to_contain_text("1")
@@ -270,14 +271,7 @@ def test_a_ca_rotation_in_a_browser(browser: object, control_plane: ServeProcess
 
     expect = playwright_api.expect
     node = agents("web-1")
-    context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    page.on("dialog", lambda dialog: dialog.accept())
-    page.goto(control_plane.url + "/login")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    context, page = _signed_in(browser, control_plane, height=800, timeout=20_000)
 
     page.get_by_role("link", name="Certificates").click()
     page.click("text=Rotate the CA")

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from corral import __version__
 from corral.api import envelope, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep, TokenDep
+from corral.controlplane import ControlPlane
 from corral.db.models import RegistrationToken
 from corral.db.session import transaction
 from corral.domain import certificates, reads, registration, servers, views
@@ -109,8 +110,14 @@ def register(
         log.warning("registration refused from %s: bad registration token", source)
         raise
     log.info("server %s (%r) registered from %s", server_id, server_name, source)
+    return _registered(plane, result.certificate.pem, server_id)
+
+
+def _registered(plane: ControlPlane, certificate: str, server_id: int) -> dict[str, Any]:
+    """ARM's answer to a registration: the certificate, the CAs to trust (both during a CA
+    rotation, the signing one first), where the gateway is."""
     return {
-        "certificate": result.certificate.pem,
+        "certificate": certificate,
         "caCertificate": plane.authorities.bundle_pem,
         "environmentUrls": {
             "authProxyUrl": plane.settings.api_url,
@@ -186,13 +193,4 @@ def reregister(
         log.warning("re-registration of server %s refused from %s", server_id, source)
         raise
     log.info("server %s (%r) re-registered from %s", server_id, name, source)
-    return {
-        "certificate": result.certificate.pem,
-        "caCertificate": plane.authorities.bundle_pem,
-        "environmentUrls": {
-            "authProxyUrl": plane.settings.api_url,
-            "mcmWebsocketUrl": plane.settings.mcm_websocket_url,
-            "gatewayUrls": plane.settings.agent_gateway_urls,
-        },
-        "serverId": server_id,
-    }
+    return _registered(plane, result.certificate.pem, server_id)

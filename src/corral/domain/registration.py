@@ -126,16 +126,7 @@ def admit(session: Session, *, token: str | None, name: object, csr_pem: object)
     """Everything that can refuse a registration by reading: the token, the name, the CSR. It
     runs in a read-only transaction before the write, so that a refused request (a guessed
     token, a hostile CSR) never waits for the writer, and the writer's turn stays short."""
-    if not token:
-        raise Unauthenticated("a registration token is required (Authorization: Bearer <token>)")
-    digest = token_digest(token[:256])
-    found = session.execute(
-        select(RegistrationToken.environment_id, Environment.organization_id)
-        .join(Environment, Environment.id == RegistrationToken.environment_id)
-        .where(RegistrationToken.token_hash == digest, *_usable(now_ms()))).first()
-    if found is None:
-        raise Unauthenticated("invalid, revoked, used-up or expired registration token")
-    environment_id, organization_id = found
+    digest, environment_id, organization_id = _token_scope(session, token)
     label = check_name(name, "muleLabel")
     csr = load_csr(csr_pem)
     _check_name_free(session, environment_id, label)
@@ -145,6 +136,14 @@ def admit(session: Session, *, token: str | None, name: object, csr_pem: object)
 def use_token(session: Session, token: str | None) -> tuple[str, str]:
     """One use of a registration token, checked and counted at once: (environment id,
     organization id)."""
+    digest, environment_id, organization_id = _token_scope(session, token)
+    if not _count_use(session, digest):
+        raise Unauthenticated("invalid, revoked, used-up or expired registration token")
+    return environment_id, organization_id
+
+
+def _token_scope(session: Session, token: str | None) -> tuple[str, str, str]:
+    """(digest, environment id, organization id) of a usable registration token."""
     if not token:
         raise Unauthenticated("a registration token is required (Authorization: Bearer <token>)")
     digest = token_digest(token[:256])
@@ -152,9 +151,9 @@ def use_token(session: Session, token: str | None) -> tuple[str, str]:
         select(RegistrationToken.environment_id, Environment.organization_id)
         .join(Environment, Environment.id == RegistrationToken.environment_id)
         .where(RegistrationToken.token_hash == digest, *_usable(now_ms()))).first()
-    if found is None or not _count_use(session, digest):
+    if found is None:
         raise Unauthenticated("invalid, revoked, used-up or expired registration token")
-    return found[0], found[1]
+    return digest, found[0], found[1]
 
 
 def _count_use(session: Session, digest: str) -> bool:
