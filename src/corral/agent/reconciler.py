@@ -246,7 +246,7 @@ class Reconciler:
             "CORRAL_SERVER_ID": str(self.server_id),
             "CORRAL_SERVER_NAME": self.desired.serverName if self.desired else "",
             "CORRAL_DEPLOYMENT_ID": str(app.deploymentId),
-            # the levels as of the start; the file follows every change (docs/applications.md)
+            # the levels as of the start; the file follows every change (README, "Servers and agents")
             "CORRAL_LOG_LEVELS": ",".join(f"{k}={v}" for k, v in _levels(app).items()),
             "CORRAL_LOG_LEVELS_FILE": str(self.layout.levels_file(app.name)),
         }

@@ -2,8 +2,8 @@
 
 ARM's CLI reads and sets them (`modify --insight/--log`, `copy`). Corral keeps each target's
 settings so those commands work and round-trip. The logging service's levels reach the
-applications (`CORRAL_LOG_LEVELS` and a file, docs/applications.md); tracking and analytics are
-stored only."""
+applications (`CORRAL_LOG_LEVELS` and a file: README, "Servers and agents"); tracking and
+analytics are stored only."""
 
 from __future__ import annotations
 
