@@ -208,3 +208,21 @@ def test_a_first_deploy_rolls_out_and_a_failure_removes_it(api: Api,
                                         "rollout": '{"canary": -1}'},
                  files={"file": ("bad.zip", make_zip(), "application/zip")})
     assert r.status_code == 400 and "canary" in r.json()["message"]
+
+
+def test_log_levels_reach_servers_a_rollout_has_not_reached(api: Api,
+                                                            plane: ControlPlane) -> None:
+    sids, app = _group_on_v1(api, plane, "levels")
+    _redeploy(api, app, "v2", {"maxParallel": 1})
+    assert [_sent(plane, sid) for sid in sids] == [2, 1, 1]
+    target = app["target"]["id"]
+    logging = next(c["component"]["id"] for c in api.get(f"/targets/{target}/components")
+                   .json()["data"] if c["component"]["name"] == "mule.agent.logging.service")
+    r = api.patch(f"/targets/{target}/components/{logging}", json={"configuration": {
+        "applicationLogLevels": [{"artifactName": "levels", "scopeLoggingConfigurations": [
+            {"logLevel": "WARN", "scope": "org.example"}]}]}})
+    assert r.status_code == 200, r.text
+    for sid in sids:  # updated or still pinned to v1, every server hears of the levels
+        [sent] = desired(plane, sid)["applications"]
+        assert sent["logLevels"] == {"org.example": "WARN"}
+    assert [_sent(plane, sid) for sid in sids] == [2, 1, 1]  # and nothing is redeployed

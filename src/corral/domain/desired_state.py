@@ -129,11 +129,7 @@ def _application_parts(session: Session, target_ids: set[int]
                Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
         .join(Artifact, Artifact.id == Application.artifact_id)
         .where(Application.target_id.in_(sorted(target_ids)))).all()
-    logging: dict[int, dict[str, Any]] = dict(session.execute(
-        select(TargetComponent.target_id, TargetComponent.configuration)
-        .where(TargetComponent.target_id.in_(sorted({r[0] for r in rows})),
-               TargetComponent.name == LOGGING_SERVICE,
-               TargetComponent.enabled.is_(True))).all()) if rows else {}
+    logging = _logging(session, {r[0] for r in rows})
     for target_id, app_id, name, deployment, status, conf, sha256, sha1, size, file_name in rows:
         found[target_id].append((name, _part(
             app_id, name, deployment, status, conf, sha256, sha1, size, file_name,
@@ -164,19 +160,33 @@ def _pinned_parts(session: Session, server_ids: list[int]
     """Per server a rollout has not reached: (name → encoded application) of the deployment
     it keeps running (a `RolloutPin`), or None where the application is not to run yet."""
     found: dict[int, dict[str, str | None]] = defaultdict(dict)
-    for sid, app_id, name, status, kept, number, conf, sha256, sha1, size, file_name in \
-            session.execute(
-                select(RolloutPin.server_id, Application.id, Application.name,
-                       Application.desired_status, RolloutPin.desired_status,
-                       Deployment.number, Deployment.configuration,
-                       Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
-                .join(Application, Application.id == RolloutPin.application_id)
-                .outerjoin(Deployment, Deployment.id == RolloutPin.deployment_id)
-                .outerjoin(Artifact, Artifact.id == Deployment.artifact_id)
-                .where(RolloutPin.server_id.in_(server_ids))):
+    rows = session.execute(
+        select(RolloutPin.server_id, Application.target_id, Application.id, Application.name,
+               Application.desired_status, RolloutPin.desired_status,
+               Deployment.number, Deployment.configuration,
+               Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
+        .join(Application, Application.id == RolloutPin.application_id)
+        .outerjoin(Deployment, Deployment.id == RolloutPin.deployment_id)
+        .outerjoin(Artifact, Artifact.id == Deployment.artifact_id)
+        .where(RolloutPin.server_id.in_(server_ids))).all()
+    logging = _logging(session, {r[1] for r in rows})
+    for sid, target_id, app_id, name, status, kept, number, conf, sha256, sha1, size, \
+            file_name in rows:
         found[sid][name] = None if number is None else _part(
-            app_id, name, number, kept or status, conf, sha256, sha1, size, file_name)
+            app_id, name, number, kept or status, conf, sha256, sha1, size, file_name,
+            levels=log_levels_of(logging.get(target_id), name))
     return found
+
+
+def _logging(session: Session, target_ids: set[int]) -> dict[int, dict[str, Any]]:
+    """Per target: its logging service's configuration, where that service is enabled."""
+    if not target_ids:
+        return {}
+    return dict(session.execute(
+        select(TargetComponent.target_id, TargetComponent.configuration)
+        .where(TargetComponent.target_id.in_(sorted(target_ids)),
+               TargetComponent.name == LOGGING_SERVICE,
+               TargetComponent.enabled.is_(True))).all())
 
 
 def _cluster_parts(session: Session, cluster_ids: set[int], secret_of: SecretOf
