@@ -206,6 +206,19 @@ def test_operator_renewal(operator: Operator, agents: Agents) -> None:
         renewed.not_valid_after_utc.timestamp() * 1000, abs=1000)
     operator.call("POST", "/servers/999999/certificate", expect=404)
 
+    # a renewal that a crash interrupted between its renames (the new key in place, the old
+    # certificate still beside it): the next start finishes it and connects
+    agent.stop()
+    new_pem = (agent.directory / "server.pem").read_bytes()
+    (agent.directory / "server-next.pem").write_bytes(new_pem)
+    (agent.directory / "server.pem").write_bytes(before)
+    agent.start()
+    operator.wait_server(agent.server_id, "RUNNING")
+    eventually(agent.output, lambda out: out.count("connected to wss://") >= 3,
+               what="the agent back with its renewed certificate")
+    assert (agent.directory / "server.pem").read_bytes() == new_pem
+    assert not (agent.directory / "server-next.pem").exists()
+
 
 @pytest.mark.slow
 @pytest.mark.every_database

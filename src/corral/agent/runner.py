@@ -14,7 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
-from corral.agent import local_api
+from corral.agent import certificates, local_api
 from corral.agent.app_user import resolve as app_user_of
 from corral.agent.cluster import DEFAULT_CLUSTER_PORT, ClusterManager, MulticastSettings
 from corral.agent.connection import Connection
@@ -73,6 +73,7 @@ async def run_agent(directory: Path, cluster_port: int | None = None,
                     app_user: str | None = None) -> None:
     layout = AgentDir(directory)
     identity = layout.load_identity()
+    certificates.recover(layout)  # a renewal a crash interrupted: finished, or forgotten
     runs_as = app_user_of(app_user)
     layout.make_dirs()
     runs_as.check_reaches(layout.apps)

@@ -38,6 +38,8 @@ class AgentConnection:
         self.ws = ws
         self.who = who
         self.sent_revision = -1
+        self.sent_trust: list[str] | None = None
+        """the CAs the last desired state sent named (None: not known)"""
         self._on_report = on_report
         self._on_measurements = on_measurements
         self._on_renew = on_renew

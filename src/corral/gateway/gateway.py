@@ -151,9 +151,8 @@ class Gateway:
         return conn.logs(application, lines, follow)
 
     def _resend_all(self) -> None:
-        """Every connected agent is sent its desired state again, moved or not."""
-        for conn in self.connections.values():
-            conn.sent_revision = -1
+        """Every connected agent is sent its desired state again where the CAs it names
+        changed (the pusher compares them as well as the revision)."""
         self.pusher.push(set(self.connections))
 
     # --- notifications from worker threads -------------------------------------------------

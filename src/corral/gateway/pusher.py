@@ -43,10 +43,10 @@ class Pusher:
             await self._assemble_and_send(chunk)
 
     async def _assemble_and_send(self, chunk: list[int]) -> None:
+        trusted = self.plane.trusted_fingerprints
         messages = await in_worker(self.plane.sessions, agents.desired_messages, chunk,
                                    self.plane.sealer, self.plane.settings.agent_gateway_urls,
-                                   self.plane.settings.metrics_seconds,
-                                   self.plane.trusted_fingerprints)
+                                   self.plane.settings.metrics_seconds, trusted)
         sends = []
         for sid in chunk:
             conn = self.connections.get(sid)
@@ -55,8 +55,10 @@ class Pusher:
                 continue
             if message is None:
                 sends.append(conn.ws.close(wire.CLOSE_UNKNOWN_SERVER, "server deleted"))
-            elif message[0] != conn.sent_revision:
+            elif message[0] != conn.sent_revision or conn.sent_trust != trusted:
+                # a CA rotation changes what every message says without moving revisions
                 conn.sent_revision, text = message
+                conn.sent_trust = trusted
                 sends.append(conn.ws.send(text))
         await asyncio.gather(*sends, return_exceptions=True)
 
