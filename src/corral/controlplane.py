@@ -36,7 +36,7 @@ from corral.domain.servers import REVOKED_KEY
 from corral.domain.signin import SignIn
 from corral.domain.throttle import RateLimit, RegistrationGate, Throttle
 from corral.errors import Conflict
-from corral.pki import Authorities, CertificateAuthority, FileAuthorities
+from corral.pki import NOT_ROTATING, Authorities, CertificateAuthority, FileAuthorities
 from corral.sealing import MasterKey, Sealer, WrongMasterKey
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class ControlPlane:
         with transaction(self.sessions) as session:
             state = certificates.rotation(session, self.authorities)
             if not state["rotating"]:
-                raise Conflict("no CA rotation is under way")
+                raise Conflict(NOT_ROTATING)
             if state["serversOnOldCa"] and not force:
                 raise Conflict(f"{state['serversOnOldCa']} server(s) still hold a certificate of "
                                "the old CA; wait for them to renew, or force it (they are "

@@ -25,6 +25,9 @@ _CA_VALIDITY = dt.timedelta(days=3650)
 _MIN_RSA_BITS = 2048
 REPLICA_PREFIX = "replica:"
 REPLICA_ORGANIZATION = "corral-replica"
+ALREADY_ROTATING = ("a CA rotation is already under way; retire the old CA first "
+                    "(corral ca retire-old)")
+NOT_ROTATING = "no CA rotation is under way"
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,7 @@ class CertificateAuthority:
         """Whole or absent: whoever reads ca.pem as soon as it appears (an operator's script, a
         test waiting for start-up) never sees half of it."""
         cert_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = cert_path.with_suffix(".pem.part")
-        partial.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
-        os.replace(partial, cert_path)
+        _write_whole(cert_path, self.certificate.public_bytes(serialization.Encoding.PEM))
 
     @property
     def fingerprint(self) -> str:
@@ -286,7 +287,7 @@ class CertificateAuthority:
         )
 
     def issued(self, cert: x509.Certificate) -> bool:
-        return cert.issuer == self.certificate.subject and _signed_by(cert, self.certificate)
+        return cert.issuer == self.certificate.subject and signed_by(cert, self.certificate)
 
 
 @dataclass(frozen=True)
@@ -363,8 +364,7 @@ class FileAuthorities:
     def rotate(self) -> Authorities:
         current = self.load()
         if current.retiring is not None:
-            raise Conflict("a CA rotation is already under way; retire the old CA first "
-                           "(corral ca retire-old)")
+            raise Conflict(ALREADY_ROTATING)
         new = CertificateAuthority.create()
         self._write("ca-retiring", current.signer, current.signer.certificate_pem)
         self._write("ca-next", new, new.certificate_pem + current.signer.certificate_pem)
@@ -375,7 +375,7 @@ class FileAuthorities:
     def retire(self) -> Authorities:
         current = self.load()
         if current.retiring is None:
-            raise Conflict("no CA rotation is under way")
+            raise Conflict(NOT_ROTATING)
         _write_whole(self._path("ca", "pem"), current.signer.certificate_pem.encode())
         for suffix in ("key", "pem"):
             self._path("ca-retiring", suffix).unlink(missing_ok=True)
@@ -395,7 +395,8 @@ def _write_whole(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether `issuer` signed `cert` (a CA of a trust bundle, say)."""
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):

@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from corral.agent.layout import AgentDir, AgentError
-from corral.pki import fingerprint_of, load_bundle
+from corral.pki import fingerprint_of, load_bundle, signed_by
 
 RENEW_AT = 2 / 3
 """of the certificate's life"""
@@ -77,17 +76,9 @@ def check_issued(server_id: int, key_pem: bytes, certificate_pem: str,
     cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not cn or cn[0].value != str(server_id):
         raise AgentError(f"the renewed certificate does not name server {server_id}")
-    if any(_issued(cert, ca) for ca in cas):
+    if any(signed_by(cert, ca) for ca in cas):
         return cas
     raise AgentError("the renewed certificate is not signed by a CA of its trust bundle")
-
-
-def _issued(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 def install(layout: AgentDir, key_pem: bytes, certificate_pem: str, bundle_pem: str) -> None:
@@ -118,7 +109,7 @@ def keep_trusting(layout: AgentDir, fingerprints: list[str]) -> bool:
         own = current(layout)
     except (OSError, ValueError, AgentError):
         return False
-    kept = [ca for ca in cas if fingerprint_of(ca) in fingerprints or _issued(own, ca)]
+    kept = [ca for ca in cas if fingerprint_of(ca) in fingerprints or signed_by(own, ca)]
     if not kept or len(kept) == len(cas):
         return False
     pem = b"".join(ca.public_bytes(serialization.Encoding.PEM) for ca in kept)

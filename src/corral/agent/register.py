@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from corral.agent import AGENT_VERSION
+from corral.agent import AGENT_VERSION, certificates
 from corral.agent.layout import AgentDir, AgentError, Identity, write_identity, write_private
 from corral.pki import fingerprint_of, new_key_request
 
@@ -45,14 +45,8 @@ def register(manager_url: str, directory: Path, token: str, name: str,
         "muleLabel": name,
         "signatureRequest": request.csr_pem,
     }
-    url = manager_url.rstrip("/") + "/hybrid/api/v1/servers"
-    try:
-        r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                       verify=ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else True)
-    except httpx.HTTPError as exc:
-        raise AgentError(f"cannot reach the control plane at {manager_url}: {exc}") from exc
-    if r.status_code != 200:
-        raise AgentError(_refusal(r))
+    r = _post(manager_url, "/hybrid/api/v1/servers", body, token,
+              ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else True)
     try:
         answer = r.json()
         cert = x509.load_pem_x509_certificate(answer["certificate"].encode())
@@ -99,8 +93,6 @@ def reregister(directory: Path, token: str, ca_cert: Path | None = None) -> Iden
     used (it expired while the agent was off). The request proves possession of the old key
     (the CSR signed with it) besides the token, so a token alone cannot take a server over.
     Same server, same applications; key, certificate and trust bundle are replaced whole."""
-    from corral.agent import certificates
-
     layout = AgentDir(directory)
     identity = layout.load_identity()
     certificates.recover(layout)
@@ -115,21 +107,15 @@ def reregister(directory: Path, token: str, ca_cert: Path | None = None) -> Iden
     request = new_key_request(identity.name)
     proof = base64.b64encode(old_key.sign(request.csr_pem.encode(),
                                           ec.ECDSA(hashes.SHA256()))).decode()
-    url = f"{identity.managerUrl}/hybrid/api/v1/servers/{identity.serverId}/reregistration"
     verify: ssl.SSLContext | bool = True
     if ca_cert is not None:
         verify = ssl.create_default_context(cafile=str(ca_cert))
     elif identity.managerUrl.startswith("https://"):
         verify = ssl.create_default_context(cafile=str(layout.ca))  # the CA it trusts already
-    try:
-        r = httpx.post(url, json={"signatureRequest": request.csr_pem,
-                                  "certificate": old_certificate, "proof": proof},
-                       headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=verify)
-    except httpx.HTTPError as exc:
-        raise AgentError(f"cannot reach the control plane at {identity.managerUrl}: "
-                         f"{exc}") from exc
-    if r.status_code != 200:
-        raise AgentError(_refusal(r))
+    r = _post(identity.managerUrl,
+              f"/hybrid/api/v1/servers/{identity.serverId}/reregistration",
+              {"signatureRequest": request.csr_pem, "certificate": old_certificate,
+               "proof": proof}, token, verify)
     try:
         answer = r.json()
         certificate, bundle = str(answer["certificate"]), str(answer["caCertificate"])
@@ -138,6 +124,19 @@ def reregister(directory: Path, token: str, ca_cert: Path | None = None) -> Iden
     certificates.check_issued(identity.serverId, request.key_pem, certificate, bundle)
     certificates.install(layout, request.key_pem, certificate, bundle)
     return identity
+
+
+def _post(manager_url: str, path: str, body: dict[str, str], token: str,
+          verify: ssl.SSLContext | bool) -> httpx.Response:
+    """A registration call with the token; AgentError for anything but a 200."""
+    try:
+        r = httpx.post(manager_url.rstrip("/") + path, json=body,
+                       headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=verify)
+    except httpx.HTTPError as exc:
+        raise AgentError(f"cannot reach the control plane at {manager_url}: {exc}") from exc
+    if r.status_code != 200:
+        raise AgentError(_refusal(r))
+    return r
 
 
 def _normalise_pin(value: str) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import ControlPlaneSecret
 from corral.errors import Conflict
-from corral.pki import Authorities, CertificateAuthority
+from corral.pki import ALREADY_ROTATING, NOT_ROTATING, Authorities, CertificateAuthority
 from corral.sealing import MasterKey, Sealer
 
 CA = "ca"
@@ -66,8 +66,7 @@ def rotate(session: Session, master: MasterKey) -> Authorities:
     """A new signing CA; the current one is kept, trusted, as the one being retired."""
     current = authorities(session, master, CertificateAuthority.create)
     if current.retiring is not None:
-        raise Conflict("a CA rotation is already under way; retire the old CA first "
-                       "(corral ca retire-old)")
+        raise Conflict(ALREADY_ROTATING)
     new = CertificateAuthority.create()
     session.add(ControlPlaneSecret(name=CA_RETIRING,
                                    sealed=master.seal(_packed(current.signer))))
@@ -80,7 +79,7 @@ def rotate(session: Session, master: MasterKey) -> Authorities:
 def retire(session: Session, master: MasterKey) -> Authorities:
     current = authorities(session, master, CertificateAuthority.create)
     if current.retiring is None:
-        raise Conflict("no CA rotation is under way")
+        raise Conflict(NOT_ROTATING)
     session.execute(delete(ControlPlaneSecret).where(ControlPlaneSecret.name == CA_RETIRING))
     return Authorities(current.signer)
 

@@ -35,7 +35,6 @@ class Certificates:
         self.tls = tls
         self.resend = resend
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._renewed_at: dict[int, float] = {}
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -69,10 +68,10 @@ class Certificates:
     async def renew(self, conn: AgentConnection, request: wire.RenewCertificate) -> None:
         sid = conn.server_id
         now = time.monotonic()
-        if now - self._renewed_at.get(id(conn), float("-inf")) < MIN_RENEWAL_SECONDS:
+        if now - conn.renewed_at < MIN_RENEWAL_SECONDS:
             answer = wire.CertificateIssued(error="renewed moments ago; try again later")
         else:
-            self._renewed_at[id(conn)] = now
+            conn.renewed_at = now
             try:
                 # signed by the CA of the latest rotation, even one another replica made a
                 # moment ago (this replica would otherwise notice within FOLLOW_SECONDS)
@@ -93,6 +92,3 @@ class Certificates:
                                                 caCertificates=self.plane.authorities.bundle_pem)
         with contextlib.suppress(ConnectionClosed):
             await conn.ws.send(wire.encode(answer))
-
-    def forget(self, conn: AgentConnection) -> None:
-        self._renewed_at.pop(id(conn), None)

@@ -44,6 +44,8 @@ class AgentConnection:
         self._on_measurements = on_measurements
         self._on_renew = on_renew
         self._renewal: asyncio.Task[None] | None = None
+        self.renewed_at = float("-inf")
+        """when a renewal was last asked for on this connection (monotonic)"""
         self._log_requests: dict[str, asyncio.Queue[wire.LogLines]] = {}
 
     @property

@@ -234,7 +234,6 @@ class Gateway:
         try:
             await conn.receive_loop()
         finally:
-            self.certificates.forget(conn)
             if self.connections.get(who.server_id) is conn:
                 del self.connections[who.server_id]
                 log.info("server %s disconnected", who.server_id)
