@@ -126,6 +126,21 @@ class TestReregistration:
         assert _serial(plane, other.id) == other.serial
 
 
+    def test_malformed_bodies(self, api: Api, plane: ControlPlane) -> None:
+        server = Registered(api, "a")
+        auth = {"Authorization": f"Bearer {api.registration_token()}",
+                "Content-Type": "application/json"}
+        url = f"/hybrid/api/v1/servers/{server.id}/reregistration"
+        for body in ("{", "[]", '{"signatureRequest": 5}', '{"extra": 1}'):
+            r = api.client.post(url, headers=auth, content=body)
+            assert r.status_code == 400, (body, r.text)
+            assert r.json()["message"]
+        r = api.client.post("/hybrid/api/v1/servers/nope/reregistration", headers=auth,
+                            content="{}")
+        assert r.status_code in (400, 404)
+        assert _serial(plane, server.id) == server.serial
+
+
 class TestRenewal:
     def test_operator_asks_and_the_desired_state_says_so(self, api: Api,
                                                          plane: ControlPlane) -> None:
@@ -137,6 +152,9 @@ class TestRenewal:
         assert desired(plane, sid)["renewCertificateWithin"] == 0
         assert api.post("/servers/99999/certificate").status_code == 404
         assert api.in_env("Sandbox").post(f"/servers/{sid}/certificate").status_code == 404
+        assert api.post("/servers/not-a-number/certificate").status_code in (400, 404)
+        r = api.client.post(f"/hybrid/api/v1/servers/{sid}/certificate")
+        assert r.status_code == 401 and r.json()["message"]
 
     def test_renewal_then_promotion_revokes_the_old(self, api: Api,
                                                     plane: ControlPlane) -> None:
