@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The PostgreSQL half of the suite; trust auth on 127.0.0.1, as the README says.
 export CORRAL_TEST_DATABASE_URL ?= postgresql+psycopg://127.0.0.1:5432/test
 
-.PHONY: install serve test clean
+.PHONY: install serve test model clean
 
 $(BIN)/corral: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ serve: install  ## run the control plane on the embedded default (SQLite in ./co
 test: install  ## the whole suite, on SQLite and on PostgreSQL
 	$(BIN)/python -m compileall -q src bench > /dev/null  # hundreds of processes start from it
 	$(BIN)/python -m pytest -n 4 --maxschedchunk 1
+
+# The model of the API's promises (tests/model, docs/model.md) in its long profile: hundreds of
+# generated sequences on both databases, in-process and through real processes, then the
+# status-word and concurrency runs. About an hour on 2 cores.
+model: install  ## the long profile of the reference model
+	CORRAL_MODEL_PROFILE=long $(BIN)/python -m pytest -n 4 --maxschedchunk 1 -rP tests/model
 
 clean:
 	rm -rf $(VENV) corral-data .pytest_cache

@@ -150,6 +150,10 @@ class ApplicationReport(BaseModel):
     status: InstanceStatus
     message: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
+    serving: bool | None = None
+    """A deployment of the application passed its checks and runs here now: the reported one
+    (`STARTED`), or an earlier one still running while this one is fetched (`DEPLOYING`, or
+    `DEPLOYMENT_FAILED` when fetching it failed). Absent (older agents): `status == STARTED`."""
 
 
 class ClusterMemberState(BaseModel):

@@ -294,6 +294,49 @@ class TestOrganizations:
                                 json={"username": "ops2", "password": "short"})
         assert short.status_code == 400
 
+    def test_rename_and_delete_an_environment(self, api: Api) -> None:
+        """kloudtek's `Environment.java` renames with PUT and deletes with DELETE: admins only;
+        an environment that holds anything, or the last one, stays (409)."""
+        base = f"/accounts/api/organizations/{api.org_id}/environments"
+        staging = api.client.post(base, headers=_bearer(api.token),
+                                  json={"name": "Staging"}).json()["id"]
+        r = api.client.put(f"{base}/{staging}", headers=_bearer(api.token),
+                           json={"id": staging, "name": "Stage", "type": "sandbox"})
+        assert (r.status_code, r.json()["name"]) == (200, "Stage")
+        taken = api.client.put(f"{base}/{staging}", headers=_bearer(api.token),
+                               json={"name": "Production"})
+        assert taken.status_code == 409
+        r = api.client.post(f"/accounts/api/organizations/{api.org_id}/users",
+                            headers=_bearer(api.token),
+                            json={"username": "stager", "password": "longenough1",
+                                  "role": "operator", "environments": [staging]})
+        stager = r.json()["id"]
+        token = api.client.post("/accounts/login", json={
+            "username": "stager", "password": "longenough1"}).json()["access_token"]
+        assert api.client.delete(f"{base}/{staging}", headers=_bearer(token)).status_code == 403
+        assert api.client.put(f"{base}/{staging}", headers=_bearer(token),
+                              json={"name": "Mine"}).status_code == 403
+        api.envs["Stage"] = staging
+        held = api.in_env("Stage").register("stage-1")
+        r = api.client.delete(f"{base}/{staging}", headers=_bearer(api.token))
+        assert r.status_code == 409 and "1 servers" in r.json()["message"]
+        assert api.in_env("Stage").delete(f"/servers/{held}").status_code == 204
+        assert api.client.delete(f"{base}/{staging}", headers=_bearer(api.token)).status_code \
+            == 204
+        assert api.client.get(f"{base}/{staging}", headers=_bearer(api.token)).status_code == 404
+        assert api.client.delete(f"{base}/{staging}", headers=_bearer(api.token)).status_code \
+            == 404
+        listed = api.client.get(f"/accounts/api/organizations/{api.org_id}/users",
+                                headers=_bearer(api.token)).json()["data"]
+        assert [u["environments"] for u in listed if u["id"] == stager] == [[]]
+        # the last one stays
+        for env in api.client.get(base, headers=_bearer(api.token)).json()["data"][1:]:
+            assert api.client.delete(f"{base}/{env['id']}",
+                                     headers=_bearer(api.token)).status_code == 204
+        [last] = api.client.get(base, headers=_bearer(api.token)).json()["data"]
+        r = api.client.delete(f"{base}/{last['id']}", headers=_bearer(api.token))
+        assert r.status_code == 409 and "last" in r.json()["message"]
+
 
 class TestHybridScope:
     def test_missing_env_header_is_400(self, api: Api) -> None:

@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -33,6 +34,21 @@ CORRAL = [sys.executable, "-m", "corral"]
 
 
 def free_port() -> int:
+    """A port for a server, below the kernel's range for outgoing connections: a port taken
+    from that range (bind to 0) can be given to some client's connection while the server on
+    it restarts, and the server then cannot bind it again."""
+    low, high = 20000, 32000
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            high = min(high, int(f.read().split()[0]))
+    for _ in range(200):
+        port = random.randrange(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -161,9 +177,14 @@ class Operator:
                           what=f"{path} {what}")
 
     def wait_app(self, app_id: int, status: str, timeout: float = 30) -> dict[str, Any]:
-        """Poll until the application's aggregated status is `status`."""
-        return self._until(f"/applications/{app_id}",
-                           lambda a: a["lastReportedStatus"] == status, timeout, f"reached {status}")
+        """Poll until the application's aggregated status is `status`; for STARTED, until it
+        is done, as ARM's clients wait: `desiredStatus` STARTED too, not UPDATED (it already
+        runs on some servers, not yet on all; ADR 0006)."""
+        def reached(a: dict[str, Any]) -> bool:
+            return bool(a["lastReportedStatus"] == status
+                        and (status != "STARTED" or a["desiredStatus"] == "STARTED"))
+
+        return self._until(f"/applications/{app_id}", reached, timeout, f"reached {status}")
 
     def wait_server(self, server_id: int, status: str, timeout: float = 30) -> dict[str, Any]:
         return self._until(f"/servers/{server_id}", lambda s: s["status"] == status, timeout,

@@ -113,7 +113,7 @@ class TestServerLifecycle:
         operator.call("PATCH", f"/applications/{app['id']}", expect=200,
                       files={"file": ("hello-2.zip", app_zip("v2"), "application/zip")})
         eventually(lambda: operator.data(f"/applications/{app['id']}"),
-                   lambda a: a["lastReportedStatus"] == "STARTED"
+                   lambda a: (a["lastReportedStatus"], a["desiredStatus"]) == ("STARTED", "STARTED")
                    and a["serverArtifacts"][0]["deploymentId"] == 2, what="deployment 2 started")
         assert ask(port)["version"] == "v2"
         assert agent.app_copies("hello") == 1

@@ -154,14 +154,14 @@ def test_applications(fleet: Fleet, operator: Operator, tmp_path: Path) -> None:
     pid = ask(app_port(a, "svc"))["pid"]
     cli("runtime-mgr:standalone-application:restart", "svc")
     eventually(lambda: operator.data(f"/applications/{app['id']}"),
-               lambda a: a["lastReportedStatus"] == "STARTED"
+               lambda a: (a["lastReportedStatus"], a["desiredStatus"]) == ("STARTED", "STARTED")
                and all(i["deploymentId"] == 2 for i in a["serverArtifacts"]),
                what="the restart's deployment started")
     assert ask(app_port(a, "svc"))["pid"] != pid
     assert "redeployed" in cli("runtime-mgr:standalone-application:modify", str(app["id"]),
                                str(v2))
     eventually(lambda: operator.data(f"/applications/{app['id']}"),
-               lambda a: a["lastReportedStatus"] == "STARTED"
+               lambda a: (a["lastReportedStatus"], a["desiredStatus"]) == ("STARTED", "STARTED")
                and all(i["deploymentId"] == 3 for i in a["serverArtifacts"]),
                what="the modify's deployment started")
     assert ask(app_port(b, "svc"))["version"] == "v2"

@@ -53,3 +53,36 @@ def test_no_operation_answers_with_a_server_error(api: Api) -> None:  # noqa: F8
           f"{len(failures)} server errors")
     assert operations >= 40
     assert not failures, "\n".join(failures[:20])
+
+
+STATEFUL_EXAMPLES = 15
+
+
+@pytest.mark.slow
+@pytest.mark.every_database
+def test_linked_sequences_answer_no_server_error(api: Api) -> None:
+    """Schemathesis' stateful phase: it follows the OpenAPI links from each create to the
+    calls that take the new id (get, change, delete, members), so sequences reach real objects
+    instead of 404s. A fixed seed (derandomized): the same sequences every run."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api.client.app)
+    calls: list[str] = []
+    failures: list[str] = []
+
+    class Linked(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": {**(case.headers or {}), **api.headers}}
+
+        def validate_response(self, response: Any, case: Any, *args: Any, **kw: Any) -> None:
+            calls.append(f"{case.method} {case.path} {response.status_code}")
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path}: "
+                                f"{response.status_code} {response.text[:200]}")
+
+    Linked.run(settings=hypothesis.settings(
+        max_examples=STATEFUL_EXAMPLES, derandomize=True, deadline=None, database=None,
+        stateful_step_count=10, suppress_health_check=list(HealthCheck)))
+    chained = [c for c in calls if "{" in c and c.endswith((" 200", " 204"))]
+    print(f"\n[measure] stateful fuzz: {len(calls)} calls, {len(chained)} reached a real id, "
+          f"{len(failures)} server errors")
+    assert chained, "no call followed a link"
+    assert not failures, "\n".join(failures[:20])

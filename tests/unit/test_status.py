@@ -62,9 +62,9 @@ def test_target_status_in_arm_words(statuses: list[str], expected: str) -> None:
 ARM_WORDS = {"UNDEPLOYED", "STARTED", "STOPPED", "DEPLOYMENT_FAILED"}
 
 
-def _status(*instances: tuple[str, bool], desired: str = "STARTED", redeployed: bool = False,
-            cluster: bool = False) -> ApplicationStatus:
-    return application_status([Instance(s, c) for s, c in instances], desired=desired,
+def _status(*instances: tuple[str, bool] | tuple[str, bool, bool], desired: str = "STARTED",
+            redeployed: bool = False, cluster: bool = False) -> ApplicationStatus:
+    return application_status([Instance(*i) for i in instances], desired=desired,
                               redeployed=redeployed, cluster=cluster)
 
 
@@ -74,7 +74,9 @@ def _status(*instances: tuple[str, bool], desired: str = "STARTED", redeployed: 
         ([], False, "UNDEPLOYED", "UNDEPLOYED"),
         ([("DEPLOYING", True)], False, "UNDEPLOYED", "DEPLOYING"),
         ([("STARTED", True), ("STARTED", True)], False, "STARTED", "STARTED"),
-        ([("STARTED", True), ("STARTING", True)], False, "UNDEPLOYED", "PARTIALLY_STARTED"),
+        # it runs on one server, the other is still starting: not UNDEPLOYED (nothing that
+        # runs reads so); `desiredStatus` says UPDATED until it is done
+        ([("STARTED", True), ("STARTING", True)], False, "STARTED", "PARTIALLY_STARTED"),
         ([("STARTED", True), ("STOPPED", True)], False, "STOPPED", "PARTIALLY_STARTED"),
         ([("STARTED", True), ("DEPLOYMENT_FAILED", True)], False, "DEPLOYMENT_FAILED",
          "DEPLOYMENT_FAILED"),
@@ -101,8 +103,29 @@ def test_application_status_in_arm_words(
 def test_desired_reads_updated_while_a_redeploy_settles() -> None:
     settling = [("STARTED", True), ("DEPLOYING", True), ("STARTING", False)]
     assert _status(*settling, redeployed=True).desired == "UPDATED"
-    assert _status(*settling, redeployed=False).desired == "STARTED"  # a first deploy
+    # a first deploy that runs on some servers only: not done either
+    assert _status(*settling, redeployed=False).desired == "UPDATED"
+    assert _status(("DEPLOYING", True), ("STARTING", True)).desired == "STARTED"  # none yet
     assert _status(*settling, redeployed=True, desired="STOPPED").desired == "STOPPED"
     # settled: every connected instance started or failed; the away one does not count
     done = [("STARTED", True), ("DEPLOYMENT_FAILED", True), ("DEPLOYING", False)]
     assert _status(*done, redeployed=True).desired == "STARTED"
+
+
+def test_a_redeploy_reads_started_while_an_earlier_deployment_serves() -> None:
+    """The rollout of a group of three whose first server fetches (then starts) the new
+    version: the other two serve the old one all along, so it never reads UNDEPLOYED."""
+    fetching = _status(("DEPLOYING", True, True), ("STARTED", True, True),
+                       ("STARTED", True, True), redeployed=True)
+    assert (fetching.reported, fetching.desired) == ("STARTED", "UPDATED")
+    starting = _status(("STARTING", True, False), ("STARTED", True, True),
+                       ("STARTED", True, True), redeployed=True)
+    assert (starting.reported, starting.desired) == ("STARTED", "UPDATED")
+    # one server alone, its old version running while the new one is fetched
+    alone = _status(("DEPLOYING", True, True), redeployed=True)
+    assert (alone.reported, alone.desired) == ("STARTED", "UPDATED")
+    # nothing serves: the old one stopped and the new one not up yet
+    assert _status(("STARTING", True, False), redeployed=True).reported == "UNDEPLOYED"
+    # what was asked runs everywhere: done
+    done = _status(("STARTED", True, True), ("STARTED", True, True), redeployed=True)
+    assert (done.reported, done.desired) == ("STARTED", "STARTED")

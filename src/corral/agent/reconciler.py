@@ -316,16 +316,19 @@ class Reconciler:
         for app in wanted:
             failed = self.failures.get(app.name)
             runner = self.runners.get(app.name)
+            # an earlier deployment may still serve while this one is fetched (or failed to be)
+            serving = runner is not None and runner.status == "STARTED"
             if failed and failed[0] == app.deploymentId:
                 apps.append(ApplicationReport(name=app.name, deploymentId=app.deploymentId,
-                                              status="DEPLOYMENT_FAILED", message=failed[1]))
+                                              status="DEPLOYMENT_FAILED", message=failed[1],
+                                              serving=serving))
             elif runner is not None and runner.spec.deployment_id == app.deploymentId:
                 apps.append(ApplicationReport(name=app.name, deploymentId=app.deploymentId,
                                               status=runner.status, message=runner.message,
-                                              port=runner.spec.port or None))
+                                              port=runner.spec.port or None, serving=serving))
             else:
                 apps.append(ApplicationReport(name=app.name, deploymentId=app.deploymentId,
-                                              status="DEPLOYING"))
+                                              status="DEPLOYING", serving=serving))
         view = self.cluster.view() if self.cluster is not None else None
         return Report(revision=self.desired.revision if self.desired else 0, applications=apps,
                       cluster=view)

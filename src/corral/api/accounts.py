@@ -9,11 +9,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
-from corral.api import schemas
+from corral.api import links, schemas
 from corral.api.bodies import json_or_form, openapi_json_or_form, read_small
 from corral.api.deps import AdminDep, PrincipalDep, ReadSessionDep, SessionDep, TokenDep
 from corral.db.models import ConnectedApp, User, now_ms
-from corral.domain import accounts, audit, views
+from corral.domain import accounts, audit, environments, views
 from corral.domain.accounts import Principal
 from corral.errors import InvalidInput, Unauthenticated
 from corral.http_context import PlaneDep, SourceDep, note_actor
@@ -163,12 +163,37 @@ def get_environment(
     "/api/organizations/{org_id}/environments",
     status_code=201,
     response_model=schemas.EnvironmentOut,
+    responses=links.created(201, "/id", *(
+        (method, "/accounts/api/organizations/{org_id}/environments/{env_id}", "env_id")
+        for method in ("get", "put", "delete"))),
 )
 def create_environment(
     session: SessionDep, principal: AdminDep, org_id: str, body: schemas.EnvironmentIn
 ) -> dict[str, Any]:
     org = accounts.own_organization(session, principal, org_id)
     return views.environment(accounts.create_environment(session, org.id, body.name, body.type))
+
+
+@router.put(
+    "/api/organizations/{org_id}/environments/{env_id}", response_model=schemas.EnvironmentOut
+)
+def rename_environment(
+    session: SessionDep, principal: AdminDep, org_id: str, env_id: str,
+    body: schemas.EnvironmentRenameIn,
+) -> dict[str, Any]:
+    org = accounts.own_organization(session, principal, org_id)
+    return views.environment(environments.rename(session, org.id, env_id, body.name))
+
+
+@router.delete("/api/organizations/{org_id}/environments/{env_id}", status_code=204)
+def delete_environment(
+    session: SessionDep, principal: AdminDep, org_id: str, env_id: str
+) -> Response:
+    """Only an environment that holds no server, group, cluster or application (409), and not
+    the organization's last one."""
+    org = accounts.own_organization(session, principal, org_id)
+    environments.delete_environment(session, org.id, env_id)
+    return Response(status_code=204)
 
 
 @router.get(
@@ -208,7 +233,10 @@ def list_users(session: ReadSessionDep, principal: AdminDep, org_id: str) -> dic
 
 
 @router.post(
-    "/api/organizations/{org_id}/users", status_code=201, response_model=schemas.UserOut
+    "/api/organizations/{org_id}/users", status_code=201, response_model=schemas.UserOut,
+    responses=links.created(201, "/id", *(
+        (method, "/accounts/api/organizations/{org_id}/users/{user_id}", "user_id")
+        for method in ("patch", "delete"))),
 )
 def create_user(
     session: SessionDep, principal: AdminDep, org_id: str, body: schemas.UserIn

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from corral.api import envelope, schemas
+from corral.api import envelope, links, schemas
 from corral.api.bodies import json_or_form, read_small
 from corral.api.deps import (
     OperatorScopeDep,
@@ -26,7 +26,8 @@ from corral.domain import accounts, applications, deployments, history, logs, re
 from corral.errors import AgentUnavailable
 from corral.http_context import PlaneDep, read_upload
 
-router = APIRouter(prefix="/hybrid/api/v1/applications", tags=["applications"])
+PATH = "/hybrid/api/v1/applications"
+router = APIRouter(prefix=PATH, tags=["applications"])
 MAX_LOG_LINE = 32 * 1024
 PAGE_CAP = 1000
 One = schemas.Data[schemas.ApplicationOut]
@@ -68,7 +69,11 @@ PATCH_FORMS = {
 
 
 @router.post("", status_code=202, response_model=One, response_model_exclude_unset=True,
-             openapi_extra=DEPLOY_FORM)
+             openapi_extra=DEPLOY_FORM, responses=links.created(202, "/data/id", *(
+                 (method, f"{PATH}/{{app_id}}", "app_id")
+                 for method in ("get", "patch", "delete")),
+                 ("get", f"{PATH}/{{app_id}}/deployments", "app_id"),
+                 ("post", f"{PATH}/{{app_id}}/rollback", "app_id")))
 async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
                  principal: PrincipalDep) -> JSONResponse:
     form = await read_upload(request, plane)

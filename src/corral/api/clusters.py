@@ -7,18 +7,23 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from corral.api import envelope, schemas
+from corral.api import envelope, links, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import Cluster
 from corral.domain import clusters, rollouts, views
 from corral.domain.targets import get_target, list_targets
 from corral.http_context import PlaneDep
 
-router = APIRouter(prefix="/hybrid/api/v1/clusters", tags=["clusters"])
+PATH = "/hybrid/api/v1/clusters"
+router = APIRouter(prefix=PATH, tags=["clusters"])
 One = schemas.Data[schemas.ClusterOut]
 
 
-@router.post("", status_code=201, response_model=One, response_model_exclude_unset=True)
+@router.post("", status_code=201, response_model=One, response_model_exclude_unset=True,
+             responses=links.created(201, "/data/id", *(
+                 (method, f"{PATH}/{{cluster_id}}", "cluster_id")
+                 for method in ("get", "patch", "delete")),
+                 ("post", f"{PATH}/{{cluster_id}}/servers", "cluster_id")))
 def create(
     session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep, body: schemas.ClusterIn
 ) -> dict[str, Any]:

@@ -17,11 +17,15 @@ from sqlalchemy.exc import (
     StatementError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral.errors import CorralError, TooManyRequests
 
 log = logging.getLogger(__name__)
+CONFLICT_STATES = frozenset({"40001", "40P01"})
+"""PostgreSQL's serialization_failure and deadlock_detected."""
+CONCURRENT = "a concurrent change to the same objects came first; nothing was applied, retry"
 
 
 def error_response(
@@ -103,11 +107,21 @@ def install(app: FastAPI) -> None:
     async def _unicode(_: Request, exc: UnicodeError) -> JSONResponse:
         return error_response(400, "the request holds text that is not valid UTF-8")
 
+    @app.exception_handler(StaleDataError)
+    async def _stale(_: Request, exc: StaleDataError) -> JSONResponse:
+        log.info("a row changed meanwhile, mapped to 409: %s", exc)
+        return error_response(409, CONCURRENT)
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
     async def _db_down(_: Request, exc: Exception) -> JSONResponse:
-        """The database restarting or out of reach: a clear 503 the caller may retry."""
+        """The database restarting or out of reach: a clear 503 the caller may retry. A
+        transaction the database chose to end (a deadlock, a serialization failure) is a
+        conflict with a concurrent change: 409, and nothing of it was applied."""
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) in CONFLICT_STATES:
+            log.info("concurrent change mapped to 409: %s", getattr(exc, "orig", exc))
+            return error_response(409, CONCURRENT)
         log.error("database unavailable: %s", getattr(exc, "orig", exc))
         return error_response(503, "the database is unavailable; retry later",
                               headers={"Retry-After": "5"})

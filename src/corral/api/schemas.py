@@ -114,6 +114,13 @@ class EnvironmentIn(Lenient):
     type: Literal["production", "sandbox", "design"] = "sandbox"
 
 
+class EnvironmentRenameIn(Lenient):
+    """kloudtek's client sends the whole environment back with a new `name`; the rest is
+    ignored."""
+
+    name: str
+
+
 class UserIn(Lenient):
     username: Short
     password: Secret

@@ -5,18 +5,22 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from corral.api import envelope, schemas
+from corral.api import envelope, links, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import ServerGroup
 from corral.domain import reads, rollouts, server_groups
 from corral.domain.targets import get_target, list_targets
 from corral.http_context import PlaneDep
 
-router = APIRouter(prefix="/hybrid/api/v1/serverGroups", tags=["server groups"])
+PATH = "/hybrid/api/v1/serverGroups"
+router = APIRouter(prefix=PATH, tags=["server groups"])
 Group = schemas.Data[schemas.ServerGroupOut]
 
 
-@router.post("", status_code=201, response_model=Group, response_model_exclude_unset=True)
+@router.post("", status_code=201, response_model=Group, response_model_exclude_unset=True,
+             responses=links.created(201, "/data/id", *(
+                 (method, f"{PATH}/{{group_id}}", "group_id")
+                 for method in ("get", "patch", "delete"))))
 def create(
     session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep, body: schemas.ServerGroupIn
 ) -> JSONResponse:

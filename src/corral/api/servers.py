@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from corral import __version__
-from corral.api import envelope, schemas
+from corral.api import envelope, links, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep, TokenDep
 from corral.controlplane import ControlPlane
 from corral.db.models import RegistrationToken
@@ -20,7 +20,8 @@ from corral.http_context import PlaneDep, SourceDep, note_actor, note_environmen
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/hybrid/api/v1/servers", tags=["servers"])
+PATH = "/hybrid/api/v1/servers"
+router = APIRouter(prefix=PATH, tags=["servers"])
 
 
 @router.get("/registrationToken", response_model=schemas.RegistrationTokenOut)
@@ -79,7 +80,9 @@ def revoke_registration_token(
 
 
 @router.post("", summary="Register a server (authorised by a registration token)",
-             responses={429: {"model": schemas.ErrorOut}})
+             responses={429: {"model": schemas.ErrorOut}, **links.created(200, "/serverId", *(
+                 (method, f"{PATH}/{{server_id}}", "server_id")
+                 for method in ("get", "patch", "delete")))})
 def register(
     request: Request, plane: PlaneDep, token: TokenDep, source: SourceDep,
     body: schemas.RegistrationIn

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_LOCK_KEY = 0x636F7272616C  # replicas starting together migrate one at a time
@@ -40,8 +40,30 @@ def exclusive(engine: Engine) -> Iterator[None]:
 
 
 def upgrade(engine: Engine) -> None:
-    with exclusive(engine), engine.connect() as conn:
+    with exclusive(engine), engine.connect() as conn, _foreign_keys_off(conn):
         cfg = alembic_config(str(engine.url))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
         conn.commit()
+
+
+@contextmanager
+def _foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite rebuilds a table to change it (a copy, the old one dropped, the copy renamed).
+    With foreign keys on, dropping the old one would cascade to every row that refers to it,
+    so migrations run with them off, as SQLite's documentation prescribes, and every reference
+    is checked before they are on again. The pragma must be set outside a transaction: on the
+    driver's connection, before the migration's begins."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration left rows whose references are broken: {broken[:5]}")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -32,6 +33,13 @@ def now_ms() -> int:
 
 def new_uuid() -> str:
     return str(uuid.uuid4())
+
+
+NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
+"""Table option: an id is never handed out twice, even after the newest row is deleted (ARM
+never reuses one; a script polling a deleted application's id must not find another). SQLite
+otherwise gives the next row the highest id plus one; PostgreSQL's sequences never go back.
+Revision 0011 rebuilt the existing tables with it."""
 
 
 class Base(DeclarativeBase):
@@ -133,7 +141,7 @@ class Target(Base):
     """What an application can be deployed to: a server, a server group or a cluster."""
 
     __tablename__ = "targets"
-    __table_args__ = (UniqueConstraint("environment_id", "type", "name"),)
+    __table_args__ = (UniqueConstraint("environment_id", "type", "name"), NEVER_REUSED)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
     environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"), index=True)
@@ -236,6 +244,7 @@ class Artifact(Base):
     """One uploaded file; its bytes live in the content-addressed store under `sha256`."""
 
     __tablename__ = "artifacts"
+    __table_args__ = (NEVER_REUSED,)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -248,7 +257,7 @@ class Artifact(Base):
 
 class Application(Base):
     __tablename__ = "applications"
-    __table_args__ = (UniqueConstraint("target_id", "name"),)
+    __table_args__ = (UniqueConstraint("target_id", "name"), NEVER_REUSED)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
     environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"), index=True)
@@ -276,7 +285,7 @@ class ServerArtifact(Base):
     there is the application's own row (ADR 0007)."""
 
     __tablename__ = "server_artifacts"
-    __table_args__ = (UniqueConstraint("application_id", "server_id"),)
+    __table_args__ = (UniqueConstraint("application_id", "server_id"), NEVER_REUSED)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     application_id: Mapped[int] = mapped_column(
         ForeignKey("applications.id", ondelete="CASCADE"), index=True
@@ -291,6 +300,10 @@ class ServerArtifact(Base):
     message: Mapped[str | None] = mapped_column(Text)
     port: Mapped[int | None] = mapped_column(Integer)
     """Where the instance listens (`PORT`), as its agent last reported."""
+    serving: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A deployment of the application (this one or an earlier one still running while the
+    next is fetched) passed its checks and runs there, as its agent last reported: a
+    redeploying instance is not read as `UNDEPLOYED` (ADR 0006)."""
     discovered: Mapped[bool] = mapped_column(Boolean, default=False)
     time_created: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     time_updated: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
@@ -303,7 +316,7 @@ class TargetComponent(Base):
     """An agent component of a target (tracking, logging) as ARM's clients read and set it."""
 
     __tablename__ = "target_components"
-    __table_args__ = (UniqueConstraint("target_id", "name"),)
+    __table_args__ = (UniqueConstraint("target_id", "name"), NEVER_REUSED)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -337,6 +350,7 @@ class AuditEvent(Base):
     sweep (`CORRAL_AUDIT_RETENTION_DAYS`)."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (NEVER_REUSED,)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     organization_id: Mapped[str | None] = mapped_column(String(36), index=True)
     environment_id: Mapped[str | None] = mapped_column(String(36), index=True)
@@ -360,7 +374,7 @@ class Deployment(Base):
     exact artifact and configuration, who made it, and how it ended, per server."""
 
     __tablename__ = "deployments"
-    __table_args__ = (UniqueConstraint("application_id", "number"),)
+    __table_args__ = (UniqueConstraint("application_id", "number"), NEVER_REUSED)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     application_id: Mapped[int] = mapped_column(
         ForeignKey("applications.id", ondelete="CASCADE"), index=True)
@@ -388,6 +402,7 @@ class Rollout(Base):
     that drives it can die and another go on."""
 
     __tablename__ = "rollouts"
+    __table_args__ = (NEVER_REUSED,)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     application_id: Mapped[int] = mapped_column(
         ForeignKey("applications.id", ondelete="CASCADE"), index=True)
@@ -496,6 +511,7 @@ class AlertEvent(Base):
     the alert's history, kept until the alert is deleted."""
 
     __tablename__ = "alert_events"
+    __table_args__ = (NEVER_REUSED,)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"),
                                           index=True)
@@ -514,6 +530,7 @@ class AlertDelivery(Base):
     never sent again. After its last attempt it stays `DEAD` (the dead letters)."""
 
     __tablename__ = "alert_deliveries"
+    __table_args__ = (NEVER_REUSED,)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("alert_events.id", ondelete="CASCADE"),
                                           index=True)

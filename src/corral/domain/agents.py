@@ -165,8 +165,8 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
         rows = session.execute(
             select(ServerArtifact.id, ServerArtifact.server_id, ServerArtifact.deployment_id,
                    ServerArtifact.last_reported_status, ServerArtifact.message,
-                   ServerArtifact.port, Application.name, Application.deployment_id,
-                   Application.id)
+                   ServerArtifact.port, ServerArtifact.serving, Application.name,
+                   Application.deployment_id, Application.id)
             .join(Application, Application.id == ServerArtifact.application_id)
             .where(ServerArtifact.server_id.in_(chunk))
         ).all()
@@ -175,16 +175,18 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
             select(RolloutPin.server_id, RolloutPin.application_id, Deployment.number)
             .join(Deployment, Deployment.id == RolloutPin.deployment_id)
             .where(RolloutPin.server_id.in_(chunk)))}
-        for inst_id, sid, had, status, message, port, name, current, app_id in rows:
+        for inst_id, sid, had, status, message, port, serving, name, current, app_id in rows:
             current = pinned.get((sid, app_id), current)  # a rollout has not reached it
             entry = entries[sid].get(name)
             if entry is None or entry.deploymentId != current:
                 continue  # about an older deployment, or not yet about this one
-            if (had, status, message, port) != (current, entry.status, entry.message, entry.port):
+            now_serving = entry.status == "STARTED" if entry.serving is None else entry.serving
+            if (had, status, message, port, serving) != \
+                    (current, entry.status, entry.message, entry.port, now_serving):
                 updates.append({"id": inst_id, "deployment_id": current,
                                 "last_reported_status": entry.status,
                                 "message": entry.message, "port": entry.port,
-                                "time_updated": now})
+                                "serving": now_serving, "time_updated": now})
                 moved.add(app_id)
         session.execute(update(Server).where(Server.id.in_(chunk)).values(last_seen=now))
     if updates:

@@ -22,6 +22,7 @@ from corral.domain.accounts import Scope
 from corral.domain.configuration import with_application_name
 from corral.domain.names import as_id, check_application_name
 from corral.domain.status import DESIRED_STATUSES
+from corral.domain.targets import lock_rows
 from corral.errors import Conflict, InvalidInput, NotFound
 
 _servers = cast(Table, Server.__table__)
@@ -169,8 +170,13 @@ def split_off(session: Session, app: Application, server: Server) -> Application
     return own
 
 
-def get(session: Session, scope: Scope, app_id: int) -> Application:
-    app = session.get(Application, app_id) if as_id(app_id) is not None else None
+def get(session: Session, scope: Scope, app_id: int, *, lock: bool = False) -> Application:
+    """With `lock`, changes of one application take turns (its row stays locked until the
+    transaction ends)."""
+    if lock and as_id(app_id) is not None:
+        lock_rows(session, Application, [app_id])
+    app = session.get(Application, app_id, populate_existing=lock) \
+        if as_id(app_id) is not None else None
     if app is None or app.environment_id != scope.environment_id:
         raise NotFound(f"application {app_id} not found")
     return app
@@ -207,7 +213,7 @@ def redeploy(
     configuration: dict[str, Any] | None,
 ) -> Application:
     """A new deployment of the application: new file, new configuration, or the same again."""
-    app = get(session, scope, app_id)
+    app = get(session, scope, app_id, lock=True)
     if artifact is not None:
         app.artifact_id = artifact.id
     if configuration is not None:
@@ -225,7 +231,7 @@ def redeploy(
 def set_desired_status(session: Session, scope: Scope, app_id: int, status: str) -> Application:
     if status not in DESIRED_STATUSES:
         raise InvalidInput(f"desiredStatus must be one of {', '.join(DESIRED_STATUSES)}")
-    app = get(session, scope, app_id)
+    app = get(session, scope, app_id, lock=True)
     if app.desired_status != status:
         app.desired_status = status
         app.time_updated = now_ms()
@@ -237,8 +243,9 @@ def set_desired_status(session: Session, scope: Scope, app_id: int, status: str)
 
 def delete_application(session: Session, scope: Scope, app_id: int) -> None:
     """No error when it does not exist (ARM answers 204 either way)."""
-    app = session.get(Application, app_id) if as_id(app_id) is not None else None
-    if app is None or app.environment_id != scope.environment_id:
+    try:
+        app = get(session, scope, app_id, lock=True)
+    except NotFound:
         return
     _changed(session, app.target_id)
     session.delete(app)

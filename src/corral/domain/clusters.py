@@ -69,7 +69,7 @@ def create(
 
 
 def rename(session: Session, scope: Scope, cluster_id: int, name: object) -> Cluster:
-    cluster = get_target(session, scope, cluster_id, Cluster)
+    cluster = get_target(session, scope, cluster_id, Cluster, lock=True)
     new_name = check_name(name, "name")
     if new_name != cluster.name:
         check_name_free(session, scope, Cluster, new_name)
@@ -85,7 +85,7 @@ def add_server(
     member: dict[str, Any],
     max_size: int | None,
 ) -> Cluster:
-    cluster = get_target(session, scope, cluster_id, Cluster)
+    cluster = get_target(session, scope, cluster_id, Cluster, lock=True)
     ip = _check_ip(member.get("serverIp"), member.get("serverId"), cluster.multicast_enabled)
     server = joinable_server(session, scope, member.get("serverId"))
     check_size(len(cluster.servers), 1, max_size, "cluster")
@@ -106,7 +106,7 @@ def set_member_ip(
 ) -> Cluster:
     """ARM's "modify clustering information": the address a member is reached at. Every
     member's view of the membership changes, so each is told."""
-    cluster = get_target(session, scope, cluster_id, Cluster)
+    cluster = get_target(session, scope, cluster_id, Cluster, lock=True)
     server = _member(session, cluster, server_id)
     address = _check_ip(ip, server_id, cluster.multicast_enabled)
     if address != server.cluster_ip:
@@ -125,7 +125,7 @@ def _member(session: Session, cluster: Cluster, server_id: int) -> Server:
 
 def remove_server(session: Session, scope: Scope, cluster_id: int, server_id: int) -> None:
     """The server leaves; the cluster's applications are removed from it."""
-    cluster = get_target(session, scope, cluster_id, Cluster)
+    cluster = get_target(session, scope, cluster_id, Cluster, lock=True)
     server = _member(session, cluster, server_id)
     affected = [s.id for s in cluster.servers]
     server.cluster_id = None
@@ -143,7 +143,7 @@ def remove_server(session: Session, scope: Scope, cluster_id: int, server_id: in
 def delete_cluster(session: Session, scope: Scope, cluster_id: int) -> None:
     """As ARM does: the cluster's applications are removed from its servers (their processes
     stop), the servers stay registered and become standalone."""
-    cluster = get_target(session, scope, cluster_id, Cluster)
+    cluster = get_target(session, scope, cluster_id, Cluster, lock=True)
     for app in applications_on(session, cluster.id):
         session.delete(app)
     ids = [s.id for s in cluster.servers]

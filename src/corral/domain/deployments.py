@@ -50,7 +50,7 @@ def redeploy(session: Session, scope: Scope, app_id: int, fields: Mapping[str, s
     of a group or cluster (`domain/rollouts.py`)."""
     """A new deployment: the uploaded file and configuration where given, else the current
     ones again (a new deployment id either way, so every server restarts it)."""
-    app = applications.get(session, scope, app_id)
+    app = applications.get(session, scope, app_id, lock=True)
     policy = rollouts.parse_policy((fields or {}).get("rollout"))
     configuration = _configuration((fields or {}).get("configuration"), None, app.name)
     artifact = None
@@ -84,7 +84,7 @@ def rollback(session: Session, scope: Scope, app_id: int, history_id: int | None
     """Deploy again the exact artifact and configuration of an earlier deployment (by default
     the latest successful one before the current), through the same rollout machinery; the
     current one is ROLLED_BACK."""
-    app = applications.get(session, scope, app_id)
+    app = applications.get(session, scope, app_id, lock=True)
     policy = rollouts.parse_policy(rollout)
     restored = history.rollback_target(session, app, history_id)
     history.mark_rolled_back(session, app)
@@ -96,14 +96,14 @@ def rollback(session: Session, scope: Scope, app_id: int, history_id: int | None
 
 def promote(session: Session, scope: Scope, app_id: int, history_id: int) -> Application:
     """A canary's servers are healthy: release the rest."""
-    app = applications.get(session, scope, app_id)
+    app = applications.get(session, scope, app_id, lock=True)
     rollouts.promote(session, app.id, history_id)
     return app
 
 
 def cancel(session: Session, scope: Scope, app_id: int, history_id: int) -> Application:
     """Stop a rollout and return every server it updated to the previous deployment."""
-    app = applications.get(session, scope, app_id)
+    app = applications.get(session, scope, app_id, lock=True)
     rollouts.cancel(session, app.id, history_id)
     return app
 
@@ -112,7 +112,7 @@ def set_desired_status(session: Session, scope: Scope, app_id: int, status: str,
                        rollout: object = None) -> Application:
     """Start (`STARTED`) or stop (`STOPPED`) on every server of the target; with a policy
     (given, or the group's or cluster's) `maxParallel` servers at a time."""
-    app = applications.get(session, scope, app_id)
+    app = applications.get(session, scope, app_id, lock=True)
     policy = rollouts.parse_policy(rollout)
     if rollouts.in_progress(session, app.id) is not None:
         raise Conflict(f"application {app.id} has a rollout in progress; promote, cancel or "

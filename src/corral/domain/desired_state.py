@@ -53,6 +53,11 @@ def changed(session: Session, *, servers: Iterable[int] = (), targets: Iterable[
         reached = or_(_servers.c.id.in_(some_servers),
                       _servers.c.server_group_id.in_(some_targets),
                       _servers.c.cluster_id.in_(some_targets))
+        if session.get_bind().dialect.name == "postgresql":
+            # in id order first: two changes reaching the same servers wait for each other
+            # instead of deadlocking (an UPDATE locks rows in whatever order it scans them)
+            session.execute(select(_servers.c.id).where(reached).order_by(_servers.c.id)
+                            .with_for_update(key_share=True))
         bumped = session.execute(
             update(_servers).where(reached)
             .values(desired_revision=_servers.c.desired_revision + 1)

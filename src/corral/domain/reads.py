@@ -183,7 +183,8 @@ def _render(session: Session, rows: list[Row[Any]]) -> list[dict[str, Any]]:
         for inst in session.execute(
                 select(ServerArtifact.id, ServerArtifact.application_id, ServerArtifact.server_id,
                        ServerArtifact.deployment_id, ServerArtifact.last_reported_status,
-                       ServerArtifact.message, ServerArtifact.port, ServerArtifact.discovered,
+                       ServerArtifact.message, ServerArtifact.port, ServerArtifact.serving,
+                       ServerArtifact.discovered,
                        ServerArtifact.time_created, ServerArtifact.time_updated)
                 .where(ServerArtifact.application_id.in_(app_ids[start : start + CHUNK]))
                 .order_by(ServerArtifact.server_id)):

@@ -39,7 +39,7 @@ def create(
 
 
 def rename(session: Session, scope: Scope, group_id: int, name: object) -> ServerGroup:
-    group = get_target(session, scope, group_id, ServerGroup)
+    group = get_target(session, scope, group_id, ServerGroup, lock=True)
     new_name = check_name(name, "name")
     if new_name != group.name:
         check_name_free(session, scope, ServerGroup, new_name)
@@ -51,7 +51,7 @@ def add_server(
     session: Session, scope: Scope, group_id: int, server_id: object, max_size: int | None
 ) -> ServerGroup:
     """The group's applications are deployed to the newcomer."""
-    group = get_target(session, scope, group_id, ServerGroup)
+    group = get_target(session, scope, group_id, ServerGroup, lock=True)
     server = joinable_server(session, scope, server_id)
     check_size(len(group.servers), 1, max_size, "server group")
     server.server_group_id = group.id
@@ -67,7 +67,7 @@ def add_server(
 
 def remove_server(session: Session, scope: Scope, group_id: int, server_id: int) -> None:
     """The server keeps the group's applications, now as its own."""
-    group = get_target(session, scope, group_id, ServerGroup)
+    group = get_target(session, scope, group_id, ServerGroup, lock=True)
     server = session.get(Server, server_id) if as_id(server_id) is not None else None
     if server is None or server.server_group_id != group.id:
         raise NotFound(f"server {server_id} is not in server group {group_id}")
@@ -83,7 +83,7 @@ def delete_group(session: Session, scope: Scope, group_id: int) -> None:
     """As ARM does: each group application is cloned onto each of the group's servers as that
     server's own (same artifact, properties and deployment: nothing restarts), then the group
     goes."""
-    group = get_target(session, scope, group_id, ServerGroup)
+    group = get_target(session, scope, group_id, ServerGroup, lock=True)
     apps = applications_on(session, group.id)
     servers = list(group.servers)
     for app in apps:

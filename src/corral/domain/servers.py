@@ -21,7 +21,7 @@ REVOKED_KEY = "corral.revoked_servers"
 
 
 def rename(session: Session, scope: Scope, server_id: int, name: object) -> Server:
-    server = get_target(session, scope, server_id, Server)
+    server = get_target(session, scope, server_id, Server, lock=True)
     new_name = check_name(name, "name")
     if new_name != server.name:
         check_name_free(session, scope, Server, new_name)
@@ -32,7 +32,7 @@ def rename(session: Session, scope: Scope, server_id: int, name: object) -> Serv
 
 def delete_server(session: Session, scope: Scope, server_id: int) -> None:
     """Revoke its certificate, drop its own applications and its instances of others."""
-    server = get_target(session, scope, server_id, Server)
+    server = get_target(session, scope, server_id, Server, lock=True)
     members: list[int] = []
     if server.cluster is not None:
         # the deleted member's copy of the cluster key must stop working

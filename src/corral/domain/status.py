@@ -60,6 +60,9 @@ class Instance:
     """The instance's own last reported status (Corral's words, transitions included)."""
     connected: bool
     """Whether its server's agent is connected now."""
+    serving: bool = False
+    """A deployment of the application passed its checks and runs there: this one, or an
+    earlier one still running while the next is fetched."""
 
 
 @dataclass(frozen=True)
@@ -100,22 +103,28 @@ def application_status(
     """One application's status as ARM's clients read it.
 
     Only instances on connected servers count while any server is connected: a server that is
-    away keeps its last report, and the application converges there when it returns. On a
-    cluster the application is STARTED while it runs on at least one node (as ARM documents);
-    on a server or group, when it runs on every counted server."""
+    away keeps its last report, and the application converges there when it returns. The
+    application is done (`STARTED` with `desiredStatus` `STARTED`) on a cluster while its current
+    deployment runs on at least one node (as ARM documents), on a server or group when it runs
+    on every counted server. Before that, a failure or a stop says so; otherwise it reads
+    `STARTED` wherever some deployment of it serves (a redeploy, or a group partly started, with
+    `desiredStatus` `UPDATED` until it is done), and `UNDEPLOYED` only when nothing of it runs."""
     detailed = aggregate_application(i.status for i in instances)
-    counted = [i.status for i in instances if i.connected] or [i.status for i in instances]
-    words = [_arm_word(s) for s in counted]
-    if not words:
-        reported = "UNDEPLOYED"
-    elif cluster and "STARTED" in words or all(w == "STARTED" for w in words):
+    counted = [i for i in instances if i.connected] or list(instances)
+    words = [_arm_word(i.status) for i in counted]
+    done = bool(words) and ("STARTED" in words if cluster else
+                            all(w == "STARTED" for w in words))
+    if done:
         reported = "STARTED"
     elif "DEPLOYMENT_FAILED" in words:
         reported = "DEPLOYMENT_FAILED"
     elif "STOPPED" in words:
         reported = "STOPPED"
+    elif any(i.serving or i.status == "STARTED" for i in counted):
+        reported = "STARTED"  # it runs, the current deployment not everywhere yet
     else:
         reported = "UNDEPLOYED"
-    settling = any(s in NOT_YET_RUNNING for s in counted)
-    shown = "UPDATED" if desired == "STARTED" and redeployed and settling else desired
+    settling = any(i.status in NOT_YET_RUNNING for i in counted)
+    updating = (redeployed and settling) or (reported == "STARTED" and not done)
+    shown = "UPDATED" if desired == "STARTED" and updating else desired
     return ApplicationStatus(desired=shown, reported=reported, detailed=detailed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, with_polymorphic
@@ -19,13 +19,26 @@ KIND_NAMES = {Server: "server", ServerGroup: "server group", Cluster: "cluster"}
 
 CHUNK = 2000  # ids per IN (...) list
 
-def get_target(session: Session, scope: Scope, target_id: int, kind: type[T]) -> T:
-    """The target of that kind in this environment; 404 for anything else, anywhere else."""
+def get_target(session: Session, scope: Scope, target_id: int, kind: type[T], *,
+               lock: bool = False) -> T:
+    """The target of that kind in this environment; 404 for anything else, anywhere else.
+    With `lock`, its row stays locked until the transaction ends: changes of one target take
+    turns on PostgreSQL (SQLite has one writer anyway)."""
     tid = as_id(target_id)
-    target = session.get(kind, tid) if tid is not None else None
+    if tid is not None and lock:
+        lock_rows(session, kind, [tid])
+    target = session.get(kind, tid, populate_existing=lock) if tid is not None else None
     if target is None or target.environment_id != scope.environment_id:
         raise NotFound(f"{KIND_NAMES.get(kind, 'target')} {target_id} not found")
     return target
+
+
+def lock_rows(session: Session, kind: type[Any], ids: list[int]) -> None:
+    """Lock these rows (in id order, so that two transactions never wait on each other in a
+    circle) until the transaction ends; the key stays shareable, so rows that refer to them can
+    still be written. Reads after this see what the transactions before it committed."""
+    session.execute(select(kind.id).where(kind.id.in_(ids)).order_by(kind.id)
+                    .with_for_update(key_share=True))
 
 
 def list_targets(session: Session, scope: Scope, kind: type[T]) -> list[T]:
@@ -75,9 +88,11 @@ def joinable_servers(session: Session, scope: Scope, server_ids: list[object]) -
     own: dict[int, list[str]] = {}
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
+        lock_rows(session, Server, chunk)  # two joins of one server take turns
         any_target = with_polymorphic(Target, [Server])  # a server's own columns at once
         found.update((t.id, t) for t in session.scalars(
-            select(any_target).where(any_target.id.in_(chunk))))
+            select(any_target).where(any_target.id.in_(chunk))
+            .execution_options(populate_existing=True)))
         for target_id, name in session.execute(
                 select(Application.target_id, Application.name)
                 .where(Application.target_id.in_(chunk)).order_by(Application.name)):

@@ -226,11 +226,17 @@ def render_target(t: Target) -> dict[str, Any]:
     raise TypeError(f"unknown target type {t.type}")
 
 
+def target_servers(shown: dict[str, Any]) -> list[dict[str, Any]]:
+    """The servers a rendered target reaches: a server itself, a group's or cluster's members
+    (none at all for an empty one)."""
+    return [shown] if shown["type"] == "SERVER" else list(shown["servers"])
+
+
 def armui_target(shown: dict[str, Any], apps: list[dict[str, Any]]) -> dict[str, Any]:
     """A target as ARM's console lists it (`/armui/api/v1/servers`): its kind in `type`, its
     servers in `details.servers`, its applications (as `application` renders them) in
     `deployments`."""
-    members = shown.get("servers") or [shown]
+    members = target_servers(shown)
     return {
         "id": shown["id"],
         "name": shown["name"],
@@ -301,14 +307,15 @@ def application_fields(app: Any, art: Any, target: dict[str, Any],
     """An application from anything with the attributes of `Application`, its artifact's, its
     rendered target and its instance rows (ORM objects or plain rows alike). `pinned`: the
     servers a rollout has not reached yet, and the deployment each keeps running."""
-    members = {s["id"]: s for s in target.get("servers") or [target]}
+    members = {s["id"]: s for s in target_servers(target)}
     placed = [(i, members[i.server_id]) for i in instances if i.server_id in members]
     expected = {i.server_id: (pinned or {}).get(i.server_id, app.deployment_id)
                 for i, _s in placed}
     shown = [instance_report(i.last_reported_status, i.message, i.deployment_id,
                              expected[i.server_id]) for i, _s in placed]
     status = application_status(
-        [Instance(word, on["status"] == "RUNNING") for (word, _m), (_i, on) in zip(shown, placed)],
+        [Instance(word, on["status"] == "RUNNING", bool(i.serving))
+         for (word, _m), (i, on) in zip(shown, placed)],
         desired=app.desired_status, redeployed=app.deployment_id > 1,
         cluster=target["type"] == "CLUSTER")
     art_view = artifact(app.name, art)
