@@ -22,7 +22,7 @@ COMMON = {"deadline": None, "database": None, "print_blob": True,
 PROFILES = {
     # name: (sequences in this process, sequences through a real process, steps at most)
     "short": (5, 1, 30),
-    "long": (300, 100, 50),
+    "long": (1000, 150, 30),
 }
 PROFILE = os.environ.get("CORRAL_MODEL_PROFILE", "short")
 
