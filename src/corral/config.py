@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,6 +11,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from corral import wire
 from corral.wire import MIN_HEARTBEAT_SECONDS
+
+WEBHOOK_DENY = ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128", "169.254.0.0/16",
+                "fe80::/10", "fd00:ec2::254/128")
+"""Loopback, "this host", link-local (which holds 169.254.169.254, the metadata address of
+most clouds) and AWS's IPv6 metadata address."""
 
 
 class Settings(BaseSettings):
@@ -79,6 +85,13 @@ class Settings(BaseSettings):
         "long becomes DISCONNECTED (the gateway that held it stopped); at least one and a "
         "half heartbeats")
 
+    @field_validator("webhook_deny")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError: a clear settings error
+        return value
+
     @field_validator("gateway_urls")
     @classmethod
     def _wss_urls(cls, urls: list[str]) -> list[str]:
@@ -136,6 +149,11 @@ class Settings(BaseSettings):
         "(STARTTLS when offered) or smtps://...; unset: email actions wait, undelivered")
     smtp_from: str = Field(default="corral@localhost",
                            description="the From address of alert emails")
+    webhook_deny: list[str] = Field(
+        default_factory=lambda: list(WEBHOOK_DENY),
+        description="JSON list of networks an alert's webhook may not reach, checked when the "
+        "alert is saved and at each connection (default: loopback, link-local and the "
+        "cloud metadata addresses); [] allows every address")
     alert_attempts: int = Field(
         default=8, ge=1, le=100,
         description="sending attempts of an alert notification before it is a dead letter")

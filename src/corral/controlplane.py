@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -28,9 +29,10 @@ from corral.db.session import (
     make_sessionmaker,
     transaction,
 )
-from corral.domain import accounts, certificates, desired_state, keyring
+from corral.domain import accounts, certificates, desired_state, keyring, webhooks
 from corral.domain.agent_link import AgentLink, NoAgents
 from corral.domain.desired_state import CHANGED_KEY
+from corral.domain.logs import FollowLimits
 from corral.domain.principals import CREDENTIAL_TABLES, PrincipalCache
 from corral.domain.servers import REVOKED_KEY
 from corral.domain.signin import SignIn
@@ -101,6 +103,8 @@ class ControlPlane:
     """Set by the gateway while it runs in this process."""
     master: MasterKey | None = None
     """Replicas keep the CAs in the database, sealed with it; without it, in `<data-dir>/pki`."""
+    follows: FollowLimits = field(default_factory=FollowLimits)
+    """Log streams followed through this process (`domain/logs.py`)."""
     authority_listeners: list[Callable[[Authorities], None]] = field(default_factory=list)
     """Called when the CAs change (a rotation here, or followed from another replica)."""
     _authorities_version: str = ""
@@ -109,6 +113,11 @@ class ControlPlane:
     def ca(self) -> CertificateAuthority:
         """The CA that signs (the new one, during a rotation)."""
         return self.authorities.signer
+
+    @functools.cached_property
+    def webhook_deny(self) -> list[webhooks.Network]:
+        """`CORRAL_WEBHOOK_DENY`, parsed."""
+        return webhooks.networks(self.settings.webhook_deny)
 
     @property
     def trusted_fingerprints(self) -> list[str]:
@@ -219,7 +228,20 @@ class ControlPlane:
         event.listen(plane.sessions, "after_soft_rollback", _forget_changes)
         event.listen(plane.sessions, "do_orm_execute", _note_credential_statements)
         event.listen(plane.sessions, "before_flush", _note_credential_objects)
+        plane._resume_rotation()
         return plane
+
+    def _resume_rotation(self) -> None:
+        """A rotation whose CA files were swapped but whose servers were never asked to renew
+        (the process died between the two): ask them now, so that it can finish."""
+        if self.authorities.retiring is None:
+            return
+        with transaction(self.sessions) as session:
+            asked = certificates.resume_rotation(
+                session, self.authorities, self.settings.ca_rotation_spread_seconds)
+        if asked:
+            log.warning("a CA rotation was under way with %d server(s) on the old CA never "
+                        "asked to renew; they are asked now", asked)
 
     def has_organization(self) -> bool:
         with transaction(self.readers) as session:

@@ -21,6 +21,10 @@ PUSH_SECONDS = Histogram(
 REPORT_SECONDS = Histogram(
     "corral_report_store_duration_seconds", "storing one burst of agents' reports",
     registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+ANONYMOUS_REFUSED = Counter(
+    "corral_anonymous_refusals", "changes asked with no credentials and refused, by status "
+    "(counted here instead of the audit trail, which a flood of them would fill)", ["status"],
+    registry=REGISTRY)
 LOGINS_FAILED = Counter("corral_logins_failed", "sign-ins refused (API and console)",
                         registry=REGISTRY)
 CONNECTED_AGENTS = Gauge("corral_connected_agents",

@@ -138,7 +138,7 @@ def test_another_environments_resources_and_alerts_are_out_of_reach(api: Api) ->
 
 def test_a_level_fires_once_and_resolves_once(api: Api, plane: ControlPlane) -> None:
     server_id = api.register("web-1")
-    webhook = {"type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "s3cret"}
+    webhook = {"type": "webhook", "url": "http://192.0.2.10:9/hook", "secret": "s3cret"}
     body = cli_body(threshold=80)
     body["actions"].append(webhook)
     alert_id = api.post("/alerts", json=body).json()["data"]["id"]

@@ -52,6 +52,9 @@ class TestCreate:
         r = api.post("/clusters", json={"name": "C", "multicastEnabled": "maybe"})
         assert r.status_code == 400
         assert "multicastEnabled" in r.json()["message"]
+        # an empty cluster is refused (an empty one once made the console's list answer 500)
+        r = api.post("/clusters", json={"name": "C", "multicastEnabled": True, "servers": []})
+        assert r.status_code == 400 and "at least one server" in r.json()["message"]
 
     def test_listed_twice_400(self, api: Api) -> None:
         a = api.register("a")
@@ -99,7 +102,8 @@ class TestMembership:
         assert desired(plane, a)["cluster"] is None
 
     def test_rename_list_and_scope(self, api: Api) -> None:
-        cid = api.post("/clusters", json={"name": "C", "multicastEnabled": True}
+        cid = api.post("/clusters", json={"name": "C", "multicastEnabled": True,
+                                          "servers": [{"serverId": api.register("m")}]}
                        ).json()["data"]["id"]
         assert api.patch(f"/clusters/{cid}", json={"name": "D"}).json()["data"]["name"] == "D"
         assert [c["name"] for c in api.get("/clusters").json()["data"]] == ["D"]

@@ -47,7 +47,8 @@ def test_ids_are_never_reused(api: Api, plane: ControlPlane) -> None:
     assert api.get(f"/applications/{first}").status_code == 404
     group = api.post("/serverGroups", json={"name": "g"}).json()["data"]["id"]
     assert api.delete(f"/serverGroups/{group}").status_code == 204
-    cluster = api.post("/clusters", json={"name": "c", "multicastEnabled": True}
+    cluster = api.post("/clusters", json={"name": "c", "multicastEnabled": True,
+                                          "servers": [{"serverId": api.register("m")}]}
                        ).json()["data"]["id"]
     assert cluster > group
     assert api.get(f"/serverGroups/{group}").status_code == 404

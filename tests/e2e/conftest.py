@@ -33,21 +33,27 @@ from tests.support import eventually
 CORRAL = [sys.executable, "-m", "corral"]
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
     """A port for a server, below the kernel's range for outgoing connections: a port taken
     from that range (bind to 0) can be given to some client's connection while the server on
     it restarts, and the server then cannot bind it again."""
     low, high = 20000, 32000
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            high = min(high, int(f.read().split()[0]))
+    with contextlib.suppress(OSError, ValueError), \
+            open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        high = min(high, int(f.read().split()[0]))
     for _ in range(200):
         port = random.randrange(low, high)
+        if port in _GIVEN:
+            continue  # free now, but promised to a server of this process already
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _GIVEN.add(port)
             return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -68,7 +68,8 @@ def control_plane(serve: ServeProcess, smtp_sink: SmtpSink, attempts: str) -> Se
         "CORRAL_ADMIN_PASSWORD": ADMIN_PASSWORD, "CORRAL_METRICS_SECONDS": "1",
         "CORRAL_SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}",
         "CORRAL_SMTP_FROM": "corral@example.com", "CORRAL_ALERT_ATTEMPTS": attempts,
-        "CORRAL_ALERT_RETRY_SECONDS": "0.3"})
+        "CORRAL_ALERT_RETRY_SECONDS": "0.3",
+        "CORRAL_WEBHOOK_DENY": "[]"})  # the test's receivers listen on loopback
     serve.start()
     return serve
 
@@ -132,7 +133,10 @@ def test_application_cpu_and_pushed_errors_fire_once_and_resolve_once(
     hook = eventually(lambda: [r for r in webhook_sink.received if r[0] == "/hook"],
                       timeout=20, what="the signed webhook")
     _path, headers, body = hook[0]
-    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    stamp = headers["X-Corral-Timestamp"]
+    assert abs(int(stamp) - time.time()) < 120
+    expected = "sha256=" + hmac.new(SECRET.encode(), stamp.encode() + b"." + body,
+                                    hashlib.sha256).hexdigest()
     assert headers["X-Corral-Signature"] == expected
     event = json.loads(body)
     assert event["event"]["state"] == "FIRING" and event["alert"]["name"] == "burner hot"

@@ -238,7 +238,10 @@ def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
     cli("cluster", "remove", "cl", "node-b")
     cli("cluster", "rename", "cl", "cl2")
     cli("cluster", "delete", "cl2", "--yes")
-    assert cli.json("cluster", "create", "mc", "--multicast")["multicastEnabled"] is True
+    r = cli("cluster", "create", "empty", "--multicast", ok=False)
+    assert r.returncode == 1 and "at least one server" in r.stderr
+    assert cli.json("cluster", "create", "mc", "--multicast", "--server", "node-b"
+                    )["multicastEnabled"] is True
 
     cli("server", "delete", "node-b", "--yes")
     assert [s["name"] for s in cli.json("server", "list")] == ["node-a", "node-c2"]

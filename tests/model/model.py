@@ -318,6 +318,8 @@ class Model:
 
     def create_cluster(self, env: str, name: str, multicast: bool,
                        members: list[tuple[int, str | None]]) -> Expect:
+        if not members:
+            return Expect(400, "a cluster has at least one server")
         if self._name_taken(self.clusters, env, name):
             return Expect(409, "cluster names are unique in an environment")
         seen: set[int] = set()

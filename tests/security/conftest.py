@@ -17,6 +17,7 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures shared with the end-to
     control_plane,
     operator,
     serve,
+    webhook_sink,
 )
 
 

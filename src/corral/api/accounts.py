@@ -275,12 +275,14 @@ def delete_user(
     return Response(status_code=204)
 
 
-@router.put("/api/users/me/password", status_code=204)
-def change_password(
-    session: SessionDep, principal: PrincipalDep, body: schemas.PasswordIn
-) -> Response:
-    """The signed-in user's own password; their other tokens end, this one stays."""
-    accounts.change_own_password(session, principal, body.currentPassword, body.newPassword)
+@router.put("/api/users/me/password", status_code=204,
+            responses={429: {"model": schemas.ErrorOut}})
+async def change_password(plane: PlaneDep, principal: PrincipalDep, source: SourceDep,
+                          body: schemas.PasswordIn) -> Response:
+    """The signed-in user's own password; their other tokens end, this one stays. Wrong
+    current passwords are throttled like failed sign-ins (429 with `Retry-After`)."""
+    await run_in_threadpool(plane.signin.change_password, principal, body.currentPassword,
+                            body.newPassword, source)
     return Response(status_code=204)
 
 

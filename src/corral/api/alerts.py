@@ -9,8 +9,15 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import JSONResponse
 
 from corral.api import envelope
-from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
+from corral.api.deps import (
+    OperatorScopeDep,
+    PrincipalDep,
+    ReadSessionDep,
+    ScopeDep,
+    SessionDep,
+)
 from corral.domain import alerts
+from corral.http_context import PlaneDep
 
 router = APIRouter(prefix="/hybrid/api/v1/alerts", tags=["alerts"])
 AlertBody = Annotated[dict[str, Any], Body(
@@ -35,8 +42,9 @@ def list_alerts(session: ReadSessionDep, scope: ScopeDep,
 
 
 @router.post("", status_code=201)
-def create(session: SessionDep, scope: OperatorScopeDep, body: AlertBody) -> JSONResponse:
-    return _one(session, alerts.create(session, scope, body), 201)
+def create(session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep,
+           body: AlertBody) -> JSONResponse:
+    return _one(session, alerts.create(session, scope, body, deny=plane.webhook_deny), 201)
 
 
 @router.get("/{alert_id}")
@@ -45,9 +53,10 @@ def describe(session: ReadSessionDep, scope: ScopeDep, alert_id: str) -> JSONRes
 
 
 @router.patch("/{alert_id}")
-def modify(session: SessionDep, scope: OperatorScopeDep, alert_id: str,
+def modify(session: SessionDep, plane: PlaneDep, scope: OperatorScopeDep, alert_id: str,
            body: AlertBody) -> JSONResponse:
-    return _one(session, alerts.update(session, scope, alert_id, body))
+    return _one(session, alerts.update(session, scope, alert_id, body,
+                                       deny=plane.webhook_deny))
 
 
 @router.delete("/{alert_id}", status_code=204)
@@ -57,9 +66,10 @@ def delete(session: SessionDep, scope: OperatorScopeDep, alert_id: str) -> Respo
 
 
 @router.get("/{alert_id}/history")
-def history(session: ReadSessionDep, scope: ScopeDep, alert_id: str,
+def history(session: ReadSessionDep, scope: ScopeDep, principal: PrincipalDep, alert_id: str,
             offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
             limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JSONResponse:
     """Every firing (FIRING, RESOLVED), newest first, with how each notification went."""
-    events, total = alerts.history(session, scope, alert_id, offset, limit)
+    events, total = alerts.history(session, scope, alert_id, offset, limit,
+                                   detailed=principal.may("admin"))
     return envelope.many(events, total)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -210,29 +211,42 @@ def delete_application(session: SessionDep, scope: OperatorScopeDep, app_id: str
     return Response(status_code=204)
 
 
-@router.get("/{app_id}/logs", responses={200: {"content": {"text/event-stream": {}}}})
+@router.get("/{app_id}/logs", responses={200: {"content": {"text/event-stream": {}}},
+                                          429: {"model": schemas.ErrorOut}})
 async def application_logs(
     plane: PlaneDep,
     scope: ScopeDep,
+    principal: PrincipalDep,
     app_id: int,
     server_id: int | None = Query(None, alias="serverId"),
     lines: int = Query(100, ge=0, le=10000),
     follow: bool = False,
 ) -> Any:
     """The last `lines` of the application's log on one server, fetched from its agent;
-    `follow=true` streams new lines as server-sent events."""
+    `follow=true` streams new lines as server-sent events: at most a few streams per token
+    (429 beyond), and a stream whose reader falls behind ends with an `error` event."""
     if not follow:
         collected = await logs.tail(plane.readers, plane.agents, scope, app_id, server_id, lines)
         return {"data": collected, "total": len(collected)}
-    batches = await logs.follow(plane.readers, plane.agents, scope, app_id, server_id, lines)
+    holder = principal.user_id or principal.client_id or principal.token_hash
+    plane.follows.take(holder)
+    try:
+        batches = await logs.follow(plane.readers, plane.agents, scope, app_id, server_id,
+                                    lines)
+    except BaseException:
+        plane.follows.give_back(holder)
+        raise
 
     async def events() -> AsyncIterator[str]:
         try:
-            async for batch in batches:
-                for line in batch:
-                    yield sse_data(line)
+            async with contextlib.aclosing(batches):  # the agent stops sending at once
+                async for batch in batches:
+                    for line in batch:
+                        yield sse_data(line)
         except AgentUnavailable as exc:
             yield "event: error\n" + sse_data(str(exc))
+        finally:
+            plane.follows.give_back(holder)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})

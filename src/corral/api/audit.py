@@ -1,6 +1,7 @@
 """The audit trail's recorder: every change asked of the control plane (a POST, PUT, PATCH or
 DELETE to the API or the console) becomes one event once its answer is known, refusals and
-failed sign-ins included. Who asked is what the sign-in code noted on the request
+failed sign-ins included. A refused request that named nobody (no token, no sign-in name) is
+counted instead (`corral_anonymous_refusals`): anyone can send those, as fast as they like. Who asked is what the sign-in code noted on the request
 (`http_context.note_actor`); where is the caller's address."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import audit
 from corral.http_context import AUDIT_ACTOR, AUDIT_ENVIRONMENT
+from corral.metrics import ANONYMOUS_REFUSED
 
 log = logging.getLogger(__name__)
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -42,6 +44,10 @@ class AuditTrail:
         state: dict[str, Any] = scope.get("state") or {}
         kind, actor_id, name, organization = state.get(AUDIT_ACTOR) or (
             "anonymous", None, "", None)
+        if kind == "anonymous" and status >= 400:
+            # nobody to hold to account, and anybody can send them: a counter, not a row
+            ANONYMOUS_REFUSED.labels(str(status)).inc()
+            return
         route = scope.get("route")
         template = getattr(route, "path", None) or scope["path"]
         client = scope.get("client")

@@ -255,16 +255,24 @@ def _keep_an_admin(session: Session, organization_id: str, leaving_id: str) -> N
         raise Conflict("this is the organization's last enabled admin; make another admin first")
 
 
-def change_own_password(
-    session: Session, principal: Principal, current: str, new: str
-) -> None:
-    """A signed-in user changes their password; every other token of theirs ends."""
+def own_password_hash(session: Session, principal: Principal) -> str:
+    """The signed-in user's password hash, to check the current password against."""
     if principal.user_id is None:
         raise Forbidden("a connected app has no password; rotate it by making a new app")
-    user = session.get_one(User, principal.user_id)
-    if not verify_secret(user.password_hash, str(current)):
-        raise Unauthenticated("the current password is wrong")
-    user.password_hash = hash_secret(check_password(new))
+    user = session.get(User, principal.user_id)
+    if user is None or not user.enabled:
+        raise Unauthenticated("this token's user is gone or disabled")
+    return user.password_hash
+
+
+def set_own_password(session: Session, principal: Principal, checked_hash: str,
+                     new_hash: str) -> None:
+    """Store a password hashed outside this transaction (`signin.SignIn.change_password`);
+    every other token of the user ends. Refused if the password changed meanwhile."""
+    user = session.get(User, principal.user_id) if principal.user_id else None
+    if user is None or user.password_hash != checked_hash:
+        raise Conflict("the password changed meanwhile; sign in again")
+    user.password_hash = new_hash
     session.execute(delete(AccessToken).where(AccessToken.user_id == user.id,
                                               AccessToken.token_hash != principal.token_hash))
 

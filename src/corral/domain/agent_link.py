@@ -3,7 +3,7 @@ agents only through `ControlPlane.agents`, and get `AgentUnavailable` when one i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from corral.errors import AgentUnavailable
@@ -11,7 +11,7 @@ from corral.errors import AgentUnavailable
 
 class AgentLink(Protocol):
     async def logs(self, server_id: int, application: str, lines: int,
-                   follow: bool) -> AsyncIterator[list[str]]:
+                   follow: bool) -> AsyncGenerator[list[str], None]:
         """Batches of an application's log lines from the agent of `server_id`, wherever it
         is connected (this replica or another); raises `AgentUnavailable` before any line
         when no replica holds that agent."""
@@ -22,5 +22,5 @@ class NoAgents:
     """A control plane without a gateway (admin commands, in-process tests)."""
 
     async def logs(self, server_id: int, application: str, lines: int,
-                   follow: bool) -> AsyncIterator[list[str]]:
+                   follow: bool) -> AsyncGenerator[list[str], None]:
         raise AgentUnavailable("no agent gateway runs in this process")

@@ -15,10 +15,9 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy import update as update_rows
@@ -38,7 +37,7 @@ from corral.db.models import (
     ServerGroup,
     User,
 )
-from corral.domain import measurements
+from corral.domain import measurements, webhooks
 from corral.domain.accounts import Scope
 from corral.domain.certificates import status_message
 from corral.errors import InvalidInput, NotFound
@@ -162,7 +161,8 @@ def _condition(raw: Any) -> dict[str, Any]:
     return condition
 
 
-def _actions(raw: Any, previous: list[Any]) -> list[dict[str, Any]]:
+def _actions(raw: Any, previous: list[Any], deny: Sequence[webhooks.Network]
+             ) -> list[dict[str, Any]]:
     if raw is None:
         return []
     if not isinstance(raw, list) or len(raw) > MAX_ACTIONS:
@@ -186,9 +186,7 @@ def _actions(raw: Any, previous: list[Any]) -> list[dict[str, Any]]:
         elif kind == "webhook":
             url = _text(action, "url", required=True, limit=2048)
             assert url is not None
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise InvalidInput("a webhook's url must be http:// or https://")
+            webhooks.check_url(url, deny)
             secret = _text(action, "secret", limit=255) or secrets.get(url)
             actions.append({"type": "webhook", "url": url, "secret": secret or ""})
         else:
@@ -215,7 +213,9 @@ def _check_resources(session: Session, scope: Scope, condition: dict[str, Any]) 
                            "in this environment")
 
 
-def create(session: Session, scope: Scope, body: Any) -> Alert:
+def create(session: Session, scope: Scope, body: Any, *,
+           deny: Sequence[webhooks.Network]) -> Alert:
+    """`deny`: the networks a webhook may not reach (`CORRAL_WEBHOOK_DENY`)."""
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     severity = body.get("severity")
@@ -229,7 +229,7 @@ def create(session: Session, scope: Scope, body: Any) -> Alert:
     alert = Alert(organization_id=scope.organization_id, environment_id=scope.environment_id,
                   name=_text(body, "name", required=True), severity=severity, enabled=enabled,
                   description=_text(body, "description", limit=2000) or "",
-                  condition=condition, actions=_actions(body.get("actions"), []))
+                  condition=condition, actions=_actions(body.get("actions"), [], deny))
     session.add(alert)
     session.flush()
     return alert
@@ -242,7 +242,8 @@ def get(session: Session, scope: Scope, alert_id: str) -> Alert:
     return alert
 
 
-def update(session: Session, scope: Scope, alert_id: str, body: Any) -> Alert:
+def update(session: Session, scope: Scope, alert_id: str, body: Any, *,
+           deny: Sequence[webhooks.Network]) -> Alert:
     """PATCH: the fields given replace the alert's; read-only fields (ids, times, the product)
     are ignored, as anypoint-cli sends the alert back whole."""
     alert = get(session, scope, alert_id)
@@ -275,7 +276,7 @@ def update(session: Session, scope: Scope, alert_id: str, body: Any) -> Alert:
             session.execute(delete(AlertState).where(AlertState.alert_id == alert.id))
         alert.condition = condition
     if "actions" in body:
-        alert.actions = _actions(body["actions"], alert.actions)
+        alert.actions = _actions(body["actions"], alert.actions, deny)
     alert.updated_at = int(time.time() * 1000)
     return alert
 
@@ -328,7 +329,8 @@ def view(alert: Alert, firing_now: list[str] | None = None) -> dict[str, Any]:
 
 
 def history(session: Session, scope: Scope, alert_id: str, offset: int = 0,
-            limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+            limit: int = 50, *, detailed: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """`detailed`: sending errors as they were (`delivery_view`)."""
     alert = get(session, scope, alert_id)
     total = session.scalar(select(func.count()).select_from(AlertEvent)
                            .where(AlertEvent.alert_id == alert.id)) or 0
@@ -337,7 +339,7 @@ def history(session: Session, scope: Scope, alert_id: str, offset: int = 0,
     deliveries: dict[int, list[dict[str, Any]]] = {}
     for d in session.scalars(select(AlertDelivery).where(
             AlertDelivery.event_id.in_([e.id for e in events])).order_by(AlertDelivery.id)):
-        deliveries.setdefault(d.event_id, []).append(delivery_view(d))
+        deliveries.setdefault(d.event_id, []).append(delivery_view(d, detailed))
     return [event_view(e, deliveries.get(e.id, [])) for e in events], int(total)
 
 
@@ -347,18 +349,22 @@ def event_view(e: AlertEvent, deliveries: list[dict[str, Any]]) -> dict[str, Any
             "message": e.message, "value": e.value, "deliveries": deliveries}
 
 
-def delivery_view(d: AlertDelivery) -> dict[str, Any]:
+def delivery_view(d: AlertDelivery, detailed: bool = True) -> dict[str, Any]:
+    """`detailed`: the sending error as it was (admins); others read only that an attempt
+    failed, so that a webhook is no port scanner for whoever may read the alert."""
+    error = d.last_error if detailed or not d.last_error else "the attempt failed"
     return {"id": d.id, "type": d.kind, "destination": d.destination, "state": d.state,
-            "attempts": d.attempts, "lastError": d.last_error, "deliveredAt": d.delivered_at}
+            "attempts": d.attempts, "lastError": error, "deliveredAt": d.delivered_at}
 
 
-def dead_letters(session: Session, scope: Scope, limit: int = 50) -> list[dict[str, Any]]:
+def dead_letters(session: Session, scope: Scope, limit: int = 50, *,
+                 detailed: bool = False) -> list[dict[str, Any]]:
     rows = session.execute(
         select(AlertDelivery, Alert.name).join(AlertEvent, AlertEvent.id == AlertDelivery.event_id)
         .join(Alert, Alert.id == AlertEvent.alert_id)
         .where(Alert.environment_id == scope.environment_id, AlertDelivery.state == "DEAD")
         .order_by(AlertDelivery.id.desc()).limit(limit)).all()
-    return [delivery_view(d) | {"alertName": name} for d, name in rows]
+    return [delivery_view(d, detailed) | {"alertName": name} for d, name in rows]
 
 
 def recent_events(session: Session, scope: Scope, limit: int = 10) -> list[dict[str, Any]]:
@@ -793,13 +799,20 @@ def _deliveries(session: Session, alert: Alert, event: AlertEvent) -> None:
                             "State: ${state}\n", values)
             session.add(AlertDelivery(
                 event_id=event.id, kind="email", destination=",".join(dict.fromkeys(addresses)),
-                payload={"subject": subject.replace("\r", " ").replace("\n", " ")[:998],
-                         "content": content}))
+                payload={"subject": header_text(subject), "content": content}))
         elif action["type"] == "webhook":
             session.add(AlertDelivery(event_id=event.id, kind="webhook",
                                       destination=action["url"],
                                       payload={"body": payload,
                                                "secret": action.get("secret") or ""}))
+
+
+def header_text(text: str, limit: int = 998) -> str:
+    """Any stored text as one line of a mail header: every line break `str.splitlines` knows
+    (U+2028 and U+0085 included) and every other control character becomes a space."""
+    one_line = " ".join(text.splitlines())
+    return "".join(" " if ord(c) < 32 or 0x7F <= ord(c) <= 0x9F else c
+                   for c in one_line)[:limit]
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -809,13 +822,31 @@ def _fill(template: str, values: dict[str, str]) -> str:
 
 # --- delivery bookkeeping (the sending is the gateway's) ------------------------------------
 
-def due(session: Session, now_ms: int, limit: int = 50) -> list[AlertDelivery]:
-    rows = session.scalars(select(AlertDelivery).where(
-        AlertDelivery.state == "PENDING", AlertDelivery.next_at <= now_ms)
-        .order_by(AlertDelivery.id).limit(limit)).all()
-    for row in rows:
+def due(session: Session, now_ms: int, limit: int = 50, *, sending: Iterable[int] = (),
+        busy: Iterable[str] = ()) -> list[tuple[AlertDelivery, str]]:
+    """Notifications to send now with their environment, oldest first: not those `sending`
+    already, nor any of the `busy` environments (they have their share in flight), so that
+    no environment's backlog holds another's back."""
+    query = (select(AlertDelivery, Alert.environment_id)
+             .join(AlertEvent, AlertEvent.id == AlertDelivery.event_id)
+             .join(Alert, Alert.id == AlertEvent.alert_id)
+             .where(AlertDelivery.state == "PENDING", AlertDelivery.next_at <= now_ms)
+             .order_by(AlertDelivery.id).limit(limit))
+    if sending := sorted(set(sending)):
+        query = query.where(AlertDelivery.id.not_in(sending))
+    if busy := sorted(set(busy)):
+        query = query.where(Alert.environment_id.not_in(busy))
+    rows = session.execute(query).all()
+    for row, _env in rows:
         session.expunge(row)
-    return list(rows)
+    return [(row, env) for row, env in rows]
+
+
+def still_due(session: Session, delivery_id: int) -> bool:
+    """Looked at just before sending: the alert may have been deleted (its notifications go
+    with it) or the notification sent by another leader meanwhile."""
+    state = session.scalar(select(AlertDelivery.state).where(AlertDelivery.id == delivery_id))
+    return state == "PENDING"
 
 
 def delivered(session: Session, delivery_id: int, now_ms: int) -> None:

@@ -17,7 +17,7 @@ from corral.db.models import (
     Target,
     now_ms,
 )
-from corral.domain import desired_state
+from corral.domain import desired_state, measurements
 from corral.domain.accounts import Scope
 from corral.domain.configuration import with_application_name
 from corral.domain.names import as_id, check_application_name
@@ -136,9 +136,10 @@ def sync_instances(session: Session, app: Application) -> None:
     session.execute(insert(ServerArtifact).from_select(
         ["application_id", "server_id", "deployment_id", "last_reported_status", "discovered",
          "time_created", "time_updated"], newcomers))
+    reached = select(_servers.c.id).where(_reaches(app.target_id))
     session.execute(delete(ServerArtifact).where(
-        ServerArtifact.application_id == app.id,
-        ServerArtifact.server_id.not_in(select(_servers.c.id).where(_reaches(app.target_id)))))
+        ServerArtifact.application_id == app.id, ServerArtifact.server_id.not_in(reached)))
+    measurements.forget_instances(session, app.id, reached)
     session.expire(app, ["server_artifacts"])
 
 
@@ -165,6 +166,7 @@ def split_off(session: Session, app: Application, server: Server) -> Application
     for inst in list(app.server_artifacts):
         if inst.server_id == server.id:
             inst.application_id = own.id
+    measurements.move(session, app.id, server.id, own.id)
     session.flush()
     session.expire(app, ["server_artifacts"])
     return own
@@ -248,4 +250,5 @@ def delete_application(session: Session, scope: Scope, app_id: int) -> None:
     except NotFound:
         return
     _changed(session, app.target_id)
+    measurements.forget(session, applications=[app.id])
     session.delete(app)

@@ -26,7 +26,7 @@ from corral.db.models import RevokedCertificate, Server, now_ms
 from corral.domain import desired_state, registration
 from corral.domain.accounts import Scope
 from corral.domain.targets import get_target
-from corral.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from corral.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from corral.pki import (
     Authorities,
     CertificateAuthority,
@@ -61,18 +61,32 @@ def renew(session: Session, ca: CertificateAuthority, who: ServerIdentity, csr_p
           seconds: int) -> IssuedCertificate:
     """Sign the next certificate of the server whose certificate `who` is (the one in use:
     a certificate not yet in use renews nothing). A next certificate issued earlier and never
-    used is revoked."""
+    used is simply replaced: only the one in use and the next are ever admitted, so it needs
+    no revocation row. One renewal per server per `renewal_pause_ms` while its next
+    certificate waits unused, however many connections ask (the limit is in the database)."""
     server = session.get(Server, who.server_id)
     if server is None or server.environment_id != who.environment_id:
         raise NotFound(f"server {who.server_id} no longer exists")
     if who.serial != server.certificate_serial:
         raise Forbidden("only the certificate in use can be renewed")
+    if server.next_certificate_serial and server.next_certificate_expires_at:
+        age = now_ms() - (server.next_certificate_expires_at - seconds * 1000)
+        wait = renewal_pause_ms(seconds) - age
+        if wait > 0:
+            raise Conflict(f"a renewed certificate was issued {max(0, age) // 1000} s ago and "
+                           f"not used yet; connect with it, or renew again in "
+                           f"{(wait + 999) // 1000} s")
     csr = load_csr(csr_pem)
-    _revoke(session, server, server.next_certificate_serial)
     issued = _issue(ca, server, csr, seconds)
     server.next_certificate_serial = issued.serial
     server.next_certificate_expires_at = int(issued.not_after.timestamp() * 1000)
     return issued
+
+
+def renewal_pause_ms(seconds: int) -> int:
+    """How long a next certificate that is not used yet keeps its server from renewing again:
+    ten minutes, or a tenth of a (short) certificate's life."""
+    return min(600_000, seconds * 100)
 
 
 def note_problem(session: Session, server_id: int, problem: str) -> None:
@@ -200,6 +214,23 @@ def rotation_started(session: Session, previous: str, spread_seconds: float) -> 
     ids = list(session.scalars(select(Server.id)))
     session.execute(update(Server).values(renewal_due=due))
     desired_state.changed(session, servers=ids)
+    return len(ids)
+
+
+def resume_rotation(session: Session, authorities: Authorities, spread_seconds: float) -> int:
+    """Servers still on the retiring CA that no renewal was asked of: asked now, within the
+    spread (a rotation interrupted between its CA files and its database commit). Returns
+    how many."""
+    assert authorities.retiring is not None
+    session.execute(update(Server).where(Server.certificate_issuer.is_(None))
+                    .values(certificate_issuer=authorities.retiring.fingerprint))
+    ids = list(session.scalars(select(Server.id).where(
+        Server.certificate_issuer != authorities.signer.fingerprint,
+        Server.renewal_due.is_(None))))
+    if ids:
+        session.execute(update(Server).where(Server.id.in_(ids))
+                        .values(renewal_due=now_ms() + int(spread_seconds * 1000)))
+        desired_state.changed(session, servers=ids)
     return len(ids)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from corral.db.models import Cluster, Server, new_secret_nonce
-from corral.domain import applications, desired_state
+from corral.domain import applications, desired_state, measurements
 from corral.domain.accounts import Scope
 from corral.domain.names import as_id, check_name
 from corral.domain.targets import (
@@ -42,6 +42,9 @@ def create(
     max_size: int | None,
 ) -> Cluster:
     cluster_name = check_name(name, "name")
+    if not members:
+        raise InvalidInput("a cluster needs at least one server (servers: "
+                           "[{serverId, serverIp}])")
     check_name_free(session, scope, Cluster, cluster_name)
     chosen: list[tuple[Server, str | None]] = []
     seen: set[int] = set()
@@ -144,8 +147,10 @@ def delete_cluster(session: Session, scope: Scope, cluster_id: int) -> None:
     """As ARM does: the cluster's applications are removed from its servers (their processes
     stop), the servers stay registered and become standalone."""
     cluster = get_target(session, scope, cluster_id, Cluster, lock=True)
-    for app in applications_on(session, cluster.id):
+    apps = applications_on(session, cluster.id)
+    for app in apps:
         session.delete(app)
+    measurements.forget(session, applications=[a.id for a in apps])
     ids = [s.id for s in cluster.servers]
     for server in cluster.servers:
         server.cluster_id = None

@@ -4,7 +4,9 @@ first line is asked for, so a stream starts only when it can succeed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import threading
+from collections import Counter
+from collections.abc import AsyncGenerator
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,7 +14,44 @@ from corral.db.session import in_worker
 from corral.domain import applications
 from corral.domain.accounts import Scope
 from corral.domain.agent_link import AgentLink
-from corral.errors import AgentUnavailable
+from corral.errors import AgentUnavailable, TooManyRequests
+
+FOLLOWS_PER_PRINCIPAL = 4
+FOLLOWS_PER_PROCESS = 200
+
+
+class FollowLimits:
+    """Open `follow` streams, per principal and for the whole process: each holds a queue
+    and a request at an agent, so nobody may open them without bound."""
+
+    def __init__(self, per_principal: int = FOLLOWS_PER_PRINCIPAL,
+                 per_process: int = FOLLOWS_PER_PROCESS) -> None:
+        self.per_principal = per_principal
+        self.per_process = per_process
+        self._open: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def take(self, who: str) -> None:
+        with self._lock:
+            if self._open[who] >= self.per_principal:
+                raise TooManyRequests(f"at most {self.per_principal} log streams may be "
+                                      "followed at once by one token; close one first",
+                                      retry_after=5)
+            if sum(self._open.values()) >= self.per_process:
+                raise TooManyRequests("too many log streams are followed at once; retry "
+                                      "shortly", retry_after=5)
+            self._open[who] += 1
+
+    def give_back(self, who: str) -> None:
+        with self._lock:
+            self._open[who] -= 1
+            if self._open[who] <= 0:
+                del self._open[who]
+
+    @property
+    def open(self) -> int:
+        with self._lock:
+            return sum(self._open.values())
 
 
 async def _instance(readers: sessionmaker[Session], scope: Scope, app_id: int,
@@ -38,7 +77,7 @@ async def tail(readers: sessionmaker[Session], agents: AgentLink, scope: Scope, 
 
 
 async def follow(readers: sessionmaker[Session], agents: AgentLink, scope: Scope, app_id: int,
-                 server_id: int | None, lines: int) -> AsyncIterator[list[str]]:
+                 server_id: int | None, lines: int) -> AsyncGenerator[list[str], None]:
     """The last `lines` lines, then new ones as they come; the agent is asked at once, so an
     absent one raises `AgentUnavailable` here, before any stream begins."""
     name, sid = await _instance(readers, scope, app_id, server_id)

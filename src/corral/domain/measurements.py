@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Integer,
+    Select,
     cast,
     delete,
     func,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -54,6 +56,32 @@ def _application_ids(session: Session, server_ids: Sequence[int]) -> dict[tuple[
 COLUMNS = ("server_id", "application_id", "at", "step", "cpu", "memory", "memory_total",
            "disk_used", "disk_total", "load_average", "threads", "fds", "restarts", "uptime",
            "messages", "errors", "response_time_ms")
+
+
+def forget(session: Session, *, servers: Iterable[int] = (),
+           applications: Iterable[int] = ()) -> None:
+    """Points go with what they measured: a deleted server's (its own and its instances'), a
+    deleted application's. No one reads a deleted object's figures under its id."""
+    server_ids, app_ids = sorted(set(servers)), sorted(set(applications))
+    if server_ids:
+        session.execute(delete(MetricPoint).where(MetricPoint.server_id.in_(server_ids)))
+    if app_ids:
+        session.execute(delete(MetricPoint).where(MetricPoint.application_id.in_(app_ids)))
+
+
+def forget_instances(session: Session, application_id: int, keep: Select[Any]) -> None:
+    """An application's points on the servers it left (`keep`: the ids of those it still
+    reaches)."""
+    session.execute(delete(MetricPoint).where(MetricPoint.application_id == application_id,
+                                              MetricPoint.server_id.not_in(keep)))
+
+
+def move(session: Session, application_id: int, server_id: int, to_application: int) -> None:
+    """A server leaving a group keeps its instance as an application of its own: the
+    instance's points carry on under the new application."""
+    session.execute(update(MetricPoint).where(
+        MetricPoint.application_id == application_id, MetricPoint.server_id == server_id)
+        .values(application_id=to_application))
 
 
 def record(session: Session, samples: list[Sample]) -> int:

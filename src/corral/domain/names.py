@@ -11,8 +11,15 @@ MAX_NAME = 255
 MAX_TEXT = 255
 
 
+LINE_BREAKS = frozenset("\u2028\u2029")
+"""Line breaks outside the control characters (`str.splitlines` knows them, and so do mail
+headers and log readers): the line and paragraph separators. NEL (U+0085) is a C1 control."""
+
+
 def _has_control(value: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+    """C0 and C1 control characters (every line break among them) and the Unicode line and
+    paragraph separators: a name is one line wherever it is shown or sent."""
+    return any(ord(c) < 32 or 127 <= ord(c) <= 159 or c in LINE_BREAKS for c in value)
 
 
 def _has_surrogate(value: str) -> bool:
@@ -30,7 +37,7 @@ def check_name(value: object, what: str) -> str:
     if len(value) > MAX_NAME:
         raise InvalidInput(f"{what} must be at most {MAX_NAME} characters")
     if _has_control(value) or _has_surrogate(value):
-        raise InvalidInput(f"{what} must not contain control characters")
+        raise InvalidInput(f"{what} must not contain control characters or line breaks")
     return value
 
 
@@ -41,7 +48,7 @@ def check_text(value: object, what: str, *, max_length: int = MAX_TEXT) -> str:
     if len(value) > max_length:
         raise InvalidInput(f"{what} must be at most {max_length} characters")
     if _has_control(value) or _has_surrogate(value):
-        raise InvalidInput(f"{what} must not contain control characters")
+        raise InvalidInput(f"{what} must not contain control characters or line breaks")
     return value
 
 

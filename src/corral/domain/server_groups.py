@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from corral.db.models import Server, ServerGroup
-from corral.domain import applications, desired_state
+from corral.db.models import Application, Server, ServerGroup
+from corral.domain import applications, desired_state, measurements, rollouts
 from corral.domain.accounts import Scope
 from corral.domain.names import as_id, check_name
 from corral.domain.targets import (
@@ -16,7 +16,7 @@ from corral.domain.targets import (
     joinable_server,
     joinable_servers,
 )
-from corral.errors import NotFound
+from corral.errors import Conflict, NotFound
 
 
 def create(
@@ -72,6 +72,7 @@ def remove_server(session: Session, scope: Scope, group_id: int, server_id: int)
     if server is None or server.server_group_id != group.id:
         raise NotFound(f"server {server_id} is not in server group {group_id}")
     apps = applications_on(session, group.id)
+    _no_rollout(session, apps, f"remove server {server.id} from server group {group.id}")
     for app in apps:
         applications.split_off(session, app, server)
     server.server_group_id = None
@@ -85,14 +86,26 @@ def delete_group(session: Session, scope: Scope, group_id: int) -> None:
     goes."""
     group = get_target(session, scope, group_id, ServerGroup, lock=True)
     apps = applications_on(session, group.id)
+    _no_rollout(session, apps, f"delete server group {group.id}")
     servers = list(group.servers)
     for app in apps:
         for server in servers:
             applications.split_off(session, app, server)
         session.delete(app)
+    measurements.forget(session, applications=[a.id for a in apps])
     for server in servers:
         server.server_group_id = None
     session.flush()
     session.delete(group)
     if apps:  # the same applications, now under the servers' own ids
         desired_state.changed(session, servers=[s.id for s in servers])
+
+
+def _no_rollout(session: Session, apps: list[Application], what: str) -> None:
+    """A server leaving takes its own copy of each application as it runs it; while a rollout
+    pins servers to different deployments that copy would be wrong, and the history that a
+    rollback needs would go with the group's application. Refused until the rollout ends."""
+    for app in apps:
+        if rollouts.in_progress(session, app.id) is not None:
+            raise Conflict(f"cannot {what}: application {app.name!r} has a rollout in "
+                           "progress; promote, cancel or let it finish first")

@@ -12,7 +12,7 @@ from corral.db.models import (
     ServerArtifact,
     new_secret_nonce,
 )
-from corral.domain import desired_state
+from corral.domain import desired_state, measurements
 from corral.domain.accounts import Scope
 from corral.domain.names import check_name
 from corral.domain.targets import check_name_free, get_target
@@ -43,8 +43,10 @@ def delete_server(session: Session, scope: Scope, server_id: int) -> None:
     if server.certificate_serial:
         session.add(RevokedCertificate(serial=server.certificate_serial, server_id=server.id))
     session.execute(delete(ServerArtifact).where(ServerArtifact.server_id == server.id))
-    for app in session.scalars(select(Application).where(Application.target_id == server.id)):
+    own = list(session.scalars(select(Application).where(Application.target_id == server.id)))
+    for app in own:
         session.delete(app)
+    measurements.forget(session, servers=[server.id], applications=[a.id for a in own])
     session.flush()
     session.delete(server)
     session.info.setdefault(REVOKED_KEY, set()).add(server_id)

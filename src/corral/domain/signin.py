@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +25,7 @@ from corral.domain.throttle import Throttle
 from corral.errors import TooManyRequests, Unauthenticated
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CHECK_WAIT_SECONDS = 10.0
 MAX_WAITING = 4
 
@@ -75,7 +77,35 @@ class SignIn:
         self.throttle.succeeded(keys[0])
         return token
 
+    def change_password(self, principal: accounts.Principal, current: str, new: str,
+                        source: str) -> None:
+        """The signed-in user's own password. Guessing the current one is throttled like a
+        sign-in (per user and per address), and both hashes are computed with no transaction
+        open and within the same few concurrent checks, so guesses neither stall writers nor
+        take more than their share of the cores."""
+        keys = (f"user-id:{principal.user_id}", f"source:{source}")
+        wait = self.throttle.retry_after(*keys)
+        if wait:
+            raise TooManyRequests(f"too many wrong passwords; retry in {wait} s",
+                                  retry_after=wait)
+        new = accounts.check_password(new)
+        with transaction(self.readers) as session:
+            stored = accounts.own_password_hash(session, principal)
+        if not self._costly(lambda: accounts.verify_secret(stored, current)):
+            wait = self.throttle.failed(*keys)
+            log.warning("wrong current password for user %s from %s%s", principal.user_id,
+                        source, f"; locked for {wait} s" if wait else "")
+            raise Unauthenticated("the current password is wrong")
+        self.throttle.succeeded(keys[0])
+        new_hash = self._costly(lambda: accounts.hash_secret(new))
+        with transaction(self.writers) as session:
+            accounts.set_own_password(session, principal, stored, new_hash)
+
     def _check(self, secret_hash: str | None, secret: str) -> bool:
+        return self._costly(lambda: accounts.verify_secret(secret_hash, secret))
+
+    def _costly(self, work: Callable[[], T]) -> T:
+        """`work` (a password hash or its check) within the few that may run at once."""
         busy = TooManyRequests("too many sign-ins at once; retry shortly", retry_after=1)
         with self._waiting_lock:
             if self._waiting >= MAX_WAITING:
@@ -89,6 +119,6 @@ class SignIn:
         if not acquired:
             raise busy
         try:
-            return accounts.verify_secret(secret_hash, secret)
+            return work()
         finally:
             self._checks.release()

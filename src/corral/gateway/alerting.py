@@ -1,6 +1,8 @@
 """Alerts on the leader: every `EVALUATE_SECONDS` the evaluator compares each enabled alert's
-condition with what it last saw (`domain/alerts.py`), and every second the courier sends the
-notifications that are due: email through SMTP, webhooks as signed JSON POSTs. A notification is written
+condition with what it last saw (`domain/alerts.py`), and, in a loop of its own, every second
+the courier sends the notifications that are due, each in a task of its own within budgets per
+environment and per receiver: email through SMTP, webhooks as signed JSON POSTs to an address
+checked against `CORRAL_WEBHOOK_DENY` as it is connected to. A notification is written
 with its firing, before any sending; it is marked DELIVERED as soon as it is sent, so a leader
 that dies loses none and the next one sends only what was not sent (at most the one it was
 sending as it died goes twice). Sending runs off the event loop and never holds a database
@@ -15,8 +17,11 @@ import hmac
 import json
 import logging
 import smtplib
+import socket
 import ssl
 import time
+from collections import Counter
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
@@ -27,7 +32,7 @@ import httpx
 from corral.controlplane import ControlPlane
 from corral.db.models import AlertDelivery
 from corral.db.session import in_worker
-from corral.domain import alerts
+from corral.domain import alerts, webhooks
 from corral.gateway.leader import Leadership
 
 log = logging.getLogger(__name__)
@@ -37,7 +42,12 @@ deadline, and at 10,000 servers a few per cent of a core (docs/performance.md)."
 SEND_EVERY_SECONDS = 1.0
 SEND_TIMEOUT = 15.0
 SIGNATURE_HEADER = "X-Corral-Signature"
-"""`sha256=<hex HMAC-SHA256 of the body under the webhook's secret>`, as GitHub signs."""
+"""`sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" under the webhook's secret>`."""
+TIMESTAMP_HEADER = "X-Corral-Timestamp"
+"""Seconds since the epoch when the notification was sent, covered by the signature."""
+MAX_SENDING = 32
+PER_ENVIRONMENT = 4
+PER_DESTINATION = 2
 
 
 class Undeliverable(Exception):
@@ -54,7 +64,7 @@ def send_email(smtp_url: str, sender: str, recipients: list[str], subject: str,
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(recipients)
-    message["Subject"] = subject
+    message["Subject"] = alerts.header_text(subject)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="corral")
     message.set_content(content)
@@ -78,19 +88,51 @@ def send_email(smtp_url: str, sender: str, recipients: list[str], subject: str,
         raise Undeliverable(f"{type(exc).__name__}: {exc}") from exc
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 of `timestamp.body` under the webhook's secret: a receiver checks it and
+    refuses a timestamp too far from its clock, so a captured request cannot be replayed."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body,
+                                hashlib.sha256).hexdigest()
+
+
+async def resolve_allowed(url: str, deny: Sequence[webhooks.Network]) -> str:
+    """The address to connect to: the host's, checked against `deny` now, at connect time
+    (a name that resolved elsewhere when the alert was saved is refused here)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                              type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise Undeliverable(f"{host} does not resolve: {exc}") from exc
+    addresses = [info[4][0] for info in found]
+    allowed = [a for a in addresses if not webhooks.denied(str(a), deny)]
+    if not allowed or len(allowed) < len(addresses):
+        raise Undeliverable(f"{host} resolves to an address refused by CORRAL_WEBHOOK_DENY")
+    return str(allowed[0])
 
 
 async def send_webhook(client: httpx.AsyncClient, url: str, payload: dict[str, Any],
-                       secret: str, delivery_id: int) -> None:
+                       secret: str, delivery_id: int,
+                       deny: Sequence[webhooks.Network] = ()) -> None:
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    timestamp = str(int(time.time()))
+    parts = urlsplit(url)
+    address = await resolve_allowed(url, deny)
+    # connect to the address just checked, naming the host as the URL does (Host, TLS)
+    netloc = f"[{address}]" if ":" in address else address
+    if parts.port:
+        netloc += f":{parts.port}"
     headers = {"Content-Type": "application/json", "User-Agent": "corral-alerts",
-               "X-Corral-Delivery": str(delivery_id)}
+               "Host": parts.netloc.rsplit("@", 1)[-1], "X-Corral-Delivery": str(delivery_id),
+               TIMESTAMP_HEADER: timestamp}
     if secret:
-        headers[SIGNATURE_HEADER] = signature(secret, body)
+        headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
     try:
-        answer = await client.post(url, content=body, headers=headers)
+        answer = await client.post(parts._replace(netloc=netloc).geturl(), content=body,
+                                   headers=headers,
+                                   extensions={"sni_hostname": parts.hostname or ""})
     except httpx.HTTPError as exc:
         raise Undeliverable(f"{type(exc).__name__}: {exc}") from exc
     if not 200 <= answer.status_code < 300:
@@ -98,25 +140,47 @@ async def send_webhook(client: httpx.AsyncClient, url: str, payload: dict[str, A
 
 
 class Alerting:
+    """Two loops on the leader: the evaluator, and the courier. The courier sends each due
+    notification in a task of its own, at most `PER_ENVIRONMENT` at once for one environment
+    and `PER_DESTINATION` for one receiver, so a receiver that never answers holds back only
+    its own; any error of one attempt is that attempt's failure."""
+
     def __init__(self, plane: ControlPlane, leadership: Leadership) -> None:
         self.plane = plane
         self.leadership = leadership
         self._measured_at = float("-inf")
+        self._sending: dict[int, tuple[str, str]] = {}
+        """Notifications in flight: id → (environment, destination)."""
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        evaluated_at = float("-inf")
         async with httpx.AsyncClient(timeout=SEND_TIMEOUT, follow_redirects=False) as client:
-            while True:
-                await asyncio.sleep(SEND_EVERY_SECONDS)
-                if not self.leadership.leading:
-                    continue
-                try:
-                    if time.monotonic() - evaluated_at >= EVALUATE_SECONDS:
-                        evaluated_at = time.monotonic()
-                        await self.evaluate()
-                    await self.deliver(client)
-                except Exception:
-                    log.exception("alerting failed")
+            try:
+                await asyncio.gather(self._evaluating(), self._couriering(client))
+            finally:
+                for task in list(self._tasks):
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _evaluating(self) -> None:
+        while True:
+            await asyncio.sleep(EVALUATE_SECONDS)
+            if not self.leadership.leading:
+                continue
+            try:
+                await self.evaluate()
+            except Exception:
+                log.exception("evaluating alerts failed")
+
+    async def _couriering(self, client: httpx.AsyncClient) -> None:
+        while True:
+            await asyncio.sleep(SEND_EVERY_SECONDS)
+            if not self.leadership.leading:
+                continue
+            try:
+                await self.deliver(client)
+            except Exception:
+                log.exception("sending alert notifications failed")
 
     async def evaluate(self) -> int:
         """The fleet's state every time; thresholds every half measurement interval (their
@@ -134,22 +198,58 @@ class Alerting:
             log.info("%d alert firing(s) recorded", len(fired))
         return len(fired)
 
-    async def deliver(self, client: httpx.AsyncClient) -> None:
-        now = int(time.time() * 1000)
-        due = await in_worker(self.plane.readers, alerts.due, now)
+    async def deliver(self, client: httpx.AsyncClient, *, wait: bool = False) -> None:
+        """Start sending what is due, within the budgets; `wait`: until those sends end."""
+        per_env = Counter(env for env, _ in self._sending.values())
+        busy = [env for env, n in per_env.items() if n >= PER_ENVIRONMENT]
+        room = MAX_SENDING - len(self._sending)
+        if room <= 0:
+            return
+        due = await in_worker(self.plane.readers, functools.partial(
+            alerts.due, now_ms=int(time.time() * 1000), limit=4 * MAX_SENDING,
+            sending=list(self._sending), busy=busy))
+        per_destination = Counter(dest for _, dest in self._sending.values())
+        started: list[asyncio.Task[None]] = []
+        for delivery, env in due:
+            destination = _destination(delivery)
+            if room <= 0:
+                break
+            if per_env[env] >= PER_ENVIRONMENT or \
+                    per_destination[destination] >= PER_DESTINATION:
+                continue
+            per_env[env] += 1
+            per_destination[destination] += 1
+            room -= 1
+            self._sending[delivery.id] = (env, destination)
+            task = asyncio.create_task(self._deliver_one(client, delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started.append(task)
+        if wait and started:
+            await asyncio.gather(*started, return_exceptions=True)
+
+    async def _deliver_one(self, client: httpx.AsyncClient, delivery: AlertDelivery) -> None:
         settings = self.plane.settings
-        for delivery in due:
+        try:
+            if not await in_worker(self.plane.readers, alerts.still_due, delivery.id):
+                return  # its alert was deleted, or it went out meanwhile
             try:
                 await self._send(client, delivery)
-            except Undeliverable as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure is this attempt's alone
+                why = str(exc) if isinstance(exc, Undeliverable) else \
+                    f"{type(exc).__name__}: {exc}"
                 log.warning("alert notification %d (%s to %s) failed: %s", delivery.id,
-                            delivery.kind, delivery.destination, exc)
-                await in_worker(self.plane.sessions, alerts.failed, delivery.id, str(exc),
+                            delivery.kind, delivery.destination, why)
+                await in_worker(self.plane.sessions, alerts.failed, delivery.id, why,
                                 int(time.time() * 1000), settings.alert_attempts,
                                 settings.alert_retry_seconds)
-                continue
+                return
             await in_worker(self.plane.sessions, alerts.delivered, delivery.id,
                             int(time.time() * 1000))
+        except Exception:
+            log.exception("alert notification %d: its bookkeeping failed", delivery.id)
+        finally:
+            self._sending.pop(delivery.id, None)
 
     async def _send(self, client: httpx.AsyncClient, delivery: AlertDelivery) -> None:
         if delivery.kind == "email":
@@ -162,4 +262,15 @@ class Alerting:
                                     delivery.payload["subject"], delivery.payload["content"])
         else:
             await send_webhook(client, delivery.destination, delivery.payload["body"],
-                               delivery.payload.get("secret", ""), delivery.id)
+                               delivery.payload.get("secret", ""), delivery.id,
+                               self.plane.webhook_deny)
+
+
+def _destination(delivery: AlertDelivery) -> str:
+    """What one budget counts: a webhook's host and port, or the mail server."""
+    if delivery.kind == "email":
+        return "smtp"
+    try:
+        return urlsplit(delivery.destination).netloc.rsplit("@", 1)[-1].lower()
+    except ValueError:
+        return delivery.destination

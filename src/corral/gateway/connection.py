@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -18,6 +18,10 @@ from corral.pki import ServerIdentity
 
 log = logging.getLogger(__name__)
 LOG_ANSWER_SECONDS = 15.0
+LOG_QUEUE_BATCHES = 64
+"""Batches of log lines kept for a reader that has not taken them yet (an agent sends at most
+a few hundred kilobytes a batch); past them the reader has fallen behind and its stream ends."""
+FELL_BEHIND = "the reader fell behind the log; the stream ended (ask again to go on)"
 
 
 class AgentConnection:
@@ -52,11 +56,12 @@ class AgentConnection:
     def server_id(self) -> int:
         return self.who.server_id
 
-    async def logs(self, application: str, lines: int, follow: bool) -> AsyncIterator[list[str]]:
+    async def logs(self, application: str, lines: int,
+                   follow: bool) -> AsyncGenerator[list[str], None]:
         """Ask the agent for an application's log; yields batches of lines."""
         request = wire.LogsRequest(requestId=uuid.uuid4().hex, application=application,
                                    lines=lines, follow=follow)
-        queue: asyncio.Queue[wire.LogLines] = asyncio.Queue()
+        queue: asyncio.Queue[wire.LogLines] = asyncio.Queue(LOG_QUEUE_BATCHES)
         self._log_requests[request.requestId] = queue
         try:
             try:
@@ -104,4 +109,17 @@ class AgentConnection:
             elif isinstance(message, wire.LogLines):
                 queue = self._log_requests.get(message.requestId)
                 if queue is not None:
-                    queue.put_nowait(message)
+                    _offer(queue, message)
+
+
+def _offer(queue: asyncio.Queue[wire.LogLines], message: wire.LogLines) -> None:
+    """A batch for a reader; one whose queue is full has fallen behind: what it has not read is
+    dropped and it is told its stream ended, so a reader that never reads holds a bounded
+    amount of memory."""
+    try:
+        queue.put_nowait(message)
+    except asyncio.QueueFull:
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(wire.LogLines(requestId=message.requestId, error=FELL_BEHIND,
+                                       done=True))

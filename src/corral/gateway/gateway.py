@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from asyncio import sslproto
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from cryptography import x509
 from sqlalchemy.orm import Session
@@ -144,7 +144,7 @@ class Gateway:
     # --- the AgentLink port ----------------------------------------------------------------
 
     async def logs(self, server_id: int, application: str, lines: int,
-                   follow: bool) -> AsyncIterator[list[str]]:
+                   follow: bool) -> AsyncGenerator[list[str], None]:
         conn = self.connections.get(server_id)
         if conn is None:  # held by another replica, if any
             return await self.peers.logs(server_id, application, lines, follow)

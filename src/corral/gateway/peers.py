@@ -6,10 +6,11 @@ holds itself (no second hop)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import connect
@@ -56,7 +57,7 @@ class Peers:
         return self._tls
 
     async def logs(self, server_id: int, application: str, lines: int,
-                   follow: bool) -> AsyncIterator[list[str]]:
+                   follow: bool) -> AsyncGenerator[list[str], None]:
         """The log from the replica that holds the agent; `AgentUnavailable` at once when no
         replica holds it, or the holder cannot be reached."""
         held = await in_worker(self.plane.readers, replicas.holder, server_id)
@@ -82,7 +83,7 @@ class Peers:
         return self._relay(ws)
 
     @staticmethod
-    async def _relay(ws: Any) -> AsyncIterator[list[str]]:
+    async def _relay(ws: Any) -> AsyncGenerator[list[str], None]:
         try:
             async for raw in ws:
                 frame = json.loads(raw)
@@ -114,9 +115,12 @@ async def serve_logs(gateway: Gateway, ws: ServerConnection) -> None:
         return
     await ws.send(json.dumps({"ok": True}))
     try:
-        async for batch in conn.logs(application, lines, follow):
-            await ws.send(json.dumps({"lines": batch}))
+        async with contextlib.aclosing(conn.logs(application, lines, follow)) as batches:
+            async for batch in batches:  # closed as soon as the asking replica goes
+                await ws.send(json.dumps({"lines": batch}))
         await ws.send(json.dumps({"done": True}))
     except CorralError as exc:
         await ws.send(json.dumps({"error": exc.message}))
+    except ConnectionClosed:
+        return
     await ws.close()

@@ -74,6 +74,19 @@ class Console:
                                f"{self.principal.role}.")
 
     @property
+    def flash(self) -> tuple[str, str] | None:
+        """The message a redirect carried, as (kind, text), if the console signed it."""
+        query = self.request.query_params
+        for kind in ("error", "notice"):
+            text = query.get(kind)
+            if text and hmac.compare_digest(query.get("sig", ""), self._flash_mac(kind, text)):
+                return kind, text
+        return None
+
+    def _flash_mac(self, kind: str, text: str) -> str:
+        return self.plane.sealer.mac(f"flash:{kind}:{text}")[:32]
+
+    @property
     def env_name(self) -> str:
         return next((e["name"] for e in self.environments if e["id"] == self.scope.environment_id), "")
 
@@ -86,9 +99,12 @@ class Console:
         return self.request.headers.get("HX-Request") == "true"
 
     def redirect(self, url: str, *, notice: str | None = None, error: str | None = None) -> Response:
+        """To `url`, with a message for the next page: signed, so that a link made elsewhere
+        cannot put its own words in the console's message box."""
         if notice or error:
+            kind, text = ("error", error) if error else ("notice", notice or "")
             sep = "&" if "?" in url else "?"
-            url += f"{sep}{'error' if error else 'notice'}={quote(error or notice or '')}"
+            url += f"{sep}{kind}={quote(text)}&sig={self._flash_mac(kind, text)}"
         if self.is_htmx():
             return Response(status_code=204, headers={"HX-Redirect": url})
         return RedirectResponse(url, status_code=303)

@@ -60,7 +60,8 @@ def alert_list(console: ConsoleDep) -> HTMLResponse:
         found, _ = alerts.listing(s, console.scope, 0, 500, "name")
         firing = alerts.firing(s, [a.id for a in found])
         return {"alerts": [alerts.view(a, firing.get(a.id)) for a in found],
-                "dead": alerts.dead_letters(s, console.scope),
+                "dead": alerts.dead_letters(s, console.scope,
+                                            detailed=console.principal.may("admin")),
                 "recent": alerts.recent_events(s, console.scope, 20)}
 
     return console.render("alerts.html", conditions=alerts.CONDITIONS, **read(console, load))
@@ -107,7 +108,8 @@ def create_alert(console: ConsoleDep, name: Annotated[str, Form(max_length=255)]
     console.require("operator")
     body = _body(name, severity, condition, resources, threshold, operator, period, emails,
                  webhook, secret)
-    return act(console, lambda s: alerts.create(s, console.scope, body),
+    return act(console, lambda s: alerts.create(s, console.scope, body,
+                                                 deny=console.plane.webhook_deny),
                then=lambda alert: f"/alerts/{alert.id}", notice="Alert created.",
                back="/alerts")
 
@@ -116,7 +118,8 @@ def create_alert(console: ConsoleDep, name: Annotated[str, Form(max_length=255)]
 def alert_page(console: ConsoleDep, alert_id: str) -> HTMLResponse:
     def load(s: Session) -> dict[str, Any]:
         alert = alerts.get(s, console.scope, alert_id)
-        events, total = alerts.history(s, console.scope, alert_id, 0, 200)
+        events, total = alerts.history(s, console.scope, alert_id, 0, 200,
+                                       detailed=console.principal.may("admin"))
         return {"alert": alerts.view(alert, alerts.firing(s, [alert.id]).get(alert.id)),
                 "events": events, "total": total}
 
@@ -132,6 +135,7 @@ def alert_action(console: ConsoleDep, alert_id: str, action: str) -> Response:
                    then="/alerts", notice="Alert deleted.", back=here)
     if action in ("enable", "disable"):
         return act(console, lambda s: alerts.update(s, console.scope, alert_id,
-                                                    {"enabled": action == "enable"}),
+                                                    {"enabled": action == "enable"},
+                                                    deny=console.plane.webhook_deny),
                    then=here, notice=f"Alert {action}d.", back=here)
     return console.redirect(here, error=f"unknown action {action!r}")
