@@ -51,3 +51,18 @@ def test_the_signature_covers_the_time() -> None:
     body = b'{"a":1}'
     assert signature("s", "100", body) != signature("s", "101", body)
     assert signature("s", "100", body).startswith("sha256=")
+
+
+def test_a_subject_is_one_line_whatever_was_stored() -> None:
+    """A name stored before line breaks were refused once made the mail header code raise,
+    and stopped every notification."""
+    from email.message import EmailMessage
+
+    from corral.domain.alerts import header_text
+
+    stored = "[WARNING] down: FIRING for p\u2028two\u0085three\r\nBcc: x@evil.example"
+    subject = header_text(stored)
+    assert len(subject.splitlines()) == 1 and "\n" not in subject
+    message = EmailMessage()
+    message["Subject"] = subject  # raised ValueError with the stored text
+    assert "Bcc" not in message.keys()

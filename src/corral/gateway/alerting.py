@@ -33,7 +33,7 @@ from corral.controlplane import ControlPlane
 from corral.db.models import AlertDelivery
 from corral.db.session import in_worker
 from corral.domain import alerts, webhooks
-from corral.gateway.leader import Leadership
+from corral.gateway.leader import Leadership, while_leading
 
 log = logging.getLogger(__name__)
 EVALUATE_SECONDS = 5.0
@@ -156,31 +156,15 @@ class Alerting:
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=SEND_TIMEOUT, follow_redirects=False) as client:
             try:
-                await asyncio.gather(self._evaluating(), self._couriering(client))
+                await asyncio.gather(
+                    while_leading(self.leadership, EVALUATE_SECONDS, self.evaluate,
+                                  "evaluating alerts"),
+                    while_leading(self.leadership, SEND_EVERY_SECONDS,
+                                  lambda: self.deliver(client), "sending alert notifications"))
             finally:
                 for task in list(self._tasks):
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _evaluating(self) -> None:
-        while True:
-            await asyncio.sleep(EVALUATE_SECONDS)
-            if not self.leadership.leading:
-                continue
-            try:
-                await self.evaluate()
-            except Exception:
-                log.exception("evaluating alerts failed")
-
-    async def _couriering(self, client: httpx.AsyncClient) -> None:
-        while True:
-            await asyncio.sleep(SEND_EVERY_SECONDS)
-            if not self.leadership.leading:
-                continue
-            try:
-                await self.deliver(client)
-            except Exception:
-                log.exception("sending alert notifications failed")
 
     async def evaluate(self) -> int:
         """The fleet's state every time; thresholds every half measurement interval (their

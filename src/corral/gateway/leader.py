@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import psycopg
 
@@ -50,3 +51,17 @@ class Leadership:
                 log.exception("leadership failed")
             self.leading = False
             await asyncio.sleep(TRY_SECONDS)
+
+
+async def while_leading(leadership: Leadership, seconds: float,
+                        work: Callable[[], Awaitable[object]], what: str) -> None:
+    """`work` every `seconds` while this replica leads: the loop of every singleton job. A
+    failure is logged and the next round goes on."""
+    while True:
+        await asyncio.sleep(seconds)
+        if not leadership.leading:
+            continue
+        try:
+            await work()
+        except Exception:
+            log.exception("%s failed", what)

@@ -4,15 +4,11 @@ state is all in the database, so a leader that dies hands its rollouts on unharm
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import rollouts
-from corral.gateway.leader import Leadership
+from corral.gateway.leader import Leadership, while_leading
 
-log = logging.getLogger(__name__)
 PERIOD_SECONDS = 0.5
 
 
@@ -22,13 +18,9 @@ class RolloutDriver:
         self.leadership = leadership
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(PERIOD_SECONDS)
-            if not self.leadership.leading:
-                continue
-            try:
-                # a read first: no write transaction (SQLite's one writer) when none runs
-                if await in_worker(self.plane.readers, rollouts.any_running):
-                    await in_worker(self.plane.sessions, rollouts.advance_all)
-            except Exception:
-                log.exception("advancing rollouts failed")
+        await while_leading(self.leadership, PERIOD_SECONDS, self.advance, "advancing rollouts")
+
+    async def advance(self) -> None:
+        # a read first: no write transaction (SQLite's one writer) when none runs
+        if await in_worker(self.plane.readers, rollouts.any_running):
+            await in_worker(self.plane.sessions, rollouts.advance_all)
