@@ -144,6 +144,11 @@ def test_operate_the_fleet_in_a_browser(browser: object, control_plane: ServePro
     page.goto(control_plane.url + "/clusters")
     page.fill("#cluster-name", "ring")
     page.check("input[name=multicast]")
+    page.click("button:has-text('Create cluster')")  # with no server: refused, said why
+    expect(page.locator(".flash.error")).to_contain_text("at least one server")
+    page.fill("#cluster-name", "ring")
+    page.check("input[name=multicast]")
+    page.check("input[name=server][value='%d']" % operator.data("/servers")[0]["id"])
     page.click("button:has-text('Create cluster')")
     expect(page).to_have_url(re.compile(r"/clusters/\d+"))
     expect(page.locator("main")).to_contain_text("Primary node")
