@@ -116,3 +116,50 @@ def test_upgrade_keeps_deployments(database_url: str) -> None:
             for i in shown["serverArtifacts"]] == [(2, "STARTED", 2), (3, "DEPLOYING", 2)]
     assert shown["serverArtifacts"][0]["port"] == 8081
     engine.dispose()
+
+
+def test_ids_are_never_reused_after_the_upgrade(database_url: str) -> None:
+    """Revision 0011 rebuilds SQLite's tables with AUTOINCREMENT, keeping every row, id and
+    reference (foreign keys are off while it runs, so nothing cascades); from then on a
+    deleted newest row's id is not given again, on either database."""
+    engine = make_engine(database_url)
+    _start_empty(engine)
+    _upgrade_to(engine, "0010")
+    meta = MetaData()
+    meta.reflect(engine)
+    _insert(engine, meta, "organizations", id="o", name="org")
+    _insert(engine, meta, "environments", id="e", organization_id="o", name="P",
+            type="production")
+    for sid in (1, 2):
+        _insert(engine, meta, "targets", id=sid, organization_id="o", environment_id="e",
+                type="SERVER", name=f"s{sid}")
+        _insert(engine, meta, "servers", id=sid, status="RUNNING", addresses=[],
+                runtime_information={})
+    _insert(engine, meta, "artifacts", id=1, organization_id="o", name="web",
+            file_name="web.zip", sha256="a" * 64, sha1="b" * 40, size=10)
+    _insert(engine, meta, "applications", id=1, organization_id="o", environment_id="e",
+            name="web", target_id=2, artifact_id=1, desired_status="STARTED",
+            configuration={}, deployment_id=1)
+    _insert(engine, meta, "server_artifacts", id=1, application_id=1, server_id=2,
+            deployment_id=1, last_reported_status="STARTED", discovered=False)
+    if engine.dialect.name == "postgresql":  # ids given explicitly: move the sequences on
+        with engine.begin() as conn:
+            for table in ("targets", "applications", "server_artifacts", "artifacts"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                  f"(SELECT max(id) FROM {table}))"))
+
+    upgrade(engine)
+
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM servers")).scalar() == 2
+        row = conn.execute(text("SELECT last_reported_status, serving FROM server_artifacts "
+                                "WHERE id = 1 AND application_id = 1 AND server_id = 2")).one()
+        assert row[0] == "STARTED" and bool(row[1]) is True  # what it reported serves
+        conn.execute(text("DELETE FROM applications WHERE id = 1"))
+        new = conn.execute(text(
+            "INSERT INTO applications (organization_id, environment_id, name, target_id, "
+            "artifact_id, desired_status, configuration, deployment_id, time_created, "
+            "time_updated) VALUES ('o', 'e', 'next', 2, 1, 'STARTED', '{}', 1, 0, 0) "
+            "RETURNING id")).scalar()
+        assert new == 2  # not 1, the deleted newest
+    engine.dispose()
