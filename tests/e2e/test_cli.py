@@ -70,11 +70,12 @@ def test_login_logout_and_environments(tmp_path: Path, control_plane: ServeProce
     assert stat.S_IMODE(cli.config.stat().st_mode) == 0o600
     envs = cli.json("env", "list")
     assert {e["name"] for e in envs} == {"Production", "Sandbox"}
-    assert "* " in cli("env", "list").stdout or "*" in cli("env", "list").stdout
+    assert _current(cli) == "Production"
 
     operator.call("POST", "/serverGroups", expect=201, json={"name": "prod-only"})
     assert [g["name"] for g in cli.json("group", "list")] == ["prod-only"]
     cli("env", "use", "Sandbox")
+    assert _current(cli) == "Sandbox"
     assert cli.json("group", "list") == []
     assert "No server groups" in cli("group", "list").stdout
     r = cli("env", "use", "Nowhere", ok=False)
@@ -321,3 +322,11 @@ def test_certificates_from_the_command_line(cli: Cli, agents: Agents) -> None:
                timeout=60, what="the agent moving to the new CA")
     assert "retired" in cli("ca", "retire-old").stdout
     assert cli.json("ca", "status")["retiring"] is None
+
+
+def _current(cli: Any) -> str:
+    """The environment `corral env list` marks as the one in use (its row alone has `*`)."""
+    marked = [line.split() for line in cli("env", "list").stdout.splitlines()
+              if line.split()[:1] == ["*"]]
+    assert len(marked) == 1, marked
+    return marked[0][1]
