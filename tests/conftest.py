@@ -48,6 +48,14 @@ PROCESS_SUITES = ("e2e", "security")
 well as SQLite only when marked `every_database` (their subject depends on the database)."""
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """One line that says at once whether the PostgreSQL half runs."""
+    if _postgres_admin_url():
+        return f"PostgreSQL: {PG_ENV} is set, every database test runs on it too"
+    return (f"PostgreSQL: {PG_ENV} is NOT set: the PostgreSQL half of the suite and the "
+            "high-availability tests are skipped (`make test` sets it)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     deselected = []
     for item in items:

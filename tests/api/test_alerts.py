@@ -355,3 +355,45 @@ def test_every_application_condition_fires(api: Api, plane: ControlPlane) -> Non
     assert api.delete(f"/applications/{app['id']}").status_code == 204
     evaluate(plane)
     assert _fired(api, ids) == set(ids)
+
+
+def _calm(plane: ControlPlane, *server_ids: int, apps: tuple[wire.InstanceSample, ...] = ()
+          ) -> None:
+    """Readings well under every threshold of `SERVER_THRESHOLDS`."""
+    with transaction(plane.sessions) as s:
+        measurements.record(s, [(sid, int(time.time() * 1000), wire.Measurements(
+            server=wire.ServerSample(cpu=5.0, memoryUsed=1, memoryTotal=4, diskUsed=1,
+                                     diskTotal=2, loadAverage=0.1, threads=20),
+            applications=list(apps))) for sid in server_ids])
+
+
+def test_a_calm_fleet_fires_nothing(api: Api, plane: ControlPlane) -> None:
+    """The other half of the conditions above: servers up, an application that started and
+    succeeded, cool readings, a group and a cluster whole, evaluated again and again. No
+    alert of any condition fires, and nothing happens that an event condition waits for."""
+    from corral.db.session import transaction as tx
+    from corral.domain import agents
+
+    s1, s2, s3, s4 = (api.register(n) for n in ("s1", "s2", "s3", "s4"))
+    group = api.post("/serverGroups", json={"name": "g", "serverIds": [s2]}).json()["data"]
+    cluster = api.post("/clusters", json={"name": "k", "servers": [
+        {"serverId": s3, "serverIp": "10.0.0.3"}]}).json()["data"]
+    assert group and cluster
+    _status(plane, "RUNNING", s1, s2, s3, s4)
+    app = api.deploy("shop", s1).json()["data"]
+    with tx(plane.sessions) as s:
+        agents.record_reports(s, [(s1, wire.Report(revision=1, applications=[
+            wire.ApplicationReport(name="shop", deploymentId=1, status="STARTED")]))])
+    assert api.get(f"/applications/{app['id']}/deployments").json()["data"][0]["state"] == \
+        "SUCCEEDED"  # before the alerts: their first sight of it, not news
+    ids: dict[str, str] = {}
+    for resource_type in ("server", "server-group", "cluster", "hybrid-application"):
+        ids |= _alert_each(api, resource_type, SERVER_THRESHOLDS)
+    shop = wire.InstanceSample(name="shop", cpu=1.0, rss=10 * 2**20, threads=3, fds=9,
+                               restarts=0, uptime=50.0, messages=1, errors=0,
+                               responseTimeMs=5.0)
+    for _ in range(3):
+        _calm(plane, s1, s2, s3, s4, apps=(shop,))
+        evaluate(plane)
+    assert _fired(api, ids) == set()
+

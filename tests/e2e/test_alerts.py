@@ -216,3 +216,59 @@ def test_server_down_and_up_and_a_notification_that_outlives_a_restart(
     assert len(smtp_sink.with_subject("down: FIRING")) == 2, "sent once, not twice"
     assert len(smtp_sink.messages) == before + 1, "nothing sent before was sent again"
     assert mails[1]["to"] == ["ops@example.com"]
+
+
+def test_deployments_rollouts_and_renewals_fire_through_the_real_code(
+        control_plane: ServeProcess, operator: Operator, tmp_path: Path) -> None:
+    """`application-success`, `rollout-failed` and `server-certificate` from what the control
+    plane itself records (agents' reports settling a deployment, a rollout reverting, a refused
+    renewal), not from rows written by hand; and none of them fires before its event."""
+    import hashlib as sha
+
+    from corral import wire
+    from tests.model.machine import ZIPS, bundle_zip
+    from tests.model.simulated import Fleet, SimAgent, identity
+
+    bad = bundle_zip("fails its health check")
+    fleet = Fleet()
+    try:
+        sids = []
+        for name in ("a1", "a2"):
+            key, csr = identity(tmp_path, name)
+            token = operator.registration_token()
+            r = operator.http.post("/hybrid/api/v1/servers", json={
+                "muleLabel": name, "signatureRequest": csr},
+                headers={"Authorization": f"Bearer {token}"})
+            key.write_text(r.json()["certificate"] + key.read_text())
+            sid = int(r.json()["serverId"])
+            fleet.add(SimAgent(sid, key, f"wss://127.0.0.1:{control_plane.gateway_port}"
+                                         "/agent/v1/connect", control_plane.ca_path.read_text(),
+                               failing={sha.sha256(bad).hexdigest()}))
+            operator.wait_server(sid, "RUNNING")
+            sids.append(sid)
+        group = operator.call("POST", "/serverGroups", expect=201,
+                              json={"name": "pair", "serverIds": sids}).json()["data"]["id"]
+        watch = {kind: create(operator, {"name": kind, "severity": "WARNING", "condition": {
+            "resourceType": rtype, "type": kind, "resources": ["*"]}})
+            for rtype, kind in (("hybrid-application", "application-success"),
+                                ("hybrid-application", "rollout-failed"),
+                                ("server", "server-certificate"))}
+        app = operator.deploy("site", group, ZIPS["v1"])
+        success = eventually(lambda: history(operator, watch["application-success"]),
+                             timeout=60, what="the first successful deployment firing")
+        assert success[0]["resourceName"] == "site"
+        operator.call("PATCH", f"/applications/{app['id']}", expect=200,
+                      data={"rollout": json.dumps({"maxParallel": 1, "autoRevert": True})},
+                      files={"file": ("bad.zip", bad, "application/zip")})
+        reverted = eventually(lambda: history(operator, watch["rollout-failed"]), timeout=60,
+                              what="the reverted rollout firing")
+        assert "reverted" in reverted[0]["message"]
+        # what did not happen did not fire: no certificate problem yet, one success only
+        assert history(operator, watch["server-certificate"]) == []
+        assert len(history(operator, watch["application-success"])) == 1
+        fleet.send(sids[0], wire.RenewCertificate(signatureRequest="not a request"))
+        problem = eventually(lambda: history(operator, watch["server-certificate"]),
+                             timeout=60, what="the refused renewal firing")
+        assert [e["resourceId"] for e in problem] == [str(sids[0])]
+    finally:
+        fleet.close()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_api  # a pinned test dependency: never skipped
 import pytest
 
 from tests.e2e.conftest import ADMIN_PASSWORD, AgentProcess, Operator, ServeProcess, app_zip
@@ -19,7 +20,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_operate_the_fleet_in_a_browser(browser: object, control_plane: ServePro
     # groups and clusters
     page.goto(control_plane.url + "/groups")
     page.fill("#group-name", "front")
-    page.check("input[name=server][value='%d']" % operator.data("/servers")[0]["id"])
+    page.check(f"input[name=server][value='{operator.data('/servers')[0]['id']}']")
     page.click("button:has-text('Create group')")
     expect(page).to_have_url(re.compile(r"/groups/\d+"))
     expect(page.locator("main")).to_contain_text("web-1")
@@ -148,7 +148,7 @@ def test_operate_the_fleet_in_a_browser(browser: object, control_plane: ServePro
     expect(page.locator(".flash.error")).to_contain_text("at least one server")
     page.fill("#cluster-name", "ring")
     page.check("input[name=multicast]")
-    page.check("input[name=server][value='%d']" % operator.data("/servers")[0]["id"])
+    page.check(f"input[name=server][value='{operator.data('/servers')[0]['id']}']")
     page.click("button:has-text('Create cluster')")
     expect(page).to_have_url(re.compile(r"/clusters/\d+"))
     expect(page.locator("main")).to_contain_text("Primary node")

@@ -211,6 +211,16 @@ class Fleet:
 
         self.do(begin())
 
+    def send(self, server_id: int, message: wire.Message) -> None:
+        """A message of the agent's own (a renewal, say) on its connection."""
+        agent = self.agents[server_id]
+
+        async def out() -> None:
+            assert agent.ws is not None, "not connected"
+            await agent.ws.send(wire.encode(message))
+
+        self.do(out())
+
     def set_online(self, server_id: int, online: bool) -> None:
         agent = self.agents[server_id]
 
