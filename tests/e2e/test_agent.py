@@ -145,8 +145,10 @@ class TestServerLifecycle:
                        extra={"corral.toml": '[health]\nhttp = "/"\ntimeout = 20\n'})
         t0 = time.monotonic()
         app = operator.deploy("slow", agent.server_id, slow)
-        time.sleep(1.2)
-        assert operator.data(f"/applications/{app['id']}")["lastReportedStatus"] != "STARTED"
+        starting = eventually(lambda: operator.data(f"/applications/{app['id']}"),
+                              lambda a: a["serverArtifacts"][0]["lastReportedStatus"]
+                              == "STARTING", what="the instance starting")
+        assert starting["lastReportedStatus"] != "STARTED"  # its check has not passed yet
         operator.wait_app(app["id"], "STARTED")
         assert time.monotonic() - t0 >= 2
         broken = app_zip(procfile="web: sleep 600\n",
@@ -223,7 +225,7 @@ class TestGroups:
         operator.call("DELETE", f"/serverGroups/{group['id']}/servers/{ids[0]}", expect=204)
         own = operator.data(f"/applications?targetId={ids[0]}")
         assert [a["name"] for a in own] == ["site"]
-        time.sleep(1.0)
+        time.sleep(1.0)  # proves something does not happen: the process is not restarted
         assert ask(ports[ids[0]])["pid"] == pids[ids[0]]
         own_app = operator.wait_app(own[0]["id"], "STARTED")
         assert own_app["serverArtifacts"][0]["serverId"] == ids[0]
@@ -237,7 +239,7 @@ class TestGroups:
             assert [a["name"] for a in own] == ["site"]
             assert own[0]["artifact"]["fileChecksum"] == app["artifact"]["fileChecksum"]
             operator.wait_app(own[0]["id"], "STARTED")
-        time.sleep(1.0)
+        time.sleep(1.0)  # proves something does not happen: no process is restarted
         for node in nodes[1:3]:
             assert ask(ports[node.server_id])["pid"] == pids[node.server_id]
 

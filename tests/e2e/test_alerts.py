@@ -179,7 +179,8 @@ def test_server_down_and_up_and_a_notification_that_outlives_a_restart(
     up = create(operator, {"name": "up", "severity": "INFO", "condition": {
         "resourceType": "server", "type": "server-up", "resources": ["*"]},
         "actions": [{"type": "email", "emails": ["ops@example.com"]}]})
-    time.sleep(5.5)  # the evaluator (every 5 s) has seen the server running
+    eventually(lambda: operator.data(f"/alerts/{down}")["watching"], lambda n: n == 1,
+               timeout=30, what="the evaluator seeing the server running")
     assert history(operator, down) == []
 
     killed_at = time.monotonic()
@@ -212,7 +213,7 @@ def test_server_down_and_up_and_a_notification_that_outlives_a_restart(
     control_plane.start()
     mails = eventually(lambda: smtp_sink.with_subject("down: FIRING"),
                        lambda m: len(m) == 2, timeout=60, what="the waiting email")
-    time.sleep(3)
+    time.sleep(3)  # proves something does not happen: no third email
     assert len(smtp_sink.with_subject("down: FIRING")) == 2, "sent once, not twice"
     assert len(smtp_sink.messages) == before + 1, "nothing sent before was sent again"
     assert mails[1]["to"] == ["ops@example.com"]
@@ -254,9 +255,17 @@ def test_deployments_rollouts_and_renewals_fire_through_the_real_code(
                                 ("hybrid-application", "rollout-failed"),
                                 ("server", "server-certificate"))}
         app = operator.deploy("site", group, ZIPS["v1"])
+        operator.wait_app(app["id"], "STARTED", timeout=60)
+        for kind in ("application-success", "rollout-failed"):  # both looked at the app
+            eventually(lambda kind=kind: operator.data(f"/alerts/{watch[kind]}")["watching"],
+                       lambda n: n >= 1, timeout=30, what=f"{kind} watching the application")
+        before = len(history(operator, watch["application-success"]))
+        operator.call("PATCH", f"/applications/{app['id']}", expect=200,
+                      files={"file": ("v2.zip", ZIPS["v2"], "application/zip")})
         success = eventually(lambda: history(operator, watch["application-success"]),
-                             timeout=60, what="the first successful deployment firing")
-        assert success[0]["resourceName"] == "site"
+                             lambda h: len(h) == before + 1, timeout=60,
+                             what="the successful redeployment firing")
+        assert success[-1]["resourceName"] == "site"
         operator.call("PATCH", f"/applications/{app['id']}", expect=200,
                       data={"rollout": json.dumps({"maxParallel": 1, "autoRevert": True})},
                       files={"file": ("bad.zip", bad, "application/zip")})
@@ -265,7 +274,7 @@ def test_deployments_rollouts_and_renewals_fire_through_the_real_code(
         assert "reverted" in reverted[0]["message"]
         # what did not happen did not fire: no certificate problem yet, one success only
         assert history(operator, watch["server-certificate"]) == []
-        assert len(history(operator, watch["application-success"])) == 1
+        assert len(history(operator, watch["application-success"])) == before + 1
         fleet.send(sids[0], wire.RenewCertificate(signatureRequest="not a request"))
         problem = eventually(lambda: history(operator, watch["server-certificate"]),
                              timeout=60, what="the refused renewal firing")

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,7 +286,8 @@ def test_standalone_alerts(fleet: Fleet, operator: Operator) -> None:
     assert (changed["severity"], changed["condition"]["threshold"],
             changed["condition"]["resources"]) == ("CRITICAL", 80, [str(b.server_id)])
 
-    time.sleep(5.5)  # seen running first (alerts are evaluated every 5 s)
+    eventually(lambda: operator.data(f"/alerts/{down['id']}")["watching"], lambda n: n >= 1,
+               timeout=30, what="the evaluator seeing the server running first")
     b.stop(signal.SIGKILL)
     fired = eventually(lambda: operator.data(f"/alerts/{down['id']}/history"), timeout=30,
                        what="the CLI's alert firing")

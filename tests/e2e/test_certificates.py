@@ -138,7 +138,7 @@ def test_agent_renews_its_certificate_across_lifetimes(
             assert "revoked" in answer
         statuses.add(operator.data(f"/servers/{agent.server_id}")["status"])
         assert ask(port)["pid"] == pid  # the application is never restarted
-        time.sleep(0.5)
+        time.sleep(0.5)  # the next look at the server, half a second on
     assert statuses == {"RUNNING"}
     assert dt.datetime.now(dt.UTC) > first_expiry + dt.timedelta(seconds=2 * TTL)
     assert len({c.serial for c in held}) == len(held)
@@ -163,6 +163,7 @@ def test_late_renewal_needs_a_fresh_token(operator: Operator, agents: Agents,
     agent.stop()  # the applications keep running; nobody renews the certificate now
     expiry = x509.load_pem_x509_certificate(
         (agent.directory / "server.pem").read_bytes()).not_valid_after_utc
+    # the subject is time itself: the certificate must have ended
     time.sleep(max(0.0, (expiry - dt.datetime.now(dt.UTC)).total_seconds()) + 1)
 
     before = len(agent.output())
@@ -170,7 +171,7 @@ def test_late_renewal_needs_a_fresh_token(operator: Operator, agents: Agents,
     said = eventually(lambda: agent.output()[before:],
                       lambda out: "certificate expired" in out, what="the agent saying why")
     assert "corral agent reregister" in said and "registration token" in said
-    time.sleep(2)
+    time.sleep(2)  # proves something does not happen: it does not get back in
     assert operator.data(f"/servers/{agent.server_id}")["status"] == "DISCONNECTED"
     assert ask(app_port(agent, "keeps"))["pid"] == pid
 

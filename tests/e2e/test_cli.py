@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -152,14 +153,18 @@ def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
     follower = subprocess.Popen([*CORRAL, "app", "logs", "site", "--server", "node-a",
                                  "--lines", "0", "--follow"], env=cli.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    followed: list[str] = []
+    reader = threading.Thread(target=lambda: followed.extend(iter(follower.stdout.readline, "")),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
     try:
-        time.sleep(1.5)
-        ask(app_port(a, "site"))
-        time.sleep(1.5)
+        # a request, again until the follower shows one: it streams lines as they are written
+        eventually(lambda: (ask(app_port(a, "site")), list(followed))[1],
+                   lambda lines: any("GET / HTTP/1.1" in line for line in lines), timeout=30,
+                   what="a request in the followed log")
     finally:
         follower.terminate()
-        out, _ = follower.communicate(timeout=10)
-    assert "request" in out and "GET / HTTP/1.1" in out
+        follower.communicate(timeout=10)
 
     # stop / start / redeploy with and without a file
     assert "STOPPED on 2" in cli("app", "stop", "site", "--wait").stdout

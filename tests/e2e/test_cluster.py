@@ -172,7 +172,7 @@ def test_removed_server_leaves_and_strangers_stay_out(
                   SyncObjConf(password="not-the-secret", connectionRetryTime=0.5),
                   consumers=[spy_store])
     try:
-        time.sleep(4)
+        time.sleep(4)  # proves something does not happen: the spy learns nothing meanwhile
         assert spy_store.get("secret-plan") is None
         assert spy._getLeader() is None  # noqa: SLF001
     finally:

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -455,9 +456,10 @@ def test_postgresql_restarted_under_load(replicas: Callable[..., Replicas],
 
     with Load(lambda: a.http.get("/hybrid/api/v1/servers", headers=a.headers, timeout=15),
               every=0.1) as load:
-        time.sleep(1)
+        eventually(lambda: load.outcomes, lambda o: len(o) >= 5, what="calls answered first")
         private_postgres.stop()
-        time.sleep(4)
+        eventually(lambda: load.outcomes[-1][1], lambda o: o.startswith("503"), timeout=30,
+                   what="a call answered 503 while the database is down")
         private_postgres.start()
         eventually(lambda: load.outcomes[-1][1], lambda o: o == "200", timeout=30,
                    what="calls answered again after the restart")
@@ -466,7 +468,8 @@ def test_postgresql_restarted_under_load(replicas: Callable[..., Replicas],
           f"{ {k: sum(1 for _, o in load.outcomes if o == k) for k in kinds} }")
     assert any(o.startswith("503 the database is unavailable") for o in kinds), kinds
     assert kinds <= {"200", "503 the database is unavailable; retry later"}, kinds
-    assert max(took for took, _ in load.outcomes) < 12  # answered, never hung
+    # every call was answered: a hung one would be a timeout, not one of the kinds above
+    print(f"the slowest answer took {max(took for took, _ in load.outcomes):.1f} s")
     assert agent.app_pids("calm-app") == pids  # the application was not touched
     assert agent.output().count("connected to wss://") == 1  # nor was its agent's connection
 
@@ -490,6 +493,10 @@ def haproxy(tmp_path: Path) -> Iterator[Callable[[list[ServeProcess]], str]]:
     if binary is None:
         pytest.skip("HAProxy is not installed (Debian package haproxy; .ci/run installs it)")
     procs: list[subprocess.Popen[bytes]] = []
+    # a second file beside the documented one: HAProxy's own view of its servers, for the tests
+    stats = tmp_path / "haproxy.sock"
+    extra = tmp_path / "stats.cfg"
+    extra.write_text(f"global\n    stats socket {stats} mode 600 level admin\n")
 
     def start(backends: list[ServeProcess]) -> str:
         port = free_port()
@@ -498,7 +505,8 @@ def haproxy(tmp_path: Path) -> Iterator[Callable[[list[ServeProcess]], str]]:
             target = backends[i % len(backends)]
             env[f"CORRAL_REPLICA{i + 1}"] = f"127.0.0.1:{target.port}"
         log = open(tmp_path / "haproxy.log", "wb")  # noqa: SIM115 - handed to the child
-        procs.append(subprocess.Popen([binary, "-db", "-f", str(HAPROXY_CONFIG)], env=env,
+        procs.append(subprocess.Popen([binary, "-db", "-f", str(HAPROXY_CONFIG), "-f",
+                                       str(extra)], env=env,
                                       stdout=log, stderr=subprocess.STDOUT))
         log.close()
         url = f"http://127.0.0.1:{port}"
@@ -511,6 +519,19 @@ def haproxy(tmp_path: Path) -> Iterator[Callable[[list[ServeProcess]], str]]:
         proc.wait(10)
 
 
+def haproxy_up(stats: Path) -> set[str]:
+    """The servers HAProxy counts as up now (`show stat` on its stats socket)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(stats))
+        sock.sendall(b"show stat\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    rows = [line.split(",") for line in answer.decode().splitlines() if line and line[0] != "#"]
+    return {row[1] for row in rows if len(row) > 17 and row[17] == "UP"
+            and row[1] not in ("FRONTEND", "BACKEND")}
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=1).status_code == 200
@@ -519,10 +540,12 @@ def _answers(url: str) -> bool:
 
 
 def test_a_rolling_restart_behind_haproxy_fails_no_call(
-        replicas: Callable[..., Replicas], haproxy: Callable[[list[ServeProcess]], str]) -> None:
+        replicas: Callable[..., Replicas], haproxy: Callable[[list[ServeProcess]], str],
+        tmp_path: Path) -> None:
     fleet = replicas()
     fleet.start(3)
     lb = haproxy(fleet.procs)
+    stats = tmp_path / "haproxy.sock"
     a = fleet.operator(0)
     agent = fleet.agent(a, "steady")
     app = a.deploy("steady-app", agent.server_id, app_zip("v1"))
@@ -534,7 +557,9 @@ def test_a_rolling_restart_behind_haproxy_fails_no_call(
         for proc in fleet.procs:
             proc.stop(signal.SIGTERM)
             proc.start()
-            time.sleep(1.5)  # HAProxy sees it up again (two checks 500 ms apart)
+            eventually(lambda: haproxy_up(stats),  # back in before the next one stops
+                       lambda up: up == {"replica1", "replica2", "replica3"}, timeout=30,
+                       what="HAProxy counting every replica up again")
     client.close()
     failed = [o for o in load.outcomes if o[1] != "200"]
     print(f"rolling restart of 3 replicas: {len(load.outcomes)} calls, {len(failed)} failed "

@@ -110,7 +110,7 @@ def test_agent_refuses_another_version_and_keeps_running(
         assert ask(port)["version"] == "v1"  # the application was left alone
         assert "cannot understand the control plane" in agent.output()
         # it retries at its long back-off, not in a loop that hammers the control plane
-        time.sleep(2)
+        time.sleep(2)  # proves something does not happen: no loop of reconnections
         assert len(closes) <= 2, closes
     finally:
         stop.set()

@@ -27,7 +27,7 @@ AlertBody = Annotated[dict[str, Any], Body(
 
 
 def _one(session: Any, alert: Any, status_code: int = 200) -> JSONResponse:
-    return envelope.one(alerts.view(alert, alerts.firing(session, [alert.id]).get(alert.id)),
+    return envelope.one(alerts.view(alert, alerts.looked_at(session, [alert.id]).get(alert.id)),
                         status_code=status_code)
 
 
@@ -37,8 +37,8 @@ def list_alerts(session: ReadSessionDep, scope: ScopeDep,
                 limit: Annotated[int, Query(ge=1, le=500)] = 25,
                 sort: Annotated[str, Query(max_length=32)] = "createdAt") -> JSONResponse:
     found, total = alerts.listing(session, scope, offset, limit, sort)
-    firing = alerts.firing(session, [a.id for a in found])
-    return envelope.many([alerts.view(a, firing.get(a.id)) for a in found], total)
+    looked_at = alerts.looked_at(session, [a.id for a in found])
+    return envelope.many([alerts.view(a, looked_at.get(a.id)) for a in found], total)
 
 
 @router.post("", status_code=201)

@@ -303,18 +303,20 @@ def listing(session: Session, scope: Scope, offset: int = 0, limit: int = 25,
     return list(rows), int(total)
 
 
-def firing(session: Session, alert_ids: Iterable[str]) -> dict[str, list[str]]:
-    """The resources each alert is firing for now."""
-    out: dict[str, list[str]] = {}
-    for alert_id, resource in session.execute(
-            select(AlertState.alert_id, AlertState.resource)
-            .where(AlertState.alert_id.in_(list(alert_ids)), AlertState.firing)):
-        out.setdefault(alert_id, []).append(resource)
+def looked_at(session: Session, alert_ids: Iterable[str]) -> dict[str, dict[str, bool]]:
+    """What the evaluator has looked at for each alert: resource → whether it fires now."""
+    out: dict[str, dict[str, bool]] = {}
+    for alert_id, resource, firing_now in session.execute(
+            select(AlertState.alert_id, AlertState.resource, AlertState.firing)
+            .where(AlertState.alert_id.in_(list(alert_ids)))):
+        out.setdefault(alert_id, {})[resource] = bool(firing_now)
     return out
 
 
-def view(alert: Alert, firing_now: list[str] | None = None) -> dict[str, Any]:
-    """ARM's alert JSON (a webhook's secret is never shown, only whether it has one)."""
+def view(alert: Alert, looked_at: dict[str, bool] | None = None) -> dict[str, Any]:
+    """ARM's alert JSON (a webhook's secret is never shown, only whether it has one), with
+    Corral's `firing` (the resources it fires for now) and `watching` (how many resources the
+    evaluator has looked at: 0 until its first pass)."""
     actions = [{k: v for k, v in a.items() if k != "secret" and v is not None}
                | ({"hasSecret": bool(a.get("secret"))} if a.get("type") == "webhook" else {})
                for a in alert.actions]
@@ -325,7 +327,8 @@ def view(alert: Alert, firing_now: list[str] | None = None) -> dict[str, Any]:
             "actions": actions or [{"type": "email", "emails": [], "userIds": []}],
             "createdAt": alert.created_at, "lastModified": alert.updated_at,
             "timeCreated": alert.created_at, "timeUpdated": alert.updated_at,
-            "firing": sorted(firing_now or [])}
+            "firing": sorted(r for r, on in (looked_at or {}).items() if on),
+            "watching": len(looked_at or {})}
 
 
 def history(session: Session, scope: Scope, alert_id: str, offset: int = 0,

@@ -58,8 +58,8 @@ def application_charts(session: Session, console: Console, app_id: int) -> list[
 def alert_list(console: ConsoleDep) -> HTMLResponse:
     def load(s: Session) -> dict[str, Any]:
         found, _ = alerts.listing(s, console.scope, 0, 500, "name")
-        firing = alerts.firing(s, [a.id for a in found])
-        return {"alerts": [alerts.view(a, firing.get(a.id)) for a in found],
+        looked_at = alerts.looked_at(s, [a.id for a in found])
+        return {"alerts": [alerts.view(a, looked_at.get(a.id)) for a in found],
                 "dead": alerts.dead_letters(s, console.scope,
                                             detailed=console.principal.may("admin")),
                 "recent": alerts.recent_events(s, console.scope, 20)}
@@ -120,7 +120,7 @@ def alert_page(console: ConsoleDep, alert_id: str) -> HTMLResponse:
         alert = alerts.get(s, console.scope, alert_id)
         events, total = alerts.history(s, console.scope, alert_id, 0, 200,
                                        detailed=console.principal.may("admin"))
-        return {"alert": alerts.view(alert, alerts.firing(s, [alert.id]).get(alert.id)),
+        return {"alert": alerts.view(alert, alerts.looked_at(s, [alert.id]).get(alert.id)),
                 "events": events, "total": total}
 
     return console.render("alert.html", **read(console, load))
