@@ -6,7 +6,7 @@ accepted, what it changes. Nothing here knows how Corral stores anything; the st
 `test_stateful.py` makes the same call on the real control plane, then compares every list of
 every API with this model (`docs/model.md` says what is covered and what is not yet).
 
-Promises written down here (ARM's documentation, `shared/API.md`, ADR 0006):
+Promises written down here (ARM's documentation, `docs/api.md`, ADR 0006):
 - servers, groups and clusters share one id space; an application's id is its own; no id is
   ever given twice, whatever was deleted, and across restarts;
 - a server is in at most one group or cluster, joins one only without applications of its own,

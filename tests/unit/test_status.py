@@ -1,4 +1,4 @@
-"""Status aggregation rules of API.md."""
+"""Status aggregation rules of docs/api.md and ADR 0006."""
 
 from __future__ import annotations
 

@@ -95,6 +95,9 @@ async def scrape(plane: PlaneDep, token: TokenDep) -> Response:
 
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+SIGN_INS = frozenset({"/accounts/login", "/login", "/accounts/api/v2/oauth2/token"})
+"""Where a refused sign-in (401) or a throttled one (429) counts in `corral_logins_failed`:
+users through the API and the console, connected apps through OAuth2."""
 
 
 class RequestTimer:
@@ -116,6 +119,5 @@ class RequestTimer:
             status = answered.status
             metrics.HTTP_SECONDS.labels(method, route, f"{status // 100}xx").observe(
                 time.perf_counter() - began)
-            if status in (401, 429) and method == "POST" and \
-                    scope["path"] in ("/accounts/login", "/login"):
+            if status in (401, 429) and method == "POST" and scope["path"] in SIGN_INS:
                 metrics.LOGINS_FAILED.inc()
