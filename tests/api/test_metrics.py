@@ -42,12 +42,15 @@ def test_the_fleet_latency_and_failed_sign_ins(api: Api) -> None:
     before = api.client.get("/metrics", headers=auth).text
     failed = _value(before, "corral_logins_failed_total")
     api.client.post("/accounts/login", json={"username": "admin", "password": "nope"})
+    r = api.client.post("/accounts/api/v2/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": "no-such-app", "client_secret": "x"})
+    assert r.status_code == 401  # a connected app's failed sign-in counts too
     for name in ("m-1", "m-2"):
         api.register(name)
     api.get("/servers")
     api.get("/servers/999999")
     text = api.client.get("/metrics", headers=auth).text
-    assert _value(text, "corral_logins_failed_total") == failed + 1
+    assert _value(text, "corral_logins_failed_total") == failed + 2
     assert _value(text, 'corral_servers{status="DISCONNECTED"}') == 2
     route = 'route="/hybrid/api/v1/servers/{server_id}"'
     assert re.search(rf'corral_http_request_duration_seconds_count{{method="GET",{route},'
