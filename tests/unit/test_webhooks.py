@@ -66,3 +66,31 @@ def test_a_subject_is_one_line_whatever_was_stored() -> None:
     message = EmailMessage()
     message["Subject"] = subject  # raised ValueError with the stored text
     assert "Bcc" not in message.keys()
+
+
+def test_a_webhook_is_sent_to_the_address_checked_with_its_own_host_and_credentials() -> None:
+    """The request goes to the very address that was resolved and checked, naming the URL's
+    host (Host header, TLS server name) and keeping its credentials."""
+    import httpx
+
+    from corral.gateway.alerting import send_webhook
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    async def send() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+            await send_webhook(client, "http://ops:pw@localhost:8080/hook?x=1", {"a": 1},
+                               "s", 7, [])
+
+    asyncio.run(send())
+    [request] = seen
+    assert request.url.host in ("127.0.0.1", "::1") and request.url.port == 8080
+    assert request.url.path == "/hook" and request.url.query == b"x=1"
+    assert request.headers["Host"] == "localhost:8080"
+    assert request.headers["Authorization"].startswith("Basic ")
+    assert request.extensions["sni_hostname"] == "localhost"
+    assert request.headers["X-Corral-Delivery"] == "7"

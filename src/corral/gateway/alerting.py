@@ -121,11 +121,14 @@ async def send_webhook(client: httpx.AsyncClient, url: str, payload: dict[str, A
     parts = urlsplit(url)
     address = await resolve_allowed(url, deny)
     # connect to the address just checked, naming the host as the URL does (Host, TLS)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
     netloc = f"[{address}]" if ":" in address else address
     if parts.port:
         netloc += f":{parts.port}"
+    if userinfo:
+        netloc = f"{userinfo}@{netloc}"  # credentials in the URL still go as Basic auth
     headers = {"Content-Type": "application/json", "User-Agent": "corral-alerts",
-               "Host": parts.netloc.rsplit("@", 1)[-1], "X-Corral-Delivery": str(delivery_id),
+               "Host": hostport, "X-Corral-Delivery": str(delivery_id),
                TIMESTAMP_HEADER: timestamp}
     if secret:
         headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
