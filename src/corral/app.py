@@ -10,7 +10,7 @@ from corral import __version__
 from corral.api import routes as api
 from corral.api.audit import AuditTrail
 from corral.api.metrics import RequestTimer
-from corral.api.middleware import BodyLimit, RequestId, SecurityHeaders
+from corral.api.middleware import BodyLimit, OneTrailingSlash, RequestId, SecurityHeaders
 from corral.controlplane import ControlPlane
 from corral.web import routes as console
 
@@ -22,6 +22,9 @@ def create_app(plane: ControlPlane) -> FastAPI:
         description="Self-hosted runtime manager speaking the Anypoint Runtime Manager hybrid "
         "REST API. Hybrid calls need `Authorization: Bearer`, `X-ANYPNT-ORG-ID` and "
         "`X-ANYPNT-ENV-ID`.",
+        redirect_slashes=False,  # one trailing slash is taken off before routing instead
+        docs_url=None,  # api/docs.py serves Swagger UI's files itself
+        redoc_url=None,
     )
     app.state.plane = plane
     api.install(app)
@@ -31,5 +34,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.add_middleware(AuditTrail, plane=lambda: plane)  # sees every answer, 413s included
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestTimer)  # every request is timed, refusals included
-    app.add_middleware(RequestId)  # outermost: every log line of a request carries its id
+    app.add_middleware(RequestId)  # every log line of a request carries its id
+    app.add_middleware(OneTrailingSlash)  # outermost: everything inside sees one form of a path
     return app

@@ -89,6 +89,18 @@ class TestTokens:
         assert api.client.get("/accounts/api/me", headers=_bearer(api.token)).status_code == 401
         assert api.get("/servers").status_code == 401
 
+    def test_a_bad_token_on_me_is_unauthorized_in_plain_text(self, api: Api) -> None:
+        """ARM's answer there: the mule-maven-plugin compares the body to "unauthorized" and
+        says "Unauthorized Access. Please verify that authToken is valid."; elsewhere the
+        JSON body stays."""
+        for headers in (_bearer("not-a-token"), {}, _bearer("")):
+            for path in ("/accounts/api/me", "/accounts/api/me/"):
+                r = api.client.get(path, headers=headers)
+                assert (r.status_code, r.text) == (401, "Unauthorized"), (path, headers)
+                assert r.headers["www-authenticate"] == "Bearer"
+        r = api.client.get("/accounts/api/users/me", headers=_bearer("not-a-token"))
+        assert r.status_code == 401 and r.json()["status"] == 401
+
     def test_expired_token_is_401(self, api: Api, plane: ControlPlane) -> None:
         with plane.sessions.begin() as s:
             s.execute(update(AccessToken).values(expires_at=0))

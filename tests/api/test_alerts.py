@@ -47,11 +47,12 @@ def sample(cpu: float, *apps: wire.InstanceSample) -> wire.Measurements:
 
 def test_create_list_describe_modify_delete(api: Api) -> None:
     r = api.post("/alerts", json=cli_body(threshold=80, operator="GREATER_THAN"))
-    assert r.status_code == 201, r.text
-    alert = r.json()["data"]
+    assert r.status_code == 200, r.text  # ARM's answer: 200, the alert as a list of one
+    [alert] = r.json()["data"]
     assert alert["condition"] == {"resourceType": "server", "type": "server-cpu",
                                   "resources": ["*"], "threshold": 80,
-                                  "operator": "GREATER_THAN"}
+                                  "operator": "GREATER_THAN", "event": "server-cpu"}
+    assert alert["conditionType"] == "server-cpu"
     assert alert["enabled"] is True and alert["productName"] == "hybrid"
     listed = api.get("/alerts", params={"limit": 10, "offset": 0, "sort": "createdAt"}).json()
     assert listed["total"] == 1 and listed["data"][0]["id"] == alert["id"]
@@ -66,7 +67,7 @@ def test_create_list_describe_modify_delete(api: Api) -> None:
     changed = api.get(f"/alerts/{alert['id']}").json()["data"]
     assert changed["condition"]["threshold"] == 90 and changed["severity"] == "WARNING"
     assert changed["actions"][0]["emails"] == ["ops@example.com"]
-    assert api.delete(f"/alerts/{alert['id']}").status_code == 204
+    assert api.delete(f"/alerts/{alert['id']}").status_code == 200
     assert api.get(f"/alerts/{alert['id']}").status_code == 404
 
 
@@ -128,7 +129,7 @@ def test_another_environments_resources_and_alerts_are_out_of_reach(api: Api) ->
     assert r.status_code == 400 and "no server" in r.json()["message"]
     alert = api.post("/alerts", json={"name": "x", "severity": "INFO", "condition": {
         "resourceType": "server", "type": "server-down", "resources": [str(server_id)]}})
-    alert_id = alert.json()["data"]["id"]
+    alert_id = alert.json()["data"][0]["id"]
     assert sandbox.get(f"/alerts/{alert_id}").status_code == 404
     assert sandbox.patch(f"/alerts/{alert_id}", json={"name": "y"}).status_code == 404
     assert sandbox.delete(f"/alerts/{alert_id}").status_code == 404
@@ -141,7 +142,7 @@ def test_a_level_fires_once_and_resolves_once(api: Api, plane: ControlPlane) -> 
     webhook = {"type": "webhook", "url": "http://192.0.2.10:9/hook", "secret": "s3cret"}
     body = cli_body(threshold=80)
     body["actions"].append(webhook)
-    alert_id = api.post("/alerts", json=body).json()["data"]["id"]
+    alert_id = api.post("/alerts", json=body).json()["data"][0]["id"]
     assert "secret" not in str(api.get(f"/alerts/{alert_id}").json())
     now = int(time.time() * 1000)
     with transaction(plane.sessions) as s:
@@ -188,7 +189,7 @@ def test_events_fire_once_per_change(api: Api, plane: ControlPlane) -> None:
                         ("server-group-down", "server-group")):
         r = api.post("/alerts", json={"name": kind, "severity": "INFO", "condition": {
             "resourceType": rtype, "type": kind}})
-        assert r.status_code == 201, r.text
+        assert r.status_code == 200, r.text
     assert evaluate(plane) != []  # the group is down (nobody runs): a level already holding
     with transaction(plane.sessions) as s:
         s.get_one(Server, one).status = "RUNNING"
@@ -256,8 +257,8 @@ def _alert_each(api: Api, resource_type: str, thresholds: dict[str, float]) -> d
             suffix = next(k for k in thresholds if kind.endswith(k))
             condition.update(threshold=thresholds[suffix], operator="GREATER_THAN")
         r = api.post("/alerts", json={"name": kind, "severity": "INFO", "condition": condition})
-        assert r.status_code == 201, r.text
-        ids[kind] = r.json()["data"]["id"]
+        assert r.status_code == 200, r.text
+        ids[kind] = r.json()["data"][0]["id"]
     return ids
 
 
@@ -397,3 +398,35 @@ def test_a_calm_fleet_fires_nothing(api: Api, plane: ControlPlane) -> None:
         evaluate(plane)
     assert _fired(api, ids) == set()
 
+
+
+def test_alerts_as_the_go_client_reads_them(api: Api, plane: ControlPlane) -> None:
+    """go-facade's calls, with the status codes it checks: `postAlert` 200 and a list of one,
+    `getResourceAlertHistory` by resource id, the history's ARM fields, `deleteSingleAlert`
+    200; a list without `limit` holds every alert."""
+    web, other = api.register("web-1"), api.register("web-2")
+    r = api.post("/alerts", json={"name": "web-1 down", "severity": "CRITICAL", "condition": {
+        "resourceType": "server", "type": "server-down", "resources": [str(web)]},
+        "actions": [{"type": "email", "emails": ["ops@example.com"]}]})
+    assert (r.status_code, r.json()["total"]) == (200, 1), r.text
+    [alert] = r.json()["data"]
+    assert alert["conditionType"] == "server-down" and alert["condition"]["event"]
+    for n in range(30):
+        api.post("/alerts", json={"name": f"spare {n}", "severity": "INFO", "condition": {
+            "resourceType": "server", "type": "server-up"}})
+    listed = api.get("/alerts").json()
+    assert listed["total"] == len(listed["data"]) == 31
+    assert evaluate(plane) != []  # web-1 is DISCONNECTED: it fires
+    [entry] = api.get(f"/alerts/resource/{web}/history").json()["data"]
+    assert entry["triggeredAt"] == entry["time"] and entry["state"] == "FIRING"
+    assert entry["context"] == {"name": "web-1", "resource": str(web)}
+    assert entry["severity"] == "CRITICAL" and entry["alertId"] == alert["id"]
+    assert entry["condition"] == {"type": "server-down", "resourceType": "server"}
+    assert entry["actions"] == [{"type": "email", "state": "PENDING"}]
+    assert api.get(f"/alerts/{alert['id']}/history").json()["data"] == [entry]
+    assert api.get(f"/alerts/resource/{other}/history").json() == {"data": [], "total": 0}
+    assert api.in_env("Sandbox").get(f"/alerts/resource/{web}/history").json()["total"] == 0
+    r = api.delete(f"/alerts/{alert['id']}")
+    assert (r.status_code, r.content) == (200, b"")
+    assert api.get(f"/alerts/resource/{web}/history").json()["total"] == 0
+    assert api.delete(f"/alerts/{alert['id']}").status_code == 404

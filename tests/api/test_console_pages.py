@@ -197,3 +197,38 @@ def test_certificates_page_rotation_and_renewal(client: TestClient, api: Api) ->
     assert 'href="/certificates"' not in client.get("/servers").text
     r = client.post("/certificates/rotate", headers={"X-CSRF-Token": ops})
     assert r.status_code == 403
+
+
+def test_environments_page(client: TestClient, api: Api) -> None:
+    """Admins create, rename and delete environments; one that holds a server stays, and the
+    page says why; others may not see the page nor change anything."""
+    token = _sign_in(client)
+    hx = {"X-CSRF-Token": token, "HX-Request": "true"}
+    api.register("web-1")
+    page = client.get("/environments").text
+    assert 'data-environment="Production"' in page and 'data-environment="Sandbox"' in page
+    r = client.post("/environments", headers=hx, data={"name": "Staging", "type": "sandbox"})
+    assert r.status_code == 204 and "notice=" in r.headers["HX-Redirect"]
+    base = f"/accounts/api/organizations/{api.org_id}/environments"
+    envs = {e["name"]: e["id"] for e in client.get(base, headers=api.headers).json()["data"]}
+    r = client.post(f"/environments/{envs['Staging']}/rename", headers=hx, data={"name": "Stage"})
+    assert "notice=" in r.headers["HX-Redirect"]
+    r = client.post(f"/environments/{envs['Staging']}/rename", headers=hx,
+                    data={"name": "Production"})
+    assert "error=" in r.headers["HX-Redirect"] and "already%20exists" in r.headers["HX-Redirect"]
+    r = client.post(f"/environments/{envs['Production']}/delete", headers=hx)
+    assert "error=" in r.headers["HX-Redirect"] and "still%20holds" in r.headers["HX-Redirect"]
+    r = client.post(f"/environments/{envs['Staging']}/delete", headers=hx)
+    assert "notice=" in r.headers["HX-Redirect"]
+    names = {e["name"] for e in client.get(base, headers=api.headers).json()["data"]}
+    assert names == {"Production", "Sandbox"}
+
+    client.post(f"/accounts/api/organizations/{api.org_id}/users", headers=api.headers,
+                json={"username": "ops", "password": "ops-password", "role": "operator"})
+    client.cookies.clear()
+    ops = _sign_in(client, "ops", "ops-password")
+    assert client.get("/environments").status_code == 403
+    assert 'href="/environments"' not in client.get("/servers").text
+    r = client.post(f"/environments/{envs['Sandbox']}/delete", headers={"X-CSRF-Token": ops})
+    assert r.status_code == 403
+    assert len(client.get(base, headers=api.headers).json()["data"]) == 2

@@ -79,7 +79,7 @@ def history(operator: Operator, alert_id: str) -> list[dict[str, Any]]:
 
 
 def create(operator: Operator, body: dict[str, Any]) -> str:
-    return str(operator.call("POST", "/alerts", expect=201, json=body).json()["data"]["id"])
+    return str(operator.call("POST", "/alerts", expect=200, json=body).json()["data"][0]["id"])
 
 
 def test_application_cpu_and_pushed_errors_fire_once_and_resolve_once(

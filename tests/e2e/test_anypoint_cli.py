@@ -265,7 +265,7 @@ def test_standalone_alerts(fleet: Fleet, operator: Operator) -> None:
     alerts = {a["name"]: a for a in operator.data("/alerts")}
     down, hot = alerts["b is down"], alerts["hot"]
     assert down["condition"] == {"resourceType": "server", "type": "server-down",
-                                 "resources": [str(b.server_id)]}
+                                 "resources": [str(b.server_id)], "event": "server-down"}
     admin = next(u for u in operator.http.get(
         f"/accounts/api/organizations/{operator.headers['X-ANYPNT-ORG-ID']}/members",
         headers=operator.headers).json()["data"] if u["username"] == "admin")
@@ -273,11 +273,14 @@ def test_standalone_alerts(fleet: Fleet, operator: Operator) -> None:
     assert down["actions"][0]["emails"] == ["ops@example.com"]
     assert hot["condition"] == {"resourceType": "server", "type": "server-cpu",
                                 "resources": ["*"], "threshold": 95,
-                                "operator": "GREATER_THAN", "period": 5}
+                                "operator": "GREATER_THAN", "period": 5, "event": "server-cpu"}
     listed = cli("runtime-mgr:standalone-alert:list")
     assert "b is down" in listed and "server-cpu" in listed
     described = cli("runtime-mgr:standalone-alert:describe", down["id"])
     assert "server-down" in described and "ops@example.com" in described
+    # `describe` prints `condition.event`, which ARM's answer carries
+    assert any("Condition Event" in line and "server-down" in line
+               for line in described.splitlines()), described
 
     assert "Hybrid alert modified" in cli(
         "runtime-mgr:standalone-alert:modify", hot["id"], "--severity", "CRITICAL",

@@ -6,6 +6,7 @@ same fields read, the same waits. It fails where the plugin would fail."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,103 @@ def test_maven_plugin_deploy_to_a_server_that_never_connected_fails(
     assert r.status_code == 409
     assert "must be a running server" in r.json()["message"]
     assert operator.data("/applications") == []
+
+
+class PromoteScript:
+    """MuleSoft's published "ARM API wrapper" for promoting applications between environments:
+    it finds the target environment's application by name, then redeploys it with
+    `PATCH /applications/{id}/artifact` or deploys it with `POST /applications`, both as JSON
+    naming the source application (`applicationSource`)."""
+
+    def __init__(self, serve: ServeProcess, token: str, org_id: str, env_id: str) -> None:
+        self.http = httpx.Client(base_url=serve.url, verify=serve.verify, timeout=30)
+        self.headers = {"content-type": "application/json", "Authorization": f"Bearer {token}",
+                        "X-ANYPNT-ORG-ID": org_id, "X-ANYPNT-ENV-ID": env_id}
+
+    def application_id(self, name: str) -> int | None:
+        r = self.http.get("/hybrid/api/v1/applications", headers=self.headers)
+        assert r.status_code == 200, r.text
+        return next((a["id"] for a in r.json()["data"] if a["name"] == name), None)
+
+    def promote(self, source_id: int, name: str, target_id: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"applicationSource": {"source": "HYBRID", "id": source_id}}
+        existing = self.application_id(name)
+        if existing is not None:
+            r = self.http.patch(f"/hybrid/api/v1/applications/{existing}/artifact",
+                                headers=self.headers, json=body)
+        else:
+            r = self.http.post("/hybrid/api/v1/applications", headers=self.headers,
+                               json=body | {"targetId": target_id, "artifactName": name,
+                                            "configuration": {}})
+        assert r.status_code in (200, 202), r.text
+        check_answer("/applications", r)
+        return dict(r.json()["data"])
+
+
+@pytest.mark.slow
+def test_promote_script_moves_an_application_to_the_next_environment(
+    control_plane: ServeProcess, operator: Operator,
+    agents: Callable[..., AgentProcess],
+) -> None:
+    """Sandbox's application runs on Production's server with the same bytes, deployed and
+    then redeployed by reference; no file is uploaded twice."""
+    sandbox = Operator(control_plane, ADMIN_PASSWORD, environment="Sandbox")
+    test_server, prod_server = agents("test-1", on=sandbox), agents("prod-1")
+    v1 = sandbox.deploy("orders", test_server.server_id, app_zip("v1"))
+    sandbox.wait_app(v1["id"], "STARTED")
+    script = PromoteScript(control_plane, operator.headers["Authorization"].split()[1],
+                           operator.headers["X-ANYPNT-ORG-ID"],
+                           operator.headers["X-ANYPNT-ENV-ID"])
+    promoted = script.promote(v1["id"], "orders", prod_server.server_id)
+    assert promoted["artifact"]["fileChecksum"] == v1["artifact"]["fileChecksum"]
+    operator.wait_app(promoted["id"], "STARTED")
+    assert ask(app_port(prod_server, "orders"))["version"] == "v1"
+
+    v2 = sandbox.call("PATCH", f"/applications/{v1['id']}", expect=200,
+                      files={"file": ("orders.zip", app_zip("v2"), "application/zip")})
+    again = script.promote(v2.json()["data"]["id"], "orders", prod_server.server_id)
+    assert again["id"] == promoted["id"]  # the same application, redeployed
+    eventually(lambda: ask(app_port(prod_server, "orders"))["version"], lambda v: v == "v2",
+               what="Production running v2")
+    assert ask(app_port(test_server, "orders"))["version"] == "v2"
+    assert len(operator.data(f"/applications/{promoted['id']}/deployments")) == 2
+
+
+@pytest.mark.slow
+def test_go_client_alert_calls_and_a_curl_without_redirects(
+    control_plane: ServeProcess, operator: Operator,
+    agents: Callable[..., AgentProcess],
+) -> None:
+    """go-facade's alert calls with the status codes it checks (`postAlert` 200 and a list,
+    `getResourceAlertHistory`, `deleteSingleAlert` 200), and a Kubernetes de-registration
+    script that curls `$hybridAPI/servers/` without following redirects, finds its server by
+    name, takes it out of its cluster and deletes it."""
+    web, spare = agents("web-1"), agents("web-2")
+    http = httpx.Client(base_url=control_plane.url, verify=control_plane.verify, timeout=30,
+                        follow_redirects=False, headers=operator.headers)
+    r = http.post("/hybrid/api/v1/alerts", json={
+        "name": "web-1 down", "severity": "CRITICAL", "condition": {
+            "resourceType": "server", "type": "server-down", "resources": [str(web.server_id)]},
+        "actions": [{"type": "email", "emails": ["ops@example.com"]}]})
+    assert r.status_code == 200, r.text
+    alert_id = r.json()["data"][0]["id"]
+    web.stop(signal.SIGKILL)
+    history = eventually(
+        lambda: http.get(f"/hybrid/api/v1/alerts/resource/{web.server_id}/history").json()["data"],
+        timeout=60, what="the alert firing for web-1")
+    assert history[0]["context"]["resource"] == str(web.server_id)
+    assert history[0]["severity"] == "CRITICAL" and history[0]["triggeredAt"] > 0
+    assert http.delete(f"/hybrid/api/v1/alerts/{alert_id}").status_code == 200
+
+    cluster = http.post("/hybrid/api/v1/clusters", json={
+        "name": "k8s", "multicastEnabled": False,
+        "servers": [{"serverId": spare.server_id, "serverIp": "127.0.0.1"}]})
+    assert cluster.status_code == 201, cluster.text
+    cluster_id = cluster.json()["data"]["id"]
+    listed = http.get("/hybrid/api/v1/servers/")  # the script's own spelling, no -L
+    assert listed.status_code == 200 and listed.headers["content-type"] == "application/json"
+    server_id = next(s["id"] for s in listed.json()["data"] if s["name"] == "web-2")
+    r = http.delete(f"/hybrid/api/v1/clusters/{cluster_id}/servers/{server_id}/")
+    assert r.status_code in (200, 204), r.text
+    assert http.delete(f"/hybrid/api/v1/servers/{server_id}/").status_code == 204
+    assert [s["name"] for s in operator.data("/servers")] == ["web-1"]

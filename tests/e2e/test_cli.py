@@ -84,6 +84,14 @@ def test_login_logout_and_environments(tmp_path: Path, control_plane: ServeProce
     cli.env["CORRAL_ENV"] = "Production"  # the environment variable wins over the profile
     assert [g["name"] for g in cli.json("group", "list")] == ["prod-only"]
     del cli.env["CORRAL_ENV"]
+    # admins create, rename and delete environments; one that holds something stays
+    assert "Created environment Staging" in cli("env", "create", "Staging").stdout
+    cli("env", "rename", "Staging", "Stage")
+    assert {e["name"] for e in cli.json("env", "list")} == {"Production", "Sandbox", "Stage"}
+    r = cli("env", "delete", "Production", "--yes", ok=False)
+    assert r.returncode == 1 and "still holds 1 servers, server groups or clusters" in r.stderr
+    assert "Deleted environment Stage" in cli("env", "delete", "Stage", "--yes").stdout
+    assert {e["name"] for e in cli.json("env", "list")} == {"Production", "Sandbox"}
 
     cli("logout")
     r = cli("group", "list", ok=False)
@@ -147,7 +155,8 @@ def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
 
     # logs: one server's tail, and a follow that sees a new line arrive
     r = cli("app", "logs", "site", ok=False)
-    assert r.returncode == 1 and "serverId is required" in r.stderr
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        "error: site runs on 2 servers; pass --server node-a or --server node-b"]
     tail = cli("app", "logs", "site", "--server", "node-a", "--lines", "5").stdout
     assert "listening on" in tail
     follower = subprocess.Popen([*CORRAL, "app", "logs", "site", "--server", "node-a",
@@ -202,6 +211,16 @@ def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
     assert ask(app_port(a, "site"))["version"] == ask(app_port(b, "site"))["version"] == "v2"
     r = cli("app", "promote", "site", ok=False)
     assert r.returncode == 1 and "no rollout in progress" in r.stderr
+
+    # promote: node-c2 runs site's artifact, named rather than uploaded again
+    r = cli("app", "deploy", "--from", "site", "--name", "site-copy", "--target", "node-c2",
+            "--wait")
+    assert "site-copy is STARTED on 1 server(s)" in r.stdout
+    assert ask(app_port(c, "site-copy"))["version"] == "v2"
+    r = cli("app", "deploy", "--from", "site", "--from-env", "Sandbox", "--name", "x",
+            "--target", "node-c2", ok=False)
+    assert r.returncode == 1 and "no application named or numbered 'site'" in r.stderr
+    cli("app", "delete", "site-copy", "--yes")
 
     # a file that is no application bundle is refused before it is sent
     bad = tmp_path / "bad.zip"

@@ -231,7 +231,7 @@ def test_overview_charts_and_alerts_in_a_browser(
     web, spare = agents("web-1"), agents("web-2")
     app = operator.deploy("storefront", web.server_id, app_zip("v1"), {"greeting": "hello"})
     operator.wait_app(app["id"], "STARTED")
-    down = operator.call("POST", "/alerts", expect=201, json={
+    [down] = operator.call("POST", "/alerts", expect=200, json={
         "name": "web-2 down", "severity": "CRITICAL", "condition": {
             "resourceType": "server", "type": "server-down",
             "resources": [str(spare.server_id)]},

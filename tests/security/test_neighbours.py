@@ -72,8 +72,8 @@ def _down_alert(who: Operator, server: int, actions: list[dict[str, Any]],
         "condition": {"resourceType": "server", "type": "server-down",
                       "resources": [str(server)]},
         "actions": actions})
-    assert r.status_code == 201, r.text
-    return str(r.json()["data"]["id"])
+    assert r.status_code == 200, r.text
+    return str(r.json()["data"][0]["id"])
 
 
 class Tarpit:
@@ -174,7 +174,7 @@ def test_a_receiver_that_never_answers_delays_no_one_else(
     print(f"[measure] Production's notification sent {arrived - fired:.2f} s after it fired, "
           f"with {tarpit.accepted} calls held by the tarpit")
     for alert in slow_alerts:
-        noisy.call("DELETE", f"/alerts/{alert}", expect=204)
+        noisy.call("DELETE", f"/alerts/{alert}", expect=200)
     time.sleep(2)  # a send that had begun as they were deleted
     calls = tarpit.accepted
     time.sleep(20)  # past the sending timeout: nothing of a deleted alert is sent again

@@ -32,3 +32,27 @@ def test_errors_and_hints_are_not_wrapped(monkeypatch: pytest.MonkeyPatch) -> No
         output.fail(f"not logged in; run `{command}`")
     lines = narrow.getvalue().splitlines()
     assert len(lines) == 2 and all(command in line for line in lines)
+
+
+def test_an_instance_not_yet_running_reads_deploying_and_has_no_url() -> None:
+    from corral.cli.apps import _status_table
+
+    app_json = {"name": "shop", "lastReportedStatus": "UNDEPLOYED", "desiredStatus": "STARTED",
+                "serverArtifacts": [
+                    {"serverName": "web-1", "deploymentId": 1, "lastReportedStatus": "UNDEPLOYED",
+                     "url": "http://10.0.0.1:8081/"},
+                    {"serverName": "web-2", "deploymentId": 1,
+                     "lastReportedStatus": "DEPLOYMENT_FAILED", "url": "http://10.0.0.2:8081/",
+                     "message": "exited with code 3"},
+                    {"serverName": "web-3", "deploymentId": 1, "lastReportedStatus": "STARTED",
+                     "url": "http://10.0.0.3:8081/"}]}
+    shown = io.StringIO()
+    Console(file=shown, width=120).print(_status_table(app_json))
+    rows = {line.split()[0]: line for line in shown.getvalue().splitlines()[2:]}
+    assert "deploying" in rows["web-1"] and "UNDEPLOYED" not in rows["web-1"]
+    assert "http" not in rows["web-1"] and "http" not in rows["web-2"]
+    assert "http://10.0.0.3:8081/" in rows["web-3"]
+    stopped = io.StringIO()
+    Console(file=stopped, width=120).print(_status_table(
+        app_json | {"desiredStatus": "STOPPED", "serverArtifacts": app_json["serverArtifacts"][:1]}))
+    assert "UNDEPLOYED" in stopped.getvalue()  # meant to be stopped: the word stays

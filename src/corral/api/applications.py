@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from corral.api import envelope, links, schemas
-from corral.api.bodies import json_or_form, read_small
+from corral.api.bodies import body_ref, json_or_form, read_small
 from corral.api.deps import (
     OperatorScopeDep,
     PrincipalDep,
@@ -22,9 +22,11 @@ from corral.api.deps import (
 )
 from corral.artifacts.multipart import UploadForm
 from corral.artifacts.store import iter_blob
+from corral.controlplane import ControlPlane
 from corral.db.session import transaction
 from corral.domain import accounts, applications, deployments, history, logs, reads
-from corral.errors import AgentUnavailable
+from corral.domain.accounts import Principal, Scope
+from corral.errors import AgentUnavailable, InvalidInput
 from corral.http_context import PlaneDep, read_upload
 
 PATH = "/hybrid/api/v1/applications"
@@ -39,6 +41,7 @@ DEPLOY_FORM = {
     "requestBody": {
         "required": True,
         "content": {
+            "application/json": {"schema": body_ref(schemas.PromoteIn)},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -54,10 +57,25 @@ DEPLOY_FORM = {
         },
     }
 }
+ARTIFACT_FORMS = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": body_ref(schemas.RedeployFromIn)},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": _FILE, "configuration": _CONFIGURATION},
+                }
+            },
+        }
+    }
+}
 PATCH_FORMS = {
     "requestBody": {
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/DesiredStatusIn"}},
+            "application/json": {"schema": body_ref(schemas.DesiredStatusIn)},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -77,18 +95,29 @@ PATCH_FORMS = {
                  ("post", f"{PATH}/{{app_id}}/rollback", "app_id")))
 async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
                  principal: PrincipalDep) -> JSONResponse:
-    form = await read_upload(request, plane)
+    """Multipart: the artifact uploaded. JSON: another application's artifact
+    (`applicationSource`), as MuleSoft's promote script sends it."""
+    form: UploadForm | None = None
+    if _is_json(request):
+        promote = await json_or_form(request, schemas.PromoteIn)
+        fields: dict[str, Any] = promote.model_dump(exclude={"applicationSource"})
+        given: UploadForm | deployments.Promotion = deployments.Promotion(
+            _source(promote.applicationSource), principal)
+    else:
+        form = given = await read_upload(request, plane)
+        fields = dict(form.fields)
 
     def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
-            app = deployments.deploy(session, scope, form.fields, form,
+            app = deployments.deploy(session, scope, fields, given,
                                      by=accounts.display_name(session, principal))
             return reads.application(session, scope, app.id)
 
     try:
         return envelope.one(await run_in_threadpool(work), status_code=202)
     finally:
-        form.abort()
+        if form is not None:
+            form.abort()
 
 
 @router.get("", response_model=schemas.DataList[schemas.ApplicationOut],
@@ -142,18 +171,57 @@ async def patch_application(
             return envelope.one(await run_in_threadpool(start_or_stop))
         form = UploadForm()  # no body at all: the current artifact again
 
-    def redeploy() -> dict[str, Any]:
+    return await _redeploy(plane, scope, principal, app_id, dict(form.fields), form)
+
+
+@router.patch("/{app_id}/artifact", response_model=One, response_model_exclude_unset=True,
+              openapi_extra=ARTIFACT_FORMS)
+async def replace_artifact(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
+                           principal: PrincipalDep, app_id: int) -> JSONResponse:
+    """Redeploy with a new artifact: another application's (JSON `applicationSource`, as
+    MuleSoft's promote script sends it) or an uploaded file (multipart, as on
+    `PATCH /applications/{id}`)."""
+    if _is_json(request):
+        change = await json_or_form(request, schemas.RedeployFromIn)
+        fields = change.model_dump(exclude={"applicationSource"})
+        promotion = deployments.Promotion(_source(change.applicationSource), principal)
+        return await _redeploy(plane, scope, principal, app_id, fields, promotion)
+    form = await read_upload(request, plane)
+    if form.file is None:
+        form.abort()
+        raise InvalidInput("send the artifact as a file part, or applicationSource as JSON")
+    return await _redeploy(plane, scope, principal, app_id, dict(form.fields), form)
+
+
+async def _redeploy(plane: ControlPlane, scope: Scope, principal: Principal, app_id: int,
+                    fields: dict[str, Any], given: UploadForm | deployments.Promotion
+                    ) -> JSONResponse:
+    def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
-            deployments.redeploy(session, scope, app_id, form.fields, form,
+            deployments.redeploy(session, scope, app_id, fields, given,
                                  by=accounts.display_name(session, principal))
             return reads.application(session, scope, app_id)
 
     try:
-        app = await run_in_threadpool(redeploy)
+        app = await run_in_threadpool(work)
     finally:
-        form.abort()
+        if isinstance(given, UploadForm):
+            given.abort()
     # ARM's CLI waits for the server to close after a redeploy; close it.
     return envelope.one(app, headers={"Connection": "close"})
+
+
+def _source(given: schemas.ApplicationSourceIn | None) -> dict[str, Any]:
+    if given is None:
+        raise InvalidInput("send the artifact as multipart/form-data (a file part), or JSON "
+                           'naming another application: "applicationSource": '
+                           '{"source": "HYBRID", "id": N}')
+    return given.model_dump()
+
+
+def _is_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type == "application/json"
 
 
 @router.get("/{app_id}/deployments", response_model=schemas.DataList[schemas.DeploymentOut])

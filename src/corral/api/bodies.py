@@ -6,13 +6,15 @@ import json
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from corral.errors import InvalidInput, TooLarge
 
 M = TypeVar("M", bound=BaseModel)
 MAX_FORM_BYTES = 64 * 1024
+_DOCUMENTED: dict[str, type[BaseModel]] = {}
 
 
 async def read_small(request: Request, limit: int = MAX_FORM_BYTES) -> bytes:
@@ -47,8 +49,34 @@ async def json_or_form(request: Request, model: type[M], raw: bytes | None = Non
     return model.model_validate(data)
 
 
+def body_ref(model: type[BaseModel]) -> dict[str, str]:
+    """A reference to a body model that a handler reads itself, for `openapi_extra`; the model
+    lands in the document's components through `document_bodies`."""
+    _DOCUMENTED[model.__name__] = model
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def document_bodies(app: FastAPI) -> None:
+    """Bodies read by hand (JSON or form, JSON or multipart) are no FastAPI parameters, so
+    FastAPI leaves their models out of the components that `body_ref` points to: add them."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = plain()
+            _, found = models_json_schema(
+                [(model, "validation") for model in _DOCUMENTED.values()],
+                ref_template="#/components/schemas/{model}")
+            known = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in found.get("$defs", {}).items():
+                known.setdefault(name, schema)
+        return app.openapi_schema or plain()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def openapi_json_or_form(model: type[BaseModel]) -> dict[str, Any]:
-    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    schema = body_ref(model)
     return {
         "requestBody": {
             "required": True,

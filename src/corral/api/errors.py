@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import (
     DataError,
@@ -20,12 +20,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from corral.errors import CorralError, TooManyRequests
+from corral.errors import CorralError, TooManyRequests, Unauthenticated
 
 log = logging.getLogger(__name__)
 CONFLICT_STATES = frozenset({"40001", "40P01"})
 """PostgreSQL's serialization_failure and deadlock_detected."""
 CONCURRENT = "a concurrent change to the same objects came first; nothing was applied, retry"
+PLAIN_401 = frozenset({"/accounts/api/me"})
+"""Where ARM answers a missing or bad token with the text `Unauthorized` rather than JSON: the
+mule-maven-plugin compares that body to the word, and reads anything else as a profile (and
+then fails with "Cannot find root organization" instead of "check your authToken")."""
 
 
 def error_response(
@@ -62,7 +66,10 @@ def validation_errors(exc: RequestValidationError | ValidationError) -> JSONResp
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(CorralError)
-    async def _domain(_: Request, exc: CorralError) -> JSONResponse:
+    async def _domain(request: Request, exc: CorralError) -> Response:
+        if isinstance(exc, Unauthenticated) and request.url.path in PLAIN_401:
+            return PlainTextResponse("Unauthorized", status_code=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
         headers = None
         if isinstance(exc, TooManyRequests):
             headers = {"Retry-After": str(exc.retry_after)}

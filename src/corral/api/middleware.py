@@ -21,7 +21,7 @@ from corral.errors import TooLarge
 
 UPLOAD_ROUTES = (
     ("POST", re.compile(r"/hybrid/api/v1/applications/?")),
-    ("PATCH", re.compile(r"/hybrid/api/v1/applications/[^/]+/?")),
+    ("PATCH", re.compile(r"/hybrid/api/v1/applications/[^/]+(/artifact)?/?")),
     ("POST", re.compile(r"/apps/?")),
     ("POST", re.compile(r"/apps/[^/]+/redeploy")),
 )
@@ -75,6 +75,26 @@ class RequestId:
             await self.app(scope, receive, send_with_id)
         finally:
             logformat.REQUEST_ID.reset(token)
+
+
+class OneTrailingSlash:
+    """`/servers/` is `/servers`, for every method and with no redirect, as in ARM: scripts
+    call either form, and a curl without `-L` reads an empty 307 as "no servers". The path is
+    changed before anything else sees it, so that routing, the audit trail and the metrics all
+    see one form."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] in ("http", "websocket") and len(path) > 1 and path.endswith("/") \
+                and not path.endswith("//"):
+            scope = dict(scope, path=path[:-1])
+            raw = scope.get("raw_path")
+            if raw and raw.endswith(b"/"):
+                scope["raw_path"] = raw[:-1]
+        await self.app(scope, receive, send)
 
 
 def is_upload(method: str, path: str) -> bool:

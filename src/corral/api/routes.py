@@ -10,7 +10,9 @@ from corral.api import (
     applications,
     armui,
     authorities,
+    bodies,
     clusters,
+    docs,
     errors,
     health,
     measurements,
@@ -26,3 +28,5 @@ def install(app: FastAPI) -> None:
     for module in (health, metrics, accounts, servers, server_groups, clusters, applications,
                    measurements, alerts, targets, armui, authorities):
         app.include_router(module.router)
+    bodies.document_bodies(app)
+    docs.install(app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 T = TypeVar("T")
 
@@ -107,6 +107,33 @@ class DesiredStatusIn(Lenient):
     desiredStatus: Literal["STARTED", "STOPPED"]
     rollout: dict[str, Any] | None = None
     """Corral's: start or stop a group's or cluster's servers `maxParallel` at a time."""
+
+
+class ApplicationSourceIn(Lenient):
+    """Another application of the organization, whose artifact is deployed again."""
+
+    source: Short = Field(description="HYBRID: an application of Runtime Manager's hybrid API")
+    id: StrictInt | Annotated[str, Field(pattern=r"^[0-9]{1,10}$")]
+
+
+class PromoteIn(Lenient):
+    """`POST /applications` as JSON: MuleSoft's promote script deploys an application of one
+    environment to the next by reference."""
+
+    applicationSource: ApplicationSourceIn | None = None
+    targetId: int
+    artifactName: Short
+    configuration: dict[str, Any] | None = None
+    rollout: dict[str, Any] | None = None
+
+
+class RedeployFromIn(Lenient):
+    """`PATCH /applications/{id}/artifact` as JSON: redeploy with another application's
+    artifact."""
+
+    applicationSource: ApplicationSourceIn | None = None
+    configuration: dict[str, Any] | None = None
+    rollout: dict[str, Any] | None = None
 
 
 class EnvironmentIn(Lenient):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
@@ -25,6 +26,7 @@ from corral.cli.output import (
     show_object,
     status,
 )
+from corral.cli.profiles import Config
 
 app_app = typer.Typer(help="Applications: deploy and operate them on targets.",
                       no_args_is_help=True)
@@ -164,7 +166,7 @@ def _wait(api: Api, app_id: int, want: str, timeout: float, min_deployment: int 
                 live.update(_status_table(app), refresh=True)
             else:
                 for i in insts:
-                    seen = (i["lastReportedStatus"], i.get("message"))
+                    seen = (_word(app, i), i.get("message"))
                     if last_seen.get(i["serverId"]) != seen:
                         last_seen[i["serverId"]] = seen
                         note = f" ({seen[1]})" if seen[1] else ""
@@ -198,16 +200,36 @@ def _status_table(app: dict[str, Any]) -> Table:
     for col in ("SERVER", "DEPLOYMENT", "STATUS", "URL", "MESSAGE"):
         table.add_column(col)
     for i in app["serverArtifacts"]:
-        table.add_row(i["serverName"], str(i["deploymentId"]), status(i["lastReportedStatus"]),
-                      i.get("url") or "", i.get("message") or "")
+        table.add_row(i["serverName"], str(i["deploymentId"]), status(_word(app, i)),
+                      _url(i), i.get("message") or "")
     return table
+
+
+def _word(app: dict[str, Any], instance: dict[str, Any]) -> str:
+    """An instance that has not run yet but is meant to reads "deploying", not `UNDEPLOYED`
+    (which reads as a failure on the first line of a new deploy)."""
+    word = str(instance["lastReportedStatus"])
+    if word == "UNDEPLOYED" and app["desiredStatus"] in ("STARTED", "UPDATED"):
+        return "deploying"
+    return word
+
+
+def _url(instance: dict[str, Any]) -> str:
+    """Where a running instance answers; none for one that does not run."""
+    return str(instance.get("url") or "") if instance["lastReportedStatus"] == "STARTED" else ""
 
 
 @app_app.command("deploy")
 def deploy(
-    file: Annotated[Path, typer.Argument(help="The artifact: a zip with a Procfile")],
-    name: Annotated[str, typer.Option("--name", "-n", help="Application name")],
-    target: Annotated[str, typer.Option("--target", "-t", help="Server, group or cluster")],
+    file: Annotated[Path | None, typer.Argument(
+        help="The artifact: a zip with a Procfile (or --from an application)")] = None,
+    name: Annotated[str, typer.Option("--name", "-n", help="Application name")] = "",
+    target: Annotated[str, typer.Option("--target", "-t", help="Server, group or cluster")] = "",
+    source: Annotated[str | None, typer.Option(
+        "--from", help="Deploy this application's artifact instead of a file (name or id; "
+        "its bytes are shared, not uploaded again)")] = None,
+    source_env: Annotated[str | None, typer.Option(
+        "--from-env", help="The environment of --from (default: the current one)")] = None,
     prop: Annotated[list[str] | None, typer.Option("--property", "-p", help="KEY=VALUE (repeat)")] = None,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 300,
@@ -218,8 +240,18 @@ def deploy(
     min_healthy: MinHealthyOpt = None,
     health_deadline: DeadlineOpt = None,
 ) -> None:
-    """Upload an artifact and deploy it as a new application; on a group or cluster,
-    optionally a few servers at a time (a rollout)."""
+    """Upload an artifact and deploy it as a new application, or promote another
+    application's (`--from`, `--from-env`); on a group or cluster, optionally a few servers at a
+    time (a rollout).
+
+    Examples:
+      corral app deploy shop.zip --name shop --target web
+      corral app deploy --from shop --from-env Sandbox --name shop --target prod-web
+    """
+    if not name or not target:
+        fail("--name and --target are required")
+    if (file is None) == (source is None):
+        fail("give either a FILE to upload or --from APPLICATION")
     api = Api.from_config()
     t = api.find_target(target)
     fields = {"artifactName": name, "targetId": str(t["id"]),
@@ -228,7 +260,16 @@ def deploy(
     if props:
         fields["configuration"] = json.dumps(
             {SERVICE: {"applicationName": name, "properties": props}})
-    app = _upload(api, "POST", "/applications", file, fields)
+    if source is not None:
+        origin = _in_environment(source_env).find_app(source) if source_env \
+            else api.find_app(source)
+        body = {key: json.loads(value) if key in ("configuration", "rollout") else value
+                for key, value in fields.items()}
+        app = api.hybrid("POST", "/applications", json=body | {
+            "applicationSource": {"source": "HYBRID", "id": origin["id"]}})
+    else:
+        assert file is not None
+        app = _upload(api, "POST", "/applications", file, fields)
     if output is Format.json and not wait:
         show_object(output, app, [])
         return
@@ -237,6 +278,12 @@ def deploy(
         _watch_rollout(api, app["id"], timeout)
     elif wait:
         _wait(api, app["id"], "STARTED", timeout)
+
+
+def _in_environment(env: str) -> Api:
+    """The signed-in profile, acting in another environment for one command."""
+    profile = replace(Config.load().active(), env_id=None, env_name=env)
+    return Api(profile)
 
 
 @app_app.command("list")
@@ -434,6 +481,9 @@ def app_logs(
     params: dict[str, Any] = {"lines": lines}
     if server is not None:
         params["serverId"] = api.find_target(server, ("SERVER",))["id"]
+    elif len(app["serverArtifacts"]) > 1:  # say it in the command's words, not the API's
+        choices = " or ".join(f"--server {i['serverName']}" for i in app["serverArtifacts"])
+        fail(f"{app['name']} runs on {len(app['serverArtifacts'])} servers; pass {choices}")
     if not follow:
         for line in api.hybrid("GET", f"/applications/{app['id']}/logs", params=params):
             typer.echo(line)

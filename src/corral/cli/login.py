@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,8 +12,8 @@ from corral.cli.output import Format, OutputOpt, console, fail, show_list
 from corral.cli.profiles import Config, Profile, trust
 from corral.client import ApiError, Client
 
-env_app = typer.Typer(help="Environments: list them, choose the one commands act in.",
-                      no_args_is_help=True)
+env_app = typer.Typer(help="Environments: list, create, rename and delete them (admins), and "
+                      "choose the one commands act in.", no_args_is_help=True)
 
 
 def login(
@@ -84,13 +84,68 @@ def logout() -> None:
 def env_list(output: OutputOpt = Format.table) -> None:
     """List the organization's environments."""
     api = Api.from_config(need_env=False)
-    org = api.get_json("/accounts/api/users/me")["organization"]["id"]
-    envs = api.get_json(f"/accounts/api/organizations/{org}/environments")["data"]
+    _, envs = _environments(api)
     current = api.profile.env_name
     show_list(output, envs, [
         ("", lambda e: "*" if e["name"] == current else ""),
         ("NAME", lambda e: e["name"]), ("TYPE", lambda e: e["type"]), ("ID", lambda e: e["id"]),
     ], "No environments.")
+
+
+def _environments(api: Api) -> tuple[str, list[dict[str, Any]]]:
+    org = api.get_json("/accounts/api/users/me")["organization"]["id"]
+    return org, api.get_json(f"/accounts/api/organizations/{org}/environments")["data"]
+
+
+def _environment(api: Api, ident: str) -> tuple[str, dict[str, Any]]:
+    org, envs = _environments(api)
+    found = [e for e in envs if ident in (e["name"], e["id"])]
+    if not found:
+        fail(f"no environment named {ident!r}; `corral env list` shows them")
+    return org, found[0]
+
+
+@env_app.command("create")
+def env_create(
+    name: Annotated[str, typer.Argument(help="The new environment's name")],
+    kind: Annotated[str, typer.Option("--type", help="sandbox, production or design")]
+    = "sandbox",
+) -> None:
+    """Create an environment (admins)."""
+    api = Api.from_config(need_env=False)
+    org, _ = _environments(api)
+    env = api.request("POST", f"/accounts/api/organizations/{org}/environments",
+                      json={"name": name, "type": kind}).json()
+    console.print(f"Created environment [bold]{env['name']}[/] ({env['type']}, id {env['id']})")
+
+
+@env_app.command("rename")
+def env_rename(
+    ident: Annotated[str, typer.Argument(help="Environment name or id")],
+    new_name: Annotated[str, typer.Argument(help="Its new name")],
+) -> None:
+    """Rename an environment (admins); ids, servers and applications stay."""
+    api = Api.from_config(need_env=False)
+    org, env = _environment(api, ident)
+    api.request("PUT", f"/accounts/api/organizations/{org}/environments/{env['id']}",
+                json={"name": new_name})
+    console.print(f"Renamed environment {env['name']} to [bold]{new_name}[/]")
+
+
+@env_app.command("delete")
+def env_delete(
+    ident: Annotated[str, typer.Argument(help="Environment name or id")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")]
+    = False,
+) -> None:
+    """Delete an empty environment (admins): one that still holds servers, groups, clusters or
+    applications is refused."""
+    api = Api.from_config(need_env=False)
+    org, env = _environment(api, ident)
+    if not yes and not typer.confirm(f"Delete environment {env['name']} ({env['id']})?"):
+        raise typer.Exit(1)
+    api.request("DELETE", f"/accounts/api/organizations/{org}/environments/{env['id']}")
+    console.print(f"Deleted environment {env['name']}")
 
 
 @env_app.command("use")

@@ -15,7 +15,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -320,10 +320,13 @@ def view(alert: Alert, looked_at: dict[str, bool] | None = None) -> dict[str, An
     actions = [{k: v for k, v in a.items() if k != "secret" and v is not None}
                | ({"hasSecret": bool(a.get("secret"))} if a.get("type") == "webhook" else {})
                for a in alert.actions]
+    condition = dict(alert.condition)
     return {"id": alert.id, "name": alert.name, "description": alert.description,
             "severity": alert.severity, "enabled": alert.enabled, "productName": "hybrid",
             "isSystem": False, "organizationId": alert.organization_id,
-            "environmentId": alert.environment_id, "condition": dict(alert.condition),
+            "environmentId": alert.environment_id,
+            "condition": condition | {"event": condition.get("type")},
+            "conditionType": condition.get("type"),
             "actions": actions or [{"type": "email", "emails": [], "userIds": []}],
             "createdAt": alert.created_at, "lastModified": alert.updated_at,
             "timeCreated": alert.created_at, "timeUpdated": alert.updated_at,
@@ -339,17 +342,50 @@ def history(session: Session, scope: Scope, alert_id: str, offset: int = 0,
                            .where(AlertEvent.alert_id == alert.id)) or 0
     events = session.scalars(select(AlertEvent).where(AlertEvent.alert_id == alert.id)
                              .order_by(AlertEvent.id.desc()).offset(offset).limit(limit)).all()
+    return _events(session, events, {alert.id: alert}, detailed), int(total)
+
+
+def resource_history(session: Session, scope: Scope, resource_id: str, offset: int = 0,
+                     limit: int = 50, *, detailed: bool = False
+                     ) -> tuple[list[dict[str, Any]], int]:
+    """Every firing about one resource (a server, group, cluster or application id), by any
+    alert of the environment, newest first (`GET /alerts/resource/{id}/history`)."""
+    where = (AlertEvent.resource_id == resource_id[:64],
+             Alert.environment_id == scope.environment_id)
+    total = session.scalar(select(func.count()).select_from(AlertEvent)
+                           .join(Alert, Alert.id == AlertEvent.alert_id).where(*where)) or 0
+    rows = session.execute(select(AlertEvent, Alert).join(Alert, Alert.id == AlertEvent.alert_id)
+                           .where(*where).order_by(AlertEvent.id.desc())
+                           .offset(offset).limit(limit)).all()
+    alerts = {alert.id: alert for _, alert in rows}
+    return _events(session, [e for e, _ in rows], alerts, detailed), int(total)
+
+
+def _events(session: Session, events: Sequence[AlertEvent], alerts: Mapping[str, Alert],
+            detailed: bool) -> list[dict[str, Any]]:
     deliveries: dict[int, list[dict[str, Any]]] = {}
     for d in session.scalars(select(AlertDelivery).where(
             AlertDelivery.event_id.in_([e.id for e in events])).order_by(AlertDelivery.id)):
         deliveries.setdefault(d.event_id, []).append(delivery_view(d, detailed))
-    return [event_view(e, deliveries.get(e.id, [])) for e in events], int(total)
+    return [event_view(e, deliveries.get(e.id, []), alerts[e.alert_id]) for e in events]
 
 
-def event_view(e: AlertEvent, deliveries: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"id": e.id, "state": e.state, "time": e.at, "resourceType": e.resource_type,
-            "resourceId": e.resource_id, "resourceName": e.resource_name,
-            "message": e.message, "value": e.value, "deliveries": deliveries}
+def event_view(e: AlertEvent, deliveries: list[dict[str, Any]],
+               alert: Alert | None = None) -> dict[str, Any]:
+    """Corral's fields (`time`, `resource*`, `deliveries`), and ARM's as its Go clients read
+    them: `triggeredAt`, `context`, `severity`, `condition` and one `actions` entry per
+    notification."""
+    shown: dict[str, Any] = {
+        "id": e.id, "state": e.state, "time": e.at, "resourceType": e.resource_type,
+        "resourceId": e.resource_id, "resourceName": e.resource_name,
+        "message": e.message, "value": e.value, "deliveries": deliveries,
+        "triggeredAt": e.at, "context": {"name": e.resource_name, "resource": e.resource_id},
+        "actions": [{"type": d["type"], "state": d["state"]} for d in deliveries]}
+    if alert is not None:
+        shown |= {"alertId": alert.id, "alertName": alert.name, "severity": alert.severity,
+                  "condition": {"type": alert.condition.get("type"),
+                                "resourceType": alert.condition.get("resourceType")}}
+    return shown
 
 
 def delivery_view(d: AlertDelivery, detailed: bool = True) -> dict[str, Any]:
@@ -372,11 +408,10 @@ def dead_letters(session: Session, scope: Scope, limit: int = 50, *,
 
 def recent_events(session: Session, scope: Scope, limit: int = 10) -> list[dict[str, Any]]:
     rows = session.execute(
-        select(AlertEvent, Alert.name, Alert.severity).join(Alert, Alert.id == AlertEvent.alert_id)
+        select(AlertEvent, Alert).join(Alert, Alert.id == AlertEvent.alert_id)
         .where(Alert.environment_id == scope.environment_id)
         .order_by(AlertEvent.id.desc()).limit(limit)).all()
-    return [event_view(e, []) | {"alertName": name, "severity": severity, "alertId": e.alert_id}
-            for e, name, severity in rows]
+    return [event_view(e, [], alert) for e, alert in rows]
 
 
 def firing_counts(session: Session) -> dict[str, int]:

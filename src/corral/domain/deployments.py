@@ -8,6 +8,7 @@ as an application bundle (a zip with a Procfile) before it becomes addressable."
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -16,25 +17,38 @@ from sqlalchemy.orm import Session
 from corral.artifacts.multipart import UploadForm
 from corral.db.models import Application, Artifact, Deployment, Target
 from corral.domain import applications, history, rollouts
-from corral.domain.accounts import Scope
+from corral.domain.accounts import Principal, Scope
 from corral.domain.configuration import from_properties, parse_configuration
+from corral.domain.names import as_id
 from corral.domain.targets import every_target
-from corral.errors import Conflict, InvalidInput
+from corral.errors import Conflict, InvalidInput, NotFound
 
 
-def deploy(session: Session, scope: Scope, fields: Mapping[str, str], upload: UploadForm,
-           *, properties: dict[str, str] | None = None, by: str = "") -> Application:
+@dataclass(frozen=True)
+class Promotion:
+    """The artifact of another application, named by ARM's `applicationSource`
+    (`{"source": "HYBRID", "id": N}`): MuleSoft's promote script deploys an application of
+    one environment to the next this way. The source may be in any environment of the
+    organization that `reader` may use; its bytes are shared by their checksum, not copied."""
+
+    source: object
+    reader: Principal
+
+
+def deploy(session: Session, scope: Scope, fields: Mapping[str, Any],
+           upload: UploadForm | Promotion, *, properties: dict[str, str] | None = None,
+           by: str = "") -> Application:
     """A new application from ARM's form: `artifactName`, `targetId`, `configuration` (JSON
-    text) or, from the console, `properties`; and the file. `by`: who, for the history. With a
-    `rollout` (or the target's default) it reaches a group's or cluster's servers a batch at a
-    time; the others run nothing of it until then."""
+    text or object) or, from the console, `properties`; and the file, or another application's
+    artifact. `by`: who, for the history. With a `rollout` (or the target's default) it reaches
+    a group's or cluster's servers a batch at a time; the others run nothing of it until then."""
     name = fields.get("artifactName")
     policy = rollouts.parse_policy(fields.get("rollout"))
     target = applications.check_deployable(session, scope, name, fields.get("targetId"))
     configuration = _configuration(fields.get("configuration"), properties, str(name))
-    if upload.file is None:
+    artifact = _artifact(session, scope, upload, str(name))
+    if artifact is None:
         raise InvalidInput("a file part with the artifact is required")
-    artifact = _keep_artifact(session, scope, upload, str(name))
     app = applications.deploy(session, scope, name=str(name), target=target,
                               artifact=artifact, configuration=configuration or {})
     first = history.begin(session, app, "deploy", by)
@@ -44,18 +58,16 @@ def deploy(session: Session, scope: Scope, fields: Mapping[str, str], upload: Up
     return app
 
 
-def redeploy(session: Session, scope: Scope, app_id: int, fields: Mapping[str, str] | None = None,
-             upload: UploadForm | None = None, *, by: str = "") -> Application:
-    """`fields["rollout"]` (JSON text), or the target's default, spreads it over the servers
-    of a group or cluster (`domain/rollouts.py`)."""
-    """A new deployment: the uploaded file and configuration where given, else the current
-    ones again (a new deployment id either way, so every server restarts it)."""
+def redeploy(session: Session, scope: Scope, app_id: int, fields: Mapping[str, Any] | None = None,
+             upload: UploadForm | Promotion | None = None, *, by: str = "") -> Application:
+    """A new deployment: the uploaded file (or another application's artifact) and the
+    configuration where given, else the current ones again (a new deployment id either way, so
+    every server restarts it). `fields["rollout"]`, or the target's default, spreads it over
+    the servers of a group or cluster (`domain/rollouts.py`)."""
     app = applications.get(session, scope, app_id, lock=True)
     policy = rollouts.parse_policy((fields or {}).get("rollout"))
     configuration = _configuration((fields or {}).get("configuration"), None, app.name)
-    artifact = None
-    if upload is not None and upload.file is not None:
-        artifact = _keep_artifact(session, scope, upload, app.name)
+    artifact = None if upload is None else _artifact(session, scope, upload, app.name)
     return _new_deployment(session, scope, app, "redeploy", by, policy, artifact=artifact,
                            configuration=configuration)
 
@@ -150,6 +162,43 @@ def _configuration(raw: object, properties: dict[str, str] | None,
     if raw is None or raw == "":
         return None
     return parse_configuration(raw)
+
+
+def _artifact(session: Session, scope: Scope, given: UploadForm | Promotion,
+              name: str) -> Artifact | None:
+    """The deployment's artifact: the upload kept, or the promoted application's shared; None
+    when a form carries no file."""
+    if isinstance(given, Promotion):
+        return _promoted(session, scope, given, name)
+    return _keep_artifact(session, scope, given, name) if given.file is not None else None
+
+
+def _promoted(session: Session, scope: Scope, promotion: Promotion, name: str) -> Artifact:
+    """A new artifact row over the source's checksum: the deployment's name is its own, the
+    bytes are the source's (no copy, and the store keeps them while any row names them). An
+    application the caller may not read is as unknown as one that does not exist."""
+    source = promotion.source
+    if not isinstance(source, Mapping):
+        raise InvalidInput('applicationSource must be an object: {"source": "HYBRID", "id": N}')
+    kind, app_id = source.get("source"), source.get("id")
+    if not isinstance(kind, str) or kind.upper() != "HYBRID":
+        raise InvalidInput(f"applicationSource.source {kind!r} is not supported; HYBRID names "
+                           "an application of this organization")
+    if isinstance(app_id, bool) or not isinstance(app_id, int | str) or \
+            isinstance(app_id, str) and not (app_id.isascii() and app_id.isdigit()):
+        raise InvalidInput("applicationSource.id must be an application's integer id")
+    source_id = as_id(app_id)
+    found = session.get(Application, source_id) if source_id is not None else None
+    if found is None or found.organization_id != scope.organization_id or \
+            not promotion.reader.may_use_environment(found.environment_id):
+        raise NotFound(f"application {app_id} not found")
+    origin = found.artifact
+    artifact = Artifact(organization_id=scope.organization_id, name=name,
+                        file_name=origin.file_name, sha256=origin.sha256, sha1=origin.sha1,
+                        size=origin.size)
+    session.add(artifact)
+    session.flush()
+    return artifact
 
 
 def _keep_artifact(session: Session, scope: Scope, upload: UploadForm, name: str) -> Artifact:

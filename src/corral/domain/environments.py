@@ -4,6 +4,8 @@ their control plane without a word."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -19,6 +21,17 @@ from corral.db.models import (
 from corral.domain.accounts import get_environment, list_environments
 from corral.domain.names import check_name
 from corral.errors import Conflict
+
+
+def with_counts(session: Session, organization_id: str) -> list[dict[str, Any]]:
+    """Each environment with how many targets and applications it holds (what keeps it from
+    being deleted)."""
+    def count(model: type[Target | Application], env_id: str) -> int:
+        return session.scalar(select(func.count()).select_from(model)
+                              .where(model.environment_id == env_id)) or 0
+    return [{"id": e.id, "name": e.name, "type": e.type, "targets": count(Target, e.id),
+             "applications": count(Application, e.id)}
+            for e in list_environments(session, organization_id)]
 
 
 def rename(session: Session, organization_id: str, environment_id: str,

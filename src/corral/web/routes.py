@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from corral.web import apps, audit, auth, certificates, fleet, monitoring
+from corral.web import apps, audit, auth, certificates, environments, fleet, monitoring
 from corral.web.actions import PageError
 from corral.web.console import CsrfRejected, LoginRequired, RoleRequired, templates
 
@@ -17,7 +17,7 @@ from corral.web.console import CsrfRejected, LoginRequired, RoleRequired, templa
 def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))),
               name="static")
-    for module in (auth, fleet, apps, audit, monitoring, certificates):
+    for module in (auth, fleet, apps, audit, monitoring, certificates, environments):
         app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)
