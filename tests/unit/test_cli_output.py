@@ -56,3 +56,24 @@ def test_an_instance_not_yet_running_reads_deploying_and_has_no_url() -> None:
     Console(file=stopped, width=120).print(_status_table(
         app_json | {"desiredStatus": "STOPPED", "serverArtifacts": app_json["serverArtifacts"][:1]}))
     assert "UNDEPLOYED" in stopped.getvalue()  # meant to be stopped: the word stays
+
+
+def test_app_list_fits_80_columns_without_cutting_a_status(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.cli.apps import APP_COLUMNS
+
+    narrow = io.StringIO()
+    monkeypatch.setattr(output, "console", Console(file=narrow, width=80))
+    failed = {"id": 12, "name": "storefront-checkout-service", "desiredStatus": "STARTED",
+              "lastReportedStatus": "DEPLOYMENT_FAILED", "timeUpdated": 0,
+              "target": {"name": "production-web-servers", "type": "SERVER_GROUP"},
+              "serverArtifacts": [{"lastReportedStatus": "DEPLOYMENT_FAILED", "port": 8081},
+                                  {"lastReportedStatus": "STARTED", "port": 8081}]}
+    running = failed | {"id": 3, "name": "hello", "lastReportedStatus": "STARTED",
+                        "target": {"name": "web-1", "type": "SERVER"}}
+    output.show_list(output.Format.table, [failed, running], APP_COLUMNS, "none")
+    lines = narrow.getvalue().splitlines()
+    assert len(lines) == 3, lines  # a header and one line per application
+    assert all(len(line) <= 80 for line in lines)
+    assert "DEPLOYMENT_FAILED" in lines[1] and "1/2" in lines[1] and "8081" in lines[1]
+    assert "web-1 " in lines[2] and "STARTED" in lines[2]

@@ -153,6 +153,7 @@ class AppRunner:
         if any(p.alive() for p in self.procs.values()):
             self._set("STOPPING")
             for p in self.procs.values():
+                self._note(f"stopping {p.name} (SIGTERM)")
                 p.signal_group(signal.SIGTERM)
             deadline = time.monotonic() + self.spec.stop_timeout
             while time.monotonic() < deadline and any(p.alive() for p in self.procs.values()):
@@ -160,9 +161,13 @@ class AppRunner:
             for p in self.procs.values():
                 if p.alive():
                     log.warning("%s: %s ignored SIGTERM; killing", self.spec.name, p.name)
+                    self._note(f"{p.name} still runs after {self.spec.stop_timeout:g}s; "
+                               "killing it (SIGKILL)")
                     p.signal_group(signal.SIGKILL)
             while any(p.alive() for p in self.procs.values()):
                 await asyncio.sleep(0.05)
+            for p in self.procs.values():
+                self._note(f"{p.name} stopped ({p.exit_description()})")
         self.procs.clear()
         self._set("STOPPED")
 
@@ -173,6 +178,12 @@ class AppRunner:
             self._watch = None
 
     # --- internals -----------------------------------------------------------------------
+
+    def _note(self, line: str) -> None:
+        """A line of the agent's own in the application's log, beside what the application
+        wrote: its starts, stops and exits, with their codes."""
+        with contextlib.suppress(OSError), open(self.spec.log_path, "ab") as out:
+            out.write(f"[corral] {line}\n".encode())
 
     def _spawn(self, pname: str, command: str) -> Proc:
         self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,6 +223,8 @@ class AppRunner:
                 status: InstanceStatus = ("DEPLOYMENT_FAILED" if failures >= FAILED_AFTER
                                           else "STARTING")
                 self._set(status, f"{what}; restart {failures} in {delay:.1f}s")
+                for p in dead:
+                    self._note(f"{p.name} {p.exit_description()}; restarting in {delay:.1f}s")
                 await asyncio.sleep(delay)
                 for p in dead:
                     self.procs[p.name] = self._spawn(p.name, self.spec.processes[p.name])

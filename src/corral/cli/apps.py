@@ -89,22 +89,25 @@ def _watch_rollout(api: Api, app_id: int, timeout: float) -> None:
             fail(f"timed out after {timeout:g}s; the rollout is {state}")
         time.sleep(0.5)
 
-APP_COLUMNS: list[Column] = [
+APP_COLUMNS: list[Column] = [  # fits 80 columns; `app show` and --output json have the rest
     ("ID", lambda a: a["id"]), ("NAME", lambda a: a["name"]),
-    ("TARGET", lambda a: f"{a['target']['name']} ({a['target']['type'].lower().replace('_', ' ')})"),
-    ("DESIRED", lambda a: a["desiredStatus"]),
+    ("TARGET", lambda a: a["target"]["name"] + KIND_SUFFIX.get(a["target"]["type"], "")),
     ("STATUS", lambda a: status(a.get("detailedStatus") or a["lastReportedStatus"])),
-    ("SERVERS", lambda a: _counts(a)),
+    ("UP", lambda a: _counts(a)),
     ("PORT", lambda a: ", ".join(sorted({str(i["port"]) for i in a["serverArtifacts"]
                                           if i.get("port")}))),
     ("UPDATED", lambda a: ago(a["timeUpdated"])),
 ]
 
 
+KIND_SUFFIX = {"SERVER_GROUP": " (group)", "CLUSTER": " (cluster)"}
+
+
 def _counts(app: dict[str, Any]) -> str:
+    """Servers where it is STARTED, of those it is meant for."""
     insts = app["serverArtifacts"]
     started = sum(i["lastReportedStatus"] == "STARTED" for i in insts)
-    return f"{started}/{len(insts)} started"
+    return f"{started}/{len(insts)}"
 
 
 def _properties(pairs: list[str] | None) -> dict[str, str]:

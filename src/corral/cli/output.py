@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperOption
 
 console = Console()
@@ -92,6 +93,10 @@ def when(ms: int | None) -> str:
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
 
 
+SHORT_CELL = 20
+"""A column whose values are at most this long is never shortened (`DEPLOYMENT_FAILED`)."""
+
+
 def show_list(fmt: Format, rows: Sequence[dict[str, Any]], columns: Sequence[Column],
               empty: str) -> None:
     if fmt is Format.json:
@@ -100,12 +105,30 @@ def show_list(fmt: Format, rows: Sequence[dict[str, Any]], columns: Sequence[Col
     if not rows:
         hint(empty)
         return
+    cells = [[str(value) if (value := get(row)) is not None else "" for _, get in columns]
+             for row in rows]
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for title, _ in columns:
-        table.add_column(title)
-    for row in rows:
-        table.add_row(*[str(get(row)) if get(row) is not None else "" for _, get in columns])
+    for (title, _), width in zip(columns, _fitted(columns, cells), strict=True):
+        table.add_column(title, no_wrap=True, overflow="ellipsis", width=width)
+    for line in cells:
+        table.add_row(*line)
     console.print(table)
+
+
+def _fitted(columns: Sequence[Column], cells: list[list[str]]) -> list[int]:
+    """One line per row in the terminal's width: short values (status words, counts, times)
+    are never cut; longer ones (names, messages) share what is left and end in an ellipsis
+    when it is not enough. `show` and `--output json` keep them whole."""
+    widest = [max([len(title), *(len(Text.from_markup(line[n]).plain) for line in cells)])
+              for n, (title, _) in enumerate(columns)]
+    flexible = [n for n, w in enumerate(widest) if w > SHORT_CELL]
+    room = console.width - 2 * (len(columns) - 1)  # two spaces between columns
+    left = room - sum(w for n, w in enumerate(widest) if n not in flexible)
+    needed = sum(widest[n] for n in flexible)
+    if needed <= left:
+        return widest
+    return [max(len(columns[n][0]), left * w // needed) if n in flexible else w
+            for n, w in enumerate(widest)]
 
 
 def show_object(fmt: Format, obj: dict[str, Any], fields: Sequence[Column]) -> None:
