@@ -19,7 +19,16 @@ def test_plain_flags_show_no_type() -> None:
     wait = next(line for line in r.output.splitlines() if "--wait" in line)
     assert "<bool>" not in r.output, wait
     timeout = next(line for line in r.output.splitlines() if "--timeout" in line)
-    assert "<float>" in timeout  # options that take a value still say which
+    assert "TIMEOUT" in timeout  # an option that takes a value names it, as gh and nomad do
+    output_line = next(line for line in r.output.splitlines() if "--output" in line)
+    assert "table|json" in output_line  # a choice lists its choices
+    for python_type in ("<str>", "<float>", "<list[str]>", "<int range>", "<bool>"):
+        assert python_type not in r.output
+    serve = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "120"}).output
+    assert "--no-tls" in serve and "<bool>" not in serve  # on/off pairs take no value either
+    summaries = CliRunner().invoke(app, ["app", "--help"], env={"COLUMNS": "100"}).output
+    deploy = next(line for line in summaries.splitlines() if "│ deploy " in line)
+    assert deploy.rstrip(" │").endswith("another application's.")  # one sentence, one line
 
 
 def test_errors_and_hints_are_not_wrapped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,14 +23,14 @@ app.add_typer(admin.app, name="admin", rich_help_panel="Run")
 app.add_typer(db.app, name="db", rich_help_panel="Run")
 app.command("login", rich_help_panel="Sign-in")(login.login)
 app.command("logout", rich_help_panel="Sign-in")(login.logout)
-app.add_typer(login.env_app, name="env", rich_help_panel="Sign-in")
-app.add_typer(users.user_app, name="user", rich_help_panel="Sign-in")
+app.add_typer(login.env_app, name="env", rich_help_panel="Organization")
+app.add_typer(users.user_app, name="user", rich_help_panel="Organization")
 app.add_typer(fleet.server_app, name="server", rich_help_panel="Fleet")
 app.add_typer(fleet.group_app, name="group", rich_help_panel="Fleet")
 app.add_typer(fleet.cluster_app, name="cluster", rich_help_panel="Fleet")
 app.add_typer(ca.ca_app, name="ca", rich_help_panel="Fleet")
 app.add_typer(apps.app_app, name="app", rich_help_panel="Applications")
-app.command("audit", rich_help_panel="Sign-in")(audit.audit)
+app.command("audit", rich_help_panel="Organization")(audit.audit)
 
 
 def main() -> None:

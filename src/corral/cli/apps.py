@@ -243,9 +243,11 @@ def deploy(
     min_healthy: MinHealthyOpt = None,
     health_deadline: DeadlineOpt = None,
 ) -> None:
-    """Upload an artifact and deploy it as a new application, or promote another
-    application's (`--from`, `--from-env`); on a group or cluster, optionally a few servers at a
-    time (a rollout).
+    """Deploy a new application: upload its artifact, or promote another application's.
+
+    `--from` and `--from-env` name the application whose artifact is deployed again (its bytes
+    are shared, not uploaded). On a group or cluster, the rollout options update a few servers
+    at a time.
 
     Examples:
       corral app deploy shop.zip --name shop --target web
@@ -359,8 +361,14 @@ def app_redeploy(
     min_healthy: MinHealthyOpt = None,
     health_deadline: DeadlineOpt = None,
 ) -> None:
-    """Redeploy with a new artifact, or restart with the current one; on a group or cluster,
-    optionally a few servers at a time (a rollout)."""
+    """Redeploy with a new artifact, or restart with the current one.
+
+    On a group or cluster, the rollout options update a few servers at a time.
+
+    Examples:
+      corral app redeploy shop shop-2.zip --wait
+      corral app redeploy shop --max-parallel 1 --auto-revert --wait
+    """
     api = Api.from_config()
     app = api.find_app(application, target)
     rollout = _rollout(max_parallel, auto_revert, canary, min_healthy, health_deadline)

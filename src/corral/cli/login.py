@@ -20,10 +20,10 @@ def login(
     url: Annotated[str | None, typer.Option(help="Corral's URL [CORRAL_URL]")] = None,
     username: Annotated[str | None, typer.Option("--username", "-u")] = None,
     password: Annotated[str | None, typer.Option(
-        "--password", envvar="CORRAL_PASSWORD", help="[CORRAL_PASSWORD]; prompted when absent")] = None,
+        "--password", envvar="CORRAL_PASSWORD", help="The user's password; prompted for when absent at a terminal")] = None,
     client_id: Annotated[str | None, typer.Option(help="Connected app client id")] = None,
     client_secret: Annotated[str | None, typer.Option(
-        envvar="CORRAL_CLIENT_SECRET", help="Connected app secret [CORRAL_CLIENT_SECRET]")] = None,
+        envvar="CORRAL_CLIENT_SECRET", help="The connected app's secret")] = None,
     env: Annotated[str | None, typer.Option(help="Environment to act in")] = None,
     ca_cert: Annotated[str | None, typer.Option(help="CA certificate for an HTTPS URL")] = None,
     profile: Annotated[str | None, typer.Option(help="Profile name (several Corrals)")] = None,

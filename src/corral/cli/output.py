@@ -49,12 +49,19 @@ def hint(message: str) -> None:
 
 
 def no_type_on_flags() -> None:
-    """Typer's help shows `<bool>` after plain flags (`--wait <bool>`), as if they took a
-    value. A flag takes none: show no type for it."""
+    """Typer's help shows Python's types: `--wait <bool>` (as if a flag took a value),
+    `--name <str>`, `--property <list[str]>`. Show instead what `gh` and `nomad` show: nothing
+    after a flag (on/off pairs too), the choices of a choice, and otherwise the value's name
+    (`--name NAME`, `--max-parallel MAX_PARALLEL`)."""
     show = TyperOption.display_type_rich
 
     def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
-        return None if self.is_flag and not self.secondary_opts else show(self, ctx)
+        if self.is_flag:
+            return None
+        if self.type_descriptor.is_choice:
+            return (show(self, ctx) or "").strip("<>")
+        long = next((o for o in self.opts if o.startswith("--")), self.opts[0])
+        return long.lstrip("-").upper().replace("-", "_")
 
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
