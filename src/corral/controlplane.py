@@ -258,7 +258,7 @@ class ControlPlane:
             )
         if generated:
             write_credentials(
-                self.settings.data_dir / "admin-credentials", self.settings.admin_username, generated
+                self.settings.data_dir / CREDENTIALS_FILE, self.settings.admin_username, generated
             )
         return generated
 
@@ -373,6 +373,24 @@ def _note_credential_objects(session: Session, _context: object, _instances: obj
         if getattr(obj, "__tablename__", None) in CREDENTIAL_TABLES:
             session.info[CREDENTIALS_KEY] = True
             return
+
+
+CREDENTIALS_FILE = "admin-credentials"
+
+
+def forget_first_password(data_dir: Path, username: str) -> bool:
+    """The first start's generated password, kept for whoever set Corral up, stops being the
+    user's once it changes: the file goes with it, so that nothing (the console's sign-in page,
+    the README's tour) points to a password that no longer works. True when it was removed."""
+    path = data_dir / CREDENTIALS_FILE
+    try:
+        first_line = path.read_text().splitlines()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
+        return False
+    if first_line != f"username={username}":
+        return False
+    path.unlink(missing_ok=True)
+    return True
 
 
 def write_credentials(path: Path, username: str, password: str) -> None:

@@ -404,3 +404,30 @@ class TestHybridScope:
         assert api.client.post("/accounts/api/logout", headers=_bearer(api.token)).status_code \
             == 204
         assert api.client.get("/hybrid/api/v1/servers", headers=admin).status_code == 401
+
+
+def test_the_first_password_file_goes_when_the_password_changes(api: Api) -> None:
+    """`admin-credentials` stays true: it goes when its user's password changes (by an admin
+    or by the user), not when another user's does; the sign-in page names it only while it is
+    there."""
+    from corral.controlplane import CREDENTIALS_FILE, write_credentials
+
+    path = api.plane.settings.data_dir / CREDENTIALS_FILE
+    users = f"/accounts/api/organizations/{api.org_id}/users"
+    write_credentials(path, "admin", ADMIN_PASSWORD)
+    assert "admin-credentials" in api.client.get("/login").text
+    other = api.client.post(users, headers=_bearer(api.token), json={
+        "username": "olga", "password": "olga-password", "role": "viewer"}).json()["id"]
+    r = api.client.patch(f"{users}/{other}", headers=_bearer(api.token),
+                         json={"password": "olga-password-2"})
+    assert r.status_code == 200 and path.exists()
+    r = api.client.put("/accounts/api/users/me/password", headers=_bearer(api.token),
+                       json={"currentPassword": ADMIN_PASSWORD, "newPassword": "new-password-1"})
+    assert r.status_code == 204, r.text
+    assert not path.exists()
+    assert "admin-credentials" not in api.client.get("/login").text
+    write_credentials(path, "admin", "new-password-1")
+    me = api.client.get("/accounts/api/users/me", headers=_bearer(api.token)).json()["id"]
+    api.client.patch(f"{users}/{me}", headers=_bearer(api.token),
+                     json={"password": "new-password-2"})
+    assert not path.exists()

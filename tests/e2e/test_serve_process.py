@@ -122,9 +122,12 @@ def test_admin_and_db_commands(serve: ServeProcess) -> None:
     assert not (serve.data_dir / "admin-credentials").exists()
     assert serve.stop() == 0
 
-    # the way back in for a locked-out operator, and roles from the command line
+    # the way back in for a locked-out operator, and roles from the command line; a file
+    # that held the first password goes with it
+    (serve.data_dir / "admin-credentials").write_text("username=admin\npassword=first-admin-pw\n")
     r = corral("admin", "set-user", "admin", "--password", "second-admin-pw")
     assert r.returncode == 0 and "admin, enabled" in r.stdout, r.stderr
+    assert "removed" in r.stdout and not (serve.data_dir / "admin-credentials").exists()
     r = corral("admin", "set-user", "ops", "--role", "operator", "--disable")
     assert r.returncode == 0 and "operator, disabled" in r.stdout, r.stderr
     assert corral("admin", "set-user", "ghost", "--role", "viewer").returncode == 1

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from corral.api import links, schemas
 from corral.api.bodies import json_or_form, openapi_json_or_form, read_small
 from corral.api.deps import AdminDep, PrincipalDep, ReadSessionDep, SessionDep, TokenDep
+from corral.controlplane import forget_first_password
 from corral.db.models import ConnectedApp, User, now_ms
 from corral.domain import accounts, audit, environments, views
 from corral.domain.accounts import Principal
@@ -254,7 +255,7 @@ def create_user(
     "/api/organizations/{org_id}/users/{user_id}", response_model=schemas.UserOut
 )
 def update_user(
-    session: SessionDep, principal: AdminDep, org_id: str, user_id: str,
+    session: SessionDep, plane: PlaneDep, principal: AdminDep, org_id: str, user_id: str,
     body: schemas.UserPatchIn,
 ) -> dict[str, Any]:
     """Change a user's `role`, `enabled`, `environments` or `password`. Disabling a user or
@@ -263,6 +264,8 @@ def update_user(
     envs = body.environments if "environments" in body.model_fields_set else ...
     user = accounts.update_user(session, org.id, user_id, role=body.role, enabled=body.enabled,
                                 password=body.password, environment_ids=envs)
+    if body.password is not None:
+        forget_first_password(plane.settings.data_dir, user.username)
     return views.user(user)
 
 
@@ -281,8 +284,9 @@ async def change_password(plane: PlaneDep, principal: PrincipalDep, source: Sour
                           body: schemas.PasswordIn) -> Response:
     """The signed-in user's own password; their other tokens end, this one stays. Wrong
     current passwords are throttled like failed sign-ins (429 with `Retry-After`)."""
-    await run_in_threadpool(plane.signin.change_password, principal, body.currentPassword,
-                            body.newPassword, source)
+    username = await run_in_threadpool(plane.signin.change_password, principal,
+                                       body.currentPassword, body.newPassword, source)
+    forget_first_password(plane.settings.data_dir, username)
     return Response(status_code=204)
 
 

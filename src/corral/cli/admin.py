@@ -81,6 +81,12 @@ def set_user(
 
     new_role, on = _run(data_dir, change)
     typer.echo(f"user {username}: {new_role}, {'enabled' if on else 'disabled'}")
+    if password is not None:
+        from corral.controlplane import CREDENTIALS_FILE, forget_first_password
+
+        folder = settings_from(data_dir=data_dir).data_dir
+        if forget_first_password(folder, username):
+            typer.echo(f"removed {folder / CREDENTIALS_FILE}: it held the old password")
 
 
 @app.command("create-env")

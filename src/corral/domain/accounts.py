@@ -266,15 +266,17 @@ def own_password_hash(session: Session, principal: Principal) -> str:
 
 
 def set_own_password(session: Session, principal: Principal, checked_hash: str,
-                     new_hash: str) -> None:
+                     new_hash: str) -> str:
     """Store a password hashed outside this transaction (`signin.SignIn.change_password`);
-    every other token of the user ends. Refused if the password changed meanwhile."""
+    every other token of the user ends. Refused if the password changed meanwhile. Returns
+    the user's name."""
     user = session.get(User, principal.user_id) if principal.user_id else None
     if user is None or user.password_hash != checked_hash:
         raise Conflict("the password changed meanwhile; sign in again")
     user.password_hash = new_hash
     session.execute(delete(AccessToken).where(AccessToken.user_id == user.id,
                                               AccessToken.token_hash != principal.token_hash))
+    return user.username
 
 
 def create_environment(

@@ -78,11 +78,11 @@ class SignIn:
         return token
 
     def change_password(self, principal: accounts.Principal, current: str, new: str,
-                        source: str) -> None:
+                        source: str) -> str:
         """The signed-in user's own password. Guessing the current one is throttled like a
         sign-in (per user and per address), and both hashes are computed with no transaction
         open and within the same few concurrent checks, so guesses neither stall writers nor
-        take more than their share of the cores."""
+        take more than their share of the cores. Returns the user's name."""
         keys = (f"user-id:{principal.user_id}", f"source:{source}")
         wait = self.throttle.retry_after(*keys)
         if wait:
@@ -99,7 +99,7 @@ class SignIn:
         self.throttle.succeeded(keys[0])
         new_hash = self._costly(lambda: accounts.hash_secret(new))
         with transaction(self.writers) as session:
-            accounts.set_own_password(session, principal, stored, new_hash)
+            return accounts.set_own_password(session, principal, stored, new_hash)
 
     def _check(self, secret_hash: str | None, secret: str) -> bool:
         return self._costly(lambda: accounts.verify_secret(secret_hash, secret))

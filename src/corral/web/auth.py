@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from corral.controlplane import CREDENTIALS_FILE
 from corral.errors import CorralError, TooManyRequests
 from corral.http_context import PlaneDep, client_address, note_actor
 from corral.web.console import (
@@ -29,7 +30,9 @@ router = APIRouter(include_in_schema=False)
 def _login_page(request: Request, error: str | None = None, status_code: int = 200) -> HTMLResponse:
     csrf = new_login_csrf()
     response = templates.TemplateResponse(
-        request, "login.html", {"csrf": csrf, "error": error}, status_code=status_code
+        request, "login.html", {"csrf": csrf, "error": error, "first_password": (
+            request.app.state.plane.settings.data_dir / CREDENTIALS_FILE).exists()},
+        status_code=status_code
     )
     response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict",
                         secure=is_https(request))
