@@ -41,7 +41,10 @@ def check_bundle(f: BinaryIO) -> dict[str, str]:
             try:
                 info = archive.getinfo("Procfile")
             except KeyError:
-                raise BundleRefused("no Procfile at the archive root") from None
+                nested = sorted(n for n in archive.namelist() if n.endswith("/Procfile"))
+                hint = (f" ({nested[0]} is in a folder: zip the folder's contents, not the "
+                        "folder)") if nested else ""
+                raise BundleRefused(f"no Procfile at the archive root{hint}") from None
             if info.file_size > MAX_PROCFILE_BYTES:
                 raise BundleRefused(f"the Procfile is larger than {MAX_PROCFILE_BYTES} bytes")
             raw = archive.read(info)

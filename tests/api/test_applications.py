@@ -73,7 +73,8 @@ class TestDeploy:
 
     @pytest.mark.parametrize(("files", "words"), [
         ({"app.py": "print(1)\n"}, "no Procfile at the archive root"),
-        ({"sub/Procfile": "web: x\n"}, "no Procfile at the archive root"),
+        ({"sub/Procfile": "web: x\n"}, "no Procfile at the archive root (sub/Procfile is in "
+                                        "a folder: zip the folder's contents, not the folder)"),
         ({"Procfile": "this is not a procfile\n"}, "Procfile line 1"),
         ({"Procfile": "# only a comment\n"}, "declares no process"),
     ], ids=["none", "not-at-root", "malformed", "empty"])

@@ -220,6 +220,10 @@ def test_fleet_and_applications(tmp_path: Path, cli: Cli, operator: Operator,
     r = cli("app", "deploy", "--from", "site", "--from-env", "Sandbox", "--name", "x",
             "--target", "node-c2", ok=False)
     assert r.returncode == 1 and "no application named or numbered 'site'" in r.stderr
+    # rollout options on a lone server are said to apply to groups and clusters, not ignored
+    r = cli("app", "redeploy", "site-copy", "--max-parallel", "1", "--auto-revert", "--wait")
+    assert "node-c2 is a single server: rollout options" in r.stdout
+    assert "site-copy is STARTED on 1 server(s)" in r.stdout
     cli("app", "delete", "site-copy", "--yes")
 
     # a file that is no application bundle is refused before it is sent

@@ -22,6 +22,7 @@ from corral.cli.output import (
     ago,
     console,
     fail,
+    hint,
     show_list,
     show_object,
     status,
@@ -58,6 +59,15 @@ def _rollout(max_parallel: int | None, auto_revert: bool, canary: int | None,
     if auto_revert:
         policy["autoRevert"] = True
     return {"rollout": json.dumps(policy)} if policy else {}
+
+
+def _no_rollout_on(server: str) -> dict[str, str]:
+    """Rollouts spread a change over a group's or cluster's servers; a lone server has nothing
+    to spread it over, nor another server to keep serving while it reverts: say so, once."""
+    hint(f"{server} is a single server: rollout options (--max-parallel, --canary, "
+         "--auto-revert, --min-healthy, --health-deadline) apply to groups and clusters; "
+         "deploying to it at once")
+    return {}
 
 
 def _watch_rollout(api: Api, app_id: int, timeout: float) -> None:
@@ -259,8 +269,10 @@ def deploy(
         fail("give either a FILE to upload or --from APPLICATION")
     api = Api.from_config()
     t = api.find_target(target)
-    fields = {"artifactName": name, "targetId": str(t["id"]),
-              **_rollout(max_parallel, auto_revert, canary, min_healthy, health_deadline)}
+    rollout = _rollout(max_parallel, auto_revert, canary, min_healthy, health_deadline)
+    if rollout and t["type"] == "SERVER":
+        rollout = _no_rollout_on(t["name"])
+    fields = {"artifactName": name, "targetId": str(t["id"]), **rollout}
     props = _properties(prop)
     if props:
         fields["configuration"] = json.dumps(
@@ -372,6 +384,8 @@ def app_redeploy(
     api = Api.from_config()
     app = api.find_app(application, target)
     rollout = _rollout(max_parallel, auto_revert, canary, min_healthy, health_deadline)
+    if rollout and app["target"]["type"] == "SERVER":
+        rollout = _no_rollout_on(app["target"]["name"])
     if file is not None:
         updated = _upload(api, "PATCH", f"/applications/{app['id']}", file, rollout)
     else:
