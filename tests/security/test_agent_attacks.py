@@ -208,6 +208,12 @@ def test_registration_pins_the_ca_and_tokens_are_limited(
                        "sha256:" + "0" * 64)
     assert r.returncode == 1 and "not the pinned one" in r.stderr
     assert not (tmp_path / "plain").exists()
+    # what the control plane kept is named, with the command that removes it, which works
+    [left] = [s for s in operator.data("/servers") if s["name"] == "n"]
+    said = " ".join(r.stderr.split())
+    assert f"registered server n (id {left['id']}) all the same" in said, r.stderr
+    assert "corral server delete n --yes" in said
+    operator.call("DELETE", f"/servers/{left['id']}", expect=204)
     r = register_agent(control_plane, token, "pinned", tmp_path / "pinned")  # pins the real CA
     assert r.returncode == 0, r.stderr
     r = register_agent(control_plane, token, "loose", tmp_path / "loose", "--insecure")

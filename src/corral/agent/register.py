@@ -56,8 +56,15 @@ def register(manager_url: str, directory: Path, token: str, name: str,
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise AgentError(f"the control plane's answer is not a registration: {exc}") from exc
     if pin is not None and fingerprint_of(ca) != pin:
-        raise AgentError(f"the CA returned by {manager_url} is not the pinned one "
-                         f"({fingerprint_of(ca)}); someone may be in the middle. Nothing was kept.")
+        # the control plane took the token and registered the name before this check could
+        # run: say what was left there, and how to remove it, in case the pin was a typo
+        left = _server_named(cert, name)
+        raise AgentError(
+            f"the CA returned by {manager_url} is not the pinned one ({fingerprint_of(ca)}); "
+            "someone may be in the middle, or the pin is mistyped. Nothing was kept here. The "
+            f"control plane registered {left} all the same: if the pin was wrong, check it "
+            "with `corral server ca-fingerprint`, remove the server with `corral server delete "
+            f"{name} --yes` and register again.")
     for url in [gateway_url, *gateway_urls]:
         if not url.startswith("wss://"):
             raise AgentError(f"the gateway URL {url[:100]!r} is not wss://; refusing it")
@@ -137,6 +144,14 @@ def _post(manager_url: str, path: str, body: dict[str, str], token: str,
     if r.status_code != 200:
         raise AgentError(_refusal(r))
     return r
+
+
+def _server_named(cert: x509.Certificate, name: str) -> str:
+    try:
+        server_id = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    except (IndexError, ValueError):
+        return f"server {name}"
+    return f"server {name} (id {server_id!s})"
 
 
 def _normalise_pin(value: str) -> str:
