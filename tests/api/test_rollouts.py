@@ -53,16 +53,23 @@ def test_one_at_a_time_then_revert_on_failure(api: Api, plane: ControlPlane) -> 
     assert [_sent(plane, sid) for sid in sids] == [2, 1, 1]  # only the first is released
     _advance(plane)
     assert [_sent(plane, sid) for sid in sids] == [2, 1, 1]  # it has not reported yet
-    _report(plane, sids[0], "revert", 2, "DEPLOYMENT_FAILED", "health check did not pass")
+    _report(plane, sids[0], "revert", 2, "DEPLOYMENT_FAILED",
+            "process web exited with code 1; restart 3 in 2.0s")
     _advance(plane)
     assert [_sent(plane, sid) for sid in sids] == [1, 1, 1]  # every server back on v1
     v2, v1 = _history(api, app["id"])
     assert v2["state"] == "ROLLED_BACK" and v2["rollout"]["state"] == "REVERTED"
-    assert f"server {sids[0]}: health check did not pass" == v2["rollout"]["message"]
+    # every word true of what each server did: the failed one by name, with no restart to
+    # come; the two the rollout never reached kept v1 and say so
+    assert v2["rollout"]["message"] == "revert-0: process web exited with code 1; restart 3 " \
+        "in 2.0s"
     assert v2["rollout"]["updated"] == [sids[0]]
-    failed = {s["serverId"]: s for s in v2["servers"]}[sids[0]]
-    assert (failed["status"], failed["message"]) == ("DEPLOYMENT_FAILED",
-                                                    "health check did not pass")
+    shown = {s["serverId"]: s for s in v2["servers"]}
+    assert (shown[sids[0]]["status"], shown[sids[0]]["message"]) == (
+        "DEPLOYMENT_FAILED", "process web exited with code 1")
+    for sid in sids[1:]:
+        assert (shown[sid]["status"], shown[sid]["message"]) == ("WAITING",
+                                                                "never reached: runs deployment 1")
     assert v1["state"] == "SUCCEEDED"
     # the next redeploy takes the next number, not one the reverted deployment used
     _redeploy(api, app, "v3", None)

@@ -77,7 +77,9 @@ def test_a_failing_version_is_reverted_and_a_healthy_one_keeps_two_up(
     failed = {s["serverId"]: s for s in v2["servers"]}[ran]
     assert failed["status"] == "DEPLOYMENT_FAILED"
     assert "health check did not pass within 4s" in failed["message"]
-    assert f"server {ran}: health check did not pass" in v2["rollout"]["message"]
+    names = {m.server_id: m.directory.name for m in members}
+    assert f"{names[ran]}: health check did not pass" in v2["rollout"]["message"]
+    assert {s["status"] for s in v2["servers"] if s["serverId"] != ran} == {"WAITING"}
     eventually(lambda: _versions(members), lambda got: got == ["v1"] * 3, timeout=20,
                what="every server answering v1")
     for m in members:

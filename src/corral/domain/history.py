@@ -6,6 +6,8 @@ it first, ROLLED_BACK when a rollback undid it."""
 
 from __future__ import annotations
 
+import re
+
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -60,26 +62,39 @@ def _instances(session: Session, app_ids: Iterable[int]) -> dict[int, list[Any]]
     return found
 
 
-def _per_server(number: int, instances: list[Any],
-                waiting: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+def _per_server(number: int, instances: list[Any], waiting: frozenset[int] = frozenset(),
+                *, ended: bool = False) -> list[dict[str, Any]]:
     """What each server did with deployment `number`: its report about it, that a rollout has
-    not reached it (WAITING), or that it has not reported about it yet (DEPLOYING)."""
+    not reached it (WAITING: it ran the deployment before, or nothing), or that it has not
+    reported about it yet (DEPLOYING). `ended`: the words of a deployment that is over, which
+    promise nothing more (no restart to come, no rollout to reach a server)."""
     def one(i: Any) -> dict[str, Any]:
         if i.deployment_id == number:
-            return {"status": i.last_reported_status, "message": i.message or ""}
+            message = i.message or ""
+            return {"status": i.last_reported_status,
+                    "message": PROMISED_RESTART.sub("", message) if ended else message}
         if i.server_id in waiting:
             runs = f"runs deployment {i.deployment_id}" if i.deployment_id else "runs nothing"
-            return {"status": "WAITING", "message": f"{runs} until the rollout reaches it"}
+            return {"status": "WAITING", "message": f"never reached: {runs}" if ended
+                    else f"{runs} until the rollout reaches it"}
         return {"status": "DEPLOYING", "message": ""}
 
     return [{"serverId": i.server_id, "serverName": i.name, **one(i)} for i in instances]
 
 
+PROMISED_RESTART = re.compile(r"; restart \d+ in [\d.]+s$")
+"""The agent's "…; restart 3 in 2.0s": true while the deployment runs, not once it ended."""
+
+
 def end(session: Session, row: Deployment, state: str) -> None:
+    """What each server did, kept as it stands when the deployment ends (servers a rollout
+    never reached are still pinned then: they read WAITING, not DEPLOYING)."""
     row.state = state
     row.ended_at = now_ms()
+    waiting = frozenset(session.scalars(select(RolloutPin.server_id)
+                                        .where(RolloutPin.application_id == row.application_id)))
     row.servers = _per_server(row.number, _instances(session, [row.application_id])
-                              .get(row.application_id, []))
+                              .get(row.application_id, []), waiting, ended=True)
 
 
 def settle(session: Session, app_ids: Iterable[int]) -> None:

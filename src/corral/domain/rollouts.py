@@ -24,6 +24,7 @@ from corral.db.models import (
     Deployment,
     Rollout,
     RolloutPin,
+    Server,
     ServerArtifact,
     now_ms,
 )
@@ -231,7 +232,8 @@ def advance(session: Session, rollout: Rollout, now: int | None = None) -> int:
 
 
 def _failed(session: Session, rollout: Rollout, server_id: int, why: str) -> int:
-    message = f"server {server_id}: {why}"
+    server = session.get(Server, server_id)
+    message = f"{server.name if server else f'server {server_id}'}: {why}"
     if rollout.desired_status is not None:  # a start or stop: stopped where it is
         _finish(session, rollout, "FAILED", message)
         return 1
