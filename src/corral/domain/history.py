@@ -7,7 +7,6 @@ it first, ROLLED_BACK when a rollback undid it."""
 from __future__ import annotations
 
 import re
-
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
