@@ -39,11 +39,3 @@ def configure(log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-
-
-def uvicorn_log_config(log_format: str) -> dict[str, object] | None:
-    """uvicorn's own logging set-up for text; none for JSON, so its lines reach the root."""
-    if log_format != "json":
-        from uvicorn.config import LOGGING_CONFIG
-        return LOGGING_CONFIG
-    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import subprocess
 import zipfile
@@ -179,6 +180,11 @@ def test_first_run_messages(serve: ServeProcess) -> None:
     r = httpx.post(f"{serve.url}/accounts/login",
                    json={"username": "admin", "password": "first-password"}, timeout=10)
     assert r.status_code == 200
+    # one log format: uvicorn's own lines read like the others (a time, a level, a logger)
+    stamped = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+    logged = [line for line in serve.output().splitlines() if stamped.match(line)]
+    assert any("uvicorn" in line for line in logged) and any("corral" in line for line in logged)
+    assert not [line for line in serve.output().splitlines() if line.startswith("INFO:")]
 
 
 def test_json_logs_carry_the_request_id(serve: ServeProcess) -> None:

@@ -157,7 +157,9 @@ async def _run(plane: ControlPlane, app: Any, log_format: str = "text") -> None:
     logging.getLogger("uvicorn.access").addFilter(QueryRedactor())
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
-                       log_config=logformat.uvicorn_log_config(log_format),
+                       # none of its own: its lines reach the root logger and read like
+                       # every other line, in either format
+                       log_config=None,
                        timeout_graceful_shutdown=10,
                        # X-Forwarded-For/-Proto are believed from the configured proxies only
                        proxy_headers=bool(settings.trusted_proxies),
