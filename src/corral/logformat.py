@@ -32,8 +32,8 @@ class JsonLines(logging.Formatter):
 
 
 def configure(log_format: str) -> None:
-    """`text` or `json`, on the root logger (uvicorn's loggers reach it when it is told not
-    to configure its own: `uvicorn_log_config`)."""
+    """`text` or `json`, on the root logger (uvicorn's loggers reach it: `corral serve` gives
+    uvicorn no logging set-up of its own)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLines() if log_format == "json" else logging.Formatter(TEXT))
     root = logging.getLogger()
