@@ -86,3 +86,20 @@ def test_app_list_fits_80_columns_without_cutting_a_status(
     assert all(len(line) <= 80 for line in lines)
     assert "DEPLOYMENT_FAILED" in lines[1] and "1/2" in lines[1] and "8081" in lines[1]
     assert "web-1 " in lines[2] and "STARTED" in lines[2]
+
+
+def test_audit_rows_drop_the_api_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.cli.audit import AUDIT_COLUMNS
+
+    shown = io.StringIO()
+    monkeypatch.setattr(output, "console", Console(file=shown, width=100))
+    event = {"time": 1796600000000, "actor": {"name": "admin", "kind": "user"},
+             "source": "127.0.0.1", "action": "PATCH /hybrid/api/v1/applications/{app_id}",
+             "resource": "/hybrid/api/v1/applications/12", "outcome": "success", "status": 200}
+    user = event | {"action": "POST /accounts/api/organizations/{org_id}/users",
+                    "resource": "/accounts/api/organizations/4f1c0e2a-aaaa/users"}
+    output.show_list(output.Format.table, [event, user], AUDIT_COLUMNS, "none")
+    lines = shown.getvalue().splitlines()
+    assert len(lines) == 3 and all(len(line) <= 100 for line in lines)
+    assert "PATCH /applications/{app_id}" in lines[1] and "/applications/12" in lines[1]
+    assert "POST /users" in lines[2] and "…" not in "".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated
 
 import typer
@@ -11,13 +12,23 @@ from corral.cli.api_client import Api
 from corral.cli.output import Column, Format, OutputOpt, fail, show_list
 from corral.client import ApiError
 
+PREFIXES = re.compile(r"/hybrid/api/v1(?=/)|/accounts/api/organizations/[^/ ]+(?=/)|"
+                      r"/accounts/api(?=/)")
+"""Said once in the table, not on every row: the route and the resource as the API names them
+stay whole in `--output json`."""
+
+
+def _short(path: str) -> str:
+    return PREFIXES.sub("", path)
+
+
 AUDIT_COLUMNS: list[Column] = [
     ("TIME", lambda e: dt.datetime.fromtimestamp(e["time"] / 1000).strftime(
-        "%Y-%m-%d %H:%M:%S")),
+        "%m-%d %H:%M:%S")),
     ("ACTOR", lambda e: e["actor"]["name"] or e["actor"]["kind"]),
     ("SOURCE", lambda e: e["source"]),
-    ("ACTION", lambda e: e["action"]),
-    ("RESOURCE", lambda e: e["resource"]),
+    ("ACTION", lambda e: _short(e["action"])),
+    ("RESOURCE", lambda e: _short(e["resource"])),
     ("OUTCOME", lambda e: f"{e['outcome']} ({e['status']})"),
 ]
 
