@@ -22,6 +22,14 @@ def _sign_in(client: TestClient, username: str = "admin",
     return token.group(1)
 
 
+def _sign_in_as_operator(client: TestClient, api: Api) -> str:
+    """A new operator signed in instead of the admin (for what only admins see)."""
+    client.post(f"/accounts/api/organizations/{api.org_id}/users", headers=api.headers,
+                json={"username": "ops", "password": "ops-password", "role": "operator"})
+    client.cookies.clear()
+    return _sign_in(client, "ops", "ops-password")
+
+
 def test_pages_need_a_session(client: TestClient) -> None:
     r = client.get("/servers", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
@@ -189,10 +197,7 @@ def test_certificates_page_rotation_and_renewal(client: TestClient, api: Api) ->
     assert "renewal asked" in client.get(f"/servers/{server_id}").text
     assert api.get(f"/servers/{server_id}").json()["data"]["certificateRenewalDue"] > 0
 
-    client.post(f"/accounts/api/organizations/{api.org_id}/users", headers=api.headers,
-                json={"username": "ops", "password": "ops-password", "role": "operator"})
-    client.cookies.clear()
-    ops = _sign_in(client, "ops", "ops-password")
+    ops = _sign_in_as_operator(client, api)
     assert client.get("/certificates").status_code == 403
     assert 'href="/certificates"' not in client.get("/servers").text
     r = client.post("/certificates/rotate", headers={"X-CSRF-Token": ops})
@@ -223,10 +228,7 @@ def test_environments_page(client: TestClient, api: Api) -> None:
     names = {e["name"] for e in client.get(base, headers=api.headers).json()["data"]}
     assert names == {"Production", "Sandbox"}
 
-    client.post(f"/accounts/api/organizations/{api.org_id}/users", headers=api.headers,
-                json={"username": "ops", "password": "ops-password", "role": "operator"})
-    client.cookies.clear()
-    ops = _sign_in(client, "ops", "ops-password")
+    ops = _sign_in_as_operator(client, api)
     assert client.get("/environments").status_code == 403
     assert 'href="/environments"' not in client.get("/servers").text
     r = client.post(f"/environments/{envs['Sandbox']}/delete", headers={"X-CSRF-Token": ops})
