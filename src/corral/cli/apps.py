@@ -99,6 +99,7 @@ def _watch_rollout(api: Api, app_id: int, timeout: float) -> None:
             fail(f"timed out after {timeout:g}s; the rollout is {state}")
         time.sleep(0.5)
 
+KIND_SUFFIX = {"SERVER_GROUP": " (group)", "CLUSTER": " (cluster)"}
 APP_COLUMNS: list[Column] = [  # fits 80 columns; `app show` and --output json have the rest
     ("ID", lambda a: a["id"]), ("NAME", lambda a: a["name"]),
     ("TARGET", lambda a: a["target"]["name"] + KIND_SUFFIX.get(a["target"]["type"], "")),
@@ -108,9 +109,6 @@ APP_COLUMNS: list[Column] = [  # fits 80 columns; `app show` and --output json h
                                           if i.get("port")}))),
     ("UPDATED", lambda a: ago(a["timeUpdated"])),
 ]
-
-
-KIND_SUFFIX = {"SERVER_GROUP": " (group)", "CLUSTER": " (cluster)"}
 
 
 def _counts(app: dict[str, Any]) -> str:
