@@ -268,13 +268,19 @@ def _fired(api: Api, ids: dict[str, str]) -> set[str]:
                    for e in api.get(f"/alerts/{alert_id}/history").json()["data"])}
 
 
-def _hot(plane: ControlPlane, *server_ids: int, apps: tuple[wire.InstanceSample, ...] = ()
-         ) -> None:
+HOT = wire.ServerSample(cpu=90.0, memoryUsed=3, memoryTotal=4, diskUsed=1, diskTotal=2,
+                        loadAverage=3.0, threads=500)
+CALM = wire.ServerSample(cpu=5.0, memoryUsed=1, memoryTotal=4, diskUsed=1, diskTotal=2,
+                         loadAverage=0.1, threads=20)
+"""Readings over, and well under, every threshold of `SERVER_THRESHOLDS`."""
+
+
+def _read(plane: ControlPlane, server: wire.ServerSample, *server_ids: int,
+          apps: tuple[wire.InstanceSample, ...] = ()) -> None:
+    """One reading of `server` (and `apps`) from each server, now."""
     with transaction(plane.sessions) as s:
         measurements.record(s, [(sid, int(time.time() * 1000), wire.Measurements(
-            server=wire.ServerSample(cpu=90.0, memoryUsed=3, memoryTotal=4, diskUsed=1,
-                                     diskTotal=2, loadAverage=3.0, threads=500),
-            applications=list(apps))) for sid in server_ids])
+            server=server, applications=list(apps))) for sid in server_ids])
 
 
 SERVER_THRESHOLDS = {"cpu": 50, "memory": 50, "load-average": 1, "thread-count": 100,
@@ -296,7 +302,7 @@ def test_every_server_condition_fires(api: Api, plane: ControlPlane) -> None:
     evaluate(plane)
     _status(plane, "RUNNING", server_id, agent_version="2.0", mule_version="4.9.0",
             certificate_problem="only the certificate in use can be renewed")
-    _hot(plane, server_id)
+    _read(plane, HOT, server_id)
     evaluate(plane)
     assert api.delete(f"/servers/{server_id}").status_code == 204
     evaluate(plane)
@@ -318,7 +324,7 @@ def test_every_group_and_cluster_condition_fires(api: Api, plane: ControlPlane,
     ids = _alert_each(api, resource_type, SERVER_THRESHOLDS)
     evaluate(plane)  # every member DISCONNECTED: down and member-down hold
     _status(plane, "RUNNING", a)
-    _hot(plane, a)
+    _read(plane, HOT, a)
     if resource_type == "cluster":
         from corral.db.models import Cluster
         with transaction(plane.sessions) as s:
@@ -349,7 +355,7 @@ def test_every_application_condition_fires(api: Api, plane: ControlPlane) -> Non
         deployment.state = "SUCCEEDED"
         s.add(Rollout(application_id=app["id"], deployment_id=deployment.id, state="REVERTED",
                       message="instance failed its health check"))
-    _hot(plane, server_id, apps=(wire.InstanceSample(
+    _read(plane, HOT, server_id, apps=(wire.InstanceSample(
         name="shop", cpu=90.0, rss=300 * 2**20, threads=3, fds=9, restarts=1, uptime=5.0,
         messages=10, errors=2, responseTimeMs=250.0),))
     evaluate(plane)
@@ -358,14 +364,6 @@ def test_every_application_condition_fires(api: Api, plane: ControlPlane) -> Non
     assert _fired(api, ids) == set(ids)
 
 
-def _calm(plane: ControlPlane, *server_ids: int, apps: tuple[wire.InstanceSample, ...] = ()
-          ) -> None:
-    """Readings well under every threshold of `SERVER_THRESHOLDS`."""
-    with transaction(plane.sessions) as s:
-        measurements.record(s, [(sid, int(time.time() * 1000), wire.Measurements(
-            server=wire.ServerSample(cpu=5.0, memoryUsed=1, memoryTotal=4, diskUsed=1,
-                                     diskTotal=2, loadAverage=0.1, threads=20),
-            applications=list(apps))) for sid in server_ids])
 
 
 def test_a_calm_fleet_fires_nothing(api: Api, plane: ControlPlane) -> None:
@@ -394,7 +392,7 @@ def test_a_calm_fleet_fires_nothing(api: Api, plane: ControlPlane) -> None:
                                restarts=0, uptime=50.0, messages=1, errors=0,
                                responseTimeMs=5.0)
     for _ in range(3):
-        _calm(plane, s1, s2, s3, s4, apps=(shop,))
+        _read(plane, CALM, s1, s2, s3, s4, apps=(shop,))
         evaluate(plane)
     assert _fired(api, ids) == set()
 

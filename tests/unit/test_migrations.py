@@ -63,15 +63,21 @@ def _start_empty(engine: Engine) -> None:
             conn.execute(text("CREATE SCHEMA public"))
 
 
-def test_upgrade_keeps_deployments(database_url: str) -> None:
+def _organization_at(database_url: str, revision: str) -> tuple[Engine, MetaData]:
+    """A database at an older `revision` holding organization "o" and its environment "e"."""
     engine = make_engine(database_url)
     _start_empty(engine)
-    _upgrade_to(engine, "0005")
+    _upgrade_to(engine, revision)
     meta = MetaData()
     meta.reflect(engine)
     _insert(engine, meta, "organizations", id="o", name="org")
     _insert(engine, meta, "environments", id="e", organization_id="o", name="Production",
             type="production")
+    return engine, meta
+
+
+def test_upgrade_keeps_deployments(database_url: str) -> None:
+    engine, meta = _organization_at(database_url, "0005")
     _insert(engine, meta, "targets", id=1, organization_id="o", environment_id="e",
             type="SERVER_GROUP", name="g")
     _insert(engine, meta, "server_groups", id=1)
@@ -122,14 +128,7 @@ def test_ids_are_never_reused_after_the_upgrade(database_url: str) -> None:
     """Revision 0011 rebuilds SQLite's tables with AUTOINCREMENT, keeping every row, id and
     reference (foreign keys are off while it runs, so nothing cascades); from then on a
     deleted newest row's id is not given again, on either database."""
-    engine = make_engine(database_url)
-    _start_empty(engine)
-    _upgrade_to(engine, "0010")
-    meta = MetaData()
-    meta.reflect(engine)
-    _insert(engine, meta, "organizations", id="o", name="org")
-    _insert(engine, meta, "environments", id="e", organization_id="o", name="P",
-            type="production")
+    engine, meta = _organization_at(database_url, "0010")
     for sid in (1, 2):
         _insert(engine, meta, "targets", id=sid, organization_id="o", environment_id="e",
                 type="SERVER", name=f"s{sid}")
