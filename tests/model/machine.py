@@ -385,6 +385,31 @@ class CorralMachine(RuleBasedStateMachine):
         self.model.deployed(aid, env, name, target_id, artifact)
         return aid
 
+    @rule(target=apps, env=envs, name=NAMES, target_id=servers | groups | clusters,
+          source=apps, actor=st.none() | users)
+    def promote(self, env: str, name: str, target_id: int, source: int,
+                actor: User | None) -> Any:
+        """A deploy by reference to another application (MuleSoft's promote script)."""
+        expected = self.refused(actor, env, "operator") or \
+            self.model.promote(env, actor, name, target_id, source)
+        r = self.call("POST", f"{HYBRID}/applications", actor=actor, env=env, json={
+            "applicationSource": {"source": "HYBRID", "id": source}, "targetId": target_id,
+            "artifactName": name})
+        self.expect(expected, r, f"promote application {source} as {name!r} to {target_id}")
+        if r.status_code != 202:
+            return multiple()
+        aid = self.new_id("application", r.json()["data"]["id"])
+        self.model.deployed(aid, env, name, target_id, self.model.apps[source].artifact)
+        return aid
+
+    @rule(env=envs, app=apps, source=apps, actor=st.none() | users)
+    def redeploy_from(self, env: str, app: int, source: int, actor: User | None) -> None:
+        expected = self.refused(actor, env, "operator") or \
+            self.model.redeploy_from(env, actor, app, source)
+        r = self.call("PATCH", f"{HYBRID}/applications/{app}/artifact", actor=actor, env=env,
+                      json={"applicationSource": {"source": "HYBRID", "id": source}})
+        self.expect(expected, r, f"redeploy application {app} from application {source}")
+
     @rule(env=envs, app=apps, artifact=st.none() | st.sampled_from(ARTIFACTS),
           actor=st.none() | users)
     def redeploy(self, env: str, app: int, artifact: str | None, actor: User | None) -> None:

@@ -400,6 +400,37 @@ class Model:
             return Expect(409, "application names are unique on a target")
         return Expect(202)
 
+    def readable_source(self, actor: User | None, source_id: int) -> App | None:
+        """The application whose artifact a promotion names: of any environment the caller
+        may use (an unreadable one is as unknown as a missing one)."""
+        source = self.apps.get(source_id)
+        if source is None or actor is not None and actor.envs is not None \
+                and source.env not in actor.envs:
+            return None
+        return source
+
+    def promote(self, env: str, actor: User | None, name: str, target_id: int,
+                source_id: int) -> Expect:
+        """A deploy by reference: the deploy's own refusals first, then the source's."""
+        expected = self.deploy(env, name, target_id)
+        if expected.status != 202:
+            return expected
+        if self.readable_source(actor, source_id) is None:
+            return Expect(404, "no such application to take the artifact from")
+        return expected
+
+    def redeploy_from(self, env: str, actor: User | None, app_id: int,
+                      source_id: int) -> Expect:
+        """A redeploy with another application's artifact."""
+        app = self.app(env, app_id)
+        if app is None:
+            return Expect(404)
+        source = self.readable_source(actor, source_id)
+        if source is None:
+            return Expect(404, "no such application to take the artifact from")
+        self._next_deployment(app, source.artifact)
+        return OK
+
     def deployed(self, app_id: int, env: str, name: str, target_id: int, artifact: str) -> None:
         self.apps[app_id] = App(app_id, env, name, target_id, artifact, history={1: artifact})
 
