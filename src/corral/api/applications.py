@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from corral.api import envelope, links, schemas
-from corral.api.bodies import body_ref, json_or_form, read_small
+from corral.api.bodies import body_ref, json_or_form, media_type, read_small
 from corral.api.deps import (
     OperatorScopeDep,
     PrincipalDep,
@@ -98,7 +98,7 @@ async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
     """Multipart: the artifact uploaded. JSON: another application's artifact
     (`applicationSource`), as MuleSoft's promote script sends it."""
     form: UploadForm | None = None
-    if _is_json(request):
+    if media_type(request) == "application/json":
         promote = await json_or_form(request, schemas.PromoteIn)
         fields: dict[str, Any] = promote.model_dump(exclude={"applicationSource"})
         given: UploadForm | deployments.Promotion = deployments.Promotion(
@@ -154,8 +154,7 @@ async def patch_application(
     app_id: int
 ) -> Any:
     """JSON `desiredStatus` starts or stops; multipart redeploys (no file: the same artifact)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
+    if media_type(request) == "multipart/form-data":
         form = await read_upload(request, plane)
     else:
         body = await read_small(request)
@@ -181,7 +180,7 @@ async def replace_artifact(request: Request, plane: PlaneDep, scope: OperatorSco
     """Redeploy with a new artifact: another application's (JSON `applicationSource`, as
     MuleSoft's promote script sends it) or an uploaded file (multipart, as on
     `PATCH /applications/{id}`)."""
-    if _is_json(request):
+    if media_type(request) == "application/json":
         change = await json_or_form(request, schemas.RedeployFromIn)
         fields = change.model_dump(exclude={"applicationSource"})
         promotion = deployments.Promotion(_source(change.applicationSource), principal)
@@ -217,11 +216,6 @@ def _source(given: schemas.ApplicationSourceIn | None) -> dict[str, Any]:
                            'naming another application: "applicationSource": '
                            '{"source": "HYBRID", "id": N}')
     return given.model_dump()
-
-
-def _is_json(request: Request) -> bool:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    return content_type == "application/json"
 
 
 @router.get("/{app_id}/deployments", response_model=schemas.DataList[schemas.DeploymentOut])

@@ -31,13 +31,17 @@ async def read_small(request: Request, limit: int = MAX_FORM_BYTES) -> bytes:
     return bytes(raw)
 
 
+def media_type(request: Request) -> str:
+    """The body's media type, without parameters (`multipart/form-data`, `application/json`)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 async def json_or_form(request: Request, model: type[M], raw: bytes | None = None) -> M:
     """A small body as JSON or `application/x-www-form-urlencoded` (scripts send both)."""
     if raw is None:
         raw = await read_small(request)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     data: Any
-    if content_type == "application/x-www-form-urlencoded":
+    if media_type(request) == "application/x-www-form-urlencoded":
         data = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     else:
         try:
