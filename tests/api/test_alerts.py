@@ -423,6 +423,8 @@ def test_alerts_as_the_go_client_reads_them(api: Api, plane: ControlPlane) -> No
     assert entry["actions"] == [{"type": "email", "state": "PENDING"}]
     assert api.get(f"/alerts/{alert['id']}/history").json()["data"] == [entry]
     assert api.get(f"/alerts/resource/{other}/history").json() == {"data": [], "total": 0}
+    assert api.get(f"/alerts/resource/{'9' * 65}/history").status_code == 400  # past 64
+    assert api.client.get(f"/hybrid/api/v1/alerts/resource/{web}/history").status_code == 401
     assert api.in_env("Sandbox").get(f"/alerts/resource/{web}/history").json()["total"] == 0
     r = api.delete(f"/alerts/{alert['id']}")
     assert (r.status_code, r.content) == (200, b"")
