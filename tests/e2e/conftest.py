@@ -28,7 +28,7 @@ import pytest
 
 from corral.client import Client
 from tests.arm_shapes import check_answer
-from tests.support import eventually
+from tests.support import at_newest_revision, eventually
 
 CORRAL = [sys.executable, "-m", "corral"]
 
@@ -133,7 +133,11 @@ class ServeProcess:
 
 
 @pytest.fixture
-def serve(tmp_path: Path, database_url: str) -> Iterator[ServeProcess]:
+def serve(tmp_path: Path, database_url: str, sqlite_template: Path) -> Iterator[ServeProcess]:
+    """A control plane not started yet, on a database at the newest revision and empty: its
+    first start creates the organization, as after `corral db upgrade`. Starting from no file
+    at all is the README tour's (tests/e2e/test_readme_tour.py)."""
+    at_newest_revision(database_url, sqlite_template)
     proc = ServeProcess(data_dir=tmp_path / "data", database_url=database_url)
     yield proc
     if proc.proc is not None and proc.proc.poll() is None:
@@ -393,12 +397,13 @@ def app_zip(version: str = "v1", procfile: str = "web: python3 app.py ${greeting
 
 def ask(port: int, timeout: float = 2, settle: float = 10) -> dict[str, Any]:
     """The test application's answer. A process reported STARTED without a health check may
-    not listen yet: connection refusals are retried for `settle` seconds (0: ask once)."""
+    not listen yet, and one being replaced by a redeploy may reset a connection it accepted:
+    both are retried for `settle` seconds (0: ask once)."""
     deadline = time.monotonic() + settle
     while True:
         try:
             return httpx.get(f"http://127.0.0.1:{port}/", timeout=timeout).json()  # type: ignore[no-any-return]
-        except httpx.ConnectError:
+        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
