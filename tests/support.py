@@ -1,17 +1,21 @@
-"""Helpers for tests (not fixtures): polling for a condition, key pairs and CSRs of every kind
-an agent might send."""
+"""Helpers for tests (not fixtures): polling for a condition, a migrated database by copy, key
+pairs and CSRs of every kind an agent might send."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
 from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from sqlalchemy import make_url
 
 T = TypeVar("T")
 
@@ -34,6 +38,18 @@ def eventually(probe: Callable[[], T], check: Callable[[T], bool] = bool, *,
             raise AssertionError(f"{what} did not hold within {timeout:g}s; last: {shown}")
         time.sleep(pause)
         pause = min(0.25, pause * 1.5)
+
+
+def at_newest_revision(database_url: str, template: Path) -> None:
+    """Give a test's new SQLite database the schema of `template` (the `sqlite_template`
+    fixture), copied through SQLite's backup API. PostgreSQL's database is shared by a
+    worker's tests and keeps its schema between them."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or Path(url.database).exists():
+        return
+    with closing(sqlite3.connect(template)) as source, \
+            closing(sqlite3.connect(url.database)) as copy:
+        source.backup(copy)
 
 
 def make_key(kind: str = "ec") -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:

@@ -22,7 +22,7 @@ from corral.controlplane import ControlPlane
 from corral.db.models import Environment, Server
 from corral.domain import accounts, agents
 from tests.arm_shapes import check_answer
-from tests.support import make_csr
+from tests.support import at_newest_revision, make_csr
 
 ADMIN_PASSWORD = "correct-horse-battery"
 
@@ -39,7 +39,8 @@ def _quick_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str, sqlite_template: Path) -> Settings:
+    at_newest_revision(database_url, sqlite_template)
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,

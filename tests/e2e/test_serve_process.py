@@ -8,9 +8,11 @@ import re
 import stat
 import subprocess
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import make_url
 
 from tests.e2e.conftest import CORRAL, ServeProcess
 from tests.support import make_csr
@@ -98,6 +100,8 @@ def test_admin_and_db_commands(serve: ServeProcess) -> None:
         return subprocess.run([*CORRAL, *args, *data], env=env, capture_output=True, text=True,
                               timeout=60, stdin=subprocess.DEVNULL)
 
+    if serve.database_url.startswith("sqlite"):  # `db upgrade` from no database at all
+        Path(str(make_url(serve.database_url).database)).unlink()
     assert corral("db", "upgrade").returncode == 0
     r = corral("admin", "create-user", "ops")
     assert r.returncode == 0, r.stderr

@@ -4,6 +4,7 @@ schema before desired state per placement (revision 0005) to the current one."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -19,7 +20,7 @@ from sqlalchemy import (
     text,
 )
 
-from corral.db.migrate import alembic_config, upgrade
+from corral.db.migrate import HEAD, alembic_config, revision, upgrade
 from corral.db.session import make_engine, make_sessionmaker
 from corral.domain import reads
 from corral.domain.accounts import Scope
@@ -161,4 +162,18 @@ def test_ids_are_never_reused_after_the_upgrade(database_url: str) -> None:
             "time_updated) VALUES ('o', 'e', 'next', 2, 1, 'STARTED', '{}', 1, 0, 0) "
             "RETURNING id")).scalar()
         assert new == 2  # not 1, the deleted newest
+    engine.dispose()
+
+
+def test_head_is_the_scripts_newest_revision(tmp_path: Path) -> None:
+    """`migrate.HEAD` lets a database at the newest revision start without Alembic: it must
+    name the scripts' head, and a database there must read as being there."""
+    from alembic.script import ScriptDirectory
+
+    config = alembic_config(f"sqlite:///{tmp_path / 'c.db'}")
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    assert revision(engine) is None
+    upgrade(engine)
+    assert revision(engine) == HEAD
     engine.dispose()
