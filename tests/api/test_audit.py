@@ -12,7 +12,7 @@ from corral.controlplane import ControlPlane
 from corral.db.models import AuditEvent, now_ms
 from corral.db.session import transaction
 from corral.domain import replicas
-from tests.api.conftest import ADMIN_PASSWORD, Api
+from tests.api.conftest import ADMIN_PASSWORD, Api, make_zip
 
 
 def _events(api: Api, token: str | None = None, **params: Any) -> tuple[list[dict[str, Any]],
@@ -138,3 +138,34 @@ def test_the_console_is_audited_too(client: TestClient, api: Api) -> None:
     assert r.status_code == 303, r.text
     events, _ = _events(api, action="POST /login")
     assert events[0]["actor"]["name"] == "admin" and events[0]["outcome"] == "success"
+
+
+def test_each_change_is_said_in_words(api: Api) -> None:
+    """Stop, start and redeploy share one route; the event says which, of what, and the
+    deployment it made. A refused change says nothing it did not do."""
+    web_1, web_2 = api.register("web-1"), api.register("web-2")
+    group = api.post("/serverGroups", json={"name": "web", "serverIds": [web_1]}).json()["data"]
+    api.post(f"/serverGroups/{group['id']}/servers/{web_2}")
+    app = api.deploy("storefront", group["id"]).json()["data"]
+    api.patch(f"/applications/{app['id']}", json={"desiredStatus": "STOPPED"})
+    api.patch(f"/applications/{app['id']}", json={"desiredStatus": "STARTED"})
+    assert api.patch(f"/applications/{app['id']}", data={},
+                     files={"file": ("storefront.zip", make_zip(), "application/zip")}
+                     ).status_code == 200
+    api.delete(f"/serverGroups/{group['id']}/servers/{web_2}")
+    api.patch(f"/servers/{web_2}", json={"name": "web-3"})
+    assert api.post("/serverGroups", json={"name": "web"}).status_code == 409  # refused
+    api.delete(f"/applications/{app['id']}")
+    api.delete(f"/servers/{web_2}")
+
+    events, _ = _events(api)
+    said = [e["description"] for e in reversed(events)
+            if e["action"] != "POST /accounts/login"]
+    assert said == [
+        "register server web-1", "register server web-2", "create group web",
+        "add web-2 to group web", "deploy storefront to web (deployment 1)", "stop storefront",
+        "start storefront", "redeploy storefront (deployment 2)",
+        "remove web-2 from group web", "rename server web-2 to web-3", "",
+        "delete storefront", "delete server web-3"]
+    refused = next(e for e in events if e["status"] == 409)
+    assert refused["action"] == "POST /hybrid/api/v1/serverGroups"

@@ -35,12 +35,13 @@ class AuditTrail:
             await self.app(scope, receive, send)
             return
         answered = StatusOf(send)
-        try:
-            await self.app(scope, receive, answered)
-        finally:
-            await self._record(scope, answered.status)
+        with audit.describing() as said:
+            try:
+                await self.app(scope, receive, answered)
+            finally:
+                await self._record(scope, answered.status, said if answered.status < 400 else [])
 
-    async def _record(self, scope: Scope, status: int) -> None:
+    async def _record(self, scope: Scope, status: int, said: list[str]) -> None:
         state: dict[str, Any] = scope.get("state") or {}
         kind, actor_id, name, organization = state.get(AUDIT_ACTOR) or (
             "anonymous", None, "", None)
@@ -54,7 +55,8 @@ class AuditTrail:
         event = audit.Event(
             kind=kind, actor_id=actor_id, actor_name=name, organization_id=organization,
             environment_id=state.get(AUDIT_ENVIRONMENT), source=client[0] if client else "",
-            action=f"{scope['method']} {template}", resource=scope["path"], status=status)
+            action=f"{scope['method']} {template}", resource=scope["path"], status=status,
+            description="; ".join(said))
         try:
             await in_worker(self.plane().sessions, audit.record, event)
         except Exception:  # an answer already sent is never turned into an error

@@ -320,6 +320,8 @@ class AuditEventOut(Wire):
     source: str
     action: str
     resource: str
+    description: str = ""
+    """the change in words ("redeploy storefront (deployment 3)"), or empty"""
     outcome: str
     status: int
 

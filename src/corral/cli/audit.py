@@ -27,8 +27,8 @@ AUDIT_COLUMNS: list[Column] = [
         "%m-%d %H:%M:%S")),
     ("ACTOR", lambda e: e["actor"]["name"] or e["actor"]["kind"]),
     ("SOURCE", lambda e: e["source"]),
-    ("ACTION", lambda e: _short(e["action"])),
-    ("RESOURCE", lambda e: _short(e["resource"])),
+    ("WHAT", lambda e: e.get("description")
+     or f"{e['action'].partition(' ')[0]} {_short(e['resource'])}"),
     ("OUTCOME", lambda e: f"{e['outcome']} ({e['status']})"),
 ]
 

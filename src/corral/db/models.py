@@ -364,6 +364,8 @@ class AuditEvent(Base):
     """METHOD and route: `POST /hybrid/api/v1/applications`"""
     resource: Mapped[str] = mapped_column(String(1024), index=True)
     """the path the change was asked of: `/hybrid/api/v1/applications/12`"""
+    description: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    """the change in words, where the domain said it: `redeploy storefront (deployment 3)`"""
     outcome: Mapped[str] = mapped_column(String(16))
     """success or failure"""
     status: Mapped[int] = mapped_column(Integer)

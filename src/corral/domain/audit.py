@@ -5,6 +5,9 @@ others for their environments. Nothing updates or deletes an event but the reten
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +19,29 @@ from corral.domain.accounts import Principal
 from corral.errors import Forbidden, NotFound
 
 MAX_PAGE = 1000
+_SAID: ContextVar[list[str] | None] = ContextVar("corral_audit_said", default=None)
+
+
+@contextmanager
+def describing() -> Iterator[list[str]]:
+    """What the domain says of the change being handled in this context (`describe`); the HTTP
+    recorder opens one per request. The list is shared, not copied, with the worker threads
+    that run the handler, so what they say is there when the answer is."""
+    said: list[str] = []
+    token = _SAID.set(said)
+    try:
+        yield said
+    finally:
+        _SAID.reset(token)
+
+
+def describe(what: str) -> None:
+    """The change in an operator's words, for its audit event: "redeploy storefront
+    (deployment 3)", "add web-2 to group web". Said by the domain function that knows the names;
+    nothing happens outside a request (the gateway's and the CLI's own work)."""
+    said = _SAID.get()
+    if said is not None:
+        said.append(what)
 
 
 @dataclass(frozen=True)
@@ -30,6 +56,8 @@ class Event:
     action: str
     resource: str
     status: int
+    description: str = ""
+    """what `describe` said (several changes joined by "; "), or nothing"""
 
 
 def record(session: Session, event: Event) -> None:
@@ -46,6 +74,7 @@ def record(session: Session, event: Event) -> None:
         organization_id=organization, environment_id=event.environment_id, time=now_ms(),
         actor_kind=event.kind, actor_id=event.actor_id, actor_name=name[:255],
         source=event.source[:64], action=event.action[:255], resource=event.resource[:1024],
+        description=event.description[:255],
         outcome="success" if event.status < 400 else "failure", status=event.status))
 
 
@@ -88,7 +117,7 @@ def shown(e: AuditEvent) -> dict[str, Any]:
             "environmentId": e.environment_id,
             "actor": {"kind": e.actor_kind, "id": e.actor_id, "name": e.actor_name},
             "source": e.source, "action": e.action, "resource": e.resource,
-            "outcome": e.outcome, "status": e.status}
+            "description": e.description, "outcome": e.outcome, "status": e.status}
 
 
 def purge(session: Session, retention_days: int) -> int:

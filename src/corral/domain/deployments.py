@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from corral.artifacts.multipart import UploadForm
 from corral.db.models import Application, Artifact, Deployment, Target
-from corral.domain import applications, history, rollouts
+from corral.domain import applications, audit, history, rollouts
 from corral.domain.accounts import Principal, Scope
 from corral.domain.configuration import from_properties, parse_configuration
 from corral.domain.names import as_id
@@ -52,6 +52,7 @@ def deploy(session: Session, scope: Scope, fields: Mapping[str, Any],
     app = applications.deploy(session, scope, name=str(name), target=target,
                               artifact=artifact, configuration=configuration or {})
     first = history.begin(session, app, "deploy", by)
+    audit.describe(f"deploy {app.name} to {target.name} (deployment {first.number})")
     policy = policy or rollouts.policy_of(target.rollout_policy)
     if policy is not None and target.type != "SERVER":
         rollouts.start(session, app, None, first, policy)
@@ -86,6 +87,8 @@ def _new_deployment(session: Session, scope: Scope, app: Application, kind: str,
     app = applications.redeploy(session, scope, app.id, artifact=artifact,
                                 configuration=configuration)
     new = history.begin(session, app, kind, by, rolled_back_to=rolled_back_to)
+    audit.describe(f"{'roll back' if kind == 'rollback' else kind} {app.name} "
+                   f"(deployment {new.number})")
     if policy is not None and previous is not None and target.type != "SERVER":
         rollouts.start(session, app, previous, new, policy)
     return app
@@ -110,6 +113,7 @@ def promote(session: Session, scope: Scope, app_id: int, history_id: int) -> App
     """A canary's servers are healthy: release the rest."""
     app = applications.get(session, scope, app_id, lock=True)
     rollouts.promote(session, app.id, history_id)
+    audit.describe(f"promote the rollout of {app.name}")
     return app
 
 
@@ -117,6 +121,7 @@ def cancel(session: Session, scope: Scope, app_id: int, history_id: int) -> Appl
     """Stop a rollout and return every server it updated to the previous deployment."""
     app = applications.get(session, scope, app_id, lock=True)
     rollouts.cancel(session, app.id, history_id)
+    audit.describe(f"cancel the rollout of {app.name}")
     return app
 
 
@@ -131,6 +136,7 @@ def set_desired_status(session: Session, scope: Scope, app_id: int, status: str,
                        "let it finish first")
     old = app.desired_status
     app = applications.set_desired_status(session, scope, app_id, status)
+    audit.describe(f"{'start' if status == 'STARTED' else 'stop'} {app.name}")
     target = session.get_one(Target, app.target_id)
     policy = policy or rollouts.policy_of(target.rollout_policy)
     current = session.scalars(select(Deployment).where(
@@ -185,7 +191,7 @@ def _promoted(session: Session, scope: Scope, promotion: Promotion, name: str) -
         raise InvalidInput(f"applicationSource.source {kind!r} is not supported; HYBRID names "
                            "an application of this organization")
     if isinstance(app_id, bool) or not isinstance(app_id, int | str) or \
-            isinstance(app_id, str) and not (app_id.isascii() and app_id.isdigit()):
+            (isinstance(app_id, str) and not (app_id.isascii() and app_id.isdigit())):
         raise InvalidInput("applicationSource.id must be an application's integer id")
     source_id = as_id(app_id)
     found = session.get(Application, source_id) if source_id is not None else None

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral.db.models import Environment, RegistrationToken, Server, now_ms
+from corral.domain import audit
 from corral.domain.accounts import token_digest
 from corral.domain.names import check_name
 from corral.errors import Conflict, NotFound, Unauthenticated
@@ -209,6 +210,7 @@ def register_server(
     except IntegrityError:  # the same name registered meanwhile
         raise Conflict(f"a server named {admission.name!r} already exists in this "
                        "environment") from None
+    audit.describe(f"register server {server.name}")
     issued = ca.sign_server_csr(
         admission.csr,
         server_id=server.id,
