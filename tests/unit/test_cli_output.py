@@ -4,9 +4,12 @@ never wrapped in the middle of a command."""
 from __future__ import annotations
 
 import io
+import re
+from typing import Any
 
 import pytest
 import typer
+import typer.main
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -29,6 +32,46 @@ def test_plain_flags_show_no_type() -> None:
     summaries = CliRunner().invoke(app, ["app", "--help"], env={"COLUMNS": "100"}).output
     deploy = next(line for line in summaries.splitlines() if "│ deploy " in line)
     assert deploy.rstrip(" │").endswith("another application's.")  # one sentence, one line
+
+
+def _commands() -> list[tuple[list[str], Any]]:
+    """Every command of `corral`, with the words that call it (Typer's own click)."""
+    root = typer.main.get_command(app)
+    ctx = root.context_class(root)
+    found: list[tuple[list[str], Any]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None
+                walk(sub, [*path, name])
+        else:
+            found.append((path, command))
+
+    walk(root, [])
+    return found
+
+
+def test_every_argument_is_described_and_named_plainly() -> None:
+    """`corral X --help` says what each argument takes, names it in capitals in the usage
+    line (`APPLICATION`, `[FILE]`), and shows no Python type anywhere."""
+    commands = _commands()
+    assert len(commands) > 40
+    for path, command in commands:
+        ctx = command.context_class(command)
+        for param in command.params:
+            if param.param_type_name != "argument":
+                continue
+            where = f"corral {' '.join(path)}: {param.name}"
+            assert param.help, where
+            assert param._usage_display_name().strip("[].") == param.name.upper(), where
+            assert param.display_type_rich(ctx) is None, where
+    for path in (["group", "create"], ["app", "redeploy"], ["agent", "register"]):
+        shown = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "120"}).output
+        usage = next(line for line in shown.splitlines() if "Usage:" in line)
+        assert "{" not in usage and "<" not in usage, usage
+        assert re.search(r"<(str|int|float|bool|path|file|list)", shown) is None, shown
 
 
 def test_errors_and_hints_are_not_wrapped(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,7 +131,29 @@ def test_app_list_fits_80_columns_without_cutting_a_status(
     assert "web-1 " in lines[2] and "STARTED" in lines[2]
 
 
-def test_audit_rows_drop_the_api_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_app_history_is_one_line_per_deployment_at_80_columns(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.cli.apps import HISTORY_COLUMNS
+
+    narrow = io.StringIO()
+    monkeypatch.setattr(output, "console", Console(file=narrow, width=80))
+    failed = {"id": 7, "deploymentId": 3, "kind": "redeploy", "state": "DEPLOYMENT_FAILED",
+              "artifact": {"name": "storefront.zip", "sha256": "ab" * 32},
+              "createdBy": "admin", "startedAt": 0,
+              "servers": [{"serverName": "web-1", "status": "DEPLOYMENT_FAILED",
+                           "message": "health check failed: GET /health answered 500 three "
+                                      "times in a row; reverted to deployment 2"},
+                          {"serverName": "web-2", "status": "WAITING",
+                           "message": "never reached: runs deployment 2"}]}
+    output.show_list(output.Format.table, [failed, failed | {"id": 6, "state": "SUCCEEDED"}],
+                     HISTORY_COLUMNS, "none")
+    lines = narrow.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    assert all(len(line) <= 80 for line in lines)
+    assert "DEPLOYMENT_FAILED" in lines[1] and "SUCCEEDED" in lines[2]
+
+
+def test_audit_rows_say_what_happened_or_drop_the_api_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
     from corral.cli.audit import AUDIT_COLUMNS
 
     shown = io.StringIO()
@@ -98,8 +163,10 @@ def test_audit_rows_drop_the_api_prefixes(monkeypatch: pytest.MonkeyPatch) -> No
              "resource": "/hybrid/api/v1/applications/12", "outcome": "success", "status": 200}
     user = event | {"action": "POST /accounts/api/organizations/{org_id}/users",
                     "resource": "/accounts/api/organizations/4f1c0e2a-aaaa/users"}
-    output.show_list(output.Format.table, [event, user], AUDIT_COLUMNS, "none")
+    said = event | {"description": "redeploy storefront (deployment 3)"}
+    output.show_list(output.Format.table, [event, user, said], AUDIT_COLUMNS, "none")
     lines = shown.getvalue().splitlines()
-    assert len(lines) == 3 and all(len(line) <= 100 for line in lines)
-    assert "PATCH /applications/{app_id}" in lines[1] and "/applications/12" in lines[1]
-    assert "POST /users" in lines[2] and "…" not in "".join(lines)
+    assert len(lines) == 4 and all(len(line) <= 100 for line in lines)
+    assert "PATCH /applications/12 " in lines[1]  # what was changed, when nothing said more
+    assert "POST /users " in lines[2] and "…" not in "".join(lines)
+    assert "redeploy storefront (deployment 3)" in lines[3] and "PATCH" not in lines[3]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from corral.cli import admin, agent, apps, audit, ca, db, fleet, login, serve, users
-from corral.cli.output import no_type_on_flags
+from corral.cli.output import readable_help
 
-no_type_on_flags()
+readable_help()
 
 app = typer.Typer(
     name="corral",

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from corral.cli.common import DataDirOpt, settings_from
-from corral.errors import CorralError
+from corral.cli.common import DataDirOpt, UserArg, settings_from
+from corral.errors import CorralError, NotFound
 
 app = typer.Typer(help="Administer users, environments and connected apps.", no_args_is_help=True)
 
@@ -38,7 +38,7 @@ RoleOpt = Annotated[str, typer.Option(help="viewer, operator or admin")]
 
 @app.command("create-user")
 def create_user(
-    username: str,
+    username: UserArg,
     data_dir: DataDirOpt = None,
     role: RoleOpt = "viewer",
     password: Annotated[
@@ -56,7 +56,7 @@ def create_user(
 
 @app.command("set-user")
 def set_user(
-    username: str,
+    username: UserArg,
     data_dir: DataDirOpt = None,
     role: Annotated[str | None, typer.Option(help="viewer, operator or admin")] = None,
     enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
@@ -74,7 +74,7 @@ def set_user(
     def change(session, org):  # type: ignore[no-untyped-def]
         user_id = session.scalar(select(User.id).where(User.username == username))
         if user_id is None:
-            raise accounts.NotFound(f"no user {username!r}")
+            raise NotFound(f"no user {username!r}")
         user = accounts.update_user(session, org, user_id, role=role, enabled=enabled,
                                     password=password)
         return user.role, user.enabled
@@ -91,7 +91,7 @@ def set_user(
 
 @app.command("create-env")
 def create_env(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The new environment's name")],
     data_dir: DataDirOpt = None,
     env_type: Annotated[str, typer.Option("--type", help="production or sandbox")] = "sandbox",
 ) -> None:
@@ -103,8 +103,8 @@ def create_env(
 
 
 @app.command("create-connected-app")
-def create_connected_app(name: str, data_dir: DataDirOpt = None,
-                         role: RoleOpt = "viewer") -> None:
+def create_connected_app(name: Annotated[str, typer.Argument(help="The app's name")],
+                         data_dir: DataDirOpt = None, role: RoleOpt = "viewer") -> None:
     """Create a connected app; prints its client id and secret (shown only once)."""
     from corral.domain import accounts
 

@@ -93,4 +93,5 @@ class Api:
         if len(found) > 1:
             listing = ", ".join(f"{a['id']} on {a['target']['name']}" for a in found)
             fail(f"{ident!r} names several applications ({listing}); use the id or --target")
-        return found[0]
+        only: dict[str, Any] = found[0]
+        return only

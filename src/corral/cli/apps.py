@@ -15,6 +15,7 @@ from rich.table import Table
 
 from corral.bundle import ZipRefused, check_bundle
 from corral.cli.api_client import Api
+from corral.cli.common import AppArg
 from corral.cli.output import (
     Column,
     Format,
@@ -311,7 +312,7 @@ def app_list(target: TargetOpt = None, output: OutputOpt = Format.table) -> None
 
 
 @app_app.command("show")
-def app_show(application: str, target: TargetOpt = None, output: OutputOpt = Format.table) -> None:
+def app_show(application: AppArg, target: TargetOpt = None, output: OutputOpt = Format.table) -> None:
     """Show an application and its status on each server."""
     app = Api.from_config().find_app(application, target)
     if output is Format.json:
@@ -345,14 +346,14 @@ def _set_status(application: str, target: str | None, desired: str, wait: bool,
 
 
 @app_app.command("start")
-def app_start(application: str, target: TargetOpt = None, wait: WaitOpt = False,
+def app_start(application: AppArg, target: TargetOpt = None, wait: WaitOpt = False,
               timeout: TimeoutOpt = 300, max_parallel: MaxParallelOpt = None) -> None:
     """Start an application on every server of its target."""
     _set_status(application, target, "STARTED", wait, timeout, max_parallel)
 
 
 @app_app.command("stop")
-def app_stop(application: str, target: TargetOpt = None, wait: WaitOpt = False,
+def app_stop(application: AppArg, target: TargetOpt = None, wait: WaitOpt = False,
              timeout: TimeoutOpt = 300, max_parallel: MaxParallelOpt = None) -> None:
     """Stop an application on every server of its target."""
     _set_status(application, target, "STOPPED", wait, timeout, max_parallel)
@@ -360,7 +361,7 @@ def app_stop(application: str, target: TargetOpt = None, wait: WaitOpt = False,
 
 @app_app.command("redeploy")
 def app_redeploy(
-    application: str,
+    application: AppArg,
     file: Annotated[Path | None, typer.Argument(help="New artifact; none redeploys the current")] = None,
     target: TargetOpt = None,
     wait: WaitOpt = False,
@@ -414,7 +415,7 @@ HISTORY_COLUMNS: list[Column] = [
 
 
 @app_app.command("history")
-def app_history(application: str, target: TargetOpt = None,
+def app_history(application: AppArg, target: TargetOpt = None,
                 output: OutputOpt = Format.table) -> None:
     """Every deployment of an application, newest first: artifact, who, state, each server."""
     api = Api.from_config()
@@ -425,7 +426,7 @@ def app_history(application: str, target: TargetOpt = None,
 
 @app_app.command("rollback")
 def app_rollback(
-    application: str,
+    application: AppArg,
     deployment: Annotated[int | None, typer.Argument(
         help="The history ID to restore (`corral app history`); default: the latest "
              "successful deployment before the current one")] = None,
@@ -456,7 +457,7 @@ def _current_rollout(api: Api, application: str, target: str | None) -> tuple[di
 
 
 @app_app.command("promote")
-def app_promote(application: str, target: TargetOpt = None, wait: WaitOpt = False,
+def app_promote(application: AppArg, target: TargetOpt = None, wait: WaitOpt = False,
                 timeout: TimeoutOpt = 300) -> None:
     """A canary is healthy: roll out to the other servers."""
     api = Api.from_config()
@@ -468,7 +469,7 @@ def app_promote(application: str, target: TargetOpt = None, wait: WaitOpt = Fals
 
 
 @app_app.command("cancel")
-def app_cancel(application: str, target: TargetOpt = None) -> None:
+def app_cancel(application: AppArg, target: TargetOpt = None) -> None:
     """Stop a rollout; every server it updated returns to the previous deployment."""
     api = Api.from_config()
     app, now = _current_rollout(api, application, target)
@@ -478,7 +479,7 @@ def app_cancel(application: str, target: TargetOpt = None) -> None:
 
 
 @app_app.command("delete")
-def app_delete(application: str, target: TargetOpt = None,
+def app_delete(application: AppArg, target: TargetOpt = None,
                yes: Annotated[bool, typer.Option("--yes", "-y")] = False) -> None:
     """Delete an application; its servers stop and remove it."""
     api = Api.from_config()
@@ -491,7 +492,7 @@ def app_delete(application: str, target: TargetOpt = None,
 
 @app_app.command("logs")
 def app_logs(
-    application: str,
+    application: AppArg,
     server: Annotated[str | None, typer.Option("--server", "-s",
                                                help="Which server (needed for groups)")] = None,
     lines: Annotated[int, typer.Option("--lines", "-n")] = 100,

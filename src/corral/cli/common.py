@@ -15,6 +15,15 @@ DataDirOpt = Annotated[
     typer.Option("--data-dir", help="Where the database, CA and artifacts live [CORRAL_DATA_DIR]"),
 ]
 
+# The arguments commands share, each with what `--help` says of it.
+AppArg = Annotated[str, typer.Argument(help="The application, by name or ID", show_default=False)]
+ServerArg = Annotated[str, typer.Argument(help="The server, by name or ID", show_default=False)]
+GroupArg = Annotated[str, typer.Argument(help="The server group, by name or ID",
+                                         show_default=False)]
+ClusterArg = Annotated[str, typer.Argument(help="The cluster, by name or ID", show_default=False)]
+NewNameArg = Annotated[str, typer.Argument(help="The new name", show_default=False)]
+UserArg = Annotated[str, typer.Argument(help="The user's sign-in name", show_default=False)]
+
 
 def settings_from(**overrides: Any) -> Settings:
     """CLI flags override `CORRAL_*` environment variables, which override defaults. A value

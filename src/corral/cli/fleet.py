@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from corral.cli.api_client import Api
+from corral.cli.common import ClusterArg, GroupArg, NewNameArg, ServerArg
 from corral.cli.output import (
     Column,
     Format,
@@ -72,7 +73,7 @@ def server_list(output: OutputOpt = Format.table) -> None:
 
 
 @server_app.command("show")
-def server_show(server: str, output: OutputOpt = Format.table) -> None:
+def server_show(server: ServerArg, output: OutputOpt = Format.table) -> None:
     """Show one server (name or id)."""
     api = Api.from_config()
     s = api.hybrid("GET", f"/servers/{api.find_target(server, ('SERVER',))['id']}")
@@ -97,7 +98,7 @@ def server_show(server: str, output: OutputOpt = Format.table) -> None:
 
 
 @server_app.command("renew-cert")
-def server_renew_cert(server: str) -> None:
+def server_renew_cert(server: ServerArg) -> None:
     """Have the server's agent renew its certificate now (at its next contact if away)."""
     api = Api.from_config()
     target = api.find_target(server, ("SERVER",))
@@ -107,13 +108,13 @@ def server_renew_cert(server: str) -> None:
 
 
 @server_app.command("rename")
-def server_rename(server: str, name: str) -> None:
+def server_rename(server: ServerArg, name: NewNameArg) -> None:
     """Rename a server."""
     _rename("SERVER", server, name)
 
 
 @server_app.command("delete")
-def server_delete(server: str, yes: YesOpt = False) -> None:
+def server_delete(server: ServerArg, yes: YesOpt = False) -> None:
     """Delete a server: its certificate is revoked and its agent refused."""
     _delete("SERVER", server, yes)
 
@@ -160,7 +161,9 @@ def _server_ids(api: Api, servers: list[str]) -> list[int]:
 
 
 @group_app.command("create")
-def group_create(name: str, servers: Annotated[list[str] | None, typer.Argument()] = None,
+def group_create(name: Annotated[str, typer.Argument(help="The new group's name")],
+                 servers: Annotated[list[str] | None, typer.Argument(
+                     help="Its servers, by name or ID")] = None,
                  output: OutputOpt = Format.table) -> None:
     """Create a server group from individual servers (names or ids)."""
     api = Api.from_config()
@@ -185,7 +188,7 @@ def _show_group(output: Format, g: dict[str, Any]) -> None:
 
 
 @group_app.command("show")
-def group_show(group: str, output: OutputOpt = Format.table) -> None:
+def group_show(group: GroupArg, output: OutputOpt = Format.table) -> None:
     """Show a server group and its servers."""
     api = Api.from_config()
     _show_group(output, api.hybrid(
@@ -193,7 +196,7 @@ def group_show(group: str, output: OutputOpt = Format.table) -> None:
 
 
 @group_app.command("add")
-def group_add(group: str, server: str) -> None:
+def group_add(group: GroupArg, server: ServerArg) -> None:
     """Add a server; the group's applications are deployed to it."""
     api = Api.from_config()
     gid = api.find_target(group, ("SERVER_GROUP",))["id"]
@@ -203,7 +206,7 @@ def group_add(group: str, server: str) -> None:
 
 
 @group_app.command("remove")
-def group_remove(group: str, server: str) -> None:
+def group_remove(group: GroupArg, server: ServerArg) -> None:
     """Remove a server; it keeps the group's applications as its own."""
     api = Api.from_config()
     gid = api.find_target(group, ("SERVER_GROUP",))["id"]
@@ -213,13 +216,13 @@ def group_remove(group: str, server: str) -> None:
 
 
 @group_app.command("rename")
-def group_rename(group: str, name: str) -> None:
+def group_rename(group: GroupArg, name: NewNameArg) -> None:
     """Rename a server group."""
     _rename("SERVER_GROUP", group, name)
 
 
 @group_app.command("delete")
-def group_delete(group: str, yes: YesOpt = False) -> None:
+def group_delete(group: GroupArg, yes: YesOpt = False) -> None:
     """Delete a server group (it must have no applications)."""
     _delete("SERVER_GROUP", group, yes)
 
@@ -246,7 +249,7 @@ def _member(api: Api, spec: str) -> dict[str, Any]:
 
 @cluster_app.command("create")
 def cluster_create(
-    name: str,
+    name: Annotated[str, typer.Argument(help="The new cluster's name")],
     multicast: Annotated[bool, typer.Option("--multicast", help="Peers find each other by "
                                             "multicast; otherwise give --server ID=IP")] = False,
     server: Annotated[list[str] | None, typer.Option(
@@ -280,7 +283,7 @@ def _show_cluster(output: Format, c: dict[str, Any]) -> None:
 
 
 @cluster_app.command("show")
-def cluster_show(cluster: str, output: OutputOpt = Format.table) -> None:
+def cluster_show(cluster: ClusterArg, output: OutputOpt = Format.table) -> None:
     """Show a cluster, its members and its primary node."""
     api = Api.from_config()
     _show_cluster(output, api.hybrid(
@@ -288,7 +291,7 @@ def cluster_show(cluster: str, output: OutputOpt = Format.table) -> None:
 
 
 @cluster_app.command("add")
-def cluster_add(cluster: str, server: Annotated[str, typer.Argument(help="SERVER or SERVER=IP")]) -> None:
+def cluster_add(cluster: ClusterArg, server: Annotated[str, typer.Argument(help="SERVER or SERVER=IP")]) -> None:
     """Add a server to a cluster."""
     api = Api.from_config()
     cid = api.find_target(cluster, ("CLUSTER",))["id"]
@@ -298,7 +301,7 @@ def cluster_add(cluster: str, server: Annotated[str, typer.Argument(help="SERVER
 
 
 @cluster_app.command("remove")
-def cluster_remove(cluster: str, server: str) -> None:
+def cluster_remove(cluster: ClusterArg, server: ServerArg) -> None:
     """Remove a server from a cluster (the cluster's applications leave it)."""
     api = Api.from_config()
     cid = api.find_target(cluster, ("CLUSTER",))["id"]
@@ -308,13 +311,13 @@ def cluster_remove(cluster: str, server: str) -> None:
 
 
 @cluster_app.command("rename")
-def cluster_rename(cluster: str, name: str) -> None:
+def cluster_rename(cluster: ClusterArg, name: NewNameArg) -> None:
     """Rename a cluster."""
     _rename("CLUSTER", cluster, name)
 
 
 @cluster_app.command("delete")
-def cluster_delete(cluster: str, yes: YesOpt = False) -> None:
+def cluster_delete(cluster: ClusterArg, yes: YesOpt = False) -> None:
     """Delete a cluster (it must have no applications)."""
     _delete("CLUSTER", cluster, yes)
 

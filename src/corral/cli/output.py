@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperOption
+from typer.core import TyperArgument, TyperOption
 
 console = Console()
 err_console = Console(stderr=True)
@@ -48,14 +48,16 @@ def hint(message: str) -> None:
     console.print(message, style="dim", soft_wrap=True, highlight=False)
 
 
-def no_type_on_flags() -> None:
+def readable_help() -> None:
     """Typer's help shows Python's types: `--wait <bool>` (as if a flag took a value),
-    `--name <str>`, `--property <list[str]>`. Show instead what `gh` and `nomad` show: nothing
-    after a flag (on/off pairs too), the choices of a choice, and otherwise the value's name
-    (`--name NAME`, `--max-parallel MAX_PARALLEL`)."""
+    `--name <str>`, `--property <list[str]>`, and arguments as `{name} <str>`. Show instead
+    what `gh` and `nomad` show: nothing after a flag (on/off pairs too), the choices of a
+    choice, otherwise the value's name (`--name NAME`, `--max-parallel MAX_PARALLEL`), and an
+    argument by its name in capitals (`corral app start APPLICATION`, `[FILE]` when optional)
+    with no type: its description says what it takes."""
     show = TyperOption.display_type_rich
 
-    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+    def option_type(self: TyperOption, ctx: Any) -> str | None:
         if self.is_flag:
             return None
         if self.type_descriptor.is_choice:
@@ -63,7 +65,14 @@ def no_type_on_flags() -> None:
         long = next((o for o in self.opts if o.startswith("--")), self.opts[0])
         return long.lstrip("-").upper().replace("-", "_")
 
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    def argument_in_usage(self: TyperArgument) -> str:
+        name = self.display_name_raw.upper()
+        name = name if self.required else f"[{name}]"
+        return f"{name}..." if self.nargs != 1 else name
+
+    TyperOption.display_type_rich = option_type  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+    TyperArgument._usage_display_name = argument_in_usage  # type: ignore[method-assign]
 
 
 def status(value: str | None) -> str:
@@ -134,7 +143,11 @@ def _fitted(columns: Sequence[Column], cells: list[list[str]]) -> list[int]:
     needed = sum(widest[n] for n in flexible)
     if needed <= left:
         return widest
-    return [max(len(columns[n][0]), left * w // needed) if n in flexible else w
+    # each shortened column keeps room for its title, and shares the rest by how long it is
+    titles = {n: len(columns[n][0]) for n in flexible}
+    spare = max(0, left - sum(titles.values()))
+    more = sum(widest[n] - titles[n] for n in flexible) or 1
+    return [titles[n] + spare * (w - titles[n]) // more if n in flexible else w
             for n, w in enumerate(widest)]
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from corral.cli.api_client import Api
+from corral.cli.common import UserArg
 from corral.cli.output import Column, Format, OutputOpt, fail, show_list, show_object
 
 user_app = typer.Typer(help="Users and their roles (viewer, operator, admin).",
@@ -44,7 +45,7 @@ def user_list(output: OutputOpt = Format.table) -> None:
 
 @user_app.command("create")
 def user_create(
-    username: str,
+    username: UserArg,
     role: RoleOpt = "viewer",
     password: Annotated[str, typer.Option(prompt=True, hide_input=True,
                                           confirmation_prompt=True,
@@ -60,7 +61,7 @@ def user_create(
 
 @user_app.command("set")
 def user_set(
-    username: str,
+    username: UserArg,
     role: Annotated[str | None, typer.Option(help="viewer, operator or admin")] = None,
     enabled: Annotated[bool | None, typer.Option(
         "--enable/--disable", help="Disabling ends the user's sessions at once")] = None,
@@ -82,7 +83,7 @@ def user_set(
 
 @user_app.command("delete")
 def user_delete(
-    username: str,
+    username: UserArg,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
 ) -> None:
     """Delete a user; their sessions end at once (admin only)."""
