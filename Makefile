@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The PostgreSQL half of the suite; trust auth on 127.0.0.1, as the README says.
 export CORRAL_TEST_DATABASE_URL ?= postgresql+psycopg://127.0.0.1:5432/test
 
-.PHONY: install serve test model clean
+.PHONY: install serve check test model clean
 
 $(BIN)/corral: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(BIN)/corral
 
 serve: install  ## run the control plane on the embedded default (SQLite in ./corral-data)
 	$(BIN)/corral serve
+
+check: install  ## lint (ruff) and strict types (mypy) over src, tests and bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 # Four workers on two cores: the process tests spend much of their time waiting. One test at a
 # time per worker, longest first (tests/conftest.py), so that the workers end together.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import random
@@ -53,7 +54,7 @@ def fleet(cp: ControlPlaneProcess, workdir: Path, sizes: list[int], fanouts: lis
         t0 = time.monotonic()
         sims.append(Simulators(cp, identities[connected:n], workdir, processes))
         connected = n
-        ok = sims[0].wait(lambda: sum(s.total_synced() for s in sims) >= n, timeout=900)
+        ok = sims[0].wait(lambda n=n: sum(s.total_synced() for s in sims) >= n, timeout=900)
         connect_time = time.monotonic() - t0
         if not ok:
             held.append({"agents": n, "error": "not all agents connected within 900 s"})
@@ -381,19 +382,15 @@ def hostile_body(cp: ControlPlaneProcess, mib: int = 300) -> dict[str, Any]:
 
     before = cp.rss_mb()
     sock = socket.create_connection(("127.0.0.1", cp.port), timeout=30)
-    sock.sendall("POST /accounts/login HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                 "application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    sock.sendall(b"POST /accounts/login HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                 b"application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
     block = b"x" * (1024 * 1024)
     status = b""
-    try:
+    with contextlib.suppress(OSError):  # refused early: the server closed the connection
         for _ in range(mib):
             sock.sendall(b"%x\r\n%s\r\n" % (len(block), block))
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         status = sock.recv(100).split(b"\r\n", 1)[0]
-    except OSError:
-        pass
     sock.close()
     time.sleep(0.5)
     return {"body_mib": mib, "answer": status.decode(errors="replace"),

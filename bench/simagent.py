@@ -14,6 +14,7 @@ then straight back with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import resource
@@ -171,15 +172,13 @@ class Fleet:
 
 
 def main() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     identities = [json.loads(line) for line in Path(sys.argv[1]).read_text().splitlines()]
     fleet = Fleet(identities, sys.argv[2], Path(sys.argv[3]).read_text(),
                   measure="--measure" in sys.argv[4:], renew="--renew" in sys.argv[4:])
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(fleet.run())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

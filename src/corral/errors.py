@@ -1,5 +1,5 @@
 """The one error hierarchy, below every package. Each class carries its HTTP status:
-`corral.api.errors` turns it into ARM's JSON body, `corral.web.pages` into an error page, and
+`corral.api.errors` turns it into ARM's JSON body, `corral.web.actions` into an error page, and
 libraries (pki, artifacts) raise the same classes without knowing either."""
 
 from __future__ import annotations

@@ -156,8 +156,11 @@ class CertificateAuthority:
                 x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, environment_id),
             ]
         )
+        key = request.public_key()
+        if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise InvalidInput("signatureRequest must use an RSA or EC key")  # load_csr's rule
         return self._issue(
-            subject, request.public_key(), validity_days, ExtendedKeyUsageOID.CLIENT_AUTH,
+            subject, key, validity_days, ExtendedKeyUsageOID.CLIENT_AUTH,
             sans=None, serial=serial, not_after=not_after,
         )
 
@@ -257,10 +260,10 @@ class CertificateAuthority:
         return str(cn[0].value).removeprefix(REPLICA_PREFIX)
 
     def _check_issued(self, cert: x509.Certificate) -> None:
+        ours = self.certificate.public_key()
+        assert isinstance(ours, ec.EllipticCurvePublicKey), "the CA's key is an EC key"
         try:
-            self.certificate.public_key().verify(  # type: ignore[union-attr]
-                cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256())
-            )
+            ours.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature as exc:
             raise InvalidInput("certificate was not issued by this control plane") from exc
 
@@ -434,7 +437,7 @@ def fingerprint_of(certificate: x509.Certificate) -> str:
     return "sha256:" + certificate.fingerprint(hashes.SHA256()).hex()
 
 
-def load_csr(csr_pem: str) -> x509.CertificateSigningRequest:
+def load_csr(csr_pem: object) -> x509.CertificateSigningRequest:
     """Parse and check a CSR: RSA ≥ 2048 or EC P-256, self-signature valid."""
     if not isinstance(csr_pem, str) or "CERTIFICATE REQUEST" not in csr_pem:
         raise InvalidInput("signatureRequest is not a PEM certificate signing request")

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from corral.config import Settings
 from corral.controlplane import ControlPlane
-from corral.db.models import Artifact, Server
+from corral.db.models import Artifact
 from tests.api.conftest import Api, desired, make_zip
 
 PROPS = json.dumps({"mule.agent.application.properties.service": {

@@ -20,7 +20,7 @@ from tests.api.conftest import Api
 def test_revisions_of_the_agents_held(api: Api, plane: ControlPlane) -> None:
     ids = [api.register(f"rev-{i}") for i in range(3)]
     with transaction(plane.sessions) as s:
-        before = agents.revisions(s, ids + [999_999])
+        before = agents.revisions(s, [*ids, 999_999])
         desired_state.changed(s, servers=[ids[1]])
     assert sorted(before) == sorted(ids)  # a deleted (unknown) server is absent
     with transaction(plane.readers) as s:

@@ -174,7 +174,7 @@ def test_removed_server_leaves_and_strangers_stay_out(
     try:
         time.sleep(4)  # proves something does not happen: the spy learns nothing meanwhile
         assert spy_store.get("secret-plan") is None
-        assert spy._getLeader() is None  # noqa: SLF001
+        assert spy._getLeader() is None
     finally:
         spy.destroy()
 

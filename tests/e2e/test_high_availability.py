@@ -4,6 +4,7 @@ database goes away (docs/high-availability.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -405,10 +406,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     server = PrivatePostgres(base / "pg")
     server.init()
     yield server
-    try:
+    with contextlib.suppress(subprocess.CalledProcessError):
         server.stop()
-    except subprocess.CalledProcessError:
-        pass
     shutil.rmtree(base, ignore_errors=True)
 
 

@@ -404,8 +404,8 @@ class Model:
         """The application whose artifact a promotion names: of any environment the caller
         may use (an unreadable one is as unknown as a missing one)."""
         source = self.apps.get(source_id)
-        if source is None or actor is not None and actor.envs is not None \
-                and source.env not in actor.envs:
+        if source is None or (actor is not None and actor.envs is not None \
+                and source.env not in actor.envs):
             return None
         return source
 

@@ -21,7 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 
 from tests.api.conftest import Api, client, plane, settings  # noqa: F401 - fixtures
-from tests.api.conftest import api as api  # noqa: F401 - fixture
+from tests.api.conftest import api as api  # the fixture
 from tests.conftest import database_url  # noqa: F401 - both engines, not the suite's SQLite-only
 
 EXAMPLES = 20
@@ -65,7 +65,7 @@ STATEFUL_EXAMPLES = 15
 
 @pytest.mark.slow
 @pytest.mark.every_database
-def test_linked_sequences_answer_no_server_error(api: Api) -> None:
+def test_linked_sequences_answer_no_server_error(api: Api) -> None:  # noqa: F811 - fixture
     """Schemathesis' stateful phase: it follows the OpenAPI links from each create to the
     calls that take the new id (get, change, delete, members), so sequences reach real objects
     instead of 404s. A fixed seed (derandomized): the same sequences every run."""

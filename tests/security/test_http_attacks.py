@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import socket
 import sqlite3
-import threading
 import stat
 import struct
 import subprocess
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path

@@ -13,14 +13,14 @@ SERVICE = "mule.agent.application.properties.service"
 
 def test_properties_become_text() -> None:
     conf = parse_configuration(
-        '{"%s": {"properties": {"http.port": 8081, "on": true, "none": null}}}' % SERVICE
+        f'{{"{SERVICE}": {{"properties": {{"http.port": 8081, "on": true, "none": null}}}}}}'
     )
     assert properties_of(conf) == {"http.port": "8081", "on": "true", "none": ""}
     assert properties_of({}) == {}
 
 
 @pytest.mark.parametrize(
-    "raw", ["[1]", "{bad", '{"%s": []}' % SERVICE, '{"%s": {"properties": {"a": [1]}}}' % SERVICE]
+    "raw", ["[1]", "{bad", f'{{"{SERVICE}": []}}', f'{{"{SERVICE}": {{"properties": {{"a": [1]}}}}}}']
 )
 def test_bad_configuration(raw: str) -> None:
     with pytest.raises(InvalidInput):

@@ -64,5 +64,5 @@ def test_corral_toml(tmp_path: Path) -> None:
     assert m.health is not None and m.health.http == "/ok" and m.health.timeout == 5
     assert m.stop_timeout == 2 and m.properties == {"a": "1"}
     (tmp_path / "corral.toml").write_text("[health\n")
-    with pytest.raises(ArchiveRefused, match="corral.toml"):
+    with pytest.raises(ArchiveRefused, match=r"corral\.toml"):
         load(tmp_path)

@@ -65,7 +65,7 @@ def test_a_subject_is_one_line_whatever_was_stored() -> None:
     assert len(subject.splitlines()) == 1 and "\n" not in subject
     message = EmailMessage()
     message["Subject"] = subject  # raised ValueError with the stored text
-    assert "Bcc" not in message.keys()
+    assert "Bcc" not in message
 
 
 def test_a_webhook_is_sent_to_the_address_checked_with_its_own_host_and_credentials() -> None:

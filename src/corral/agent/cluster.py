@@ -77,7 +77,7 @@ class RaftNode:
                            transportClass=MembersOnlyTransport)
 
     def leader_id(self) -> int | None:
-        leader = self.obj._getLeader()  # noqa: SLF001 - pysyncobj's public accessor is this one
+        leader = self.obj._getLeader()  # pysyncobj's public accessor is this one
         return self.ids.get(str(leader.address)) if leader is not None else None
 
     def members(self) -> list[dict[str, Any]]:

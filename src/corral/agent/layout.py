@@ -31,11 +31,6 @@ class Identity:
     and the latest desired state gave them; empty: `gatewayUrl` alone."""
 
     @property
-    def gateway_base(self) -> str:
-        """`wss://host:port` of the gateway (the connect URL without its path)."""
-        return base_of(self.gatewayUrl)
-
-    @property
     def connect_url(self) -> str:
         """The URL registration gave (ARM's `wss://host:port/mule`); Corral's own path when it
         gave none."""
@@ -73,8 +68,14 @@ class AgentDir:
     ca = property(lambda self: self.root / "ca.pem")
     state = property(lambda self: self.root / "state.json")
     artifacts = property(lambda self: self.root / "artifacts")
-    apps = property(lambda self: self.root / "apps")
-    logs = property(lambda self: self.root / "logs")
+    @property
+    def apps(self) -> Path:
+        return self.root / "apps"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
 
     def seal(self, value: str) -> str:
         """Encrypt a secret kept in the agent's files (the cluster key in `state.json`) with a

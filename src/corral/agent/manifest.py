@@ -17,6 +17,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from corral.agent.archive import ArchiveRefused
 from corral.bundle import BundleRefused, parse_procfile
@@ -63,8 +64,9 @@ def load(app_dir: Path) -> Manifest:
             tcp=bool(h.get("tcp", False)),
             timeout=float(h.get("timeout", 60)),
         )
-    stop = data.get("stop") if isinstance(data.get("stop"), dict) else {}
-    props = data.get("properties") if isinstance(data.get("properties"), dict) else {}
+    stop: dict[str, Any] = data["stop"] if isinstance(data.get("stop"), dict) else {}
+    props: dict[str, Any] = (data["properties"] if isinstance(data.get("properties"), dict)
+                             else {})
     return Manifest(
         processes=processes,
         health=health,

@@ -10,6 +10,7 @@ import secrets
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -95,10 +96,9 @@ async def run_agent(directory: Path, cluster_port: int | None = None,
     reconciler = Reconciler(layout, fetch, identity.serverId, cluster, agent_url, runs_as)
     pushed = Pushed()
     connection = Connection(identity, layout, reconciler, port, Meter(layout.root), pushed)
-    api = uvicorn.Server(uvicorn.Config(
+    api = _LocalApiServer(uvicorn.Config(
         local_api.build(cluster, prefix, api_port_bound, pushed, lambda: list(reconciler.runners)),
         log_level="warning", lifespan="off"))
-    api.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     await reconciler.recover(f"the local API moved to port {api_port_bound}" if moved else None)
 
     stop = asyncio.Event()
@@ -118,3 +118,12 @@ async def run_agent(directory: Path, cluster_port: int | None = None,
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(*tasks, return_exceptions=True)
     await reconciler.shutdown()
+
+
+class _LocalApiServer(uvicorn.Server):
+    """The agent takes SIGTERM and SIGINT itself (it stops and leaves the applications
+    running); the local API's server must not take them over."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

@@ -89,7 +89,7 @@ async def scrape(plane: PlaneDep, token: TokenDep) -> Response:
             return found
 
     fleet = CollectorRegistry(auto_describe=False)
-    fleet.register(_Fleet(await run_in_threadpool(counts)))  # type: ignore[arg-type]
+    fleet.register(_Fleet(await run_in_threadpool(counts)))
     body = generate_latest(metrics.REGISTRY) + generate_latest(fleet)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -3,7 +3,7 @@ them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
@@ -37,6 +37,6 @@ def list_components(session: SessionDep, scope: ScopeDep, target_id: int) -> dic
 
 @router.patch("/{target_id}/components/{component_id}")
 def update_component(session: SessionDep, scope: OperatorScopeDep, target_id: int, component_id: int,
-                     body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+                     body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     return {"data": _view(components.update_component(session, scope, target_id, component_id,
                                                        body))}

@@ -101,7 +101,7 @@ class DatabaseArtifactStore:
         blob = self._blob(sha256)
         if blob is None:
             raise NotFound(f"artifact {sha256} is not in the store")
-        return io.BufferedReader(_ChunkReader(self.engine, sha256, blob[1]),  # type: ignore[return-value]
+        return io.BufferedReader(_ChunkReader(self.engine, sha256, blob[1]),
                                  buffer_size=CHUNK_BYTES)
 
     def size(self, sha256: str) -> int:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 from corral.artifacts.store import ArtifactStore, BlobWriter
 from corral.bundle import ZipRefused, check_bundle
@@ -55,7 +58,7 @@ class _Collector:
         self._writer: BlobWriter | None = None
         self._parts = 0
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": self._header_field_data,

@@ -93,7 +93,7 @@ class S3ArtifactStore:
         return self._head(sha256) is not None
 
     def open(self, sha256: str) -> BinaryIO:
-        from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+        from botocore.exceptions import ClientError
 
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=self.key(sha256))
@@ -101,7 +101,7 @@ class S3ArtifactStore:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise NotFound(f"artifact {sha256} is not in the store") from exc
             raise
-        return io.BufferedReader(_Body(answer["Body"]), buffer_size=1024 * 1024)  # type: ignore[return-value]
+        return io.BufferedReader(_Body(answer["Body"]), buffer_size=1024 * 1024)
 
     def size(self, sha256: str) -> int:
         head = self._head(sha256)

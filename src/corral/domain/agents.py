@@ -95,10 +95,10 @@ def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], seal
     session.flush()
     desired_state.changed(session, targets=moved_clusters)
     messages = desired_messages(
-        session, sorted({who.server_id for (who, _), no in zip(hellos, outcome) if no is None}),
+        session, sorted({who.server_id for (who, _), no in zip(hellos, outcome, strict=False) if no is None}),
         sealer, gateways, metrics_seconds, trusted_cas)
     return [refusal if refusal is not None else messages[who.server_id]
-            for (who, _), refusal in zip(hellos, outcome)]
+            for (who, _), refusal in zip(hellos, outcome, strict=False)]
 
 
 def cluster_secret(sealer: Sealer, cluster_id: int, nonce: str) -> str:
@@ -143,7 +143,8 @@ def mark_silent_disconnected(session: Session, timeout_seconds: float) -> int:
     or a replica that died) become DISCONNECTED. Returns how many."""
     cutoff = now_ms() - int(timeout_seconds * 1000)
     query = update(Server).where(Server.status == "RUNNING", Server.last_seen < cutoff)
-    return session.execute(query.values(status="DISCONNECTED", replica_id=None)).rowcount or 0
+    result = session.execute(query.values(status="DISCONNECTED", replica_id=None))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:

@@ -504,9 +504,10 @@ def _applications(session: Session, environment_id: str, fleet: Fleet) -> None:
 def _compare(value: float | None, condition: dict[str, Any]) -> bool:
     if value is None:
         return False
+    threshold = float(condition["threshold"])
     if condition["operator"] == "LESS_THAN":
-        return value < condition["threshold"]
-    return value > condition["threshold"]
+        return value < threshold
+    return value > threshold
 
 
 STORING_MS = 3000

@@ -315,7 +315,7 @@ def application_fields(app: Any, art: Any, target: dict[str, Any],
                              expected[i.server_id]) for i, _s in placed]
     status = application_status(
         [Instance(word, on["status"] == "RUNNING", bool(i.serving))
-         for (word, _m), (i, on) in zip(shown, placed)],
+         for (word, _m), (i, on) in zip(shown, placed, strict=False)],
         desired=app.desired_status, redeployed=app.deployment_id > 1,
         cluster=target["type"] == "CLUSTER")
     art_view = artifact(app.name, art)
@@ -349,6 +349,6 @@ def application_fields(app: Any, art: Any, target: dict[str, Any],
                 "timeCreated": i.time_created,
                 "timeUpdated": i.time_updated,
             }
-            for (word, message), (i, on) in zip(shown, placed)
+            for (word, message), (i, on) in zip(shown, placed, strict=False)
         ],
     }

@@ -222,7 +222,7 @@ class Alerting:
                 return  # its alert was deleted, or it went out meanwhile
             try:
                 await self._send(client, delivery)
-            except Exception as exc:  # noqa: BLE001 - any failure is this attempt's alone
+            except Exception as exc:  # any failure is this attempt's alone
                 why = str(exc) if isinstance(exc, Undeliverable) else \
                     f"{type(exc).__name__}: {exc}"
                 log.warning("alert notification %d (%s to %s) failed: %s", delivery.id,

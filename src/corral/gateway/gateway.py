@@ -74,6 +74,8 @@ class Gateway:
         self.tls = server_tls_context(plane)
         self.certificates = Certificates(plane, self.tls, self._resend_all)
         self._tasks: list[asyncio.Task[None]] = []
+        self._releases: set[asyncio.Future[None]] = set()  # held until done: a bare task may be
+        # collected before it ends
         self._stopping = False
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -165,7 +167,9 @@ class Gateway:
         for sid in revoked:
             conn = self.connections.get(sid)
             if conn is not None:
-                asyncio.ensure_future(Pusher.release(conn))
+                task = asyncio.ensure_future(Pusher.release(conn))
+                self._releases.add(task)
+                task.add_done_callback(self._releases.discard)
         self.pusher.push(changed)
 
     # --- connections -------------------------------------------------------------------------
@@ -237,10 +241,9 @@ class Gateway:
             if self.connections.get(who.server_id) is conn:
                 del self.connections[who.server_id]
                 log.info("server %s disconnected", who.server_id)
-                if self._stopping:
-                    pass
-                elif conn.leaving_to_renew and self._loop is not None:
+                # when the whole gateway stops, `stop` marks every server at once
+                if not self._stopping and conn.leaving_to_renew and self._loop is not None:
                     self._loop.call_later(RENEWAL_GRACE_SECONDS, self.departures.add,
                                           who.server_id)
-                else:
+                elif not self._stopping:
                     self.departures.add(who.server_id)

@@ -26,6 +26,7 @@ class Notices:
         self.on_change = on_change
         self.resync = resync
         self.listening = asyncio.Event()
+        self._resyncs: set[asyncio.Future[None]] = set()  # held until done (see gateway._releases)
 
     async def run(self) -> None:
         if self.plane.engine.dialect.name != "postgresql":
@@ -57,6 +58,8 @@ class Notices:
         if notice.credentials:
             self.plane.principals.clear()
         if notice.changed is None:
-            asyncio.ensure_future(self.resync())
+            task = asyncio.ensure_future(self.resync())
+            self._resyncs.add(task)
+            task.add_done_callback(self._resyncs.discard)
         else:
             self.on_change(notice.changed - notice.revoked, notice.revoked)

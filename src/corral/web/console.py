@@ -3,6 +3,7 @@ request carries a CSRF token derived from it; the environment is a cookie too.""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -157,11 +158,8 @@ def is_https(request: Request) -> bool:
 
 
 def sign_out(plane: ControlPlane, token: str) -> None:
-    with transaction(plane.sessions) as session:
-        try:
-            accounts.logout(session, accounts.authenticate(session, token))
-        except CorralError:
-            pass
+    with transaction(plane.sessions) as session, contextlib.suppress(CorralError):
+        accounts.logout(session, accounts.authenticate(session, token))
 
 
 def new_login_csrf() -> str:

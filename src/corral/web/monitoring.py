@@ -16,7 +16,6 @@ from corral.web.charts import line_chart
 from corral.web.console import Console, ConsoleDep
 
 router = APIRouter(include_in_schema=False)
-HOUR_MS = 3600 * 1000
 
 
 @router.get("/overview", response_class=HTMLResponse)
