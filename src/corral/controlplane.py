@@ -29,7 +29,7 @@ from corral.db.session import (
     make_sessionmaker,
     transaction,
 )
-from corral.domain import accounts, certificates, desired_state, keyring, webhooks
+from corral.domain import accounts, agents, certificates, desired_state, keyring, webhooks
 from corral.domain.agent_link import AgentLink, NoAgents
 from corral.domain.desired_state import CHANGED_KEY
 from corral.domain.logs import FollowLimits
@@ -122,6 +122,15 @@ class ControlPlane:
     @property
     def trusted_fingerprints(self) -> list[str]:
         return [ca.fingerprint for ca in self.authorities.trusted]
+
+    def told(self) -> desired_state.Told:
+        """What every desired-state message says beside a server's own applications."""
+        sealer = self.sealer
+        return desired_state.Told(
+            secret_of=lambda cid, nonce: agents.cluster_secret(sealer, cid, nonce),
+            gateways=self.settings.agent_gateway_urls,
+            metrics_seconds=self.settings.metrics_seconds,
+            trusted_cas=self.trusted_fingerprints)
 
     # --- CA rotation (docs/certificates.md) ----------------------------------------------------
 

@@ -20,7 +20,7 @@ from corral.app import create_app
 from corral.config import Settings
 from corral.controlplane import ControlPlane
 from corral.db.models import Environment, Server
-from corral.domain import accounts, agents
+from corral.domain import accounts, desired_state
 from tests.arm_shapes import check_answer
 from tests.support import at_newest_revision, make_csr
 
@@ -165,7 +165,5 @@ def desired(plane: ControlPlane, server_id: int) -> dict[str, Any]:
     """The desired-state message the gateway would push to this server now, as its agent
     reads it."""
     with plane.sessions() as s:
-        _revision, text = agents.desired_messages(
-            s, [server_id], plane.sealer, plane.settings.agent_gateway_urls,
-            plane.settings.metrics_seconds, plane.trusted_fingerprints)[server_id]
+        _revision, text = desired_state.messages(s, [server_id], plane.told())[server_id]
     return wire.Desired.model_validate_json(text).model_dump()

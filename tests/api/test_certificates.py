@@ -168,15 +168,15 @@ class TestRenewal:
         nxt = plane.authorities.identify(x509.load_pem_x509_certificate(issued.pem.encode()))
         hello = wire.Hello(agentVersion="t", hostname="h")
         with transaction(plane.sessions) as s:  # the old one still connects meanwhile
-            assert not isinstance(agents.connected(s, [(who, hello)], plane.sealer)[0],
+            assert not isinstance(agents.connected(s, [(who, hello)], plane.told())[0],
                                   Exception)
         with transaction(plane.sessions) as s:  # both in one burst: the new one wins
             old_answer, new_answer = agents.connected(s, [(who, hello), (nxt, hello)],
-                                                      plane.sealer)
+                                                      plane.told())
             assert isinstance(old_answer, Forbidden) and "revoked" in old_answer.message
             assert not isinstance(new_answer, Exception)
         with transaction(plane.sessions) as s:
-            [refused] = agents.connected(s, [(who, hello)], plane.sealer)
+            [refused] = agents.connected(s, [(who, hello)], plane.told())
             assert isinstance(refused, Forbidden) and "revoked" in refused.message
             with pytest.raises(Forbidden):  # the replaced certificate renews nothing
                 certificates.renew(s, plane.ca, who, make_csr(), 60)

@@ -24,7 +24,7 @@ from corral.db.migrate import HEAD, alembic_config, revision, upgrade
 from corral.db.session import make_engine, make_sessionmaker
 from corral.domain import reads
 from corral.domain.accounts import Scope
-from corral.domain.desired_state import messages
+from corral.domain.desired_state import Told, messages
 
 
 def _upgrade_to(engine: Engine, revision: str) -> None:
@@ -109,7 +109,7 @@ def test_upgrade_keeps_deployments(database_url: str) -> None:
     assert "desired_state" not in {c["name"] for c in columns.get_columns("servers")}
     assert "desired_status" not in {c["name"] for c in columns.get_columns("server_artifacts")}
     with make_sessionmaker(engine)() as session:
-        sent = messages(session, [2, 3], lambda cid, nonce: "secret")
+        sent = messages(session, [2, 3], Told(secret_of=lambda cid, nonce: "secret"))
         for sid in (2, 3):
             revision, text = sent[sid]
             assert revision == 8  # moved on: every agent is sent its state again

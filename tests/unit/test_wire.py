@@ -114,3 +114,29 @@ def test_hostile_measurements_are_malformed(hostile: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         wire.decode(json.dumps(hostile))
     assert wire.decode(json.dumps(_measurements())).type == "measurements"
+
+
+def test_a_desired_message_joined_from_encoded_parts_is_what_desired_reads() -> None:
+    """The control plane encodes each application once per batch and joins the parts
+    (`wire.desired_text`); the agent reads the text with `Desired`, the one contract."""
+    app = wire.DesiredApplication(
+        name="shop \u2028 \"quoted\"", applicationId=4, deploymentId=2, desiredStatus="STARTED",
+        artifact=wire.ArtifactRef(sha256="a" * 64, sha1="b" * 40, size=10, fileName="s.zip"),
+        properties={"k": "v"})
+    cluster = wire.ClusterSpec(id=9, name="c", multicastEnabled=False, secret="s",
+                               members=[{"serverId": 1, "serverIp": "10.0.0.1"}])
+    expected = wire.Desired(revision=7, serverId=1, serverName="web-1 \u00e9", cluster=cluster,
+                            applications=[app, app], gateways=["wss://a:8443"],
+                            metricsSeconds=15.0, renewCertificateWithin=12.5)
+    part = wire.dumps(app.model_dump()).decode()
+    text = wire.desired_text(
+        revision=7, server_id=1, server_name="web-1 \u00e9",
+        cluster=wire.dumps(cluster.model_dump()).decode(), applications=[part, part],
+        tail=wire.fields_text(gateways=["wss://a:8443"], metricsSeconds=15.0, trustedCas=None)
+        + wire.fields_text(renewCertificateWithin=12.5))
+    assert wire.Desired.model_validate_json(text) == expected
+    alone = wire.desired_text(revision=1, server_id=2, server_name="x", cluster=None,
+                              applications=[])
+    assert wire.Desired.model_validate_json(alone) == wire.Desired(revision=1, serverId=2,
+                                                                   serverName="x")
+    assert "trustedCas" not in text  # a field that is None is left out

@@ -8,6 +8,7 @@ from typing import Any, cast
 from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
+from corral.db.chunks import chunked
 from corral.db.models import (
     Application,
     Artifact,
@@ -26,7 +27,6 @@ from corral.pki import ServerIdentity
 from corral.sealing import Sealer
 from corral.wire import ClusterReport, Hello, Report
 
-CHUNK = 2000  # ids per IN (...) list
 _servers = cast(Table, Server.__table__)
 
 
@@ -50,9 +50,8 @@ def _refusal(who: ServerIdentity, server: Server | None, *, revoked: bool) -> Co
     return None
 
 
-def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], sealer: Sealer,
-              replica_id: str | None = None, gateways: list[str] | None = None,
-              metrics_seconds: float | None = None, trusted_cas: list[str] | None = None,
+def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]],
+              told: desired_state.Told, replica_id: str | None = None,
               ) -> list[tuple[int, str] | CorralError]:
     """Admit agents that said hello together (after a restart, thousands within seconds) and
     record what each said, and which replica holds it, in a few queries for all of them.
@@ -94,11 +93,10 @@ def connected(session: Session, hellos: list[tuple[ServerIdentity, Hello]], seal
             moved_clusters.add(server.cluster_id)  # every member's view of it changes
     session.flush()
     desired_state.changed(session, targets=moved_clusters)
-    messages = desired_messages(
-        session, sorted({who.server_id for (who, _), no in zip(hellos, outcome, strict=False) if no is None}),
-        sealer, gateways, metrics_seconds, trusted_cas)
+    admitted = {who.server_id for (who, _), no in zip(hellos, outcome, strict=True) if no is None}
+    messages = desired_state.messages(session, sorted(admitted), told)
     return [refusal if refusal is not None else messages[who.server_id]
-            for (who, _), refusal in zip(hellos, outcome, strict=False)]
+            for (who, _), refusal in zip(hellos, outcome, strict=True)]
 
 
 def cluster_secret(sealer: Sealer, cluster_id: int, nonce: str) -> str:
@@ -108,10 +106,10 @@ def cluster_secret(sealer: Sealer, cluster_id: int, nonce: str) -> str:
 def revisions(session: Session, server_ids: Iterable[int]) -> dict[int, int]:
     ids = sorted(server_ids)
     found: dict[int, int] = {}
-    for start in range(0, len(ids), CHUNK):
+    for some in chunked(ids):
         found.update((sid, rev) for sid, rev in session.execute(
             select(_servers.c.id, _servers.c.desired_revision)
-            .where(_servers.c.id.in_(ids[start : start + CHUNK]))))
+            .where(_servers.c.id.in_(some))))
     return found
 
 
@@ -122,9 +120,9 @@ def disconnected(session: Session, server_ids: Iterable[int],
     ids = sorted(server_ids)
     now = now_ms()
     mine = or_(_servers.c.replica_id.is_(None), _servers.c.replica_id == replica_id)
-    for start in range(0, len(ids), CHUNK):
+    for some in chunked(ids):
         session.execute(
-            update(_servers).where(_servers.c.id.in_(ids[start : start + CHUNK]),
+            update(_servers).where(_servers.c.id.in_(some),
                                    _servers.c.status == "RUNNING", mine)
             .values(status="DISCONNECTED", last_seen=now, replica_id=None))
 
@@ -133,8 +131,8 @@ def seen(session: Session, server_ids: Iterable[int], replica_id: str | None = N
     """The gateway vouches for its connected agents: one UPDATE per 2,000 of them."""
     ids = sorted(server_ids)
     now = now_ms()
-    for start in range(0, len(ids), CHUNK):
-        session.execute(update(_servers).where(_servers.c.id.in_(ids[start : start + CHUNK]))
+    for some in chunked(ids):
+        session.execute(update(_servers).where(_servers.c.id.in_(some))
                         .values(last_seen=now, status="RUNNING", replica_id=replica_id))
 
 
@@ -194,18 +192,6 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
         session.execute(update(ServerArtifact), updates)
         history.settle(session, moved)
     return len(updates)
-
-
-def desired_messages(
-    session: Session, server_ids: list[int], sealer: Sealer, gateways: list[str] | None = None,
-    metrics_seconds: float | None = None, trusted_cas: list[str] | None = None,
-) -> dict[int, tuple[int, str]]:
-    """The desired-state messages of these servers as (revision, wire text); a deleted server
-    is absent. The database holds a nonce per cluster; each member gets the secret derived
-    from it, so no cluster key is ever kept in the database."""
-    return desired_state.messages(session, server_ids,
-                                  lambda cid, nonce: cluster_secret(sealer, cid, nonce),
-                                  gateways, metrics_seconds, trusted_cas)
 
 
 def _record_cluster_view(session: Session, server_id: int, view: ClusterReport) -> None:

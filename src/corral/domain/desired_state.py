@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from corral import wire
+from corral.db.chunks import IDS_PER_QUERY, chunked
 from corral.db.models import (
     Application,
     Artifact,
@@ -30,10 +32,23 @@ from corral.db.models import (
 from corral.domain.configuration import LOGGING_SERVICE, log_levels_of, properties_of
 
 CHANGED_KEY = "corral.changed_servers"
-CHUNK = 2000  # ids per IN (...) list
 
 SecretOf = Callable[[int, str], str]
 """(cluster id, stored nonce) → the cluster's secret; the gateway derives it with its sealer."""
+
+
+@dataclass(frozen=True)
+class Told:
+    """What the control plane tells every server beside its own applications, the same for a
+    whole batch (`ControlPlane.told`)."""
+
+    secret_of: SecretOf
+    gateways: list[str] | None = None
+    """every gateway URL the agents may use (`CORRAL_GATEWAY_URLS`)"""
+    metrics_seconds: float | None = None
+    """how often they measure (`CORRAL_METRICS_SECONDS`)"""
+    trusted_cas: list[str] | None = None
+    """the fingerprints of the CAs the control plane trusts (a rotation ends with one)"""
 
 _servers = cast(Table, Server.__table__)
 
@@ -47,9 +62,9 @@ def changed(session: Session, *, servers: Iterable[int] = (), targets: Iterable[
         return
     session.flush()
     found: set[int] = session.info.setdefault(CHANGED_KEY, set())
-    for start in range(0, max(len(server_ids), len(target_ids)), CHUNK):
-        some_servers = server_ids[start : start + CHUNK]
-        some_targets = target_ids[start : start + CHUNK]
+    for start in range(0, max(len(server_ids), len(target_ids)), IDS_PER_QUERY):
+        some_servers = server_ids[start : start + IDS_PER_QUERY]
+        some_targets = target_ids[start : start + IDS_PER_QUERY]
         reached = or_(_servers.c.id.in_(some_servers),
                       _servers.c.server_group_id.in_(some_targets),
                       _servers.c.cluster_id.in_(some_targets))
@@ -65,25 +80,18 @@ def changed(session: Session, *, servers: Iterable[int] = (), targets: Iterable[
         found.update(bumped.scalars())
 
 
-def messages(session: Session, server_ids: list[int], secret_of: SecretOf,
-             gateways: list[str] | None = None,
-             metrics_seconds: float | None = None,
-             trusted_cas: list[str] | None = None) -> dict[int, tuple[int, str]]:
+def messages(session: Session, server_ids: list[int], told: Told) -> dict[int, tuple[int, str]]:
     """The desired-state message of each of these servers as (revision, wire text); a deleted
     server is absent. Each application's part is encoded once per call, however many servers
-    share it, so a group of ten thousand costs one encoding of the group's applications.
-    `gateways`: every gateway URL the agents may use (`CORRAL_GATEWAY_URLS`);
-    `metrics_seconds`: how often they measure (`CORRAL_METRICS_SECONDS`); `trusted_cas`: the
-    fingerprints of the CAs the control plane trusts (a rotation ends with one)."""
+    share it, so a group of ten thousand costs one encoding of the group's applications. The
+    database holds a nonce per cluster; each member gets the secret derived from it, so no
+    cluster key is ever kept in the database."""
     out: dict[int, tuple[int, str]] = {}
-    known = f',"gateways":{_json(gateways)}' if gateways else ""
-    if metrics_seconds is not None:
-        known += f',"metricsSeconds":{_json(metrics_seconds)}'
-    if trusted_cas:
-        known += f',"trustedCas":{_json(trusted_cas)}'
+    told_all = wire.fields_text(gateways=told.gateways or None,
+                                metricsSeconds=told.metrics_seconds,
+                                trustedCas=told.trusted_cas or None)
     now = now_ms()
-    for start in range(0, len(server_ids), CHUNK):
-        chunk = server_ids[start : start + CHUNK]
+    for chunk in chunked(server_ids):
         found = session.execute(
             select(Server.id, Server.name, Server.desired_revision, Server.server_group_id,
                    Server.cluster_id, Server.renewal_due)
@@ -93,7 +101,7 @@ def messages(session: Session, server_ids: list[int], secret_of: SecretOf,
         reaching = {sid for sid, *_ in rows} | {g for *_, g, _c in rows if g} | \
             {c for *_, c in rows if c}
         apps = _application_parts(session, reaching)
-        clusters = _cluster_parts(session, {c for *_, c in rows if c}, secret_of)
+        clusters = _cluster_parts(session, {c for *_, c in rows if c}, told.secret_of)
         pinned = _pinned_parts(session, chunk)
         for sid, name, revision, group_id, cluster_id in rows:
             mine = sorted(apps.get(sid, []) + apps.get(group_id or 0, [])
@@ -101,12 +109,10 @@ def messages(session: Session, server_ids: list[int], secret_of: SecretOf,
             if sid in pinned:  # a rollout has not reached this server: what it ran before
                 kept = [(n, pinned[sid].get(n, part)) for n, part in mine]
                 mine = [(n, part) for n, part in kept if part is not None]
-            text = (f'{{"v":{wire.VERSION},"type":"desired","revision":{revision},'
-                    f'"serverId":{sid},"serverName":{_json(name)},'
-                    f'"cluster":{clusters.get(cluster_id or 0, "null")},'
-                    f'"applications":[{",".join(part for _n, part in mine)}]{known}'
-                    f'{_renewal(renewals.get(sid), now)}}}')
-            out[sid] = (revision, text)
+            out[sid] = (revision, wire.desired_text(
+                revision=revision, server_id=sid, server_name=name,
+                cluster=clusters.get(cluster_id or 0), applications=[p for _n, p in mine],
+                tail=told_all + _renewal(renewals.get(sid), now)))
     return out
 
 
@@ -115,7 +121,7 @@ def _renewal(due: int | None, now: int) -> str:
     many seconds (the agent picks a moment in that window, so a fleet does not renew at once)."""
     if due is None:
         return ""
-    return f',"renewCertificateWithin":{max(0.0, (due - now) / 1000):.1f}'
+    return wire.fields_text(renewCertificateWithin=round(max(0.0, (due - now) / 1000), 1))
 
 
 def _json(value: object) -> str:

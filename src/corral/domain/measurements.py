@@ -27,10 +27,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from corral import wire
+from corral.db.chunks import chunked
 from corral.db.models import Application, MetricPoint, Server
 from corral.errors import InvalidInput
 
-CHUNK = 2000
 DOWNSAMPLED_STEP = 60
 MAX_POINTS = 1500
 """A series' points at most: a larger range gets a larger step."""
@@ -42,13 +42,13 @@ Sample = tuple[int, int, wire.Measurements]
 def _application_ids(session: Session, server_ids: Sequence[int]) -> dict[tuple[int, str], int]:
     """(server, application name) → application id, for the applications reaching them."""
     found: dict[tuple[int, str], int] = {}
-    for start in range(0, len(server_ids), CHUNK):
+    for some in chunked(server_ids):
         rows = session.execute(
             select(Server.id, Application.name, Application.id)
             .join(Application, or_(Application.target_id == Server.id,
                                    Application.target_id == Server.server_group_id,
                                    Application.target_id == Server.cluster_id))
-            .where(Server.id.in_(server_ids[start:start + CHUNK])))
+            .where(Server.id.in_(some)))
         found.update({(sid, name): app_id for sid, name, app_id in rows})
     return found
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Row, Select, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from corral.db.chunks import chunked
 from corral.db.models import (
     Application,
     Artifact,
@@ -26,8 +27,6 @@ from corral.domain import views
 from corral.domain.accounts import Scope
 from corral.domain.names import as_id, check_text
 from corral.errors import InvalidInput, NotFound
-
-CHUNK = 2000  # ids per IN (...) list
 
 _group = aliased(Target)
 _cluster = aliased(Target)
@@ -75,8 +74,7 @@ def targets(session: Session, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     one query per 2,000 targets, three when groups or clusters are among them."""
     wanted = sorted(set(ids))
     out: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start : start + CHUNK]
+    for chunk in chunked(wanted):
         asked = set(chunk)
         members: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for row in session.execute(_servers_query().where(or_(
@@ -179,22 +177,22 @@ def _render(session: Session, rows: list[Row[Any]]) -> list[dict[str, Any]]:
     shown_targets = targets(session, {r.target_id for r in rows})
     instances: dict[int, list[Any]] = defaultdict(list)
     app_ids = [r.id for r in rows]
-    for start in range(0, len(app_ids), CHUNK):
+    for some in chunked(app_ids):
         for inst in session.execute(
                 select(ServerArtifact.id, ServerArtifact.application_id, ServerArtifact.server_id,
                        ServerArtifact.deployment_id, ServerArtifact.last_reported_status,
                        ServerArtifact.message, ServerArtifact.port, ServerArtifact.serving,
                        ServerArtifact.discovered,
                        ServerArtifact.time_created, ServerArtifact.time_updated)
-                .where(ServerArtifact.application_id.in_(app_ids[start : start + CHUNK]))
+                .where(ServerArtifact.application_id.in_(some))
                 .order_by(ServerArtifact.server_id)):
             instances[inst.application_id].append(inst)
     pinned: dict[int, dict[int, int]] = defaultdict(dict)
-    for start in range(0, len(app_ids), CHUNK):
+    for some in chunked(app_ids):
         for app_id, server_id, number in session.execute(
                 select(RolloutPin.application_id, RolloutPin.server_id, Deployment.number)
                 .join(Deployment, Deployment.id == RolloutPin.deployment_id)
-                .where(RolloutPin.application_id.in_(app_ids[start : start + CHUNK]))):
+                .where(RolloutPin.application_id.in_(some))):
             pinned[app_id][server_id] = number
     return [views.application_fields(r, _Artifact(r), shown_targets[r.target_id],
                                       instances[r.id], pinned.get(r.id)) for r in rows]

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, with_polymorphic
 
+from corral.db.chunks import chunked
 from corral.db.models import Application, Cluster, Server, ServerGroup, Target
 from corral.domain.accounts import Scope
 from corral.domain.names import as_id
@@ -17,7 +18,6 @@ T = TypeVar("T", bound=Target)
 KIND_NAMES = {Server: "server", ServerGroup: "server group", Cluster: "cluster"}
 
 
-CHUNK = 2000  # ids per IN (...) list
 
 def get_target(session: Session, scope: Scope, target_id: int, kind: type[T], *,
                lock: bool = False) -> T:
@@ -86,8 +86,7 @@ def joinable_servers(session: Session, scope: Scope, server_ids: list[object]) -
     wanted = [sid for sid in ids if as_id(sid) is not None]
     found: dict[int, Target] = {}
     own: dict[int, list[str]] = {}
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start : start + CHUNK]
+    for chunk in chunked(wanted):
         lock_rows(session, Server, chunk)  # two joins of one server take turns
         any_target = with_polymorphic(Target, [Server])  # a server's own columns at once
         found.update((t.id, t) for t in session.scalars(

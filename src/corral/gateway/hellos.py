@@ -43,10 +43,7 @@ class HelloBatcher:
             try:
                 results = await in_worker(self.plane.sessions, agents.connected,
                                           [(who, hello) for who, hello, _ in batch],
-                                          self.plane.sealer, self.plane.replica_id,
-                                          self.plane.settings.agent_gateway_urls,
-                                          self.plane.settings.metrics_seconds,
-                                          self.plane.trusted_fingerprints)
+                                          self.plane.told(), self.plane.replica_id)
             except Exception as exc:
                 log.exception("admitting %d agents failed", len(batch))
                 results = [exc] * len(batch)  # type: ignore[list-item]

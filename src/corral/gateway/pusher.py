@@ -10,7 +10,7 @@ from websockets.exceptions import ConnectionClosed
 from corral import metrics, wire
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
-from corral.domain import agents
+from corral.domain import desired_state
 from corral.gateway.connection import AgentConnection
 
 BATCH = 2000
@@ -43,10 +43,9 @@ class Pusher:
             await self._assemble_and_send(chunk)
 
     async def _assemble_and_send(self, chunk: list[int]) -> None:
-        trusted = self.plane.trusted_fingerprints
-        messages = await in_worker(self.plane.sessions, agents.desired_messages, chunk,
-                                   self.plane.sealer, self.plane.settings.agent_gateway_urls,
-                                   self.plane.settings.metrics_seconds, trusted)
+        told = self.plane.told()
+        trusted = told.trusted_cas
+        messages = await in_worker(self.plane.sessions, desired_state.messages, chunk, told)
         sends = []
         for sid in chunk:
             conn = self.connections.get(sid)
