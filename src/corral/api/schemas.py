@@ -336,8 +336,12 @@ class UserOut(Wire):
     email: str
     createdAt: str
     organization: OrganizationRef
+    organizationId: str
     memberOfOrganizations: list[OrganizationRef]
     contributorOfOrganizations: list[OrganizationRef]
+    organizationPreferences: dict[str, Any] = Field(default_factory=dict)
+    environments: list[str] | None = Field(
+        default=None, description="Corral: the environments this user may use; null: all")
 
 
 class ConnectedAppOut(BaseModel):
