@@ -14,8 +14,9 @@ import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from corral.jsontext import dumps
 
 VERSION = 1
 CONNECT_PATH = "/agent/v1/connect"
@@ -319,12 +320,3 @@ def fields_text(**fields: Any) -> str:
     return "".join(f',"{name}":{dumps(value).decode()}' for name, value in fields.items()
                    if value is not None)
 
-
-def dumps(value: Any) -> bytes:
-    """JSON, fast (orjson) for the large documents: API answers, desired-state messages. What
-    orjson refuses (an integer beyond 64 bits, a key that is not text) goes through the
-    standard encoder, so any stored configuration still renders."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, separators=(",", ":")).encode()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "corral"
-BOTTOM = {"errors", "wire", "bundle", "config", "__version__"}
+BOTTOM = {"errors", "wire", "jsontext", "bundle", "config", "__version__"}
 
 
 def _rules() -> dict[str, set[str]]:

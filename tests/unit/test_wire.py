@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from corral import wire
+from corral import jsontext, wire
 
 ART = wire.ArtifactRef(sha256="a" * 64, sha1="b" * 40, size=10, fileName="x.zip")
 AGENT_TO_PLANE: list[wire.Message] = [
@@ -128,10 +128,10 @@ def test_a_desired_message_joined_from_encoded_parts_is_what_desired_reads() -> 
     expected = wire.Desired(revision=7, serverId=1, serverName="web-1 \u00e9", cluster=cluster,
                             applications=[app, app], gateways=["wss://a:8443"],
                             metricsSeconds=15.0, renewCertificateWithin=12.5)
-    part = wire.dumps(app.model_dump()).decode()
+    part = jsontext.dumps(app.model_dump()).decode()
     text = wire.desired_text(
         revision=7, server_id=1, server_name="web-1 \u00e9",
-        cluster=wire.dumps(cluster.model_dump()).decode(), applications=[part, part],
+        cluster=jsontext.dumps(cluster.model_dump()).decode(), applications=[part, part],
         tail=wire.fields_text(gateways=["wss://a:8443"], metricsSeconds=15.0, trustedCas=None)
         + wire.fields_text(renewCertificateWithin=12.5))
     assert wire.Desired.model_validate_json(text) == expected

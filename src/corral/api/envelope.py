@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from corral import wire
+from corral import jsontext
 
 
 class FastJSON(JSONResponse):
     def render(self, content: Any) -> bytes:
-        return wire.dumps(content)
+        return jsontext.dumps(content)
 
 
 def one(obj: dict[str, Any], status_code: int = 200,

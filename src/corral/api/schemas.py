@@ -1,4 +1,4 @@
-"""Wire shapes with ARM's field names: request bodies and the documented responses."""
+"""Shapes with ARM's field names: request bodies and the documented answers (OpenAPI)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_
 T = TypeVar("T")
 
 
-class Wire(BaseModel):
+class AnswerShape(BaseModel):
+    """What an answer is documented to carry. Answers are rendered by `domain.views`, not by
+    these models; tests/api/test_openapi.py holds every answer to its model."""
+
     model_config = ConfigDict(extra="allow")
 
 
@@ -266,7 +269,7 @@ class TargetPatchIn(Lenient):
         return self
 
 
-class RolloutOut(Wire):
+class RolloutOut(AnswerShape):
     policy: dict[str, Any]
     desiredStatus: str | None = None
     state: str
@@ -276,21 +279,21 @@ class RolloutOut(Wire):
     endedAt: int | None = None
 
 
-class DeploymentArtifactOut(Wire):
+class DeploymentArtifactOut(AnswerShape):
     name: str
     fileChecksum: str
     sha256: str
     fileSize: int
 
 
-class DeploymentServerOut(Wire):
+class DeploymentServerOut(AnswerShape):
     serverId: int
     serverName: str
     status: str
     message: str = ""
 
 
-class DeploymentOut(Wire):
+class DeploymentOut(AnswerShape):
     id: int
     deploymentId: int
     kind: str
@@ -305,13 +308,13 @@ class DeploymentOut(Wire):
     rollout: RolloutOut | None = None
 
 
-class AuditActorOut(Wire):
+class AuditActorOut(AnswerShape):
     kind: str
     id: str | None = None
     name: str
 
 
-class AuditEventOut(Wire):
+class AuditEventOut(AnswerShape):
     id: int
     time: int
     organizationId: str | None = None
@@ -326,7 +329,7 @@ class AuditEventOut(Wire):
     status: int
 
 
-class UserOut(Wire):
+class UserOut(AnswerShape):
     id: str
     username: str
     role: str = "viewer"
@@ -358,7 +361,7 @@ class Address(BaseModel):
     networkInterface: str | None = None
 
 
-class ServerOut(Wire):
+class ServerOut(AnswerShape):
     id: int
     timeCreated: int
     timeUpdated: int
@@ -386,7 +389,7 @@ class ServerOut(Wire):
     statusMessage: str | None = None
 
 
-class ServerGroupOut(Wire):
+class ServerGroupOut(AnswerShape):
     id: int
     timeCreated: int
     timeUpdated: int
@@ -407,7 +410,7 @@ class VisibilityMap(BaseModel):
     mapNodes: list[VisibilityNode]
 
 
-class ClusterOut(Wire):
+class ClusterOut(AnswerShape):
     id: int
     timeCreated: int
     timeUpdated: int
@@ -452,7 +455,7 @@ class ServerArtifactOut(BaseModel):
     timeUpdated: int
 
 
-class ApplicationOut(Wire):
+class ApplicationOut(AnswerShape):
     id: int
     timeCreated: int
     timeUpdated: int

@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
-from corral import wire
+from corral import jsontext, wire
 from corral.db.chunks import IDS_PER_QUERY, chunked
 from corral.db.models import (
     Application,
@@ -125,7 +125,7 @@ def _renewal(due: int | None, now: int) -> str:
 
 
 def _json(value: object) -> str:
-    return wire.dumps(value).decode()
+    return jsontext.dumps(value).decode()
 
 
 def _application_parts(session: Session, target_ids: set[int]
