@@ -16,7 +16,7 @@ from corral.api.deps import (
     ScopeDep,
     SessionDep,
 )
-from corral.domain import alerts
+from corral.domain import alerts, views
 from corral.http_context import PlaneDep
 
 router = APIRouter(prefix="/hybrid/api/v1/alerts", tags=["alerts"])
@@ -28,7 +28,7 @@ AlertBody = Annotated[dict[str, Any], Body(
 
 
 def _shown(session: Any, alert: Any) -> dict[str, Any]:
-    return alerts.view(alert, alerts.looked_at(session, [alert.id]).get(alert.id))
+    return views.alert(alert, alerts.looked_at(session, [alert.id]).get(alert.id))
 
 
 def _one(session: Any, alert: Any) -> JSONResponse:
@@ -44,7 +44,7 @@ def list_alerts(session: ReadSessionDep, scope: ScopeDep,
     (go-facade) send none; anypoint-cli sends its own (10)."""
     found, total = alerts.listing(session, scope, offset, limit or PAGE_CAP, sort)
     looked_at = alerts.looked_at(session, [a.id for a in found])
-    return envelope.many([alerts.view(a, looked_at.get(a.id)) for a in found], total)
+    return envelope.many([views.alert(a, looked_at.get(a.id)) for a in found], total)
 
 
 @router.post("")

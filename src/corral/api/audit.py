@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from corral.api.middleware import StatusOf
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
-from corral.domain import audit
+from corral.domain import audit, narrative
 from corral.http_context import AUDIT_ACTOR, AUDIT_ENVIRONMENT
 from corral.metrics import ANONYMOUS_REFUSED
 
@@ -35,7 +35,7 @@ class AuditTrail:
             await self.app(scope, receive, send)
             return
         answered = StatusOf(send)
-        with audit.describing() as said:
+        with narrative.collecting() as said:
             try:
                 await self.app(scope, receive, answered)
             finally:

@@ -12,7 +12,6 @@ from corral import __version__
 from corral.api import envelope, links, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep, TokenDep
 from corral.controlplane import ControlPlane
-from corral.db.models import RegistrationToken
 from corral.db.session import transaction
 from corral.domain import certificates, reads, registration, servers, views
 from corral.errors import Unauthenticated
@@ -45,10 +44,6 @@ def rotate_registration_token(
             "caFingerprint": plane.ca.fingerprint}
 
 
-def _token_view(row: RegistrationToken) -> dict[str, Any]:
-    return {"id": registration.token_id(row), "createdAt": row.created_at,
-            "expiresAt": row.expires_at, "maxUses": row.max_uses, "uses": row.uses,
-            "revoked": row.revoked}
 
 
 @router.post("/registrationTokens", status_code=201)
@@ -61,14 +56,14 @@ def create_registration_token(
         session, plane.sealer, scope.environment_id,
         ttl_seconds=body.expiresInSeconds or plane.settings.registration_token_ttl_seconds,
         max_uses=body.maxUses)
-    return {"data": token, "caFingerprint": plane.ca.fingerprint, **_token_view(row)}
+    return {"data": token, "caFingerprint": plane.ca.fingerprint, **views.registration_token(row)}
 
 
 @router.get("/registrationTokens")
 def list_registration_tokens(session: ReadSessionDep, scope: OperatorScopeDep) -> dict[str, Any]:
     """Every registration token of the environment, without the tokens themselves."""
     rows = registration.list_tokens(session, scope.environment_id)
-    return {"data": [_token_view(r) for r in rows], "total": len(rows)}
+    return {"data": [views.registration_token(r) for r in rows], "total": len(rows)}
 
 
 @router.delete("/registrationTokens/{token_id}", status_code=204)

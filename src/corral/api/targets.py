@@ -10,16 +10,12 @@ from fastapi.responses import JSONResponse
 
 from corral.api import envelope
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
-from corral.db.models import TargetComponent
 from corral.domain import components, views
 from corral.domain.targets import every_target
 
 router = APIRouter(prefix="/hybrid/api/v1/targets", tags=["targets"])
 
 
-def _view(c: TargetComponent) -> dict[str, Any]:
-    return {"id": c.id, "component": {"id": c.id, "name": c.name}, "enabled": c.enabled,
-            "configuration": c.configuration}
 
 
 @router.get("")
@@ -32,11 +28,11 @@ def list_targets(session: ReadSessionDep, scope: ScopeDep) -> JSONResponse:
 @router.get("/{target_id}/components")
 def list_components(session: SessionDep, scope: ScopeDep, target_id: int) -> dict[str, Any]:
     found = components.list_components(session, scope, target_id)
-    return {"data": [_view(c) for c in found], "total": len(found)}
+    return {"data": [views.component(c) for c in found], "total": len(found)}
 
 
 @router.patch("/{target_id}/components/{component_id}")
 def update_component(session: SessionDep, scope: OperatorScopeDep, target_id: int, component_id: int,
                      body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    return {"data": _view(components.update_component(session, scope, target_id, component_id,
+    return {"data": views.component(components.update_component(session, scope, target_id, component_id,
                                                        body))}

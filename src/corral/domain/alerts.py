@@ -37,7 +37,7 @@ from corral.db.models import (
     ServerGroup,
     User,
 )
-from corral.domain import measurements, webhooks
+from corral.domain import measurements, views, webhooks
 from corral.domain.accounts import Scope
 from corral.domain.certificates import status_message
 from corral.errors import InvalidInput, NotFound
@@ -313,25 +313,6 @@ def looked_at(session: Session, alert_ids: Iterable[str]) -> dict[str, dict[str,
     return out
 
 
-def view(alert: Alert, looked_at: dict[str, bool] | None = None) -> dict[str, Any]:
-    """ARM's alert JSON (a webhook's secret is never shown, only whether it has one), with
-    Corral's `firing` (the resources it fires for now) and `watching` (how many resources the
-    evaluator has looked at: 0 until its first pass)."""
-    actions = [{k: v for k, v in a.items() if k != "secret" and v is not None}
-               | ({"hasSecret": bool(a.get("secret"))} if a.get("type") == "webhook" else {})
-               for a in alert.actions]
-    condition = dict(alert.condition)
-    return {"id": alert.id, "name": alert.name, "description": alert.description,
-            "severity": alert.severity, "enabled": alert.enabled, "productName": "hybrid",
-            "isSystem": False, "organizationId": alert.organization_id,
-            "environmentId": alert.environment_id,
-            "condition": condition | {"event": condition.get("type")},
-            "conditionType": condition.get("type"),
-            "actions": actions or [{"type": "email", "emails": [], "userIds": []}],
-            "createdAt": alert.created_at, "lastModified": alert.updated_at,
-            "timeCreated": alert.created_at, "timeUpdated": alert.updated_at,
-            "firing": sorted(r for r, on in (looked_at or {}).items() if on),
-            "watching": len(looked_at or {})}
 
 
 def history(session: Session, scope: Scope, alert_id: str, offset: int = 0,
@@ -366,34 +347,12 @@ def _events(session: Session, events: Sequence[AlertEvent], alerts: Mapping[str,
     deliveries: dict[int, list[dict[str, Any]]] = {}
     for d in session.scalars(select(AlertDelivery).where(
             AlertDelivery.event_id.in_([e.id for e in events])).order_by(AlertDelivery.id)):
-        deliveries.setdefault(d.event_id, []).append(delivery_view(d, detailed))
-    return [event_view(e, deliveries.get(e.id, []), alerts[e.alert_id]) for e in events]
+        deliveries.setdefault(d.event_id, []).append(views.alert_delivery(d, detailed))
+    return [views.alert_event(e, deliveries.get(e.id, []), alerts[e.alert_id]) for e in events]
 
 
-def event_view(e: AlertEvent, deliveries: list[dict[str, Any]],
-               alert: Alert | None = None) -> dict[str, Any]:
-    """Corral's fields (`time`, `resource*`, `deliveries`), and ARM's as its Go clients read
-    them: `triggeredAt`, `context`, `severity`, `condition` and one `actions` entry per
-    notification."""
-    shown: dict[str, Any] = {
-        "id": e.id, "state": e.state, "time": e.at, "resourceType": e.resource_type,
-        "resourceId": e.resource_id, "resourceName": e.resource_name,
-        "message": e.message, "value": e.value, "deliveries": deliveries,
-        "triggeredAt": e.at, "context": {"name": e.resource_name, "resource": e.resource_id},
-        "actions": [{"type": d["type"], "state": d["state"]} for d in deliveries]}
-    if alert is not None:
-        shown |= {"alertId": alert.id, "alertName": alert.name, "severity": alert.severity,
-                  "condition": {"type": alert.condition.get("type"),
-                                "resourceType": alert.condition.get("resourceType")}}
-    return shown
 
 
-def delivery_view(d: AlertDelivery, detailed: bool = True) -> dict[str, Any]:
-    """`detailed`: the sending error as it was (admins); others read only that an attempt
-    failed, so that a webhook is no port scanner for whoever may read the alert."""
-    error = d.last_error if detailed or not d.last_error else "the attempt failed"
-    return {"id": d.id, "type": d.kind, "destination": d.destination, "state": d.state,
-            "attempts": d.attempts, "lastError": error, "deliveredAt": d.delivered_at}
 
 
 def dead_letters(session: Session, scope: Scope, limit: int = 50, *,
@@ -403,7 +362,7 @@ def dead_letters(session: Session, scope: Scope, limit: int = 50, *,
         .join(Alert, Alert.id == AlertEvent.alert_id)
         .where(Alert.environment_id == scope.environment_id, AlertDelivery.state == "DEAD")
         .order_by(AlertDelivery.id.desc()).limit(limit)).all()
-    return [delivery_view(d, detailed) | {"alertName": name} for d, name in rows]
+    return [views.alert_delivery(d, detailed) | {"alertName": name} for d, name in rows]
 
 
 def recent_events(session: Session, scope: Scope, limit: int = 10) -> list[dict[str, Any]]:
@@ -411,7 +370,7 @@ def recent_events(session: Session, scope: Scope, limit: int = 10) -> list[dict[
         select(AlertEvent, Alert).join(Alert, Alert.id == AlertEvent.alert_id)
         .where(Alert.environment_id == scope.environment_id)
         .order_by(AlertEvent.id.desc()).limit(limit)).all()
-    return [event_view(e, [], alert) for e, alert in rows]
+    return [views.alert_event(e, [], alert) for e, alert in rows]
 
 
 def firing_counts(session: Session) -> dict[str, int]:
@@ -819,7 +778,7 @@ def _deliveries(session: Session, alert: Alert, event: AlertEvent) -> None:
               "condition": alert.condition["type"]}
     payload = {"alert": {"id": alert.id, "name": alert.name, "severity": alert.severity,
                          "condition": alert.condition},
-               "event": event_view(event, []), "environmentId": alert.environment_id}
+               "event": views.alert_event(event, []), "environmentId": alert.environment_id}
     for action in alert.actions:
         if action["type"] == "email":
             addresses = list(action.get("emails") or [])

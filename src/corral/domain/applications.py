@@ -17,7 +17,7 @@ from corral.db.models import (
     Target,
     now_ms,
 )
-from corral.domain import audit, desired_state, measurements
+from corral.domain import desired_state, measurements, narrative
 from corral.domain.accounts import Scope
 from corral.domain.configuration import with_application_name
 from corral.domain.names import as_id, check_application_name
@@ -249,7 +249,7 @@ def delete_application(session: Session, scope: Scope, app_id: int) -> None:
         app = get(session, scope, app_id, lock=True)
     except NotFound:
         return
-    audit.describe(f"delete {app.name}")
+    narrative.describe(f"delete {app.name}")
     _changed(session, app.target_id)
     measurements.forget(session, applications=[app.id])
     session.delete(app)

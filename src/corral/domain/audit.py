@@ -5,9 +5,6 @@ others for their environments. Nothing updates or deletes an event but the reten
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,35 +12,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from corral.db.models import AuditEvent, ConnectedApp, Organization, User, now_ms
+from corral.domain import views
 from corral.domain.accounts import Principal
 from corral.errors import Forbidden, NotFound
 
 MAX_PAGE = 1000
-_SAID: ContextVar[list[str] | None] = ContextVar("corral_audit_said", default=None)
-
-
-@contextmanager
-def describing() -> Iterator[list[str]]:
-    """What the domain says of the change being handled in this context (`describe`); the HTTP
-    recorder opens one per request. The list is shared, not copied, with the worker threads
-    that run the handler, so what they say is there when the answer is."""
-    said: list[str] = []
-    token = _SAID.set(said)
-    try:
-        yield said
-    finally:
-        _SAID.reset(token)
-
-
-def describe(what: str) -> None:
-    """The change in an operator's words, for its audit event: "redeploy storefront
-    (deployment 3)", "add web-2 to group web". Said by the domain function that knows the names;
-    nothing happens outside a request (the gateway's and the CLI's own work)."""
-    said = _SAID.get()
-    if said is not None:
-        said.append(what)
-
-
 @dataclass(frozen=True)
 class Event:
     kind: str
@@ -109,15 +82,9 @@ def search(session: Session, principal: Principal, organization_id: str, *,
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(AuditEvent.time.desc(), AuditEvent.id.desc())
                            .offset(offset).limit(min(limit, MAX_PAGE))).all()
-    return [shown(e) for e in rows], total
+    return [views.audit_event(e) for e in rows], total
 
 
-def shown(e: AuditEvent) -> dict[str, Any]:
-    return {"id": e.id, "time": e.time, "organizationId": e.organization_id,
-            "environmentId": e.environment_id,
-            "actor": {"kind": e.actor_kind, "id": e.actor_id, "name": e.actor_name},
-            "source": e.source, "action": e.action, "resource": e.resource,
-            "description": e.description, "outcome": e.outcome, "status": e.status}
 
 
 def purge(session: Session, retention_days: int) -> int:

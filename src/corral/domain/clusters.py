@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from corral.db.models import Cluster, Server, new_secret_nonce
-from corral.domain import applications, audit, desired_state, measurements
+from corral.domain import applications, desired_state, measurements, narrative
 from corral.domain.accounts import Scope
 from corral.domain.names import as_id, check_name
 from corral.domain.targets import (
@@ -67,7 +67,7 @@ def create(
     for server, ip in chosen:
         server.cluster_id = cluster.id
         server.cluster_ip = ip
-    audit.describe(f"create cluster {cluster.name}")
+    narrative.describe(f"create cluster {cluster.name}")
     desired_state.changed(session, servers=seen)
     return cluster
 
@@ -77,7 +77,7 @@ def rename(session: Session, scope: Scope, cluster_id: int, name: object) -> Clu
     new_name = check_name(name, "name")
     if new_name != cluster.name:
         check_name_free(session, scope, Cluster, new_name)
-        audit.describe(f"rename cluster {cluster.name} to {new_name}")
+        narrative.describe(f"rename cluster {cluster.name} to {new_name}")
         cluster.name = new_name
         desired_state.changed(session, targets=[cluster.id])
     return cluster
@@ -96,7 +96,7 @@ def add_server(
     check_size(len(cluster.servers), 1, max_size, "cluster")
     server.cluster_id = cluster.id
     server.cluster_ip = ip
-    audit.describe(f"add {server.name} to cluster {cluster.name}")
+    narrative.describe(f"add {server.name} to cluster {cluster.name}")
     cluster.secret = new_secret_nonce()  # the group re-forms under a key the newcomer gets
     session.flush()
     session.expire(cluster, ["servers"])
@@ -134,7 +134,7 @@ def remove_server(session: Session, scope: Scope, cluster_id: int, server_id: in
     cluster = get_target(session, scope, cluster_id, Cluster, lock=True)
     server = _member(session, cluster, server_id)
     affected = [s.id for s in cluster.servers]
-    audit.describe(f"remove {server.name} from cluster {cluster.name}")
+    narrative.describe(f"remove {server.name} from cluster {cluster.name}")
     server.cluster_id = None
     server.cluster_ip = None
     cluster.secret = new_secret_nonce()  # what the leaver holds no longer opens the group
@@ -160,6 +160,6 @@ def delete_cluster(session: Session, scope: Scope, cluster_id: int) -> None:
         server.cluster_id = None
         server.cluster_ip = None
     session.flush()
-    audit.describe(f"delete cluster {cluster.name}")
+    narrative.describe(f"delete cluster {cluster.name}")
     session.delete(cluster)
     desired_state.changed(session, servers=ids)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from corral.artifacts.multipart import UploadForm
 from corral.db.models import Application, Artifact, Deployment, Target
-from corral.domain import applications, audit, history, rollouts
+from corral.domain import applications, history, narrative, rollouts
 from corral.domain.accounts import Principal, Scope
 from corral.domain.configuration import from_properties, parse_configuration
 from corral.domain.names import as_id
@@ -52,7 +52,7 @@ def deploy(session: Session, scope: Scope, fields: Mapping[str, Any],
     app = applications.deploy(session, scope, name=str(name), target=target,
                               artifact=artifact, configuration=configuration or {})
     first = history.begin(session, app, "deploy", by)
-    audit.describe(f"deploy {app.name} to {target.name} (deployment {first.number})")
+    narrative.describe(f"deploy {app.name} to {target.name} (deployment {first.number})")
     policy = policy or rollouts.policy_of(target.rollout_policy)
     if policy is not None and target.type != "SERVER":
         rollouts.start(session, app, None, first, policy)
@@ -87,7 +87,7 @@ def _new_deployment(session: Session, scope: Scope, app: Application, kind: str,
     app = applications.redeploy(session, scope, app.id, artifact=artifact,
                                 configuration=configuration)
     new = history.begin(session, app, kind, by, rolled_back_to=rolled_back_to)
-    audit.describe(f"{'roll back' if kind == 'rollback' else kind} {app.name} "
+    narrative.describe(f"{'roll back' if kind == 'rollback' else kind} {app.name} "
                    f"(deployment {new.number})")
     if policy is not None and previous is not None and target.type != "SERVER":
         rollouts.start(session, app, previous, new, policy)
@@ -113,7 +113,7 @@ def promote(session: Session, scope: Scope, app_id: int, history_id: int) -> App
     """A canary's servers are healthy: release the rest."""
     app = applications.get(session, scope, app_id, lock=True)
     rollouts.promote(session, app.id, history_id)
-    audit.describe(f"promote the rollout of {app.name}")
+    narrative.describe(f"promote the rollout of {app.name}")
     return app
 
 
@@ -121,7 +121,7 @@ def cancel(session: Session, scope: Scope, app_id: int, history_id: int) -> Appl
     """Stop a rollout and return every server it updated to the previous deployment."""
     app = applications.get(session, scope, app_id, lock=True)
     rollouts.cancel(session, app.id, history_id)
-    audit.describe(f"cancel the rollout of {app.name}")
+    narrative.describe(f"cancel the rollout of {app.name}")
     return app
 
 
@@ -136,7 +136,7 @@ def set_desired_status(session: Session, scope: Scope, app_id: int, status: str,
                        "let it finish first")
     old = app.desired_status
     app = applications.set_desired_status(session, scope, app_id, status)
-    audit.describe(f"{'start' if status == 'STARTED' else 'stop'} {app.name}")
+    narrative.describe(f"{'start' if status == 'STARTED' else 'stop'} {app.name}")
     target = session.get_one(Target, app.target_id)
     policy = policy or rollouts.policy_of(target.rollout_policy)
     current = session.scalars(select(Deployment).where(

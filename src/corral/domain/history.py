@@ -24,7 +24,7 @@ from corral.db.models import (
     ServerArtifact,
     now_ms,
 )
-from corral.domain.configuration import properties_of
+from corral.domain import views
 from corral.domain.names import as_id
 from corral.errors import Conflict, NotFound
 
@@ -132,18 +132,10 @@ def listing(session: Session, app: Application) -> list[dict[str, Any]]:
                                        .order_by(Rollout.id))}  # a deployment's latest
     waiting = frozenset(session.scalars(select(RolloutPin.server_id)
                                         .where(RolloutPin.application_id == app.id)))
-    return [{**shown(d, _per_server(d.number, live, waiting) if d.state == OPEN
+    return [{**views.deployment(d, _per_server(d.number, live, waiting) if d.state == OPEN
                      else d.servers), "rollout": spread.get(d.id)} for d in rows]
 
 
-def shown(d: Deployment, servers: list[dict[str, Any]]) -> dict[str, Any]:
-    art = d.artifact
-    return {"id": d.id, "deploymentId": d.number, "kind": d.kind, "state": d.state,
-            "artifact": {"name": art.file_name, "fileChecksum": art.sha1, "sha256": art.sha256,
-                         "fileSize": art.size},
-            "properties": properties_of(d.configuration or {}),
-            "createdBy": d.created_by, "startedAt": d.started_at, "endedAt": d.ended_at,
-            "rolledBackTo": d.rolled_back_to, "servers": servers}
 
 
 def rollback_target(session: Session, app: Application, history_id: int | None) -> Deployment:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral.db.models import Environment, RegistrationToken, Server, now_ms
-from corral.domain import audit
+from corral.domain import narrative
 from corral.domain.accounts import token_digest
 from corral.domain.names import check_name
 from corral.errors import Conflict, NotFound, Unauthenticated
@@ -88,11 +88,6 @@ def list_tokens(session: Session, environment_id: str) -> list[RegistrationToken
     return list(session.scalars(
         select(RegistrationToken).where(RegistrationToken.environment_id == environment_id)
         .order_by(RegistrationToken.created_at.desc())))
-
-
-def token_id(row: RegistrationToken) -> str:
-    """A handle for a token that reveals nothing of it: a prefix of its digest."""
-    return row.token_hash[:16]
 
 
 def revoke_token(session: Session, environment_id: str, handle: str) -> None:
@@ -210,7 +205,7 @@ def register_server(
     except IntegrityError:  # the same name registered meanwhile
         raise Conflict(f"a server named {admission.name!r} already exists in this "
                        "environment") from None
-    audit.describe(f"register server {server.name}")
+    narrative.describe(f"register server {server.name}")
     issued = ca.sign_server_csr(
         admission.csr,
         server_id=server.id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from corral.db.models import Application, Server, ServerGroup
-from corral.domain import applications, audit, desired_state, measurements, rollouts
+from corral.domain import applications, desired_state, measurements, narrative, rollouts
 from corral.domain.accounts import Scope
 from corral.domain.names import as_id, check_name
 from corral.domain.targets import (
@@ -33,7 +33,7 @@ def create(
     session.flush()
     for server in servers:
         server.server_group_id = group.id
-    audit.describe(f"create group {group.name}")
+    narrative.describe(f"create group {group.name}")
     # nothing its servers run changes: a new group has no applications yet (membership is not
     # part of a server's desired state), so nothing is pushed
     return group
@@ -44,7 +44,7 @@ def rename(session: Session, scope: Scope, group_id: int, name: object) -> Serve
     new_name = check_name(name, "name")
     if new_name != group.name:
         check_name_free(session, scope, ServerGroup, new_name)
-        audit.describe(f"rename group {group.name} to {new_name}")
+        narrative.describe(f"rename group {group.name} to {new_name}")
         group.name = new_name
     return group
 
@@ -57,7 +57,7 @@ def add_server(
     server = joinable_server(session, scope, server_id)
     check_size(len(group.servers), 1, max_size, "server group")
     server.server_group_id = group.id
-    audit.describe(f"add {server.name} to group {group.name}")
+    narrative.describe(f"add {server.name} to group {group.name}")
     session.flush()
     session.expire(group, ["servers"])
     apps = applications_on(session, group.id)
@@ -79,7 +79,7 @@ def remove_server(session: Session, scope: Scope, group_id: int, server_id: int)
     for app in apps:
         applications.split_off(session, app, server)
     server.server_group_id = None
-    audit.describe(f"remove {server.name} from group {group.name}")
+    narrative.describe(f"remove {server.name} from group {group.name}")
     if apps:  # the same applications, now under their own ids
         desired_state.changed(session, servers=[server.id])
 
@@ -100,7 +100,7 @@ def delete_group(session: Session, scope: Scope, group_id: int) -> None:
     for server in servers:
         server.server_group_id = None
     session.flush()
-    audit.describe(f"delete group {group.name}")
+    narrative.describe(f"delete group {group.name}")
     session.delete(group)
     if apps:  # the same applications, now under the servers' own ids
         desired_state.changed(session, servers=[s.id for s in servers])

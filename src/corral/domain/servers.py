@@ -12,7 +12,7 @@ from corral.db.models import (
     ServerArtifact,
     new_secret_nonce,
 )
-from corral.domain import audit, desired_state, measurements
+from corral.domain import desired_state, measurements, narrative
 from corral.domain.accounts import Scope
 from corral.domain.names import check_name
 from corral.domain.targets import check_name_free, get_target
@@ -25,7 +25,7 @@ def rename(session: Session, scope: Scope, server_id: int, name: object) -> Serv
     new_name = check_name(name, "name")
     if new_name != server.name:
         check_name_free(session, scope, Server, new_name)
-        audit.describe(f"rename server {server.name} to {new_name}")
+        narrative.describe(f"rename server {server.name} to {new_name}")
         server.name = new_name
         desired_state.changed(session, servers=[server.id])
     return server
@@ -49,7 +49,7 @@ def delete_server(session: Session, scope: Scope, server_id: int) -> None:
         session.delete(app)
     measurements.forget(session, servers=[server.id], applications=[a.id for a in own])
     session.flush()
-    audit.describe(f"delete server {server.name}")
+    narrative.describe(f"delete server {server.name}")
     session.delete(server)
     session.info.setdefault(REVOKED_KEY, set()).add(server_id)
     desired_state.changed(session, servers=members)

@@ -8,17 +8,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from corral.db.models import (
+    Alert,
+    AlertDelivery,
+    AlertEvent,
+    AuditEvent,
     Cluster,
     ConnectedApp,
+    Deployment,
     Environment,
     Organization,
+    RegistrationToken,
     Server,
     ServerGroup,
     Target,
+    TargetComponent,
     User,
     now_ms,
 )
 from corral.domain.certificates import status_message
+from corral.domain.configuration import properties_of
 from corral.domain.status import (
     Instance,
     aggregate_servers,
@@ -352,3 +360,80 @@ def application_fields(app: Any, art: Any, target: dict[str, Any],
             for (word, message), (i, on) in zip(shown, placed, strict=False)
         ],
     }
+
+
+def alert(alert: Alert, looked_at: dict[str, bool] | None = None) -> dict[str, Any]:
+    """ARM's alert JSON (a webhook's secret is never shown, only whether it has one), with
+    Corral's `firing` (the resources it fires for now) and `watching` (how many resources the
+    evaluator has looked at: 0 until its first pass)."""
+    actions = [{k: v for k, v in a.items() if k != "secret" and v is not None}
+               | ({"hasSecret": bool(a.get("secret"))} if a.get("type") == "webhook" else {})
+               for a in alert.actions]
+    condition = dict(alert.condition)
+    return {"id": alert.id, "name": alert.name, "description": alert.description,
+            "severity": alert.severity, "enabled": alert.enabled, "productName": "hybrid",
+            "isSystem": False, "organizationId": alert.organization_id,
+            "environmentId": alert.environment_id,
+            "condition": condition | {"event": condition.get("type")},
+            "conditionType": condition.get("type"),
+            "actions": actions or [{"type": "email", "emails": [], "userIds": []}],
+            "createdAt": alert.created_at, "lastModified": alert.updated_at,
+            "timeCreated": alert.created_at, "timeUpdated": alert.updated_at,
+            "firing": sorted(r for r, on in (looked_at or {}).items() if on),
+            "watching": len(looked_at or {})}
+
+
+def alert_event(e: AlertEvent, deliveries: list[dict[str, Any]],
+               alert: Alert | None = None) -> dict[str, Any]:
+    """Corral's fields (`time`, `resource*`, `deliveries`), and ARM's as its Go clients read
+    them: `triggeredAt`, `context`, `severity`, `condition` and one `actions` entry per
+    notification."""
+    shown: dict[str, Any] = {
+        "id": e.id, "state": e.state, "time": e.at, "resourceType": e.resource_type,
+        "resourceId": e.resource_id, "resourceName": e.resource_name,
+        "message": e.message, "value": e.value, "deliveries": deliveries,
+        "triggeredAt": e.at, "context": {"name": e.resource_name, "resource": e.resource_id},
+        "actions": [{"type": d["type"], "state": d["state"]} for d in deliveries]}
+    if alert is not None:
+        shown |= {"alertId": alert.id, "alertName": alert.name, "severity": alert.severity,
+                  "condition": {"type": alert.condition.get("type"),
+                                "resourceType": alert.condition.get("resourceType")}}
+    return shown
+
+
+def alert_delivery(d: AlertDelivery, detailed: bool = True) -> dict[str, Any]:
+    """`detailed`: the sending error as it was (admins); others read only that an attempt
+    failed, so that a webhook is no port scanner for whoever may read the alert."""
+    error = d.last_error if detailed or not d.last_error else "the attempt failed"
+    return {"id": d.id, "type": d.kind, "destination": d.destination, "state": d.state,
+            "attempts": d.attempts, "lastError": error, "deliveredAt": d.delivered_at}
+
+
+def deployment(d: Deployment, servers: list[dict[str, Any]]) -> dict[str, Any]:
+    art = d.artifact
+    return {"id": d.id, "deploymentId": d.number, "kind": d.kind, "state": d.state,
+            "artifact": {"name": art.file_name, "fileChecksum": art.sha1, "sha256": art.sha256,
+                         "fileSize": art.size},
+            "properties": properties_of(d.configuration or {}),
+            "createdBy": d.created_by, "startedAt": d.started_at, "endedAt": d.ended_at,
+            "rolledBackTo": d.rolled_back_to, "servers": servers}
+
+
+def audit_event(e: AuditEvent) -> dict[str, Any]:
+    return {"id": e.id, "time": e.time, "organizationId": e.organization_id,
+            "environmentId": e.environment_id,
+            "actor": {"kind": e.actor_kind, "id": e.actor_id, "name": e.actor_name},
+            "source": e.source, "action": e.action, "resource": e.resource,
+            "description": e.description, "outcome": e.outcome, "status": e.status}
+
+
+def registration_token(row: RegistrationToken) -> dict[str, Any]:
+    # its handle reveals nothing of the token: a prefix of its digest
+    return {"id": row.token_hash[:16], "createdAt": row.created_at,
+            "expiresAt": row.expires_at, "maxUses": row.max_uses, "uses": row.uses,
+            "revoked": row.revoked}
+
+
+def component(c: TargetComponent) -> dict[str, Any]:
+    return {"id": c.id, "component": {"id": c.id, "name": c.name}, "enabled": c.enabled,
+            "configuration": c.configuration}

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from corral.domain import alerts, measurements, overview
+from corral.domain import alerts, measurements, overview, views
 from corral.web.actions import act, read
 from corral.web.charts import line_chart
 from corral.web.console import Console, ConsoleDep
@@ -58,7 +58,7 @@ def alert_list(console: ConsoleDep) -> HTMLResponse:
     def load(s: Session) -> dict[str, Any]:
         found, _ = alerts.listing(s, console.scope, 0, 500, "name")
         looked_at = alerts.looked_at(s, [a.id for a in found])
-        return {"alerts": [alerts.view(a, looked_at.get(a.id)) for a in found],
+        return {"alerts": [views.alert(a, looked_at.get(a.id)) for a in found],
                 "dead": alerts.dead_letters(s, console.scope,
                                             detailed=console.principal.may("admin")),
                 "recent": alerts.recent_events(s, console.scope, 20)}
@@ -119,7 +119,7 @@ def alert_page(console: ConsoleDep, alert_id: str) -> HTMLResponse:
         alert = alerts.get(s, console.scope, alert_id)
         events, total = alerts.history(s, console.scope, alert_id, 0, 200,
                                        detailed=console.principal.may("admin"))
-        return {"alert": alerts.view(alert, alerts.looked_at(s, [alert.id]).get(alert.id)),
+        return {"alert": views.alert(alert, alerts.looked_at(s, [alert.id]).get(alert.id)),
                 "events": events, "total": total}
 
     return console.render("alert.html", **read(console, load))
