@@ -218,7 +218,7 @@ def _events(api: Api, ids: list[int]) -> list[str]:
 
 
 def _scope(api: Api) -> Any:
-    from corral.domain.accounts import Scope
+    from corral.domain.identity import Scope
     return Scope(api.org_id, api.env_id)
 
 

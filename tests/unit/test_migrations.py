@@ -23,8 +23,8 @@ from sqlalchemy import (
 from corral.db.migrate import HEAD, alembic_config, revision, upgrade
 from corral.db.session import make_engine, make_sessionmaker
 from corral.domain import reads
-from corral.domain.accounts import Scope
 from corral.domain.desired_state import Told, messages
+from corral.domain.identity import Scope
 
 
 def _upgrade_to(engine: Engine, revision: str) -> None:

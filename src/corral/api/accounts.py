@@ -15,7 +15,7 @@ from corral.api.deps import AdminDep, PrincipalDep, ReadSessionDep, SessionDep, 
 from corral.controlplane import forget_first_password
 from corral.db.models import ConnectedApp, User, now_ms
 from corral.domain import accounts, audit, environments, views
-from corral.domain.accounts import Principal
+from corral.domain.identity import Principal
 from corral.errors import InvalidInput, Unauthenticated
 from corral.http_context import PlaneDep, SourceDep, note_actor
 

@@ -25,7 +25,7 @@ from corral.artifacts.store import iter_blob
 from corral.controlplane import ControlPlane
 from corral.db.session import transaction
 from corral.domain import accounts, applications, deployments, history, logs, reads
-from corral.domain.accounts import Principal, Scope
+from corral.domain.identity import Principal, Scope
 from corral.errors import AgentUnavailable, InvalidInput
 from corral.http_context import PlaneDep, read_upload
 

@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from corral.db.session import transaction
-from corral.domain.accounts import Principal, Scope
+from corral.domain.identity import Principal, Scope
 from corral.http_context import PlaneDep, note_actor, note_environment
 
 bearer = HTTPBearer(auto_error=False, description="a token from POST /accounts/login")

@@ -20,12 +20,12 @@ from corral.db.models import (
     User,
     now_ms,
 )
+from corral.domain.identity import ROLES, Principal, Scope
 from corral.domain.names import check_name, check_text
 from corral.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
 _hasher = PasswordHasher()
 ENVIRONMENT_TYPES = ("production", "sandbox", "design")
-ROLES = ("viewer", "operator", "admin")
 """viewer reads; operator also changes servers, tokens, groups, clusters and applications;
 admin also users, connected apps and environments."""
 MAX_PASSWORD = 1024
@@ -53,37 +53,6 @@ def verify_secret(stored_hash: str | None, value: str) -> bool:
 def token_digest(token: str) -> str:
     """Tokens carry ≥ 256 random bits, so a plain SHA-256 is a safe at-rest form."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a bearer token speaks for, and with which rights."""
-
-    organization_id: str
-    token_hash: str
-    expires_at: int
-    user_id: str | None = None
-    client_id: str | None = None
-    role: str = "viewer"
-    environment_ids: tuple[str, ...] | None = None
-
-    def may(self, role: str) -> bool:
-        return ROLES.index(self.role) >= ROLES.index(role)
-
-    def require(self, role: str) -> None:
-        if not self.may(role):
-            raise Forbidden(f"this call needs the {role} role; this token has {self.role}")
-
-    def may_use_environment(self, environment_id: str) -> bool:
-        return self.environment_ids is None or environment_id in self.environment_ids
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The organization and environment a hybrid call acts in."""
-
-    organization_id: str
-    environment_id: str
 
 
 # --- bootstrap ---------------------------------------------------------------------------

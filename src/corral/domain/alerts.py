@@ -38,8 +38,8 @@ from corral.db.models import (
     User,
 )
 from corral.domain import measurements, views, webhooks
-from corral.domain.accounts import Scope
 from corral.domain.certificates import status_message
+from corral.domain.identity import Scope
 from corral.errors import InvalidInput, NotFound
 
 SEVERITIES = ("INFO", "WARNING", "CRITICAL")

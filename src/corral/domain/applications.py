@@ -18,8 +18,8 @@ from corral.db.models import (
     now_ms,
 )
 from corral.domain import desired_state, measurements, narrative
-from corral.domain.accounts import Scope
 from corral.domain.configuration import with_application_name
+from corral.domain.identity import Scope
 from corral.domain.names import as_id, check_application_name
 from corral.domain.status import DESIRED_STATUSES
 from corral.domain.targets import lock_rows

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import AuditEvent, ConnectedApp, Organization, User, now_ms
 from corral.domain import views
-from corral.domain.accounts import Principal
+from corral.domain.identity import Principal
 from corral.errors import Forbidden, NotFound
 
 MAX_PAGE = 1000

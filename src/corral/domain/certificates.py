@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import RevokedCertificate, Server, now_ms
 from corral.domain import desired_state, registration
-from corral.domain.accounts import Scope
+from corral.domain.identity import Scope
 from corral.domain.targets import get_target
 from corral.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from corral.pki import (

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import Cluster, Server, new_secret_nonce
 from corral.domain import applications, desired_state, measurements, narrative
-from corral.domain.accounts import Scope
+from corral.domain.identity import Scope
 from corral.domain.names import as_id, check_name
 from corral.domain.targets import (
     applications_on,

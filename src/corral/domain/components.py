@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import Target, TargetComponent
 from corral.domain import desired_state
-from corral.domain.accounts import Scope
 from corral.domain.configuration import LOGGING_SERVICE as LOGGING
 from corral.domain.configuration import check_log_levels
+from corral.domain.identity import Scope
 from corral.domain.names import as_id
 from corral.errors import InvalidInput, NotFound
 

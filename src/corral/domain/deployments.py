@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from corral.artifacts.multipart import UploadForm
 from corral.db.models import Application, Artifact, Deployment, Target
 from corral.domain import applications, history, narrative, rollouts
-from corral.domain.accounts import Principal, Scope
 from corral.domain.configuration import from_properties, parse_configuration
+from corral.domain.identity import Principal, Scope
 from corral.domain.names import as_id
 from corral.domain.targets import every_target
 from corral.errors import Conflict, InvalidInput, NotFound

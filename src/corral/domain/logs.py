@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from corral.db.session import in_worker
 from corral.domain import applications
-from corral.domain.accounts import Scope
 from corral.domain.agent_link import AgentLink
+from corral.domain.identity import Scope
 from corral.errors import AgentUnavailable, TooManyRequests
 
 FOLLOWS_PER_PRINCIPAL = 4

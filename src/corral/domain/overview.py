@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import Application, Deployment, Server, ServerArtifact
 from corral.domain import alerts, measurements
-from corral.domain.accounts import Scope
+from corral.domain.identity import Scope
 
 
 def overview(session: Session, scope: Scope, interval: float) -> dict[str, Any]:

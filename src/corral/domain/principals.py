@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from corral.db.models import now_ms
 from corral.db.session import transaction
 from corral.domain import accounts
-from corral.domain.accounts import Principal, Scope
+from corral.domain.identity import Principal, Scope
 
 CREDENTIAL_TABLES = frozenset({"users", "connected_apps", "access_tokens", "environments"})
 MAX_ENTRIES = 10_000

@@ -24,7 +24,7 @@ from corral.db.models import (
     Target,
 )
 from corral.domain import views
-from corral.domain.accounts import Scope
+from corral.domain.identity import Scope
 from corral.domain.names import as_id, check_text
 from corral.errors import InvalidInput, NotFound
 

@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import Application, Server, ServerGroup
 from corral.domain import applications, desired_state, measurements, narrative, rollouts
-from corral.domain.accounts import Scope
+from corral.domain.identity import Scope
 from corral.domain.names import as_id, check_name
 from corral.domain.targets import (
     applications_on,

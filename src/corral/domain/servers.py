@@ -13,7 +13,7 @@ from corral.db.models import (
     new_secret_nonce,
 )
 from corral.domain import desired_state, measurements, narrative
-from corral.domain.accounts import Scope
+from corral.domain.identity import Scope
 from corral.domain.names import check_name
 from corral.domain.targets import check_name_free, get_target
 

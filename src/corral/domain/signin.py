@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from corral.db.session import transaction
 from corral.domain import accounts
+from corral.domain.identity import Principal
 from corral.domain.throttle import Throttle
 from corral.errors import TooManyRequests, Unauthenticated
 
@@ -77,7 +78,7 @@ class SignIn:
         self.throttle.succeeded(keys[0])
         return token
 
-    def change_password(self, principal: accounts.Principal, current: str, new: str,
+    def change_password(self, principal: Principal, current: str, new: str,
                         source: str) -> str:
         """The signed-in user's own password. Guessing the current one is throttled like a
         sign-in (per user and per address), and both hashes are computed with no transaction

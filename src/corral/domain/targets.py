@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, with_polymorphic
 
 from corral.db.chunks import chunked
 from corral.db.models import Application, Cluster, Server, ServerGroup, Target
-from corral.domain.accounts import Scope
+from corral.domain.identity import Scope
 from corral.domain.names import as_id
 from corral.errors import Conflict, InvalidInput, NotFound
 

@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from corral.controlplane import ControlPlane
 from corral.db.session import transaction
 from corral.domain import accounts
-from corral.domain.accounts import Principal, Scope
+from corral.domain.identity import Principal, Scope
 from corral.errors import CorralError, Unauthenticated
 from corral.http_context import PlaneDep, note_actor, note_environment
 from corral.web import filters
