@@ -179,7 +179,7 @@ class Gateway:
         try:
             if path == wire.REPLICA_LOGS_PATH:
                 self.plane.authorities.identify_replica(self._peer_certificate(ws))
-                await serve_logs(self, ws)
+                await serve_logs(self.connections, ws)
                 return
             who = self.plane.authorities.identify(self._peer_certificate(ws))
         except (CorralError, ValueError) as exc:

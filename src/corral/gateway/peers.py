@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import ssl
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import connect
@@ -25,7 +25,7 @@ from corral.errors import AgentUnavailable, CorralError
 from corral.pki import write_private
 
 if TYPE_CHECKING:
-    from corral.gateway.gateway import Gateway
+    from corral.gateway.connection import AgentConnection
 
 log = logging.getLogger(__name__)
 OPEN_SECONDS = 5.0
@@ -99,8 +99,9 @@ class Peers:
             await ws.close()
 
 
-async def serve_logs(gateway: Gateway, ws: ServerConnection) -> None:
-    """The holder's side: one request, then batches of lines until done (or the caller goes)."""
+async def serve_logs(connections: Mapping[int, AgentConnection], ws: ServerConnection) -> None:
+    """The holder's side, among the agents it holds: one request, then batches of lines until
+    done (or the caller goes)."""
     try:
         request = json.loads(await ws.recv())
         server_id, application = int(request["serverId"]), str(request["application"])
@@ -108,7 +109,7 @@ async def serve_logs(gateway: Gateway, ws: ServerConnection) -> None:
     except (ValueError, KeyError, TypeError):
         await ws.close(wire.CLOSE_BAD_MESSAGE, "malformed log request")
         return
-    conn = gateway.connections.get(server_id)
+    conn = connections.get(server_id)
     if conn is None:
         await ws.send(json.dumps({"error": f"server {server_id} is not connected"}))
         await ws.close()
