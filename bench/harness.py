@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from corral.client import Client
-from corral.pki import new_key_request
+from corral.pki.keys import new_key_request
 
 PASSWORD = "bench-admin-password"
 CLK = os.sysconf("SC_CLK_TCK")

@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from corral import wire
 from corral.agent.connection import Backoff
-from corral.pki import new_key_request
+from corral.pki.keys import new_key_request
 
 CONNECT_AT_ONCE = 100
 

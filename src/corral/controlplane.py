@@ -38,7 +38,7 @@ from corral.domain.servers import REVOKED_KEY
 from corral.domain.signin import SignIn
 from corral.domain.throttle import RateLimit, RegistrationGate, Throttle
 from corral.errors import Conflict
-from corral.pki import NOT_ROTATING, Authorities, CertificateAuthority, FileAuthorities
+from corral.pki.authority import NOT_ROTATING, Authorities, CertificateAuthority, FileAuthorities
 from corral.sealing import MasterKey, Sealer, WrongMasterKey
 
 log = logging.getLogger(__name__)

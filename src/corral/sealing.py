@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from corral.pki import write_private
+from corral.pki.keys import write_private
 
 
 class Sealer:

@@ -17,7 +17,7 @@ from corral.db.models import RevokedCertificate, Server
 from corral.db.session import transaction
 from corral.domain import agents, certificates
 from corral.errors import Forbidden, InvalidInput
-from corral.pki import CertificateAuthority
+from corral.pki.authority import CertificateAuthority
 from tests.api.conftest import Api, desired
 from tests.support import make_csr
 

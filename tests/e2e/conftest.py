@@ -277,7 +277,7 @@ def ca_fingerprint(serve: ServeProcess) -> str:
     """What an operator reads next to the registration token, from the CA on disk."""
     from cryptography import x509
 
-    from corral.pki import fingerprint_of
+    from corral.pki.keys import fingerprint_of
     return fingerprint_of(x509.load_pem_x509_certificate(serve.ca_path.read_bytes()))
 
 

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from corral import wire
 from corral.agent.layout import AgentDir
-from corral.pki import CertificateAuthority
+from corral.pki.authority import CertificateAuthority
 from tests.e2e.conftest import AgentProcess, Operator, ServeProcess, register_agent
 from tests.support import eventually
 

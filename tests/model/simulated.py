@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from corral import wire
-from corral.pki import new_key_request
+from corral.pki.keys import new_key_request
 
 FETCH_S = 2.5
 """Fetching and unpacking a new deployment (the old one keeps running meanwhile): longer than

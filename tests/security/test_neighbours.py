@@ -21,7 +21,8 @@ from sqlalchemy import create_engine, text
 from websockets.asyncio.client import connect
 
 from corral import wire
-from corral.pki import FileAuthorities, new_key_request
+from corral.pki.authority import FileAuthorities
+from corral.pki.keys import new_key_request
 from tests.conftest import database_url  # noqa: F401 - both engines, where the database matters
 from tests.e2e.conftest import ADMIN_PASSWORD, Operator, ServeProcess, WebhookSink, app_zip
 from tests.model.machine import ZIPS

@@ -11,7 +11,8 @@ from cryptography import x509
 
 from corral.agent import certificates
 from corral.agent.layout import AgentDir, AgentError
-from corral.pki import CertificateAuthority, fingerprint_of, new_key_request
+from corral.pki.authority import CertificateAuthority
+from corral.pki.keys import fingerprint_of, new_key_request
 
 
 def _issue(ca: CertificateAuthority, key_csr: str, seconds: int = 60) -> str:

@@ -62,3 +62,18 @@ def test_the_rules_can_fail() -> None:
     """The checker sees a forbidden import (api reaching into web) for what it is."""
     assert "web" not in _rules()["api"] and "api" not in _rules()["web"]
     assert _imports(PACKAGE / "app.py") >= {"api", "web"}
+
+
+def test_the_agent_imports_no_signing_code() -> None:
+    """The agent makes keys and CSRs and checks certificates (`pki.keys`); only the control
+    plane signs (`pki.authority`)."""
+    reaching = []
+    for path in sorted((PACKAGE / "agent").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            if module == "corral.pki.authority" or (
+                    module == "corral.pki" and any(a.name == "authority" for a in node.names)):
+                reaching.append(str(path.relative_to(ROOT)))
+    assert reaching == []
+    uses_keys = [p for p in (PACKAGE / "agent").rglob("*.py") if "corral.pki.keys" in p.read_text()]
+    assert uses_keys, "the agent's key handling moved: this test checks nothing"

@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 
 from corral.errors import InvalidInput
-from corral.pki import CertificateAuthority, load_csr
+from corral.pki.authority import CertificateAuthority, load_csr
 from corral.sealing import Sealer
 from tests.support import make_csr
 
@@ -58,7 +58,7 @@ def test_sealer_roundtrip(tmp_path: Path) -> None:
 
 
 def test_file_rotation_survives_a_crash_at_any_step(tmp_path: Path) -> None:
-    from corral.pki import FileAuthorities
+    from corral.pki.authority import FileAuthorities
 
     store = FileAuthorities(tmp_path)
     first = store.load().signer
@@ -95,7 +95,7 @@ def test_file_rotation_survives_a_crash_at_any_step(tmp_path: Path) -> None:
 
 
 def test_trust_follows_the_signer_and_the_retiring_ca(tmp_path: Path) -> None:
-    from corral.pki import Authorities
+    from corral.pki.authority import Authorities
 
     old, new, stranger = (CertificateAuthority.create() for _ in range(3))
     both = Authorities(new, old)

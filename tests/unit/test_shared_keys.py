@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from corral.config import Settings
 from corral.controlplane import CannotStart, ControlPlane, Notice
-from corral.pki import CertificateAuthority, InvalidInput
+from corral.pki.authority import CertificateAuthority, InvalidInput
 from corral.sealing import MasterKey
 
 KEY = "a-master-key-of-at-least-thirty-two-characters"
@@ -107,7 +107,7 @@ def test_replica_certificates_are_told_apart_from_servers() -> None:
     assert ca.identify_replica(cert) == "r-1"
     with pytest.raises(InvalidInput, match="does not name a server"):
         ca.identify(cert)
-    from corral.pki import new_key_request
+    from corral.pki.keys import new_key_request
     server = ca.sign_server_csr(new_key_request("replica:r-9").csr_pem, server_id=7,
                                 organization_id="corral-replica", environment_id="e",
                                 validity_days=1)

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from corral.agent.layout import AgentDir, AgentError
-from corral.pki import fingerprint_of, load_bundle, signed_by
+from corral.pki.keys import fingerprint_of, load_bundle, signed_by
 
 RENEW_AT = 2 / 3
 """of the certificate's life"""

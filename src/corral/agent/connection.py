@@ -26,7 +26,7 @@ from corral.agent import AGENT_VERSION, certificates, logs
 from corral.agent.layout import AgentDir, AgentError, Identity, base_of, write_identity
 from corral.agent.measure import Meter, Pushed, Running
 from corral.agent.reconciler import DownloadInterrupted, Reconciler
-from corral.pki import new_key_request
+from corral.pki.keys import new_key_request
 
 log = logging.getLogger(__name__)
 

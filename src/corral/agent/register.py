@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from corral.agent import AGENT_VERSION, certificates
 from corral.agent.layout import AgentDir, AgentError, Identity, write_identity, write_private
-from corral.pki import fingerprint_of, new_key_request
+from corral.pki.keys import fingerprint_of, new_key_request
 
 
 def register(manager_url: str, directory: Path, token: str, name: str,

@@ -23,7 +23,7 @@ from corral.db.models import (
 from corral.domain import certificates, desired_state, history
 from corral.domain.servers import is_revoked
 from corral.errors import CorralError, Forbidden, NotFound
-from corral.pki import ServerIdentity
+from corral.pki.authority import ServerIdentity
 from corral.sealing import Sealer
 from corral.wire import ClusterReport, Hello, Report
 

@@ -27,7 +27,7 @@ from corral.domain import desired_state, registration
 from corral.domain.identity import Scope
 from corral.domain.targets import get_target
 from corral.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
-from corral.pki import (
+from corral.pki.authority import (
     Authorities,
     CertificateAuthority,
     IssuedCertificate,

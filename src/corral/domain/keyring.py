@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from corral.db.models import ControlPlaneSecret
 from corral.errors import Conflict
-from corral.pki import ALREADY_ROTATING, NOT_ROTATING, Authorities, CertificateAuthority
+from corral.pki.authority import ALREADY_ROTATING, NOT_ROTATING, Authorities, CertificateAuthority
 from corral.sealing import MasterKey, Sealer
 
 CA = "ca"

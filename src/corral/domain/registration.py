@@ -17,7 +17,7 @@ from corral.domain import narrative
 from corral.domain.accounts import token_digest
 from corral.domain.names import check_name
 from corral.errors import Conflict, NotFound, Unauthenticated
-from corral.pki import CertificateAuthority, IssuedCertificate, load_csr
+from corral.pki.authority import CertificateAuthority, IssuedCertificate, load_csr
 from corral.sealing import Sealer
 
 

@@ -12,7 +12,7 @@ from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import agents
 from corral.errors import CorralError
-from corral.pki import ServerIdentity
+from corral.pki.authority import ServerIdentity
 
 
 async def stream_artifact(plane: ControlPlane, ws: ServerConnection, who: ServerIdentity,

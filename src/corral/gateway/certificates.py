@@ -20,7 +20,7 @@ from corral.domain import certificates
 from corral.errors import CorralError
 from corral.gateway.connection import AgentConnection
 from corral.gateway.tls import follow_authorities
-from corral.pki import Authorities
+from corral.pki.authority import Authorities
 
 log = logging.getLogger(__name__)
 FOLLOW_SECONDS = 5.0

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from corral import wire
 from corral.errors import AgentUnavailable
-from corral.pki import ServerIdentity
+from corral.pki.authority import ServerIdentity
 
 log = logging.getLogger(__name__)
 LOG_ANSWER_SECONDS = 15.0

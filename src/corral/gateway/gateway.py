@@ -38,7 +38,7 @@ from corral.gateway.pusher import Pusher
 from corral.gateway.rollouts import RolloutDriver
 from corral.gateway.sweeper import Sweeper
 from corral.gateway.tls import TLS_READ_BUFFER, server_tls_context
-from corral.pki import ServerIdentity
+from corral.pki.authority import ServerIdentity
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 15.0

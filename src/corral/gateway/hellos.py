@@ -11,7 +11,7 @@ from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import agents
 from corral.gateway.bursts import GATHER_SECONDS
-from corral.pki import ServerIdentity
+from corral.pki.authority import ServerIdentity
 
 log = logging.getLogger(__name__)
 BATCH = 1000

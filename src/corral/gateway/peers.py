@@ -22,7 +22,7 @@ from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import replicas
 from corral.errors import AgentUnavailable, CorralError
-from corral.pki import write_private
+from corral.pki.keys import write_private
 
 if TYPE_CHECKING:
     from corral.gateway.connection import AgentConnection

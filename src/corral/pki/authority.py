@@ -1,4 +1,5 @@
-"""The control plane's certificate authority: signs server CSRs and keeps revocations.
+"""The control plane's certificate authority: signs server CSRs and keeps revocations. The
+agent never imports this module (`pki.keys` is its side).
 
 The CA key and certificate are created at first start under `<data-dir>/pki/` (key 0600).
 Server certificates carry the server id as CN, the org id as O and the env id as OU, so the
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from corral.errors import Conflict, InvalidInput
+from corral.pki.keys import fingerprint_of, signed_by, write_private
 
 _CA_VALIDITY = dt.timedelta(days=3650)
 _MIN_RSA_BITS = 2048
@@ -47,11 +49,6 @@ class ServerIdentity:
     """Fingerprint of the CA that signed the certificate (which side of a rotation it is on)."""
 
 
-def write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)
 
 
 class CertificateAuthority:
@@ -398,43 +395,14 @@ def _write_whole(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
-def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether `issuer` signed `cert` (a CA of a trust bundle, say)."""
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
-def load_bundle(pem: str | bytes) -> list[x509.Certificate]:
-    """Every certificate of a PEM bundle (a trust bundle during a CA rotation)."""
-    data = pem.encode() if isinstance(pem, str) else pem
-    return x509.load_pem_x509_certificates(data)
 
 
-@dataclass(frozen=True)
-class KeyRequest:
-    """A new private key and the CSR that asks for its certificate."""
-
-    key_pem: bytes
-    csr_pem: str
 
 
-def new_key_request(common_name: str) -> KeyRequest:
-    """What an agent (or a simulated one) sends to register: an EC P-256 key and its CSR."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-           .sign(key, hashes.SHA256()))
-    return KeyRequest(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption()),
-        csr.public_bytes(serialization.Encoding.PEM).decode())
 
 
-def fingerprint_of(certificate: x509.Certificate) -> str:
-    return "sha256:" + certificate.fingerprint(hashes.SHA256()).hex()
 
 
 def load_csr(csr_pem: object) -> x509.CertificateSigningRequest:

@@ -1,0 +1,1 @@
+"""Certificates: `keys` for both sides, `authority` for the control plane's CA."""
