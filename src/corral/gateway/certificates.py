@@ -19,6 +19,7 @@ from corral.db.session import in_worker
 from corral.domain import certificates
 from corral.errors import CorralError
 from corral.gateway.connection import AgentConnection
+from corral.gateway.periodic import every
 from corral.gateway.tls import follow_authorities
 from corral.pki.authority import Authorities
 
@@ -47,12 +48,8 @@ class Certificates:
     async def run(self) -> None:
         """Replicas share their CAs in the database: one that another replica rotated is
         taken here within a few seconds."""
-        while True:
-            await asyncio.sleep(FOLLOW_SECONDS)
-            try:
-                await asyncio.to_thread(self.plane.follow_authorities)
-            except Exception:
-                log.exception("following the CAs failed; trying again")
+        await every(FOLLOW_SECONDS, lambda: asyncio.to_thread(self.plane.follow_authorities),
+                    "following the CAs")
 
     def _changed(self, _authorities: Authorities) -> None:
         """Called in whichever thread changed them; the TLS context is the event loop's."""

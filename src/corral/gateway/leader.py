@@ -14,6 +14,7 @@ import psycopg
 
 from corral.controlplane import ControlPlane
 from corral.db.session import dedicated_connection
+from corral.gateway.periodic import every
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x636F7272616C02
@@ -55,13 +56,5 @@ class Leadership:
 
 async def while_leading(leadership: Leadership, seconds: float,
                         work: Callable[[], Awaitable[object]], what: str) -> None:
-    """`work` every `seconds` while this replica leads: the loop of every singleton job. A
-    failure is logged and the next round goes on."""
-    while True:
-        await asyncio.sleep(seconds)
-        if not leadership.leading:
-            continue
-        try:
-            await work()
-        except Exception:
-            log.exception("%s failed", what)
+    """`work` every `seconds` while this replica leads: the loop of every singleton job."""
+    await every(seconds, work, what, only_while=lambda: leadership.leading)

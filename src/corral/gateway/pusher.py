@@ -9,6 +9,7 @@ from websockets.exceptions import ConnectionClosed
 
 from corral import metrics, wire
 from corral.controlplane import ControlPlane
+from corral.db.chunks import chunked
 from corral.db.session import in_worker
 from corral.domain import desired_state
 from corral.gateway.connection import AgentConnection
@@ -35,8 +36,8 @@ class Pusher:
             await self._wanted.wait()
             self._wanted.clear()
             ids, self._to_push = sorted(self._to_push), set()
-            for start in range(0, len(ids), BATCH):
-                await self._send(ids[start : start + BATCH])
+            for chunk in chunked(ids, BATCH):
+                await self._send(chunk)
 
     async def _send(self, chunk: list[int]) -> None:
         with metrics.PUSH_SECONDS.time():

@@ -16,6 +16,7 @@ from corral.db.session import in_worker
 from corral.domain import agents, history, measurements, replicas
 from corral.gateway.connection import AgentConnection
 from corral.gateway.leader import Leadership
+from corral.gateway.periodic import every
 from corral.gateway.pusher import Pusher
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,7 @@ class Sweeper:
 
     async def run(self) -> None:
         period = max(0.2, min(5.0, self.plane.settings.heartbeat_timeout_seconds / 3))
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("gateway sweep failed")
+        await every(period, self.sweep, "gateway sweep")
 
     async def sweep(self) -> None:
         connected = list(self.connections)
