@@ -342,14 +342,14 @@ def test_every_group_and_cluster_condition_fires(api: Api, plane: ControlPlane,
 
 
 def test_every_application_condition_fires(api: Api, plane: ControlPlane) -> None:
-    from corral.db.models import Deployment, Rollout, ServerArtifact
+    from corral.db.models import AppInstance, Deployment, Rollout
     server_id = api.register("s1")
     app = api.deploy("shop", server_id).json()["data"]
     ids = _alert_each(api, "hybrid-application", {**SERVER_THRESHOLDS, "cpu": 50,
                                                   "memory": 100})
     evaluate(plane)
     with transaction(plane.sessions) as s:
-        s.query(ServerArtifact).filter_by(application_id=app["id"]).update(
+        s.query(AppInstance).filter_by(application_id=app["id"]).update(
             {"last_reported_status": "DEPLOYMENT_FAILED"})
         deployment = s.query(Deployment).filter_by(application_id=app["id"]).one()
         deployment.state = "SUCCEEDED"

@@ -273,16 +273,17 @@ class Application(Base):
 
     target: Mapped[Target] = relationship()
     artifact: Mapped[Artifact] = relationship()
-    server_artifacts: Mapped[list[ServerArtifact]] = relationship(
+    server_artifacts: Mapped[list[AppInstance]] = relationship(
         back_populates="application",
         cascade="all, delete-orphan",
-        order_by="ServerArtifact.server_id",
+        order_by="AppInstance.server_id",
     )
 
 
-class ServerArtifact(Base):
+class AppInstance(Base):
     """An application's instance on one server: what its agent last reported. What is desired
-    there is the application's own row (ADR 0007)."""
+    there is the application's own row (ADR 0007). ARM's JSON calls it a `serverArtifact`; so
+    do the table and the relationship."""
 
     __tablename__ = "server_artifacts"
     __table_args__ = (UniqueConstraint("application_id", "server_id"), NEVER_REUSED)

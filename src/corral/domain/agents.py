@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from corral.db.chunks import chunked
 from corral.db.models import (
+    AppInstance,
     Application,
     Artifact,
     Cluster,
@@ -17,7 +18,6 @@ from corral.db.models import (
     RevokedCertificate,
     RolloutPin,
     Server,
-    ServerArtifact,
     now_ms,
 )
 from corral.domain import certificates, desired_state, history
@@ -162,12 +162,12 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
     for start in range(0, len(ids), 2000):
         chunk = ids[start : start + 2000]
         rows = session.execute(
-            select(ServerArtifact.id, ServerArtifact.server_id, ServerArtifact.deployment_id,
-                   ServerArtifact.last_reported_status, ServerArtifact.message,
-                   ServerArtifact.port, ServerArtifact.serving, Application.name,
+            select(AppInstance.id, AppInstance.server_id, AppInstance.deployment_id,
+                   AppInstance.last_reported_status, AppInstance.message,
+                   AppInstance.port, AppInstance.serving, Application.name,
                    Application.deployment_id, Application.id)
-            .join(Application, Application.id == ServerArtifact.application_id)
-            .where(ServerArtifact.server_id.in_(chunk))
+            .join(Application, Application.id == AppInstance.application_id)
+            .where(AppInstance.server_id.in_(chunk))
         ).all()
         entries = {sid: {a.name: a for a in latest[sid].applications} for sid in chunk}
         pinned = {(sid, app_id): number for sid, app_id, number in session.execute(
@@ -189,7 +189,7 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
                 moved.add(app_id)
         session.execute(update(Server).where(Server.id.in_(chunk)).values(last_seen=now))
     if updates:
-        session.execute(update(ServerArtifact), updates)
+        session.execute(update(AppInstance), updates)
         history.settle(session, moved)
     return len(updates)
 
@@ -217,10 +217,10 @@ def _record_cluster_view(session: Session, server_id: int, view: ClusterReport) 
 def may_download(session: Session, server_id: int, sha256: str) -> bool:
     """An agent may fetch only artifacts of applications meant for its server."""
     found = session.scalar(
-        select(ServerArtifact.id)
-        .join(Application, Application.id == ServerArtifact.application_id)
+        select(AppInstance.id)
+        .join(Application, Application.id == AppInstance.application_id)
         .join(Artifact, Artifact.id == Application.artifact_id)
-        .where(ServerArtifact.server_id == server_id, Artifact.sha256 == sha256)
+        .where(AppInstance.server_id == server_id, Artifact.sha256 == sha256)
         .limit(1)
     )
     if found is None:  # what a rollout keeps this server on

@@ -28,12 +28,12 @@ from corral.db.models import (
     AlertDelivery,
     AlertEvent,
     AlertState,
+    AppInstance,
     Application,
     Cluster,
     Deployment,
     Rollout,
     Server,
-    ServerArtifact,
     ServerGroup,
     User,
 )
@@ -441,8 +441,8 @@ def _applications(session: Session, environment_id: str, fleet: Fleet) -> None:
         select(Application.id, Application.name, Application.desired_status)
         .where(Application.environment_id == environment_id))}
     for app_id, status in session.execute(
-            select(ServerArtifact.application_id, ServerArtifact.last_reported_status)
-            .join(Application, Application.id == ServerArtifact.application_id)
+            select(AppInstance.application_id, AppInstance.last_reported_status)
+            .join(Application, Application.id == AppInstance.application_id)
             .where(Application.environment_id == environment_id)):
         fleet.statuses.setdefault(app_id, []).append(status)
     fleet.succeeded = dict(session.execute(

@@ -9,11 +9,11 @@ from sqlalchemy.orm import Session
 
 from corral.artifacts import BlobInfo
 from corral.db.models import (
+    AppInstance,
     Application,
     Artifact,
     Deployment,
     Server,
-    ServerArtifact,
     Target,
     now_ms,
 )
@@ -89,7 +89,7 @@ def check_deployable(session: Session, scope: Scope, name: object, target_id: ob
     return target
 
 
-def deploy(
+def add(
     session: Session,
     scope: Scope,
     *,
@@ -128,17 +128,17 @@ def sync_instances(session: Session, app: Application) -> None:
     whose state moved (`desired_state.changed`)."""
     session.flush()
     now = now_ms()
-    have = select(ServerArtifact.server_id).where(ServerArtifact.application_id == app.id)
+    have = select(AppInstance.server_id).where(AppInstance.application_id == app.id)
     newcomers = select(
         literal(app.id), _servers.c.id, literal(0), literal("UNDEPLOYED"), literal(False),
         literal(now), literal(now),
     ).where(_reaches(app.target_id), _servers.c.id.not_in(have))
-    session.execute(insert(ServerArtifact).from_select(
+    session.execute(insert(AppInstance).from_select(
         ["application_id", "server_id", "deployment_id", "last_reported_status", "discovered",
          "time_created", "time_updated"], newcomers))
     reached = select(_servers.c.id).where(_reaches(app.target_id))
-    session.execute(delete(ServerArtifact).where(
-        ServerArtifact.application_id == app.id, ServerArtifact.server_id.not_in(reached)))
+    session.execute(delete(AppInstance).where(
+        AppInstance.application_id == app.id, AppInstance.server_id.not_in(reached)))
     measurements.forget_instances(session, app.id, reached)
     session.expire(app, ["server_artifacts"])
 
@@ -184,12 +184,12 @@ def get(session: Session, scope: Scope, app_id: int, *, lock: bool = False) -> A
     return app
 
 
-def instances_on(session: Session, server_id: int) -> list[tuple[ServerArtifact, Application]]:
+def instances_on(session: Session, server_id: int) -> list[tuple[AppInstance, Application]]:
     """Every application instance a server runs, by application name."""
     rows = session.execute(
-        select(ServerArtifact, Application)
-        .join(Application, Application.id == ServerArtifact.application_id)
-        .where(ServerArtifact.server_id == server_id).order_by(Application.name))
+        select(AppInstance, Application)
+        .join(Application, Application.id == AppInstance.application_id)
+        .where(AppInstance.server_id == server_id).order_by(Application.name))
     return [(inst, app) for inst, app in rows]
 
 
@@ -206,7 +206,7 @@ def pick_instance(app: Application, server_id: int | None) -> int:
     return server_id
 
 
-def redeploy(
+def next_deployment(
     session: Session,
     scope: Scope,
     app_id: int,
@@ -230,7 +230,7 @@ def redeploy(
     return app
 
 
-def set_desired_status(session: Session, scope: Scope, app_id: int, status: str) -> Application:
+def store_desired_status(session: Session, scope: Scope, app_id: int, status: str) -> Application:
     if status not in DESIRED_STATUSES:
         raise InvalidInput(f"desiredStatus must be one of {', '.join(DESIRED_STATUSES)}")
     app = get(session, scope, app_id, lock=True)

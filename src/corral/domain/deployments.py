@@ -49,7 +49,7 @@ def deploy(session: Session, scope: Scope, fields: Mapping[str, Any],
     artifact = _artifact(session, scope, upload, str(name))
     if artifact is None:
         raise InvalidInput("a file part with the artifact is required")
-    app = applications.deploy(session, scope, name=str(name), target=target,
+    app = applications.add(session, scope, name=str(name), target=target,
                               artifact=artifact, configuration=configuration or {})
     first = history.begin(session, app, "deploy", by)
     narrative.describe(f"deploy {app.name} to {target.name} (deployment {first.number})")
@@ -84,7 +84,7 @@ def _new_deployment(session: Session, scope: Scope, app: Application, kind: str,
     previous = session.scalars(select(Deployment).where(
         Deployment.application_id == app.id, Deployment.number == app.deployment_id)).first()
     rollouts.supersede(session, app)
-    app = applications.redeploy(session, scope, app.id, artifact=artifact,
+    app = applications.next_deployment(session, scope, app.id, artifact=artifact,
                                 configuration=configuration)
     new = history.begin(session, app, kind, by, rolled_back_to=rolled_back_to)
     narrative.describe(f"{'roll back' if kind == 'rollback' else kind} {app.name} "
@@ -135,7 +135,7 @@ def set_desired_status(session: Session, scope: Scope, app_id: int, status: str,
         raise Conflict(f"application {app.id} has a rollout in progress; promote, cancel or "
                        "let it finish first")
     old = app.desired_status
-    app = applications.set_desired_status(session, scope, app_id, status)
+    app = applications.store_desired_status(session, scope, app_id, status)
     narrative.describe(f"{'start' if status == 'STARTED' else 'stop'} {app.name}")
     target = session.get_one(Target, app.target_id)
     policy = policy or rollouts.policy_of(target.rollout_policy)

@@ -15,13 +15,13 @@ from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from corral.db.models import (
+    AppInstance,
     Application,
     Artifact,
     Deployment,
     Rollout,
     RolloutPin,
     Server,
-    ServerArtifact,
     now_ms,
 )
 from corral.domain import views
@@ -51,12 +51,12 @@ def begin(session: Session, app: Application, kind: str, by: str,
 def _instances(session: Session, app_ids: Iterable[int]) -> dict[int, list[Any]]:
     found: dict[int, list[Any]] = defaultdict(list)
     for row in session.execute(
-            select(ServerArtifact.application_id, ServerArtifact.server_id, Server.name,
-                   ServerArtifact.deployment_id, ServerArtifact.last_reported_status,
-                   ServerArtifact.message)
-            .join(Server, Server.id == ServerArtifact.server_id)
-            .where(ServerArtifact.application_id.in_(sorted(set(app_ids))))
-            .order_by(ServerArtifact.server_id)):
+            select(AppInstance.application_id, AppInstance.server_id, Server.name,
+                   AppInstance.deployment_id, AppInstance.last_reported_status,
+                   AppInstance.message)
+            .join(Server, Server.id == AppInstance.server_id)
+            .where(AppInstance.application_id.in_(sorted(set(app_ids))))
+            .order_by(AppInstance.server_id)):
         found[row.application_id].append(row)
     return found
 
@@ -103,14 +103,14 @@ def settle(session: Session, app_ids: Iterable[int]) -> None:
     ids = sorted(set(app_ids))
     if not ids:
         return
-    about = ServerArtifact.deployment_id == Deployment.number
-    settled = func.sum(case((and_(about, ServerArtifact.last_reported_status
+    about = AppInstance.deployment_id == Deployment.number
+    settled = func.sum(case((and_(about, AppInstance.last_reported_status
                                   == Application.desired_status), 1), else_=0))
-    failed = func.sum(case((and_(about, ServerArtifact.last_reported_status
+    failed = func.sum(case((and_(about, AppInstance.last_reported_status
                                  .in_(FAILED_STATUSES)), 1), else_=0))
     counts = session.execute(
         select(Deployment.id, func.count(), settled, failed)
-        .join(ServerArtifact, ServerArtifact.application_id == Deployment.application_id)
+        .join(AppInstance, AppInstance.application_id == Deployment.application_id)
         .join(Application, Application.id == Deployment.application_id)
         .where(Deployment.application_id.in_(ids), Deployment.state == OPEN)
         .group_by(Deployment.id)).all()

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from corral.db.models import Application, Deployment, Server, ServerArtifact
+from corral.db.models import AppInstance, Application, Deployment, Server
 from corral.domain import alerts, measurements
 from corral.domain.identity import Scope
 
@@ -21,10 +21,10 @@ def overview(session: Session, scope: Scope, interval: float) -> dict[str, Any]:
                                    .where(Server.environment_id == env)
                                    .group_by(Server.status)).all())
     instances = dict(session.execute(
-        select(ServerArtifact.last_reported_status, func.count())
-        .join(Application, Application.id == ServerArtifact.application_id)
+        select(AppInstance.last_reported_status, func.count())
+        .join(Application, Application.id == AppInstance.application_id)
         .where(Application.environment_id == env)
-        .group_by(ServerArtifact.last_reported_status)).all())
+        .group_by(AppInstance.last_reported_status)).all())
     names = dict(session.execute(select(Server.id, Server.name)
                                  .where(Server.environment_id == env)).all())
     since = int(time.time() * 1000) - int(max(interval, 1) * 3000)

@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session, aliased
 
 from corral.db.chunks import chunked
 from corral.db.models import (
+    AppInstance,
     Application,
     Artifact,
     Cluster,
     Deployment,
     RolloutPin,
     Server,
-    ServerArtifact,
     ServerGroup,
     Target,
 )
@@ -179,13 +179,13 @@ def _render(session: Session, rows: list[Row[Any]]) -> list[dict[str, Any]]:
     app_ids = [r.id for r in rows]
     for some in chunked(app_ids):
         for inst in session.execute(
-                select(ServerArtifact.id, ServerArtifact.application_id, ServerArtifact.server_id,
-                       ServerArtifact.deployment_id, ServerArtifact.last_reported_status,
-                       ServerArtifact.message, ServerArtifact.port, ServerArtifact.serving,
-                       ServerArtifact.discovered,
-                       ServerArtifact.time_created, ServerArtifact.time_updated)
-                .where(ServerArtifact.application_id.in_(some))
-                .order_by(ServerArtifact.server_id)):
+                select(AppInstance.id, AppInstance.application_id, AppInstance.server_id,
+                       AppInstance.deployment_id, AppInstance.last_reported_status,
+                       AppInstance.message, AppInstance.port, AppInstance.serving,
+                       AppInstance.discovered,
+                       AppInstance.time_created, AppInstance.time_updated)
+                .where(AppInstance.application_id.in_(some))
+                .order_by(AppInstance.server_id)):
             instances[inst.application_id].append(inst)
     pinned: dict[int, dict[int, int]] = defaultdict(dict)
     for some in chunked(app_ids):
@@ -206,5 +206,5 @@ def fleet_counts(session: Session) -> dict[str, dict[str, int]]:
                 session.execute(select(column, func.count()).group_by(column))}
 
     return {"servers": grouped(Server.status),
-            "instances": grouped(ServerArtifact.last_reported_status),
+            "instances": grouped(AppInstance.last_reported_status),
             "applications": grouped(Application.desired_status)}

@@ -20,12 +20,12 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from corral.db.models import (
+    AppInstance,
     Application,
     Deployment,
     Rollout,
     RolloutPin,
     Server,
-    ServerArtifact,
     now_ms,
 )
 from corral.domain import desired_state, history
@@ -122,9 +122,9 @@ def start_status(session: Session, app: Application, old: str, current: Deployme
 
 
 def _servers(session: Session, app_id: int) -> list[int]:
-    return list(session.scalars(select(ServerArtifact.server_id)
-                                .where(ServerArtifact.application_id == app_id)
-                                .order_by(ServerArtifact.server_id)))
+    return list(session.scalars(select(AppInstance.server_id)
+                                .where(AppInstance.application_id == app_id)
+                                .order_by(AppInstance.server_id)))
 
 
 def _pin(session: Session, app_id: int, servers: list[int], deployment_id: int | None,
@@ -191,10 +191,10 @@ def advance(session: Session, rollout: Rollout, now: int | None = None) -> int:
     policy = policy_of(rollout.policy) or Policy()
     new = session.get_one(Deployment, rollout.deployment_id)
     instances = {sid: (about, status, message) for sid, about, status, message in
-                 session.execute(select(ServerArtifact.server_id, ServerArtifact.deployment_id,
-                                        ServerArtifact.last_reported_status,
-                                        ServerArtifact.message)
-                                 .where(ServerArtifact.application_id
+                 session.execute(select(AppInstance.server_id, AppInstance.deployment_id,
+                                        AppInstance.last_reported_status,
+                                        AppInstance.message)
+                                 .where(AppInstance.application_id
                                         == rollout.application_id))}
     healthy = dict(rollout.healthy_since)
     wanted = rollout.desired_status or "STARTED"

@@ -6,10 +6,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from corral.db.models import (
+    AppInstance,
     Application,
     RevokedCertificate,
     Server,
-    ServerArtifact,
     new_secret_nonce,
 )
 from corral.domain import desired_state, measurements, narrative
@@ -43,7 +43,7 @@ def delete_server(session: Session, scope: Scope, server_id: int) -> None:
         session.flush()
     if server.certificate_serial:
         session.add(RevokedCertificate(serial=server.certificate_serial, server_id=server.id))
-    session.execute(delete(ServerArtifact).where(ServerArtifact.server_id == server.id))
+    session.execute(delete(AppInstance).where(AppInstance.server_id == server.id))
     own = list(session.scalars(select(Application).where(Application.target_id == server.id)))
     for app in own:
         session.delete(app)
