@@ -3,7 +3,7 @@
 Go clients declare `artifact.storageId` an `int` and read `serverArtifacts[].artifact`; the
 mule-maven-plugin and anypoint-cli wait on ARM's status words. `check_answer` runs on every
 application answer the API and end-to-end suites receive (`tests/api/conftest.Api` and
-`tests/e2e/conftest.Operator` call it), so any answer that would fail such a client fails the
+`tests/e2e/operator.Operator` call it), so any answer that would fail such a client fails the
 test that received it."""
 
 from __future__ import annotations

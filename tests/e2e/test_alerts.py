@@ -18,14 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import (
-    AgentProcess,
-    Operator,
-    ServeProcess,
-    SmtpSink,
-    WebhookSink,
-    app_zip,
-)
+from tests.e2e.apps import app_zip
+from tests.e2e.operator import Operator
+from tests.e2e.processes import AgentProcess, ServeProcess
+from tests.e2e.sinks import SmtpSink, WebhookSink
 from tests.support import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.every_database]
@@ -63,7 +59,7 @@ def attempts() -> str:
 
 @pytest.fixture
 def control_plane(serve: ServeProcess, smtp_sink: SmtpSink, attempts: str) -> ServeProcess:
-    from tests.e2e.conftest import ADMIN_PASSWORD
+    from tests.e2e.operator import ADMIN_PASSWORD
     serve.env.update({
         "CORRAL_ADMIN_PASSWORD": ADMIN_PASSWORD, "CORRAL_METRICS_SECONDS": "1",
         "CORRAL_SMTP_URL": f"smtp://127.0.0.1:{smtp_sink.port}",

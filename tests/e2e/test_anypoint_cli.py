@@ -17,16 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    ADMIN_PASSWORD,
-    AgentProcess,
-    Operator,
-    ServeProcess,
-    app_port,
-    app_zip,
-    ask,
-    free_port,
-)
+from tests.e2e.apps import app_port, app_zip, ask
+from tests.e2e.operator import ADMIN_PASSWORD, Operator
+from tests.e2e.processes import AgentProcess, ServeProcess, free_port
 from tests.support import eventually
 
 VERSION = "1.6.12"

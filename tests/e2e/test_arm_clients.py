@@ -15,16 +15,9 @@ import httpx
 import pytest
 
 from tests.arm_shapes import check_answer
-from tests.e2e.conftest import (
-    ADMIN_PASSWORD,
-    AgentProcess,
-    Operator,
-    ServeProcess,
-    app_port,
-    app_zip,
-    ask,
-    enroll,
-)
+from tests.e2e.apps import app_port, app_zip, ask
+from tests.e2e.operator import ADMIN_PASSWORD, Operator
+from tests.e2e.processes import AgentProcess, ServeProcess, enroll
 from tests.support import eventually
 
 pytestmark = pytest.mark.every_database

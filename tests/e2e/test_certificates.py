@@ -20,17 +20,9 @@ from websockets.sync.client import connect
 
 from corral import wire
 from corral.agent.connection import hello
-from tests.e2e.conftest import (
-    ADMIN_PASSWORD,
-    CORRAL,
-    AgentProcess,
-    Operator,
-    ServeProcess,
-    app_port,
-    app_zip,
-    ask,
-    enroll,
-)
+from tests.e2e.apps import app_port, app_zip, ask
+from tests.e2e.operator import ADMIN_PASSWORD, Operator
+from tests.e2e.processes import CORRAL, AgentProcess, ServeProcess, enroll
 from tests.support import eventually
 
 Agents = Callable[..., AgentProcess]

@@ -14,16 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import (
-    ADMIN_PASSWORD,
-    CORRAL,
-    AgentProcess,
-    Operator,
-    ServeProcess,
-    app_port,
-    app_zip,
-    ask,
-)
+from tests.e2e.apps import app_port, app_zip, ask
+from tests.e2e.operator import ADMIN_PASSWORD, Operator
+from tests.e2e.processes import CORRAL, AgentProcess, ServeProcess
 from tests.support import eventually
 
 Agents = Callable[[str], AgentProcess]

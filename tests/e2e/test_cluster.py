@@ -13,15 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import (
-    AgentProcess,
-    Operator,
-    ServeProcess,
-    app_port,
-    app_zip,
-    ask,
-    free_port,
-)
+from tests.e2e.apps import app_port, app_zip, ask
+from tests.e2e.operator import Operator
+from tests.e2e.processes import AgentProcess, ServeProcess, free_port
 from tests.support import eventually
 
 Agents = Callable[..., AgentProcess]

@@ -14,7 +14,9 @@ from typing import Any
 import playwright.sync_api as playwright_api  # a pinned test dependency: never skipped
 import pytest
 
-from tests.e2e.conftest import ADMIN_PASSWORD, AgentProcess, Operator, ServeProcess, app_zip
+from tests.e2e.apps import app_zip
+from tests.e2e.operator import ADMIN_PASSWORD, Operator
+from tests.e2e.processes import AgentProcess, ServeProcess
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -26,18 +26,9 @@ from sqlalchemy import create_engine, text
 
 from corral import wire
 from tests.conftest import S3_CREDENTIALS, _empty_postgres
-from tests.e2e.conftest import (
-    ADMIN_PASSWORD,
-    AgentProcess,
-    Operator,
-    ServeProcess,
-    app_port,
-    app_zip,
-    ask,
-    enroll,
-    free_port,
-    kill_processes_under,
-)
+from tests.e2e.apps import app_port, app_zip, ask
+from tests.e2e.operator import ADMIN_PASSWORD, Operator
+from tests.e2e.processes import AgentProcess, ServeProcess, enroll, free_port, kill_processes_under
 from tests.support import eventually
 
 MASTER_KEY = "the-replicas-master-key-for-these-tests-0123456789"

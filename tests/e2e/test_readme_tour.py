@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import free_port, kill_processes_under
+from tests.e2e.processes import free_port, kill_processes_under
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]

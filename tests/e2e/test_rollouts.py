@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Operator, ServeProcess, app_port, app_zip, ask
+from tests.e2e.apps import app_port, app_zip, ask
+from tests.e2e.operator import Operator
+from tests.e2e.processes import ServeProcess
 from tests.support import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.every_database]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from tests.e2e.conftest import CORRAL, ServeProcess
+from tests.e2e.processes import CORRAL, ServeProcess
 from tests.support import make_csr
 
 

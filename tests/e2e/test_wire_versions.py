@@ -19,7 +19,8 @@ from websockets.exceptions import ConnectionClosed
 from corral import wire
 from corral.agent.layout import AgentDir
 from corral.pki.authority import CertificateAuthority
-from tests.e2e.conftest import AgentProcess, Operator, ServeProcess, register_agent
+from tests.e2e.operator import Operator
+from tests.e2e.processes import AgentProcess, ServeProcess, register_agent
 from tests.support import eventually
 
 
@@ -59,7 +60,7 @@ def test_agent_refuses_another_version_and_keeps_running(
         agents: Callable[..., AgentProcess]) -> None:
     """A control plane that speaks a newer protocol: the agent closes with 4426, keeps its
     application running, and says so in its log."""
-    from tests.e2e.conftest import app_port, app_zip, ask
+    from tests.e2e.apps import app_port, app_zip, ask
 
     agent = agents("old-agent")
     app = operator.deploy("keep", agent.server_id, app_zip())

@@ -16,7 +16,7 @@ from corral.config import Settings
 from corral.controlplane import ControlPlane
 from corral.db.models import Server
 from corral.db.session import make_engine
-from tests.e2e.conftest import ServeProcess
+from tests.e2e.processes import ServeProcess
 
 ADMIN_PASSWORD = "model-admin-password"
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ServeProcess
+from tests.e2e.processes import ServeProcess
 from tests.model.backends import RealProcess, empty_database
 from tests.model.machine import HYBRID, ZIPS
 from tests.support import make_csr

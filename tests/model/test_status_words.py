@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Operator, ServeProcess
+from tests.e2e.operator import Operator
+from tests.e2e.processes import ServeProcess
 from tests.model.machine import ZIPS, bundle_zip
 from tests.model.simulated import Fleet, SimAgent, Truth, identity
 from tests.support import eventually

@@ -9,10 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import (  # noqa: F401 - fixtures shared with the end-to-end tests
-    ADMIN_PASSWORD,
-    AgentProcess,
-    Operator,
-    ServeProcess,
     agents,
     control_plane,
     operator,

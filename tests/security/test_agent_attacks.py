@@ -14,15 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import (
-    AgentProcess,
-    Operator,
-    ServeProcess,
-    app_port,
-    app_zip,
-    ask,
-    register_agent,
-)
+from tests.e2e.apps import app_port, app_zip, ask
+from tests.e2e.operator import Operator
+from tests.e2e.processes import AgentProcess, ServeProcess, register_agent
 from tests.support import eventually
 
 Agents = Callable[..., AgentProcess]

@@ -18,7 +18,9 @@ import httpx
 from pysyncobj.encryptor import getEncryptor
 
 from corral.agent.layout import AgentDir
-from tests.e2e.conftest import AgentProcess, Operator, ServeProcess, app_zip, free_port
+from tests.e2e.apps import app_zip
+from tests.e2e.operator import Operator
+from tests.e2e.processes import AgentProcess, ServeProcess, free_port
 from tests.e2e.test_cluster import _unicast, put, wait_primary, wait_value
 from tests.support import eventually
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import CORRAL, Operator, ServeProcess, app_zip, free_port
+from tests.e2e.apps import app_zip
+from tests.e2e.operator import Operator
+from tests.e2e.processes import CORRAL, ServeProcess, free_port
 from tests.security.conftest import rss_kib
 
 MiB = 1024 * 1024

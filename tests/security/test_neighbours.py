@@ -24,7 +24,10 @@ from corral import wire
 from corral.pki.authority import FileAuthorities
 from corral.pki.keys import new_key_request
 from tests.conftest import database_url  # noqa: F401 - both engines, where the database matters
-from tests.e2e.conftest import ADMIN_PASSWORD, Operator, ServeProcess, WebhookSink, app_zip
+from tests.e2e.apps import app_zip
+from tests.e2e.operator import ADMIN_PASSWORD, Operator
+from tests.e2e.processes import ServeProcess
+from tests.e2e.sinks import WebhookSink
 from tests.model.machine import ZIPS
 from tests.model.simulated import Fleet, SimAgent, identity
 from tests.security.conftest import rss_kib
