@@ -353,7 +353,7 @@ def test_every_application_condition_fires(api: Api, plane: ControlPlane) -> Non
             {"last_reported_status": "DEPLOYMENT_FAILED"})
         deployment = s.query(Deployment).filter_by(application_id=app["id"]).one()
         deployment.state = "SUCCEEDED"
-        s.add(Rollout(application_id=app["id"], deployment_id=deployment.id, state="REVERTED",
+        s.add(Rollout(application_id=app["id"], history_id=deployment.id, state="REVERTED",
                       message="instance failed its health check"))
     _read(plane, HOT, server_id, apps=(wire.InstanceSample(
         name="shop", cpu=90.0, rss=300 * 2**20, threads=3, fds=9, restarts=1, uptime=5.0,

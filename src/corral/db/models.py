@@ -409,8 +409,10 @@ class Rollout(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     application_id: Mapped[int] = mapped_column(
         ForeignKey("applications.id", ondelete="CASCADE"), index=True)
-    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
-    """The history row of the deployment being rolled out."""
+    history_id: Mapped[int] = mapped_column(
+        "deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"))
+    """The history row of the deployment being rolled out (a `Deployment`'s id; the
+    applications' and instances' `deployment_id` is a deployment's number)."""
     previous_id: Mapped[int | None] = mapped_column(
         ForeignKey("deployments.id", ondelete="CASCADE"))
     """The deployment the servers not yet reached keep running (and a revert returns to);
@@ -432,7 +434,7 @@ class Rollout(Base):
 
 
 class RolloutPin(Base):
-    """A server a rollout has not reached yet: it keeps running `deployment_id` (a history row)
+    """A server a rollout has not reached yet: it keeps running `history_id` (a history row)
     instead of its application's current deployment."""
 
     __tablename__ = "rollout_pins"
@@ -440,8 +442,8 @@ class RolloutPin(Base):
         ForeignKey("applications.id", ondelete="CASCADE"), primary_key=True)
     server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"),
                                            primary_key=True, index=True)
-    deployment_id: Mapped[int | None] = mapped_column(
-        ForeignKey("deployments.id", ondelete="CASCADE"))
+    history_id: Mapped[int | None] = mapped_column(
+        "deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"))
     """None: the application does not run here yet (a first deployment rolling out)."""
     desired_status: Mapped[str | None] = mapped_column(String(16))
     """For a start or stop spread over the servers: the status this server keeps meanwhile."""

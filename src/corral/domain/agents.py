@@ -172,7 +172,7 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
         entries = {sid: {a.name: a for a in latest[sid].applications} for sid in chunk}
         pinned = {(sid, app_id): number for sid, app_id, number in session.execute(
             select(RolloutPin.server_id, RolloutPin.application_id, Deployment.number)
-            .join(Deployment, Deployment.id == RolloutPin.deployment_id)
+            .join(Deployment, Deployment.id == RolloutPin.history_id)
             .where(RolloutPin.server_id.in_(chunk)))}
         for inst_id, sid, had, status, message, port, serving, name, current, app_id in rows:
             current = pinned.get((sid, app_id), current)  # a rollout has not reached it
@@ -226,7 +226,7 @@ def may_download(session: Session, server_id: int, sha256: str) -> bool:
     if found is None:  # what a rollout keeps this server on
         found = session.scalar(
             select(RolloutPin.server_id)
-            .join(Deployment, Deployment.id == RolloutPin.deployment_id)
+            .join(Deployment, Deployment.id == RolloutPin.history_id)
             .join(Artifact, Artifact.id == Deployment.artifact_id)
             .where(RolloutPin.server_id == server_id, Artifact.sha256 == sha256).limit(1))
     return found is not None

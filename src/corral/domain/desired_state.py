@@ -50,6 +50,7 @@ class Told:
     trusted_cas: list[str] | None = None
     """the fingerprints of the CAs the control plane trusts (a rotation ends with one)"""
 
+
 _servers = cast(Table, Server.__table__)
 
 
@@ -177,7 +178,7 @@ def _pinned_parts(session: Session, server_ids: list[int]
                Deployment.number, Deployment.configuration,
                Artifact.sha256, Artifact.sha1, Artifact.size, Artifact.file_name)
         .join(Application, Application.id == RolloutPin.application_id)
-        .outerjoin(Deployment, Deployment.id == RolloutPin.deployment_id)
+        .outerjoin(Deployment, Deployment.id == RolloutPin.history_id)
         .outerjoin(Artifact, Artifact.id == Deployment.artifact_id)
         .where(RolloutPin.server_id.in_(server_ids))).all()
     logging = _logging(session, {r[1] for r in rows})

@@ -125,9 +125,9 @@ def listing(session: Session, app: Application) -> list[dict[str, Any]]:
     rows = session.scalars(select(Deployment).where(Deployment.application_id == app.id)
                            .order_by(Deployment.number.desc())).all()
     live = _instances(session, [app.id]).get(app.id, [])
-    spread = {r.deployment_id: {"policy": r.policy, "state": r.state, "updated": r.updated,
-                                "message": r.message, "startedAt": r.started_at,
-                                "endedAt": r.ended_at, "desiredStatus": r.desired_status}
+    spread = {r.history_id: {"policy": r.policy, "state": r.state, "updated": r.updated,
+                             "message": r.message, "startedAt": r.started_at,
+                             "endedAt": r.ended_at, "desiredStatus": r.desired_status}
               for r in session.scalars(select(Rollout).where(Rollout.application_id == app.id)
                                        .order_by(Rollout.id))}  # a deployment's latest
     waiting = frozenset(session.scalars(select(RolloutPin.server_id)

@@ -191,7 +191,7 @@ def _render(session: Session, rows: list[Row[Any]]) -> list[dict[str, Any]]:
     for some in chunked(app_ids):
         for app_id, server_id, number in session.execute(
                 select(RolloutPin.application_id, RolloutPin.server_id, Deployment.number)
-                .join(Deployment, Deployment.id == RolloutPin.deployment_id)
+                .join(Deployment, Deployment.id == RolloutPin.history_id)
                 .where(RolloutPin.application_id.in_(some))):
             pinned[app_id][server_id] = number
     return [views.application_fields(r, _Artifact(r), shown_targets[r.target_id],

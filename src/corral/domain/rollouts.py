@@ -107,7 +107,7 @@ def start(session: Session, app: Application, previous: Deployment | None, new: 
     (`supersede`)."""
     return _launch(session, app, policy.batch(first=True, promoted=False),
                    pinned_to=previous.id if previous else None, kept_status=None,
-                   deployment_id=new.id, previous_id=previous.id if previous else None,
+                   history_id=new.id, previous_id=previous.id if previous else None,
                    policy=shown_policy(policy), promoted=False)
 
 
@@ -116,7 +116,7 @@ def start_status(session: Session, app: Application, old: str, current: Deployme
     """A start or stop reaching the servers `maxParallel` at a time: the others keep `old`
     meanwhile. None when every server can have it at once."""
     return _launch(session, app, policy.maxParallel, pinned_to=current.id, kept_status=old,
-                   deployment_id=current.id, previous_id=current.id,
+                   history_id=current.id, previous_id=current.id,
                    policy=shown_policy(policy), desired_status=app.desired_status,
                    promoted=True)
 
@@ -127,12 +127,12 @@ def _servers(session: Session, app_id: int) -> list[int]:
                                 .order_by(AppInstance.server_id)))
 
 
-def _pin(session: Session, app_id: int, servers: list[int], deployment_id: int | None,
+def _pin(session: Session, app_id: int, servers: list[int], history_id: int | None,
          kept_status: str | None = None) -> None:
-    """These servers keep `deployment_id` (None: nothing of the application) meanwhile."""
+    """These servers keep `history_id` (None: nothing of the application) meanwhile."""
     if servers:
         session.execute(insert(RolloutPin), [
-            {"application_id": app_id, "server_id": sid, "deployment_id": deployment_id,
+            {"application_id": app_id, "server_id": sid, "history_id": history_id,
              "desired_status": kept_status} for sid in servers])
 
 
@@ -189,7 +189,7 @@ def advance_all(session: Session) -> int:
 def advance(session: Session, rollout: Rollout, now: int | None = None) -> int:
     now = now or now_ms()
     policy = policy_of(rollout.policy) or Policy()
-    new = session.get_one(Deployment, rollout.deployment_id)
+    new = session.get_one(Deployment, rollout.history_id)
     instances = {sid: (about, status, message) for sid, about, status, message in
                  session.execute(select(AppInstance.server_id, AppInstance.deployment_id,
                                         AppInstance.last_reported_status,
@@ -242,7 +242,7 @@ def _failed(session: Session, rollout: Rollout, server_id: int, why: str) -> int
         _finish(session, rollout, "REVERTED", message)
     else:
         _finish(session, rollout, "FAILED", message)
-        deployment = session.get_one(Deployment, rollout.deployment_id)
+        deployment = session.get_one(Deployment, rollout.history_id)
         if deployment.state == history.OPEN:
             history.end(session, deployment, "FAILED")
     return 1
@@ -252,7 +252,7 @@ def _revert(session: Session, rollout: Rollout) -> None:
     """Every server back on the previous deployment: the application row itself returns to it
     (servers never reached run it already and restart nothing), and the pins go."""
     app = session.get_one(Application, rollout.application_id)
-    new = session.get_one(Deployment, rollout.deployment_id)
+    new = session.get_one(Deployment, rollout.history_id)
     history.end(session, new, "ROLLED_BACK")
     if rollout.previous_id is None:
         # a first deployment: what ran before was nothing; the servers it reached stop and
@@ -272,7 +272,7 @@ def _revert(session: Session, rollout: Rollout) -> None:
 
 def _active(session: Session, app_id: int, history_id: int) -> Rollout:
     rollout = session.scalars(select(Rollout).where(
-        Rollout.application_id == app_id, Rollout.deployment_id == history_id,
+        Rollout.application_id == app_id, Rollout.history_id == history_id,
         Rollout.state.in_(ACTIVE))).first()
     if rollout is None:
         raise NotFound(f"deployment {history_id} of application {app_id} has no rollout in "
@@ -295,7 +295,7 @@ def cancel(session: Session, app_id: int, history_id: int) -> Rollout:
     """Stop now and return every updated server to the previous deployment."""
     rollout = _active(session, app_id, history_id)
     _revert(session, rollout)
-    session.get_one(Deployment, rollout.deployment_id).state = "CANCELLED"
+    session.get_one(Deployment, rollout.history_id).state = "CANCELLED"
     _finish(session, rollout, "CANCELLED", "cancelled; every server is back on the previous "
                                            "deployment")
     return rollout
