@@ -90,9 +90,17 @@ def list_tokens(session: Session, environment_id: str) -> list[RegistrationToken
         .order_by(RegistrationToken.created_at.desc())))
 
 
+def token_id(row: RegistrationToken) -> str:
+    """A handle for a token that reveals nothing of it: a prefix of its digest."""
+    return row.token_hash[:HANDLE_LENGTH]
+
+
+HANDLE_LENGTH = 16
+
+
 def revoke_token(session: Session, environment_id: str, handle: str) -> None:
     row = None
-    if len(handle) == 16 and all(c in "0123456789abcdef" for c in handle):
+    if len(handle) == HANDLE_LENGTH and all(c in "0123456789abcdef" for c in handle):
         row = session.scalar(select(RegistrationToken).where(
             RegistrationToken.environment_id == environment_id,
             RegistrationToken.token_hash.startswith(handle)))

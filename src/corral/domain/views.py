@@ -25,6 +25,7 @@ from corral.db.models import (
     User,
     now_ms,
 )
+from corral.domain import registration
 from corral.domain.certificates import status_message
 from corral.domain.configuration import properties_of
 from corral.domain.status import (
@@ -384,7 +385,7 @@ def alert(alert: Alert, looked_at: dict[str, bool] | None = None) -> dict[str, A
 
 
 def alert_event(e: AlertEvent, deliveries: list[dict[str, Any]],
-               alert: Alert | None = None) -> dict[str, Any]:
+                alert: Alert | None = None) -> dict[str, Any]:
     """Corral's fields (`time`, `resource*`, `deliveries`), and ARM's as its Go clients read
     them: `triggeredAt`, `context`, `severity`, `condition` and one `actions` entry per
     notification."""
@@ -428,8 +429,7 @@ def audit_event(e: AuditEvent) -> dict[str, Any]:
 
 
 def registration_token(row: RegistrationToken) -> dict[str, Any]:
-    # its handle reveals nothing of the token: a prefix of its digest
-    return {"id": row.token_hash[:16], "createdAt": row.created_at,
+    return {"id": registration.token_id(row), "createdAt": row.created_at,
             "expiresAt": row.expires_at, "maxUses": row.max_uses, "uses": row.uses,
             "revoked": row.revoked}
 
