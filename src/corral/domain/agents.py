@@ -159,8 +159,7 @@ def record_reports(session: Session, batch: list[tuple[int, Report]]) -> int:
     ids = sorted(latest)
     updates: list[dict[str, Any]] = []
     moved: set[int] = set()
-    for start in range(0, len(ids), 2000):
-        chunk = ids[start : start + 2000]
+    for chunk in chunked(ids):
         rows = session.execute(
             select(AppInstance.id, AppInstance.server_id, AppInstance.deployment_id,
                    AppInstance.last_reported_status, AppInstance.message,

@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session
 
+from corral.db.chunks import chunked
 from corral.db.models import (
     Alert,
     AlertDelivery,
@@ -764,9 +765,9 @@ def _evaluate_one(session: Session, alert: Alert, fleet: Fleet, interval: float,
         session.execute(insert(AlertState), added)
     if changed:  # by primary key, in one executemany
         session.execute(update_rows(AlertState), changed)
-    for start in range(0, len(gone), 1000):
+    for some in chunked(gone, 1000):
         session.execute(delete(AlertState).where(AlertState.alert_id == alert.id,
-                                                 AlertState.resource.in_(gone[start:start + 1000])))
+                                                 AlertState.resource.in_(some)))
     return events
 
 

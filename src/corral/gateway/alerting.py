@@ -33,6 +33,7 @@ from corral.controlplane import ControlPlane
 from corral.db.models import AlertDelivery
 from corral.db.session import in_worker
 from corral.domain import alerts, webhooks
+from corral.gateway.held import start_held
 from corral.gateway.leader import Leadership, while_leading
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class Alerting:
         self._measured_at = float("-inf")
         self._sending: dict[int, tuple[str, str]] = {}
         """Notifications in flight: id → (environment, destination)."""
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=SEND_TIMEOUT, follow_redirects=False) as client:
@@ -196,7 +197,7 @@ class Alerting:
             alerts.due, now_ms=int(time.time() * 1000), limit=4 * MAX_SENDING,
             sending=list(self._sending), busy=busy))
         per_destination = Counter(dest for _, dest in self._sending.values())
-        started: list[asyncio.Task[None]] = []
+        started: list[asyncio.Future[None]] = []
         for delivery, env in due:
             destination = _destination(delivery)
             if room <= 0:
@@ -208,10 +209,7 @@ class Alerting:
             per_destination[destination] += 1
             room -= 1
             self._sending[delivery.id] = (env, destination)
-            task = asyncio.create_task(self._deliver_one(client, delivery))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            started.append(task)
+            started.append(start_held(self._tasks, self._deliver_one(client, delivery)))
         if wait and started:
             await asyncio.gather(*started, return_exceptions=True)
 

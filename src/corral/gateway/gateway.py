@@ -30,6 +30,7 @@ from corral.gateway.artifacts import stream_artifact
 from corral.gateway.bursts import Burst
 from corral.gateway.certificates import Certificates
 from corral.gateway.connection import AgentConnection
+from corral.gateway.held import start_held
 from corral.gateway.hellos import HelloBatcher
 from corral.gateway.leader import Leadership
 from corral.gateway.notices import Notices
@@ -74,8 +75,7 @@ class Gateway:
         self.tls = server_tls_context(plane)
         self.certificates = Certificates(plane, self.tls, self._resend_all)
         self._tasks: list[asyncio.Task[None]] = []
-        self._releases: set[asyncio.Future[None]] = set()  # held until done: a bare task may be
-        # collected before it ends
+        self._releases: set[asyncio.Future[None]] = set()  # `start_held`
         self._stopping = False
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -167,9 +167,7 @@ class Gateway:
         for sid in revoked:
             conn = self.connections.get(sid)
             if conn is not None:
-                task = asyncio.ensure_future(Pusher.release(conn))
-                self._releases.add(task)
-                task.add_done_callback(self._releases.discard)
+                start_held(self._releases, Pusher.release(conn))
         self.pusher.push(changed)
 
     # --- connections -------------------------------------------------------------------------

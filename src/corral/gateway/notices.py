@@ -14,6 +14,7 @@ import psycopg
 
 from corral.controlplane import NOTICE_CHANNEL, ControlPlane, Notice
 from corral.db.session import dedicated_connection
+from corral.gateway.held import start_held
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
@@ -26,7 +27,7 @@ class Notices:
         self.on_change = on_change
         self.resync = resync
         self.listening = asyncio.Event()
-        self._resyncs: set[asyncio.Future[None]] = set()  # held until done (see gateway._releases)
+        self._resyncs: set[asyncio.Future[None]] = set()  # `start_held`
 
     async def run(self) -> None:
         if self.plane.engine.dialect.name != "postgresql":
@@ -58,8 +59,6 @@ class Notices:
         if notice.credentials:
             self.plane.principals.clear()
         if notice.changed is None:
-            task = asyncio.ensure_future(self.resync())
-            self._resyncs.add(task)
-            task.add_done_callback(self._resyncs.discard)
+            start_held(self._resyncs, self.resync())
         else:
             self.on_change(notice.changed - notice.revoked, notice.revoked)
