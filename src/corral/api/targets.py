@@ -34,5 +34,5 @@ def list_components(session: SessionDep, scope: ScopeDep, target_id: int) -> dic
 @router.patch("/{target_id}/components/{component_id}")
 def update_component(session: SessionDep, scope: OperatorScopeDep, target_id: int, component_id: int,
                      body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    return {"data": views.component(components.update_component(session, scope, target_id, component_id,
-                                                       body))}
+    changed = components.update_component(session, scope, target_id, component_id, body)
+    return {"data": views.component(changed)}
