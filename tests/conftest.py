@@ -94,7 +94,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite database at the newest revision, migrated once per worker. Migrating a new
-    file costs about a second of CPU (eleven revisions, several of them rebuilding tables);
+    file costs about a second of CPU (every revision, several of them rebuilding tables);
     copying this one costs a millisecond. The upgrade path itself is tested from empty and
     from older revisions (tests/unit/test_migrations.py, tests/e2e/test_serve_process.py)."""
     path = tmp_path_factory.mktemp("template") / "corral.db"
