@@ -1,5 +1,5 @@
 """`python -m bench all | fleet | api | artifacts | security | replicas | metrics | rotation |
-smoke [--db sqlite,postgresql]`
+faults | smoke [--db sqlite,postgresql]`
 
 Prints each scenario's figures as tables and writes them as JSON to bench/results/."""
 
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, make_url, text
 
-from bench import scenarios
+from bench import faults, scenarios
 from bench.harness import ControlPlaneProcess, clean, raise_fd_limit
 
 RESULTS = Path(os.environ.get("CORRAL_BENCH_RESULTS") or Path(__file__).with_name("results"))
@@ -54,6 +54,8 @@ ROTATION = {  # name: (agents held, seconds the renewals are spread over)
     "full": (10000, 120.0),
     "smoke": (20, 2.0),
 }
+FAULT_ROUNDS = 5  # a failing rollout reverted, this many times (not in smoke: real agents,
+#                   real applications: half a minute more of the suite)
 SECURITY = {  # name: (reads per phase, attacking clients, hostile body MiB, sign-in tries)
     "full": (300, 3, 300, 20),
     "smoke": (20, 1, 20, 2),  # light: the smoke test runs beside the rest of the suite
@@ -262,6 +264,8 @@ def run(which: str, dbs: list[str], plan: str) -> None:
             save(f"rotation-{suffix}", figures)
             table(f"CA rotation ({kind}): {agents} agents renewing within {spread:g} s",
                   [{"figure": k, "value": v} for k, v in figures.items() if k != "machine"])
+        if which == "faults" or (which == "all" and plan == "full"):
+            run_faults(kind, suffix, FAULT_ROUNDS)
         if which in ("all", "replicas") and kind == "postgresql":
             agents, fan, changes = REPLICAS[plan]
             with replica_pair(kind) as (a, b, workdir):
@@ -278,11 +282,47 @@ def run(which: str, dbs: list[str], plan: str) -> None:
                       [{"operation": op, **f[op]} for op in ("deploy", "stop", "redeploy")])
 
 
+def as_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per figure, for a table too wide as one row."""
+    return [{"figure": k, "value": v} for k, v in figures.items()]
+
+
+def run_faults(kind: str, suffix: str, rounds: int) -> None:
+    figures: dict[str, Any] = {}
+    with control_plane(kind, "rollouts") as (cp, _):
+        figures["rollouts"] = faults.rollouts(cp, rounds)
+    table(f"A failing version reverted ({kind}): 3 servers, one at a time, the health check "
+          "gives up after 4 s; seconds after the redeploy", figures["rollouts"]["reverts"])
+    table(f"A healthy version, one server at a time ({kind}): servers STARTED, sampled every "
+          "100 ms", as_rows(figures["rollouts"]["healthy"]))
+    if kind == "postgresql":
+        with replica_pair(kind) as (a, b, _):
+            figures["failover"] = faults.replica_failover(a, b)
+        table("kill -9 of replica A (the leader, holding 3 agents) during a group deploy; "
+              "seconds after the kill", as_rows(figures["failover"]))
+        missing = faults.private_postgres_missing()
+        if missing:
+            figures["database_restart"] = {"skipped": missing}
+            console.print(f"[yellow]PostgreSQL restart not measured: {missing}[/]")
+        else:
+            with faults.private_postgres() as pg:
+                cp = ControlPlaneProcess(clean(WORK / "database-restart"), pg.url)
+                (cp.workdir / "data").mkdir()
+                cp.start()
+                try:
+                    figures["database_restart"] = faults.database_restart(cp, pg)
+                finally:
+                    cp.stop()
+            table("PostgreSQL stopped and started under GET /servers every 100 ms",
+                  as_rows(figures["database_restart"]))
+    save(f"faults-{suffix}", figures)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenario",
                         choices=["all", "fleet", "api", "artifacts", "security", "replicas",
-                                 "metrics", "rotation", "smoke"])
+                                 "metrics", "rotation", "faults", "smoke"])
     parser.add_argument("--db", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
     args = parser.parse_args()

@@ -63,16 +63,13 @@ def test_a_failing_version_is_reverted_and_a_healthy_one_keeps_two_up(
     broken = app_zip("v2", procfile=f"web: touch {marks}/$CORRAL_SERVER_ID && sleep 3600\n",
                      extra={"corral.toml": NEVER_HEALTHY})
 
-    started = time.monotonic()
+    # how soon the revert comes is a figure of `python -m bench faults`, not checked here
     _redeploy(operator, app["id"], broken,
               '{"maxParallel": 1, "autoRevert": true, "healthDeadlineSeconds": 30}')
     v2 = eventually(lambda: _history(operator, app["id"])[0],
                     lambda d: d["rollout"]["state"] == "REVERTED", timeout=60,
                     what="the broken version reverted")
-    detected = time.monotonic() - started
     operator.wait_app(app["id"], "STARTED")
-    print(f"\n[measure] failed instance detected and revert ordered {detected:.1f} s after the "
-          f"redeploy; all 3 STARTED on v1 {time.monotonic() - started:.1f} s after it")
 
     [ran] = [int(p.name) for p in marks.iterdir()]  # exactly one server ever ran v2
     assert v2["state"] == "ROLLED_BACK" and v2["rollout"]["updated"] == [ran]
