@@ -177,7 +177,8 @@ def test_a_broken_off_download_is_retried_not_failed(tmp_path: Path) -> None:
     async def life() -> None:
         rec = Reconciler(layout, flaky, 7)
         rec.apply(_desired(1, {"sleepy": (sleeper, "STARTED", 1)}))
-        await asyncio.sleep(0.2)
+        await _until(lambda: not broken_off[0])  # the first download broke off
+        # not failed: still deploying, until the retry (DOWNLOAD_RETRY_SECONDS later) succeeds
         assert {a.name: a.status for a in rec.report().applications} == {"sleepy": "DEPLOYING"}
         await _until(lambda: "sleepy" in rec.runners and rec.runners["sleepy"].status == "STARTED")
         assert not rec.failures

@@ -30,10 +30,11 @@ def test_exits_and_stops_are_in_the_applications_log(tmp_path: Path) -> None:
         assert "[corral] web exited with code 3; restarting in 0.5s" in text
 
         (tmp_path / "stubborn").mkdir()
-        stubborn = AppRunner(_spec(tmp_path / "stubborn", "trap '' TERM; sleep 30"),
+        stubborn = AppRunner(_spec(tmp_path / "stubborn", "trap '' TERM; echo deaf; sleep 30"),
                              lambda: None)
         stubborn.start()
-        await asyncio.sleep(0.5)
+        await asyncio.to_thread(eventually, lambda: (tmp_path / "stubborn" / "app.log").read_text(),
+                                lambda t: "deaf" in t, what="SIGTERM ignored", timeout=10)
         await stubborn.stop()
         text = (tmp_path / "stubborn" / "app.log").read_text()
         assert "[corral] stopping web (SIGTERM)" in text
