@@ -29,7 +29,16 @@ from corral.db.session import (
     make_sessionmaker,
     transaction,
 )
-from corral.domain import accounts, agents, certificates, desired_state, keyring, webhooks
+from corral.domain import (
+    accounts,
+    agents,
+    certificates,
+    desired_state,
+    keyring,
+    replicas,
+    secure,
+    webhooks,
+)
 from corral.domain.agent_link import AgentLink, NoAgents
 from corral.domain.desired_state import CHANGED_KEY
 from corral.domain.logs import FollowLimits
@@ -39,7 +48,8 @@ from corral.domain.signin import SignIn
 from corral.domain.throttle import RateLimit, RegistrationGate, Throttle
 from corral.errors import Conflict
 from corral.pki.authority import NOT_ROTATING, Authorities, CertificateAuthority, FileAuthorities
-from corral.sealing import MasterKey, Sealer, WrongMasterKey
+from corral.pki.keys import write_private
+from corral.sealing import MasterKey, Sealer, SecretBox, WrongMasterKey
 
 log = logging.getLogger(__name__)
 CREDENTIALS_KEY = "corral.credentials_changed"
@@ -92,6 +102,8 @@ class ControlPlane:
     readers: sessionmaker[Session]
     authorities: Authorities
     sealer: Sealer
+    secrets: SecretBox
+    """Seals and opens secure property values (ADR 0011)."""
     store: ArtifactStore
     signin: SignIn
     registrations: RegistrationGate
@@ -125,12 +137,13 @@ class ControlPlane:
 
     def told(self) -> desired_state.Told:
         """What every desired-state message says beside a server's own applications."""
-        sealer = self.sealer
+        sealer, box = self.sealer, self.secrets
         return desired_state.Told(
             secret_of=lambda cid, nonce: agents.cluster_secret(sealer, cid, nonce),
             gateways=self.settings.agent_gateway_urls,
             metrics_seconds=self.settings.metrics_seconds,
-            trusted_cas=self.trusted_fingerprints)
+            trusted_cas=self.trusted_fingerprints,
+            open_secrets=lambda conf, name: secure.opened(conf, box, name))
 
     # --- CA rotation (docs/certificates.md) ----------------------------------------------------
 
@@ -210,7 +223,7 @@ class ControlPlane:
         _private_sqlite_files(settings.resolved_database_url)
         sessions, readers = make_sessionmaker(engine), make_read_sessionmaker(engine)
         try:
-            authorities, sealer, master = _keys(settings, engine, sessions)
+            authorities, sealer, secrets, master = _keys(settings, engine, sessions)
             store = _artifact_store(settings, engine)
         except BaseException:
             engine.dispose()
@@ -222,6 +235,7 @@ class ControlPlane:
             readers=readers,
             authorities=authorities,
             sealer=sealer,
+            secrets=secrets,
             master=master,
             store=store,
             signin=SignIn(readers, sessions,
@@ -238,6 +252,9 @@ class ControlPlane:
         event.listen(plane.sessions, "do_orm_execute", _note_credential_statements)
         event.listen(plane.sessions, "before_flush", _note_credential_objects)
         plane._resume_rotation()
+        with transaction(plane.sessions) as session:
+            if sealed := secure.seal_stored(session, plane.secrets):
+                log.info("sealed the secure properties of %d row(s) stored in clear", sealed)
         return plane
 
     def _resume_rotation(self) -> None:
@@ -304,8 +321,8 @@ class ControlPlane:
 
 
 def _keys(settings: Settings, engine: Engine, sessions: sessionmaker[Session]
-          ) -> tuple[Authorities, Sealer, MasterKey | None]:
-    """With a master key, the CA and sealing key every replica shares, from the database (the
+          ) -> tuple[Authorities, Sealer, SecretBox, MasterKey | None]:
+    """With a master key, the CA and sealing keys every replica shares, from the database (the
     first replica creates them, or adopts its data folder's); without one, the data folder's."""
     pki = settings.data_dir / "pki"
     try:
@@ -320,17 +337,20 @@ def _keys(settings: Settings, engine: Engine, sessions: sessionmaker[Session]
                     "this database holds the keys of replicas that share it, sealed with a "
                     "master key: give this replica the same CORRAL_MASTER_KEY (or "
                     "CORRAL_MASTER_KEY_FILE)")
-            return FileAuthorities(pki).load(), Sealer.load_or_create(pki), None
+            return (FileAuthorities(pki).load(), Sealer.load_or_create(pki),
+                    SecretBox.load_or_create(pki), None)
         try:
             authorities = keyring.authorities(
                 session, master, adopt=lambda: FileAuthorities(pki).load().signer
                 if (pki / "ca.key").exists() else CertificateAuthority.create())
             sealer = keyring.sealer(session, master,
                                     adopt=lambda: Sealer.existing_or_new_key(pki))
+            secrets = keyring.secret_box(session, master,
+                                         adopt=lambda: SecretBox.existing_or_new_keys(pki))
         except WrongMasterKey as exc:
             raise CannotStart(str(exc)) from exc
     authorities.write_bundle(pki / "ca.pem")  # what operators and `agent register` read
-    return authorities, sealer, master
+    return authorities, sealer, secrets, master
 
 
 def _artifact_store(settings: Settings, engine: Engine) -> ArtifactStore:
@@ -406,3 +426,72 @@ def write_credentials(path: Path, username: str, password: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(f"username={username}\npassword={password}\n")
+
+
+RUNNING_WITHIN_MS = 60_000
+"""A control plane seen this recently may still run: keys are not rotated under it."""
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    rows: int
+    """Rows whose secure property values were sealed again."""
+    master_key_changed: bool
+
+
+def rotate_keys(settings: Settings, new_master: str | None = None, *,
+                force: bool = False) -> KeyRotation:
+    """`corral keys rotate`, with every control plane of the database stopped: a new key for
+    the secure property values, every value sealed again with it, and, on replicas, every
+    shared key sealed with `new_master` (the master key they will be started with; None keeps
+    the current one). Crash-safe: in the database it is one transaction; in a data folder the
+    keys file holds both keys until the values are committed (ADR 0011)."""
+    pki = settings.data_dir / "pki"
+    try:
+        text = settings.master_key_text()
+        master = MasterKey(text) if text is not None else None
+        successor = MasterKey(new_master) if new_master is not None else master
+    except (OSError, ValueError) as exc:
+        raise CannotStart(f"cannot use the master key: {exc}") from exc
+    if new_master is not None and master is None:
+        raise CannotStart("this control plane has no master key (CORRAL_MASTER_KEY) to replace")
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        with exclusive(engine), transaction(sessions) as session:
+            running = replicas.seen_within(session, RUNNING_WITHIN_MS)
+            if running and not force:
+                raise Conflict(
+                    f"{len(running)} control plane(s) ran on this database in the last minute: "
+                    "stop every one first (after a crash, wait a minute or give --force)")
+            if master is None and keyring.has_keys(session):
+                raise CannotStart("this database holds the keys of replicas, sealed with a "
+                                  "master key: give CORRAL_MASTER_KEY (or its file)")
+            if master is None:
+                old = SecretBox.load_or_create(pki)
+                box = SecretBox([SecretBox.new_key(), *old.keys])
+                _write_keys(pki, box)  # both: whatever happens next, every value opens
+                rows = secure.reseal_everywhere(session, box)
+            else:
+                try:
+                    old = keyring.secret_box(session, master,
+                                             adopt=lambda: SecretBox.existing_or_new_keys(pki))
+                except WrongMasterKey as exc:
+                    raise CannotStart(str(exc)) from exc
+                box = SecretBox([SecretBox.new_key(), *old.keys])
+                rows = secure.reseal_everywhere(session, box)
+                assert successor is not None
+                keyring.reseal(session, master, successor, SecretBox(box.keys[:1]))
+        if master is None:
+            _write_keys(pki, SecretBox(box.keys[:1]))  # the values are committed: the new alone
+        return KeyRotation(rows=rows, master_key_changed=new_master is not None)
+    finally:
+        engine.dispose()
+
+
+def _write_keys(pki: Path, box: SecretBox) -> None:
+    path = pki / SecretBox.FILE
+    staged = path.with_suffix(".new")
+    write_private(staged, box.dump())
+    os.replace(staged, path)

@@ -1,6 +1,7 @@
 """Sealing: symmetric encryption and keyed digests for secrets the control plane must show again
-or derive (registration tokens, cluster keys, console CSRF tokens). Apart from the CA because
-it has another job: the CA signs identities, the sealer keeps secrets."""
+or derive (registration tokens, cluster keys, console CSRF tokens), and the box that holds
+secure property values. Apart from the CA because it has another job: the CA signs
+identities, the sealer keeps secrets."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -55,6 +56,66 @@ class Sealer:
     def mac(self, value: str) -> str:
         """A keyed digest (e.g. the console's CSRF token for a session)."""
         return hmac.new(self._mac_key, value.encode(), hashlib.sha256).hexdigest()
+
+
+class SecretBox:
+    """Seals secure property values (ADR 0011) with keys of their own, newest first: a value is
+    sealed with the newest and opened with any, so that a rotation can re-seal every value
+    while both keys are held. Their own keys, not the sealer's: a sealed CA key or token pasted
+    into a property's place opens to nothing."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        if not keys:
+            raise ValueError("a secret box needs at least one key")
+        self.keys = list(keys)
+        self._fernet = MultiFernet([Fernet(k) for k in self.keys])
+
+    FILE = "properties.keys"
+    """Its keys in a data folder (`pki/`, 0600), for a control plane without a master key."""
+
+    @classmethod
+    def load_or_create(cls, directory: Path) -> SecretBox:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / cls.FILE
+        if not path.exists():
+            write_private(path, Fernet.generate_key() + b"\n")
+        return cls(cls.parse(path.read_bytes()))
+
+    @classmethod
+    def existing_or_new_keys(cls, directory: Path) -> bytes:
+        """The keys of a data folder that has them (a single control plane becoming several
+        keeps its values readable), else a new key; as stored."""
+        path = directory / cls.FILE
+        return path.read_bytes() if path.exists() else Fernet.generate_key() + b"\n"
+
+    @staticmethod
+    def new_key() -> bytes:
+        return Fernet.generate_key()
+
+    @staticmethod
+    def parse(text: bytes) -> list[bytes]:
+        """Keys as stored: one per line, newest first."""
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    def dump(self) -> bytes:
+        return b"\n".join(self.keys) + b"\n"
+
+    def seal(self, value: str) -> str:
+        return self._fernet.encrypt(value.encode()).decode()
+
+    def open(self, sealed: str) -> str:
+        """The value; ValueError when no key of the box sealed it."""
+        try:
+            return self._fernet.decrypt(sealed.encode()).decode()
+        except (InvalidToken, UnicodeDecodeError) as exc:
+            raise ValueError("a secure property value this control plane cannot open") from exc
+
+    def reseal(self, sealed: str) -> str:
+        """The same value sealed with the newest key."""
+        try:
+            return self._fernet.rotate(sealed.encode()).decode()
+        except InvalidToken as exc:
+            raise ValueError("a secure property value this control plane cannot open") from exc
 
 
 MIN_MASTER_KEY_CHARS = 32

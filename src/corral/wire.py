@@ -107,6 +107,8 @@ class DesiredApplication(BaseModel):
     desiredStatus: DesiredStatus
     artifact: ArtifactRef
     properties: dict[str, str] = Field(default_factory=dict)
+    secureProperties: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Passed to the process like properties, and kept by the agent only sealed (ADR 0011)."""
     logLevels: dict[str, str] = Field(default_factory=dict)
     """Logger name → level (ARM's logging service); changes without a redeployment."""
 

@@ -234,3 +234,39 @@ def test_environments_page(client: TestClient, api: Api) -> None:
     r = client.post(f"/environments/{envs['Sandbox']}/delete", headers={"X-CSRF-Token": ops})
     assert r.status_code == 403
     assert len(client.get(base, headers=api.headers).json()["data"]) == 2
+
+
+def test_secure_properties_through_the_console(client: TestClient, api: Api) -> None:
+    """Password fields on the deploy form and the application's page: set, changed, removed;
+    the page names them and masks every value."""
+    from tests.api.conftest import desired, make_zip
+
+    token = _sign_in(client)
+    sid = api.register("console-secret")
+    r = client.post("/apps", headers={"X-CSRF-Token": token, "HX-Request": "true"}, data={
+        "artifactName": "vaulted", "targetId": str(sid), "properties": "greeting=hi",
+        "secureName1": "db.password", "secureValue1": "first-Secret-1",
+        "secureName2": "api.key", "secureValue2": "key-Secret-2", "secureName3": "",
+        "secureValue3": ""}, files={"file": ("v.zip", make_zip(), "application/zip")})
+    assert r.status_code in (200, 204), r.text
+    [app] = [a for a in api.get("/applications").json()["data"] if a["name"] == "vaulted"]
+
+    def sent() -> dict[str, str]:
+        [one] = desired(api.plane, sid)["applications"]
+        return dict(one["secureProperties"])
+
+    assert sent() == {"db.password": "first-Secret-1", "api.key": "key-Secret-2"}
+    page = client.get(f"/apps/{app['id']}").text
+    assert 'type="password"' in page and "db.password" in page and "********" in page
+    assert "first-Secret-1" not in page and "key-Secret-2" not in page
+    # the page's form: one changed, one removed (a name without a value), greeting kept
+    r = client.post(f"/apps/{app['id']}/redeploy", headers={"X-CSRF-Token": token,
+                                                            "HX-Request": "true"},
+                    files={"secureName1": (None, "db.password"),
+                           "secureValue1": (None, "second-Secret-3"),
+                           "secureName2": (None, "api.key"), "secureValue2": (None, "")})
+    assert r.status_code == 204 and "secure%20properties" in r.headers["HX-Redirect"].replace(
+        "+", "%20"), r.headers
+    assert sent() == {"db.password": "second-Secret-3"}
+    shown = api.get(f"/applications/{app['id']}").json()["data"]["configuration"]
+    assert shown["mule.agent.application.properties.service"]["properties"] == {"greeting": "hi"}

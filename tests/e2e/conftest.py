@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.operator import ADMIN_PASSWORD, Operator
+from tests.e2e.operator import ADMIN_PASSWORD, Cli, Operator
 from tests.e2e.processes import (
     AgentProcess,
     ServeProcess,
@@ -44,6 +44,14 @@ def control_plane(serve: ServeProcess) -> ServeProcess:
 @pytest.fixture
 def operator(control_plane: ServeProcess) -> Operator:
     return Operator(control_plane, ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, control_plane: ServeProcess) -> Cli:
+    """`corral` signed in as the admin, in Production."""
+    c = Cli(tmp_path)
+    c("login", "--url", control_plane.url, "--username", "admin", "--password", ADMIN_PASSWORD)
+    return c
 
 
 @pytest.fixture

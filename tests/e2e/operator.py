@@ -1,16 +1,20 @@
-"""An operator's HTTP client of a running control plane (`Operator`)."""
+"""An operator's HTTP client of a running control plane (`Operator`), and the `corral`
+command run as a process (`Cli`)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from corral.client import Client
 from tests.arm_shapes import check_answer
-from tests.e2e.processes import ServeProcess
+from tests.e2e.processes import CORRAL, ServeProcess
 from tests.support import eventually
 
 
@@ -69,3 +73,26 @@ class Operator:
 
 
 ADMIN_PASSWORD = "e2e-admin-password"
+
+
+class Cli:
+    """`corral` as a person runs it, with a configuration of its own (`CORRAL_CONFIG`)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+        self.env.update({"CORRAL_CONFIG": str(tmp_path / "cli" / "config.json"),
+                         "NO_COLOR": "1", "COLUMNS": "200"})
+        self.config = tmp_path / "cli" / "config.json"
+
+    def __call__(self, *args: str, ok: bool = True, timeout: float = 120,
+                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`stdin`: what the command reads on its standard input (else nothing)."""
+        r = subprocess.run([*CORRAL, *args], env=self.env, capture_output=True, text=True,
+                           timeout=timeout, input=stdin,
+                           stdin=subprocess.DEVNULL if stdin is None else None)
+        if ok:
+            assert r.returncode == 0, f"corral {' '.join(args)}\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json").stdout)

@@ -43,3 +43,5 @@ def test_bench_smoke_runs(tmp_path: Path) -> None:
     rotation = json.loads((tmp_path / "results" / "rotation-smoke-sqlite.json").read_text())
     assert rotation["still_on_old_ca"] == 0 and rotation["renewals"] == 20
     assert rotation["refused"] == 0 and rotation["renewal_ms_p50"] > 0
+    secure = json.loads((tmp_path / "results" / "secure-smoke-sqlite.json").read_text())
+    assert secure["secure"]["running_p50_ms"] > 0 and secure["plain"]["running_p50_ms"] > 0

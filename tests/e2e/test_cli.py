@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import stat
 import subprocess
 import threading
@@ -15,36 +13,11 @@ from typing import Any
 import pytest
 
 from tests.e2e.apps import app_port, app_zip, ask
-from tests.e2e.operator import ADMIN_PASSWORD, Operator
+from tests.e2e.operator import ADMIN_PASSWORD, Cli, Operator
 from tests.e2e.processes import CORRAL, AgentProcess, ServeProcess
 from tests.support import eventually
 
 Agents = Callable[[str], AgentProcess]
-
-
-class Cli:
-    def __init__(self, tmp_path: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
-        self.env.update({"CORRAL_CONFIG": str(tmp_path / "cli" / "config.json"),
-                         "NO_COLOR": "1", "COLUMNS": "200"})
-        self.config = tmp_path / "cli" / "config.json"
-
-    def __call__(self, *args: str, ok: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run([*CORRAL, *args], env=self.env, capture_output=True, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
-        if ok:
-            assert r.returncode == 0, f"corral {' '.join(args)}\n{r.stdout}\n{r.stderr}"
-        return r
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "-o", "json").stdout)
-
-
-@pytest.fixture
-def cli(tmp_path: Path, control_plane: ServeProcess) -> Cli:
-    c = Cli(tmp_path)
-    c("login", "--url", control_plane.url, "--username", "admin", "--password", ADMIN_PASSWORD)
-    return c
 
 
 def test_login_logout_and_environments(tmp_path: Path, control_plane: ServeProcess,

@@ -89,6 +89,11 @@ class Reconciler:
         desired = self.desired.model_dump() if self.desired else None
         if desired and desired.get("cluster"):
             desired["cluster"]["secret"] = self.layout.seal(desired["cluster"]["secret"])
+        for app in (desired or {}).get("applications") or []:
+            # kept so that applications restart while the control plane is away, sealed with a
+            # key derived from the server's own (state.json is 0600 too)
+            app["secureProperties"] = {k: self.layout.seal(v)
+                                       for k, v in app["secureProperties"].items()}
         write_json_atomic(self.layout.state, {"desired": desired, "apps": apps})
 
     async def recover(self, repoint: str | None = None) -> None:
@@ -100,6 +105,9 @@ class Reconciler:
             desired = record["desired"]
             if desired.get("cluster"):
                 desired["cluster"]["secret"] = self.layout.unseal(desired["cluster"]["secret"])
+            for app in desired.get("applications") or []:
+                app["secureProperties"] = {k: self.layout.unseal(v) for k, v in
+                                           (app.get("secureProperties") or {}).items()}
             self.desired = Desired.model_validate(desired)
         wanted = {a.name: a for a in (self.desired.applications if self.desired else [])}
         for name, saved in (record.get("apps") or {}).items():
@@ -222,7 +230,7 @@ class Reconciler:
     def _spec(self, app: DesiredApplication) -> RunSpec:
         app_dir = self.layout.app_dir(app.name, app.artifact.sha256)
         declared = manifest.load(app_dir)
-        properties = {**declared.properties, **app.properties}
+        properties = {**declared.properties, **app.properties, **app.secureProperties}
         port = int(properties.get("http.port") or properties.get("port") or 0) or \
             self.ports.setdefault(app.name, free_port())
         self.ports[app.name] = port

@@ -109,7 +109,7 @@ async def deploy(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
 
     def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
-            app = deployments.deploy(session, scope, fields, given,
+            app = deployments.deploy(session, scope, fields, given, box=plane.secrets,
                                      by=accounts.display_name(session, principal))
             return reads.application(session, scope, app.id)
 
@@ -197,7 +197,7 @@ async def _redeploy(plane: ControlPlane, scope: Scope, principal: Principal, app
                     ) -> JSONResponse:
     def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
-            deployments.redeploy(session, scope, app_id, fields, given,
+            deployments.redeploy(session, scope, app_id, fields, given, box=plane.secrets,
                                  by=accounts.display_name(session, principal))
             return reads.application(session, scope, app_id)
 
@@ -238,7 +238,7 @@ async def rollback(request: Request, plane: PlaneDep, scope: OperatorScopeDep,
 
     def work() -> dict[str, Any]:
         with transaction(plane.sessions) as session:
-            deployments.rollback(session, scope, app_id, body.deploymentId,
+            deployments.rollback(session, scope, app_id, body.deploymentId, box=plane.secrets,
                                  by=accounts.display_name(session, principal),
                                  rollout=body.rollout)
             return reads.application(session, scope, app_id)

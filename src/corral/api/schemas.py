@@ -300,6 +300,10 @@ class DeploymentOut(AnswerShape):
     state: str
     artifact: DeploymentArtifactOut
     properties: dict[str, str]
+    secureProperties: dict[str, str]
+    """Their names; every value reads as a mask (ADR 0011)."""
+    note: str
+    """What changed that the other fields do not show, e.g. which secure properties."""
     createdBy: str
     startedAt: int
     endedAt: int | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import admin, agent, apps, audit, ca, db, fleet, login, serve, users
+from corral.cli import admin, agent, apps, audit, ca, db, fleet, keys, login, serve, users
 from corral.cli.output import readable_help
 
 readable_help()
@@ -21,6 +21,7 @@ app.command("serve", rich_help_panel="Run")(serve.serve)
 app.add_typer(agent.app, name="agent", rich_help_panel="Run")
 app.add_typer(admin.app, name="admin", rich_help_panel="Run")
 app.add_typer(db.app, name="db", rich_help_panel="Run")
+app.add_typer(keys.app, name="keys", rich_help_panel="Run")
 app.command("login", rich_help_panel="Sign-in")(login.login)
 app.command("logout", rich_help_panel="Sign-in")(login.logout)
 app.add_typer(login.env_app, name="env", rich_help_panel="Organization")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -129,6 +131,45 @@ def _properties(pairs: list[str] | None) -> dict[str, str]:
     return props
 
 
+SecureOpt = Annotated[list[str] | None, typer.Option(
+    "--secure-property", "-s",
+    help="NAME=VALUE, write-only (repeat); NAME=- reads the value from standard input, out of "
+    "the shell's history")]
+SecureFileOpt = Annotated[list[str] | None, typer.Option(
+    "--secure-property-file", help="NAME=PATH: the file's content is the value (repeat)")]
+
+
+def _secure_properties(pairs: list[str] | None, files: list[str] | None,
+                       unset: list[str] | None = None) -> dict[str, str | None]:
+    """What `--secure-property`, `--secure-property-file` and `--unset-secure-property` give.
+    Never echoed: an error names the option and the property, not the value."""
+    secure: dict[str, str | None] = {}
+    from_stdin = [pair.partition("=")[0] for pair in pairs or [] if pair.endswith("=-")]
+    if len(from_stdin) > 1:
+        fail("only one --secure-property can read standard input (NAME=-)")
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--secure-property takes NAME=VALUE or NAME=- ({key or 'no name'!r} given)")
+        if value == "-":
+            if sys.stdin.isatty():
+                value = getpass.getpass(f"{key}: ")
+            else:
+                value = sys.stdin.read().removesuffix("\n")
+        secure[key] = value
+    for pair in files or []:
+        key, sep, path = pair.partition("=")
+        if not sep or not key or not path:
+            fail(f"--secure-property-file takes NAME=PATH, not {pair!r}")
+        try:
+            secure[key] = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read {path} for secure property {key!r}: {exc}")
+    for key in unset or []:
+        secure[key] = None
+    return secure
+
+
 class _Counting:
     """A file whose reads advance a progress bar (httpx streams the upload through read())."""
 
@@ -243,6 +284,8 @@ def deploy(
     source_env: Annotated[str | None, typer.Option(
         "--from-env", help="The environment of --from (default: the current one)")] = None,
     prop: Annotated[list[str] | None, typer.Option("--property", "-p", help="KEY=VALUE (repeat)")] = None,
+    secure_prop: SecureOpt = None,
+    secure_file: SecureFileOpt = None,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 300,
     output: OutputOpt = Format.table,
@@ -261,6 +304,7 @@ def deploy(
     Examples:
       corral app deploy shop.zip --name shop --target web
       corral app deploy --from shop --from-env Sandbox --name shop --target prod-web
+      corral app deploy shop.zip -n shop -t web -s db.password=- < password.txt
     """
     if not name or not target:
         fail("--name and --target are required")
@@ -273,9 +317,11 @@ def deploy(
         rollout = _no_rollout_on(t["name"])
     fields = {"artifactName": name, "targetId": str(t["id"]), **rollout}
     props = _properties(prop)
-    if props:
-        fields["configuration"] = json.dumps(
-            {SERVICE: {"applicationName": name, "properties": props}})
+    secure = _secure_properties(secure_prop, secure_file)
+    if props or secure:
+        fields["configuration"] = json.dumps({SERVICE: {
+            "applicationName": name, "properties": props,
+            **({"secureProperties": secure} if secure else {})}})
     if source is not None:
         origin = _in_environment(source_env).find_app(source) if source_env \
             else api.find_app(source)
@@ -319,6 +365,7 @@ def app_show(application: AppArg, target: TargetOpt = None, output: OutputOpt = 
         show_object(output, app, [])
         return
     props = (app.get("configuration") or {}).get(SERVICE, {}).get("properties") or {}
+    secure = (app.get("configuration") or {}).get(SERVICE, {}).get("secureProperties") or {}
     show_object(output, app, [
         ("ID", lambda a: a["id"]), ("Name", lambda a: a["name"]),
         ("Target", lambda a: f"{a['target']['name']} ({a['target']['type']})"),
@@ -327,6 +374,7 @@ def app_show(application: AppArg, target: TargetOpt = None, output: OutputOpt = 
         ("File", lambda a: f"{a['artifact']['fileName']} ({a['artifact']['fileSize']} bytes, "
                            f"sha1 {a['artifact']['fileChecksum'][:12]})"),
         ("Properties", lambda a: ", ".join(f"{k}={v}" for k, v in props.items())),
+        ("Secure", lambda a: ", ".join(f"{k}={v}" for k, v in secure.items())),
         ("Updated", lambda a: ago(a["timeUpdated"])),
     ])
     console.print(_status_table(app))
@@ -371,26 +419,39 @@ def app_redeploy(
     canary: CanaryOpt = None,
     min_healthy: MinHealthyOpt = None,
     health_deadline: DeadlineOpt = None,
+    secure_prop: SecureOpt = None,
+    secure_file: SecureFileOpt = None,
+    unset_secure: Annotated[list[str] | None, typer.Option(
+        "--unset-secure-property", help="NAME: remove this secure property (repeat)")] = None,
 ) -> None:
     """Redeploy with a new artifact, or restart with the current one.
 
-    On a group or cluster, the rollout options update a few servers at a time.
+    On a group or cluster, the rollout options update a few servers at a time. Secure
+    properties not named are kept; the other properties stay as they are.
 
     Examples:
       corral app redeploy shop shop-2.zip --wait
       corral app redeploy shop --max-parallel 1 --auto-revert --wait
+      corral app redeploy shop --secure-property-file db.password=./db-password
     """
     api = Api.from_config()
     app = api.find_app(application, target)
     rollout = _rollout(max_parallel, auto_revert, canary, min_healthy, health_deadline)
     if rollout and app["target"]["type"] == "SERVER":
         rollout = _no_rollout_on(app["target"]["name"])
+    fields = dict(rollout)
+    secure = _secure_properties(secure_prop, secure_file, unset_secure)
+    if secure:  # the current configuration again (masked values are kept), these changed
+        configuration = dict(app.get("configuration") or {})
+        service = dict(configuration.get(SERVICE) or {"applicationName": app["name"]})
+        service["secureProperties"] = {**(service.get("secureProperties") or {}), **secure}
+        fields["configuration"] = json.dumps({**configuration, SERVICE: service})
     if file is not None:
-        updated = _upload(api, "PATCH", f"/applications/{app['id']}", file, rollout)
+        updated = _upload(api, "PATCH", f"/applications/{app['id']}", file, fields)
     else:
         updated = api.hybrid("PATCH", f"/applications/{app['id']}",
                              files={"id": (None, str(app["id"])),
-                                    **{k: (None, v) for k, v in rollout.items()}})
+                                    **{k: (None, v) for k, v in fields.items()}})
     [now, *_] = api.hybrid("GET", f"/applications/{app['id']}/deployments")
     deployment = now["deploymentId"]
     console.print(f"Redeployed {app['name']} ({app['id']}), deployment {deployment}"

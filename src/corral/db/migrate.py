@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0012"
+HEAD = "0013"
 """The newest revision. A database already there starts without loading Alembic and its
 scripts, a fifth of a second of every start (tests/unit/test_migrations.py holds this equal
 to the scripts' head)."""

@@ -395,6 +395,8 @@ class Deployment(Base):
     """When it ended: per server, the last status reported about it and its message."""
     rolled_back_to: Mapped[int | None] = mapped_column(Integer)
     """For a rollback: the deployment whose artifact and configuration it restored."""
+    note: Mapped[str] = mapped_column(String(1000), default="", server_default="")
+    """What changed that the fields do not show: which secure properties (never a value)."""
 
     artifact: Mapped[Artifact] = relationship()
 

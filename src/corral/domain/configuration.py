@@ -9,8 +9,11 @@ from typing import Any
 from corral.errors import InvalidInput
 
 PROPERTIES_SERVICE = "mule.agent.application.properties.service"
+SECURE_PROPERTIES = "secureProperties"
+"""Beside `properties` in the service: write-only values (ADR 0011, `domain/secure.py`)."""
 PROPERTY_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
 MAX_PROPERTIES = 500
+MAX_SECURE_PROPERTIES = 200
 MAX_VALUE_CHARS = 32 * 1024
 MAX_CONFIGURATION_CHARS = 256 * 1024
 LOGGING_SERVICE = "mule.agent.logging.service"
@@ -45,6 +48,17 @@ def parse_configuration(raw: object) -> dict[str, Any]:
             raise InvalidInput(f"at most {MAX_PROPERTIES} properties are allowed")
         for key, value in props.items():
             check_property(key, value)
+        secure = service.get(SECURE_PROPERTIES, {})
+        if not isinstance(secure, dict):
+            raise InvalidInput(
+                f"configuration.{PROPERTIES_SERVICE}.{SECURE_PROPERTIES} must be an object")
+        if len(secure) > MAX_SECURE_PROPERTIES:
+            raise InvalidInput(f"at most {MAX_SECURE_PROPERTIES} secure properties are allowed")
+        for key, value in secure.items():
+            check_secure_property(key, value)
+        both = sorted(k for k, v in secure.items() if v is not None and k in props)
+        if both:
+            raise InvalidInput(f"{both[0]!r} cannot be both a property and a secure property")
     return raw
 
 
@@ -64,10 +78,30 @@ def check_property(key: str, value: object) -> None:
         raise InvalidInput(f"property {key!r} contains a NUL or an unpaired surrogate")
 
 
-def from_properties(name: str, properties: dict[str, str]) -> dict[str, Any]:
+def check_secure_property(key: str, value: object) -> None:
+    """As a property's, but the value must be a string (or null, to remove it on a redeploy),
+    and no message ever quotes it."""
+    if not PROPERTY_KEY.fullmatch(key):
+        raise InvalidInput(
+            f"secure property key {key[:64]!r} must be 1–128 letters, digits, '_', '.' or '-', "
+            "starting with a letter or '_'")
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise InvalidInput(f"secure property {key!r} must be a string (or null to remove it)")
+    if len(value) > MAX_VALUE_CHARS:
+        raise InvalidInput(f"secure property {key!r} is longer than {MAX_VALUE_CHARS} characters")
+    if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise InvalidInput(f"secure property {key!r} contains a NUL or an unpaired surrogate")
+
+
+def from_properties(name: str, properties: dict[str, str],
+                    secure: dict[str, str | None] | None = None) -> dict[str, Any]:
     """The configuration that carries these properties (the console's form gives them)."""
-    return parse_configuration({PROPERTIES_SERVICE: {"applicationName": name,
-                                                     "properties": properties}})
+    service: dict[str, Any] = {"applicationName": name, "properties": properties}
+    if secure:
+        service[SECURE_PROPERTIES] = secure
+    return parse_configuration({PROPERTIES_SERVICE: service})
 
 
 def parse_properties_text(text: str) -> dict[str, str]:
@@ -84,6 +118,13 @@ def properties_of(configuration: dict[str, Any]) -> dict[str, str]:
     service = configuration.get(PROPERTIES_SERVICE) or {}
     props = service.get("properties") or {}
     return {str(k): _as_text(v) for k, v in props.items()}
+
+
+def secure_properties_of(configuration: dict[str, Any] | None) -> dict[str, Any]:
+    """The secure properties as the configuration holds them (given, or sealed when stored)."""
+    service = (configuration or {}).get(PROPERTIES_SERVICE)
+    secure = service.get(SECURE_PROPERTIES) if isinstance(service, dict) else None
+    return dict(secure) if isinstance(secure, dict) else {}
 
 
 def with_application_name(configuration: dict[str, Any], name: str) -> dict[str, Any]:

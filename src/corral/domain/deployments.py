@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from corral.artifacts.multipart import UploadForm
 from corral.db.models import Application, Artifact, Deployment, Target
-from corral.domain import applications, history, narrative, rollouts
+from corral.domain import applications, history, narrative, rollouts, secure
 from corral.domain.configuration import from_properties, parse_configuration
 from corral.domain.identity import Principal, Scope
 from corral.domain.names import as_id
 from corral.domain.targets import every_target
 from corral.errors import Conflict, InvalidInput, NotFound
+from corral.sealing import SecretBox
 
 
 @dataclass(frozen=True)
@@ -36,23 +37,30 @@ class Promotion:
 
 
 def deploy(session: Session, scope: Scope, fields: Mapping[str, Any],
-           upload: UploadForm | Promotion, *, properties: dict[str, str] | None = None,
-           by: str = "") -> Application:
+           upload: UploadForm | Promotion, *, box: SecretBox,
+           properties: dict[str, str] | None = None,
+           secure_properties: dict[str, str | None] | None = None, by: str = "") -> Application:
     """A new application from ARM's form: `artifactName`, `targetId`, `configuration` (JSON
-    text or object) or, from the console, `properties`; and the file, or another application's
-    artifact. `by`: who, for the history. With a `rollout` (or the target's default) it reaches
-    a group's or cluster's servers a batch at a time; the others run nothing of it until then."""
+    text or object) or, from the console, `properties` and `secure_properties`; and the file,
+    or another application's artifact (never its secure properties: they stay in their
+    environment). `by`: who, for the history. With a `rollout` (or the target's default) it
+    reaches a group's or cluster's servers a batch at a time; the others run nothing of it
+    until then. `box` seals the secure property values."""
     name = fields.get("artifactName")
     policy = rollouts.parse_policy(fields.get("rollout"))
     target = applications.check_deployable(session, scope, name, fields.get("targetId"))
-    configuration = _configuration(fields.get("configuration"), properties, str(name))
+    configuration = secure.seal(
+        _configuration(fields.get("configuration"), properties, secure_properties, str(name)),
+        None, box, str(name))
     artifact = _artifact(session, scope, upload, str(name))
     if artifact is None:
         raise InvalidInput("a file part with the artifact is required")
     app = applications.add(session, scope, name=str(name), target=target,
                               artifact=artifact, configuration=configuration or {})
-    first = history.begin(session, app, "deploy", by)
-    narrative.describe(f"deploy {app.name} to {target.name} (deployment {first.number})")
+    changed = secure.differences(None, configuration, box)
+    first = history.begin(session, app, "deploy", by, note=secure.note(changed))
+    narrative.describe(f"deploy {app.name} to {target.name} (deployment {first.number})"
+                       + _told(changed))
     policy = policy or rollouts.policy_of(target.rollout_policy)
     if policy is not None and target.type != "SERVER":
         rollouts.start(session, app, None, first, policy)
@@ -60,22 +68,29 @@ def deploy(session: Session, scope: Scope, fields: Mapping[str, Any],
 
 
 def redeploy(session: Session, scope: Scope, app_id: int, fields: Mapping[str, Any] | None = None,
-             upload: UploadForm | Promotion | None = None, *, by: str = "") -> Application:
+             upload: UploadForm | Promotion | None = None, *, box: SecretBox,
+             secure_properties: dict[str, str | None] | None = None,
+             by: str = "") -> Application:
     """A new deployment: the uploaded file (or another application's artifact) and the
     configuration where given, else the current ones again (a new deployment id either way, so
-    every server restarts it). `fields["rollout"]`, or the target's default, spreads it over
-    the servers of a group or cluster (`domain/rollouts.py`)."""
+    every server restarts it). Secure properties are kept unless named: a value replaces one,
+    a null removes it. `fields["rollout"]`, or the target's default, spreads it over the
+    servers of a group or cluster (`domain/rollouts.py`)."""
     app = applications.get(session, scope, app_id, lock=True)
     policy = rollouts.parse_policy((fields or {}).get("rollout"))
-    configuration = _configuration((fields or {}).get("configuration"), None, app.name)
+    raw = (fields or {}).get("configuration")
+    if raw in (None, "") and secure_properties:  # the console's: secrets alone, the rest kept
+        raw = secure.given(app.configuration, secure_properties)
+    configuration = secure.seal(_configuration(raw, None, None, app.name), app.configuration,
+                                box, app.name)
     artifact = None if upload is None else _artifact(session, scope, upload, app.name)
-    return _new_deployment(session, scope, app, "redeploy", by, policy, artifact=artifact,
+    return _new_deployment(session, scope, app, "redeploy", by, policy, box, artifact=artifact,
                            configuration=configuration)
 
 
 def _new_deployment(session: Session, scope: Scope, app: Application, kind: str, by: str,
-                    policy: rollouts.Policy | None, *, artifact: Artifact | None,
-                    configuration: dict[str, Any] | None,
+                    policy: rollouts.Policy | None, box: SecretBox, *,
+                    artifact: Artifact | None, configuration: dict[str, Any] | None,
                     rolled_back_to: int | None = None) -> Application:
     """The application's next deployment: recorded, and rolled out when a policy (given, or
     the target's) asks for it."""
@@ -83,19 +98,22 @@ def _new_deployment(session: Session, scope: Scope, app: Application, kind: str,
     policy = policy or rollouts.policy_of(target.rollout_policy)
     previous = session.scalars(select(Deployment).where(
         Deployment.application_id == app.id, Deployment.number == app.deployment_id)).first()
+    before = dict(app.configuration or {})
     rollouts.supersede(session, app)
     app = applications.next_deployment(session, scope, app.id, artifact=artifact,
                                 configuration=configuration)
-    new = history.begin(session, app, kind, by, rolled_back_to=rolled_back_to)
+    changed = secure.differences(before, app.configuration, box)
+    new = history.begin(session, app, kind, by, rolled_back_to=rolled_back_to,
+                        note=secure.note(changed))
     narrative.describe(f"{'roll back' if kind == 'rollback' else kind} {app.name} "
-                   f"(deployment {new.number})")
+                   f"(deployment {new.number})" + _told(changed))
     if policy is not None and previous is not None and target.type != "SERVER":
         rollouts.start(session, app, previous, new, policy)
     return app
 
 
 def rollback(session: Session, scope: Scope, app_id: int, history_id: int | None = None, *,
-             by: str = "", rollout: object = None) -> Application:
+             box: SecretBox, by: str = "", rollout: object = None) -> Application:
     """Deploy again the exact artifact and configuration of an earlier deployment (by default
     the latest successful one before the current), through the same rollout machinery; the
     current one is ROLLED_BACK."""
@@ -103,7 +121,7 @@ def rollback(session: Session, scope: Scope, app_id: int, history_id: int | None
     policy = rollouts.parse_policy(rollout)
     restored = history.rollback_target(session, app, history_id)
     history.mark_rolled_back(session, app)
-    return _new_deployment(session, scope, app, "rollback", by, policy,
+    return _new_deployment(session, scope, app, "rollback", by, policy, box,
                            artifact=restored.artifact,
                            configuration=dict(restored.configuration or {}),
                            rolled_back_to=restored.id)
@@ -162,12 +180,20 @@ def deployable_targets(session: Session, scope: Scope) -> list[dict[str, Any]]:
 
 
 def _configuration(raw: object, properties: dict[str, str] | None,
+                   secure_properties: dict[str, str | None] | None,
                    name: str) -> dict[str, Any] | None:
-    if properties:
-        return from_properties(name, properties)
+    """The configuration given: ARM's (`raw`), or the console's and CLI's properties."""
+    if properties or secure_properties:
+        if raw not in (None, ""):
+            raise InvalidInput("give the configuration or properties, not both")
+        return from_properties(name, properties or {}, secure_properties)
     if raw is None or raw == "":
         return None
     return parse_configuration(raw)
+
+
+def _told(changed: list[str]) -> str:
+    return f"; {secure.note(changed)}" if changed else ""
 
 
 def _artifact(session: Session, scope: Scope, given: UploadForm | Promotion,

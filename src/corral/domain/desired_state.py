@@ -35,6 +35,12 @@ CHANGED_KEY = "corral.changed_servers"
 
 SecretOf = Callable[[int, str], str]
 """(cluster id, stored nonce) → the cluster's secret; the gateway derives it with its sealer."""
+Opener = Callable[[dict[str, Any] | None, str], dict[str, str]]
+"""(stored configuration, application name) → its secure property values (`secure.opened`)."""
+
+
+def _no_secrets(configuration: dict[str, Any] | None, name: str) -> dict[str, str]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class Told:
     """how often they measure (`CORRAL_METRICS_SECONDS`)"""
     trusted_cas: list[str] | None = None
     """the fingerprints of the CAs the control plane trusts (a rotation ends with one)"""
+    open_secrets: Opener = _no_secrets
+    """opens each application's secure property values, for the servers that run it only"""
 
 
 _servers = cast(Table, Server.__table__)
@@ -101,9 +109,9 @@ def messages(session: Session, server_ids: list[int], told: Told) -> dict[int, t
         rows = [row[:5] for row in found]
         reaching = {sid for sid, *_ in rows} | {g for *_, g, _c in rows if g} | \
             {c for *_, c in rows if c}
-        apps = _application_parts(session, reaching)
+        apps = _application_parts(session, reaching, told.open_secrets)
         clusters = _cluster_parts(session, {c for *_, c in rows if c}, told.secret_of)
-        pinned = _pinned_parts(session, chunk)
+        pinned = _pinned_parts(session, chunk, told.open_secrets)
         for sid, name, revision, group_id, cluster_id in rows:
             mine = sorted(apps.get(sid, []) + apps.get(group_id or 0, [])
                           + apps.get(cluster_id or 0, []))
@@ -129,7 +137,7 @@ def _json(value: object) -> str:
     return jsontext.dumps(value).decode()
 
 
-def _application_parts(session: Session, target_ids: set[int]
+def _application_parts(session: Session, target_ids: set[int], open_secrets: Opener
                        ) -> dict[int, list[tuple[str, str]]]:
     """Per target: (name, encoded application) of every application deployed to it."""
     found: dict[int, list[tuple[str, str]]] = defaultdict(list)
@@ -145,15 +153,17 @@ def _application_parts(session: Session, target_ids: set[int]
     for target_id, app_id, name, deployment, status, conf, sha256, sha1, size, file_name in rows:
         found[target_id].append((name, _part(
             app_id, name, deployment, status, conf, sha256, sha1, size, file_name,
-            levels=log_levels_of(logging.get(target_id), name))))
+            levels=log_levels_of(logging.get(target_id), name),
+            secrets=open_secrets(conf, name))))
     return found
 
 
 def _part(app_id: int, name: str, deployment: int, status: str, conf: dict[str, Any] | None,
           sha256: str, sha1: str, size: int, file_name: str,
-          levels: dict[str, str] | None = None) -> str:
+          levels: dict[str, str] | None = None, secrets: dict[str, str] | None = None) -> str:
     """One application as a desired-state message lists it (log levels only where set: a
-    change of level reaches the application without a redeployment)."""
+    change of level reaches the application without a redeployment; secure properties only
+    where there are some)."""
     part: dict[str, Any] = {
         "name": name,
         "applicationId": app_id,
@@ -164,10 +174,12 @@ def _part(app_id: int, name: str, deployment: int, status: str, conf: dict[str, 
     }
     if levels:
         part["logLevels"] = levels
+    if secrets:
+        part["secureProperties"] = secrets
     return _json(part)
 
 
-def _pinned_parts(session: Session, server_ids: list[int]
+def _pinned_parts(session: Session, server_ids: list[int], open_secrets: Opener
                   ) -> dict[int, dict[str, str | None]]:
     """Per server a rollout has not reached: (name → encoded application) of the deployment
     it keeps running (a `RolloutPin`), or None where the application is not to run yet."""
@@ -186,7 +198,8 @@ def _pinned_parts(session: Session, server_ids: list[int]
             file_name in rows:
         found[sid][name] = None if number is None else _part(
             app_id, name, number, kept or status, conf, sha256, sha1, size, file_name,
-            levels=log_levels_of(logging.get(target_id), name))
+            levels=log_levels_of(logging.get(target_id), name),
+            secrets=open_secrets(conf, name))
     return found
 
 

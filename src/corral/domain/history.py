@@ -33,7 +33,7 @@ FAILED_STATUSES = frozenset({"DEPLOYMENT_FAILED"})
 
 
 def begin(session: Session, app: Application, kind: str, by: str,
-          rolled_back_to: int | None = None) -> Deployment:
+          rolled_back_to: int | None = None, note: str = "") -> Deployment:
     """Record the deployment `app` now holds (its number, artifact and configuration); one
     still in progress is CANCELLED: this one replaced it."""
     for earlier in session.scalars(select(Deployment).where(
@@ -42,7 +42,7 @@ def begin(session: Session, app: Application, kind: str, by: str,
     row = Deployment(application_id=app.id, number=app.deployment_id, kind=kind,
                      artifact_id=app.artifact_id, configuration=dict(app.configuration or {}),
                      created_by=by[:255], state=OPEN, started_at=now_ms(), servers=[],
-                     rolled_back_to=rolled_back_to)
+                     rolled_back_to=rolled_back_to, note=note)
     session.add(row)
     session.flush()
     return row

@@ -1,5 +1,5 @@
-"""The keys replicas share: the CAs and the sealing key, sealed in the database with the master
-key. The first replica to start creates them (or adopts those of its data folder, so a single
+"""The keys replicas share: the CAs, the sealing key and the secure properties' keys, sealed in
+the database with the master key. The first replica to start creates them (or adopts those of its data folder, so a single
 control plane that becomes several keeps its CA and every agent's certificate); the others read
 them. Callers of `certificate_authority` and `sealer` hold the start-up lock
 (`db.migrate.exclusive`), so two replicas never race.
@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 from corral.db.models import ControlPlaneSecret
 from corral.errors import Conflict
 from corral.pki.authority import ALREADY_ROTATING, NOT_ROTATING, Authorities, CertificateAuthority
-from corral.sealing import MasterKey, Sealer
+from corral.sealing import MasterKey, Sealer, SecretBox
 
 CA = "ca"
 CA_RETIRING = "ca.retiring"
 SEALING = "sealing"
+PROPERTIES = "properties"
 
 
 def has_keys(session: Session) -> bool:
@@ -97,3 +98,18 @@ def version(session: Session) -> str:
 
 def sealer(session: Session, master: MasterKey, adopt: Callable[[], bytes]) -> Sealer:
     return Sealer(_secret(session, master, SEALING, adopt))
+
+
+def secret_box(session: Session, master: MasterKey, adopt: Callable[[], bytes]) -> SecretBox:
+    return SecretBox(SecretBox.parse(_secret(session, master, PROPERTIES, adopt)))
+
+
+def reseal(session: Session, old: MasterKey, new: MasterKey, properties: SecretBox) -> None:
+    """Every shared key sealed with the `new` master key, the secure properties' keys replaced
+    by `properties`' (a rotation, `corral keys rotate`)."""
+    for row in session.scalars(select(ControlPlaneSecret)):
+        value = properties.dump() if row.name == PROPERTIES else old.open(row.sealed, row.name)
+        row.sealed = new.seal(value)
+    if session.get(ControlPlaneSecret, PROPERTIES) is None:
+        session.add(ControlPlaneSecret(name=PROPERTIES, sealed=new.seal(properties.dump())))
+    session.flush()

@@ -29,6 +29,11 @@ def seen(session: Session, replica_id: str) -> None:
     session.execute(update(Replica).where(Replica.id == replica_id).values(seen_at=now_ms()))
 
 
+def seen_within(session: Session, ms: int) -> list[str]:
+    """The replicas seen running lately (a control plane that stopped cleanly has left)."""
+    return list(session.scalars(select(Replica.id).where(Replica.seen_at >= now_ms() - ms)))
+
+
 def leave(session: Session, replica_id: str) -> None:
     session.execute(delete(Replica).where(Replica.id == replica_id))
 

@@ -25,7 +25,7 @@ from corral.db.models import (
     User,
     now_ms,
 )
-from corral.domain import registration
+from corral.domain import registration, secure
 from corral.domain.certificates import status_message
 from corral.domain.configuration import properties_of
 from corral.domain.status import (
@@ -341,7 +341,7 @@ def application_fields(app: Any, art: Any, target: dict[str, Any],
         "lastReportedStatus": status.reported,
         "detailedStatus": status.detailed,
         "started": status.started,
-        "configuration": app.configuration or {},
+        "configuration": secure.masked(app.configuration),
         "serverArtifacts": [
             {
                 "id": i.id,
@@ -416,7 +416,8 @@ def deployment(d: Deployment, servers: list[dict[str, Any]]) -> dict[str, Any]:
             "artifact": {"name": art.file_name, "fileChecksum": art.sha1, "sha256": art.sha256,
                          "fileSize": art.size},
             "properties": properties_of(d.configuration or {}),
-            "createdBy": d.created_by, "startedAt": d.started_at, "endedAt": d.ended_at,
+            "secureProperties": dict.fromkeys(secure.names(d.configuration), secure.MASK),
+            "note": d.note, "createdBy": d.created_by, "startedAt": d.started_at, "endedAt": d.ended_at,
             "rolledBackTo": d.rolled_back_to, "servers": servers}
 
 

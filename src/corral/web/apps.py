@@ -31,18 +31,36 @@ def app_list(console: ConsoleDep, partial: str | None = None) -> HTMLResponse:
 @router.get("/apps/new", response_class=HTMLResponse)
 def deploy_form(console: ConsoleDep) -> HTMLResponse:
     targets = read(console, lambda s: deployments.deployable_targets(s, console.scope))
-    return console.render("deploy.html", targets=targets)
+    return console.render("deploy.html", targets=targets, secure_rows=SECURE_ROWS)
+
+
+SECURE_ROWS = 3
+"""Name and password fields for secure properties on the deploy and redeploy forms."""
+
+
+def _secure_fields(fields: dict[str, str], *, empty_removes: bool) -> dict[str, str | None]:
+    """`secureName<N>`/`secureValue<N>` pairs taken out of the form. On a redeploy a name with
+    no value removes that secure property; on a deploy it is left out."""
+    given: dict[str, str | None] = {}
+    for n in range(1, SECURE_ROWS + 1):
+        name = fields.pop(f"secureName{n}", "").strip()
+        value = fields.pop(f"secureValue{n}", "")
+        if name and (value or empty_removes):
+            given[name] = value or None
+    return given
 
 
 @router.post("/apps")
 async def deploy(request: Request, console: ConsoleDep) -> Response:
     form = await read_upload(request, console.plane)
     properties = parse_properties_text(form.fields.pop("properties", ""))
+    secrets = _secure_fields(form.fields, empty_removes=False)
 
     def work() -> int:
         with transaction(console.plane.sessions) as session:
             return deployments.deploy(session, console.scope, form.fields, form,
-                                      properties=properties, by=console.who).id
+                                      box=console.plane.secrets, properties=properties,
+                                      secure_properties=secrets, by=console.who).id
 
     try:
         app_id = await run_in_threadpool(work)
@@ -62,7 +80,7 @@ def app_page(console: ConsoleDep, app_id: int, partial: str | None = None) -> HT
 
     app, past, charts = read(console, load)
     return console.render("_app_status.html" if partial else "app.html", app=app,
-                          deployments=past, charts=charts)
+                          deployments=past, charts=charts, secure_rows=SECURE_ROWS)
 
 
 @router.post("/apps/{app_id}/rollout/{history_id}/{action}")
@@ -84,7 +102,7 @@ async def app_rollback(console: ConsoleDep, app_id: int, history_id: int) -> Res
     here = f"/apps/{app_id}"
     return await run_in_threadpool(
         act, console, lambda s: deployments.rollback(s, console.scope, app_id, history_id,
-                                                     by=console.who),
+                                                     box=console.plane.secrets, by=console.who),
         then=here, notice="Rolling back.", back=here)
 
 
@@ -92,13 +110,18 @@ async def app_rollback(console: ConsoleDep, app_id: int, history_id: int) -> Res
 async def app_action(request: Request, console: ConsoleDep, app_id: int, action: str) -> Response:
     scope = console.scope
     here = f"/apps/{app_id}"
+    box = console.plane.secrets
     if action == "redeploy" and request.headers.get("content-type", "").startswith("multipart/"):
         form = await read_upload(request, console.plane)
+        secrets = _secure_fields(form.fields, empty_removes=True)
+        notice = "Redeploying with the new file." if form.file is not None else \
+            "Redeploying with the secure properties changed."
         try:
             return await run_in_threadpool(
-                act, console, lambda s: deployments.redeploy(s, scope, app_id, form.fields, form,
-                                                             by=console.who),
-                then=here, notice="Redeploying with the new file.", back=here)
+                act, console, lambda s: deployments.redeploy(
+                    s, scope, app_id, form.fields, form, box=box, secure_properties=secrets,
+                    by=console.who),
+                then=here, notice=notice, back=here)
         finally:
             form.abort()
     changes: dict[str, tuple[Callable[[Session], Any], str]] = {
@@ -106,7 +129,7 @@ async def app_action(request: Request, console: ConsoleDep, app_id: int, action:
                   "Starting."),
         "stop": (lambda s: deployments.set_desired_status(s, scope, app_id, "STOPPED"),
                  "Stopping."),
-        "redeploy": (lambda s: deployments.redeploy(s, scope, app_id, by=console.who),
+        "redeploy": (lambda s: deployments.redeploy(s, scope, app_id, box=box, by=console.who),
                      "Redeploying."),
         "delete": (lambda s: deployments.delete(s, scope, app_id),
                    "Application deleted; its servers remove it."),
