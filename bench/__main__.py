@@ -1,5 +1,5 @@
 """`python -m bench all | fleet | api | artifacts | security | replicas | metrics | rotation |
-faults | smoke [--db sqlite,postgresql]`
+faults | secure | smoke [--db sqlite,postgresql]`
 
 Prints each scenario's figures as tables and writes them as JSON to bench/results/."""
 
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, make_url, text
 
-from bench import faults, scenarios
+from bench import faults, scenarios, secure
 from bench.harness import ControlPlaneProcess, clean, raise_fd_limit
 
 RESULTS = Path(os.environ.get("CORRAL_BENCH_RESULTS") or Path(__file__).with_name("results"))
@@ -56,6 +56,7 @@ ROTATION = {  # name: (agents held, seconds the renewals are spread over)
 }
 FAULT_ROUNDS = 5  # a failing rollout reverted, this many times (not in smoke: real agents,
 #                   real applications: half a minute more of the suite)
+SECURE_ROUNDS = {"full": 200, "smoke": 3}  # deploys of each kind: plain, secure properties
 SECURITY = {  # name: (reads per phase, attacking clients, hostile body MiB, sign-in tries)
     "full": (300, 3, 300, 20),
     "smoke": (20, 1, 20, 2),  # light: the smoke test runs beside the rest of the suite
@@ -266,6 +267,13 @@ def run(which: str, dbs: list[str], plan: str) -> None:
                   [{"figure": k, "value": v} for k, v in figures.items() if k != "machine"])
         if which == "faults" or (which == "all" and plan == "full"):
             run_faults(kind, suffix, FAULT_ROUNDS)
+        if which in ("all", "secure"):
+            with control_plane(kind, "secure") as (cp, workdir):
+                figures = secure.deploys(cp, workdir, rounds=SECURE_ROUNDS[plan])
+            save(f"secure-{suffix}", figures)
+            table(f"Deploys with {figures['properties']} properties of {figures['value_chars']} "
+                  f"characters ({kind}), {figures['deploys_each']} of each kind; ms",
+                  [{"kind": k, **figures[k]} for k in ("plain", "secure")])
         if which in ("all", "replicas") and kind == "postgresql":
             agents, fan, changes = REPLICAS[plan]
             with replica_pair(kind) as (a, b, workdir):
@@ -322,7 +330,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenario",
                         choices=["all", "fleet", "api", "artifacts", "security", "replicas",
-                                 "metrics", "rotation", "faults", "smoke"])
+                                 "metrics", "rotation", "faults", "secure", "smoke"])
     parser.add_argument("--db", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
     args = parser.parse_args()
