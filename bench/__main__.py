@@ -1,5 +1,5 @@
 """`python -m bench all | fleet | api | artifacts | security | replicas | metrics | rotation |
-faults | secure | smoke [--db sqlite,postgresql]`
+faults | secure | fleetfile | smoke [--db sqlite,postgresql]`
 
 Prints each scenario's figures as tables and writes them as JSON to bench/results/."""
 
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, make_url, text
 
-from bench import faults, scenarios, secure
+from bench import faults, fleetfile, scenarios, secure
 from bench.harness import ControlPlaneProcess, clean, raise_fd_limit
 
 RESULTS = Path(os.environ.get("CORRAL_BENCH_RESULTS") or Path(__file__).with_name("results"))
@@ -267,6 +267,12 @@ def run(which: str, dbs: list[str], plan: str) -> None:
                   [{"figure": k, "value": v} for k, v in figures.items() if k != "machine"])
         if which == "faults" or (which == "all" and plan == "full"):
             run_faults(kind, suffix, FAULT_ROUNDS)
+        if which == "fleetfile" or (which == "all" and plan == "full"):
+            with control_plane(kind, "fleetfile") as (cp, workdir):
+                figures = fleetfile.run(cp, workdir)
+            save(f"fleetfile-{suffix}", figures)
+            table(f"A fleet file of {figures['applications']} applications on "
+                  f"{figures['groups']} groups ({kind}); seconds", as_rows(figures))
         if which in ("all", "secure"):
             with control_plane(kind, "secure") as (cp, workdir):
                 figures = secure.deploys(cp, workdir, rounds=SECURE_ROUNDS[plan])
@@ -330,7 +336,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenario",
                         choices=["all", "fleet", "api", "artifacts", "security", "replicas",
-                                 "metrics", "rotation", "faults", "secure", "smoke"])
+                                 "metrics", "rotation", "faults", "secure", "fleetfile",
+                                 "smoke"])
     parser.add_argument("--db", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
     args = parser.parse_args()

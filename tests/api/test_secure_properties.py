@@ -263,3 +263,28 @@ def test_values_an_older_version_kept_in_clear_are_sealed_at_start(
             assert secure.seal_stored(s, restarted.secrets) == 0
     finally:
         restarted.close()
+
+
+def test_digests_tell_a_changed_value_from_the_stored_one_and_only_to_operators(
+        api: Api) -> None:
+    """What `corral plan` compares secrets with: a salted HMAC-SHA256, a new salt each call."""
+    import hashlib
+    import hmac
+
+    _, app_id = _deployed(api, {"db.password": SECRET})
+    first = api.get(f"/applications/{app_id}/secureProperties").json()["data"]
+    again = api.get(f"/applications/{app_id}/secureProperties").json()["data"]
+    d = first["db.password"]
+    assert d["salt"] != again["db.password"]["salt"] and SECRET not in json.dumps(first)
+    assert d["hmacSha256"] == hmac.new(d["salt"].encode(), SECRET.encode(),
+                                       hashlib.sha256).hexdigest()
+    users = f"/accounts/api/organizations/{api.org_id}/users"
+    api.client.post(users, headers={"Authorization": f"Bearer {api.token}"}, json={
+        "username": "vic", "password": "vic-password-1", "role": "viewer"})
+    token = api.client.post("/accounts/login", json={
+        "username": "vic", "password": "vic-password-1"}).json()["access_token"]
+    r = api.client.get(f"/hybrid/api/v1/applications/{app_id}/secureProperties",
+                       headers={**api.headers, "Authorization": f"Bearer {token}"})
+    assert r.status_code == 403
+    assert api.in_env("Sandbox").get(f"/applications/{app_id}/secureProperties").status_code \
+        == 404

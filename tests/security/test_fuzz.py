@@ -25,7 +25,7 @@ from tests.api.conftest import api as api  # the fixture
 from tests.conftest import database_url  # noqa: F401 - both engines, not the suite's SQLite-only
 
 EXAMPLES = 20
-OPERATIONS = 82
+OPERATIONS = 83
 
 
 @pytest.mark.slow

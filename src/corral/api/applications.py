@@ -24,7 +24,7 @@ from corral.artifacts.multipart import UploadForm
 from corral.artifacts.store import iter_blob
 from corral.controlplane import ControlPlane
 from corral.db.session import transaction
-from corral.domain import accounts, applications, deployments, history, logs, reads
+from corral.domain import accounts, applications, deployments, history, logs, reads, secure
 from corral.domain.identity import Principal, Scope
 from corral.errors import AgentUnavailable, InvalidInput
 from corral.http_context import PlaneDep, read_upload
@@ -225,6 +225,18 @@ def deployment_history(session: ReadSessionDep, scope: ScopeDep, app_id: int) ->
     app = applications.get(session, scope, app_id)
     found = history.listing(session, app)
     return envelope.many(found, len(found))
+
+
+@router.get("/{app_id}/secureProperties",
+            response_model=schemas.Data[dict[str, schemas.SecureDigestOut]])
+def secure_digests(session: ReadSessionDep, scope: OperatorScopeDep, plane: PlaneDep,
+                   app_id: int) -> JSONResponse:
+    """Corral's own: for each secure property, a salted HMAC-SHA256 of its value (a new salt on
+    every call), so that `corral plan` can tell a changed secret from an unchanged one without
+    the value leaving the control plane. Operators and admins only: they may deploy code that
+    reads the values anyway; viewers may not."""
+    app = applications.get(session, scope, app_id)
+    return envelope.one(secure.digests(app.configuration, plane.secrets))
 
 
 @router.post("/{app_id}/rollback", response_model=One, response_model_exclude_unset=True)

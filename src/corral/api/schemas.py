@@ -312,6 +312,14 @@ class DeploymentOut(AnswerShape):
     rollout: RolloutOut | None = None
 
 
+class SecureDigestOut(AnswerShape):
+    """`hmacSha256` is HMAC-SHA256 of the value (UTF-8) keyed with `salt` (its UTF-8 text),
+    in hex: compare it with the one of a candidate value, never the value itself."""
+
+    salt: str
+    hmacSha256: str
+
+
 class AuditActorOut(AnswerShape):
     kind: str
     id: str | None = None

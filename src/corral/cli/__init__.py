@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import admin, agent, apps, audit, ca, db, fleet, keys, login, serve, users
+from corral.cli import (
+    admin,
+    agent,
+    apps,
+    audit,
+    ca,
+    db,
+    fleet,
+    fleetfile,
+    keys,
+    login,
+    serve,
+    users,
+)
 from corral.cli.output import readable_help
 
 readable_help()
@@ -32,6 +45,9 @@ app.add_typer(fleet.cluster_app, name="cluster", rich_help_panel="Fleet")
 app.add_typer(ca.ca_app, name="ca", rich_help_panel="Fleet")
 app.add_typer(apps.app_app, name="app", rich_help_panel="Applications")
 app.command("audit", rich_help_panel="Organization")(audit.audit)
+app.command("plan", rich_help_panel="Fleet file")(fleetfile.plan)
+app.command("apply", rich_help_panel="Fleet file")(fleetfile.apply)
+app.command("export", rich_help_panel="Fleet file")(fleetfile.export)
 
 
 def main() -> None:

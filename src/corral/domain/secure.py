@@ -6,7 +6,10 @@ application (`opened`)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 from typing import Any
 
 from sqlalchemy import String, cast, select
@@ -111,6 +114,19 @@ def opened(configuration: dict[str, Any] | None, box: SecretBox, application: st
         else:
             values[key] = value
     return values
+
+
+def digest(salt: str, value: str) -> str:
+    """What `digests` answers for a value: HMAC-SHA256 keyed with the salt, in hex."""
+    return hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def digests(configuration: dict[str, Any] | None, box: SecretBox) -> dict[str, dict[str, str]]:
+    """Each secure property's value as a salted digest, a new salt each time: enough to tell
+    whether a candidate value is the stored one, nothing to read back."""
+    salt = secrets.token_hex(16)
+    return {k: {"salt": salt, "hmacSha256": digest(salt, v)}
+            for k, v in opened(configuration, box).items()}
 
 
 def resealed(configuration: dict[str, Any] | None, box: SecretBox) -> dict[str, Any] | None:
