@@ -32,7 +32,7 @@ START_S = 0.4
 @dataclass
 class Truth:
     """What really runs of one application on one server, from `since` (monotonic, when the
-    report that says so was sent: the control plane cannot know it before)."""
+    report that says so began to be sent: the control plane cannot know it before)."""
 
     since: float | None
     deployment: int
@@ -80,8 +80,10 @@ class SimAgent:
                                    serving=r.serving is not None)
             for n, r in sorted(self.apps.items())])
         with contextlib.suppress(ConnectionClosed):
-            await self.ws.send(wire.encode(report))
+            # the moment the report leaves: once `send` returns, a loaded event loop may resume
+            # this coroutine after the control plane has read it (and answered a sample)
             sent = time.monotonic()
+            await self.ws.send(wire.encode(report))
             for timeline in self.timeline.values():
                 for truth in reversed(timeline):
                     if truth.since is not None:
