@@ -47,9 +47,7 @@ def _group_app(api: Api, cp: ControlPlaneProcess, agents: Agents, name: str, siz
         until(_running(api, m), 60, time.monotonic(), f"server {m.server_id} RUNNING")
     group = api.call("POST", "/serverGroups", json={
         "name": name, "serverIds": [m.server_id for m in members]})
-    app = api.call("POST", "/applications", data={"artifactName": name,
-                                                  "targetId": str(group["id"])},
-                   files={"file": (f"{name}.zip", web_zip("v1"), "application/zip")})
+    app = api.client.apps.deploy(name, group["id"], (f"{name}.zip", web_zip("v1")))
     until(lambda: _done(api.call("GET", f"/applications/{app['id']}")), 60, time.monotonic(),
           "the first version STARTED")
     return members, group, app
@@ -149,9 +147,7 @@ def replica_failover(a: ControlPlaneProcess, b: ControlPlaneProcess) -> dict[str
         for m in members:
             if not _logged(a, f"server {m.server_id} connected"):
                 raise RuntimeError(f"server {m.server_id} is not held by replica A")
-        during = api_a.call("POST", "/applications", data={
-            "artifactName": "during", "targetId": str(group["id"])},
-            files={"file": ("during.zip", web_zip("v2"), "application/zip")})
+        during = api_a.client.apps.deploy("during", group["id"], ("during.zip", web_zip("v2")))
         assert a.proc is not None
         a.proc.kill()
         killed = time.monotonic()

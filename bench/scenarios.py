@@ -111,8 +111,7 @@ def fanout(api: Api, sims: list[Simulators], identities: list[dict[str, str]], n
     name = f"fan{n}"
     out: dict[str, Any] = {"group_size": n}
     t0 = time.time()
-    app = api.call("POST", "/applications", data={"artifactName": name, "targetId": str(group["id"])},
-                   files={"file": (f"{name}.zip", small_zip(), "application/zip")})
+    app = api.client.apps.deploy(name, group["id"], (f"{name}.zip", small_zip()))
     out["post_answer_s"] = round(time.time() - t0, 3)
     out["deploy"] = _timed(sims, name, 1, "STARTED", n, t0)
     out["deploy"]["api_started_s"] = _api_status(api, app["id"], "STARTED", t0)
@@ -287,9 +286,7 @@ def artifacts(cp: ControlPlaneProcess, workdir: Path, size_mb: int) -> dict[str,
 
     def upload() -> None:
         with open(path, "rb") as f:
-            app.update(api.call("POST", "/applications",
-                                data={"artifactName": "big", "targetId": server["id"]},
-                                files={"file": ("big.zip", f, "application/zip")}))
+            app.update(api.client.apps.deploy("big", int(server["id"]), ("big.zip", f)))
 
     def download() -> None:
         with api.http.stream("GET", f"/hybrid/api/v1/applications/{app['id']}/artifact",
@@ -431,9 +428,8 @@ def replicas(a: ControlPlaneProcess, b: ControlPlaneProcess, workdir: Path, agen
             server = where[i % len(where)]
             name = f"{label}{i}"
             t0 = time.time()
-            made.append(api.call("POST", "/applications", data={"artifactName": name,
-                                                                "targetId": server["id"]},
-                                 files={"file": (f"{name}.zip", small_zip(), "application/zip")}))
+            made.append(api.client.apps.deploy(name, int(server["id"]),
+                                               (f"{name}.zip", small_zip())))
             t1 = time.time()
             held_by.wait(lambda name=name: bool(held_by.answers(name, 1, "STARTED")),
                          timeout=30)
@@ -494,8 +490,7 @@ def metrics_cost(cp: ControlPlaneProcess, workdir: Path, n: int, interval: float
     identities = register_fleet(cp, api, n, workdir / "certs")
     ids = [int(i["id"]) for i in identities]
     group = api.call("POST", "/serverGroups", json={"name": "measured", "serverIds": ids})
-    api.call("POST", "/applications", data={"artifactName": "app", "targetId": str(group["id"])},
-             files={"file": ("app.zip", small_zip(), "application/zip")})
+    api.client.apps.deploy("app", group["id"], ("app.zip", small_zip()))
     figures: dict[str, Any] = {"agents": n, "interval_s": interval}
     alerts = [{"name": "down", "severity": "CRITICAL", "condition": {
                    "resourceType": "server", "type": "server-down", "resources": ["*"]}},

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.harness import Api, ControlPlaneProcess, Simulators, percentile, register_fleet
 from bench.scenarios import small_zip
-
-SERVICE = "mule.agent.application.properties.service"
+from corral.client.resources import configuration
 
 
 def deploys(cp: ControlPlaneProcess, workdir: Path, rounds: int, count: int = 100,
@@ -31,14 +29,12 @@ def deploys(cp: ControlPlaneProcess, workdir: Path, rounds: int, count: int = 10
         for n in range(rounds):
             for kind in ("plain", "secure"):
                 name = f"{kind}-{n}"
-                key = "properties" if kind == "plain" else "secureProperties"
-                configuration = json.dumps({SERVICE: {"applicationName": name, key: values}})
+                given = configuration(name, values) if kind == "plain" \
+                    else configuration(name, secure=values)
                 t0 = time.monotonic()
                 sent = time.time()
-                app = api.call("POST", "/applications", data={
-                    "artifactName": name, "targetId": server["id"],
-                    "configuration": configuration},
-                    files={"file": (f"{name}.zip", small_zip(), "application/zip")})
+                app = api.client.apps.deploy(name, int(server["id"]),
+                                             (f"{name}.zip", small_zip()), configuration=given)
                 timings[kind]["answer"].append(time.monotonic() - t0)
                 sims.wait(lambda name=name: bool(sims.answers(name, 1, "STARTED")), timeout=30)
                 answered = sims.answers(name, 1, "STARTED")

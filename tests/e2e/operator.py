@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 from corral.client import Client
-from tests.arm_shapes import check_answer
+from corral.client.resources import configuration
+from tests.arm_shapes import check_answer, check_application
 from tests.e2e.processes import CORRAL, ServeProcess
 from tests.support import eventually
 
@@ -44,13 +45,14 @@ class Operator:
     def registration_token(self) -> str:
         return str(self.data("/servers/registrationToken"))
 
-    def deploy(self, name: str, target: int, archive: bytes, properties: dict[str, str] | None = None) -> dict[str, Any]:
-        form = {"artifactName": name, "targetId": str(target)}
-        if properties:
-            form["configuration"] = json.dumps({"mule.agent.application.properties.service": {
-                "applicationName": name, "properties": properties}})
-        return self.call("POST", "/applications", expect=202, data=form,
-                         files={"file": (f"{name}.zip", archive, "application/zip")}).json()["data"]
+    def deploy(self, name: str, target: int, archive: bytes,
+               properties: dict[str, str] | None = None) -> dict[str, Any]:
+        """Through the client's one deploy form; the answer held to ARM's shape."""
+        app = self.client.apps.deploy(
+            name, target, (f"{name}.zip", archive),
+            configuration=configuration(name, properties) if properties else None)
+        check_application(app)
+        return app
 
     def _until(self, path: str, check: Callable[[dict[str, Any]], bool], timeout: float,
                what: str) -> dict[str, Any]:

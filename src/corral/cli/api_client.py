@@ -4,6 +4,7 @@ or id."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,25 @@ import httpx
 from corral.cli.output import fail
 from corral.cli.profiles import Config, Profile, trust
 from corral.client import ApiError, Client
+
+
+class _Refusing:
+    """A resource of `corral.client` whose refusals end the command with ARM's message (exit 1),
+    as `Api.hybrid` does for a single call."""
+
+    def __init__(self, resource: object) -> None:
+        self._resource = resource
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._resource, name)
+
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except ApiError as exc:
+                fail(exc.message)
+        return call
 
 
 class Api:
@@ -32,6 +52,24 @@ class Api:
     @classmethod
     def from_config(cls, *, need_env: bool = True) -> Api:
         return cls(Config.load().active(), need_env=need_env)
+
+    # --- the resources (`corral.client.resources`), refusals ending the command --------------
+
+    @functools.cached_property
+    def apps(self) -> Any:
+        return _Refusing(self.client.apps)
+
+    @functools.cached_property
+    def servers(self) -> Any:
+        return _Refusing(self.client.servers)
+
+    @functools.cached_property
+    def groups(self) -> Any:
+        return _Refusing(self.client.groups)
+
+    @functools.cached_property
+    def clusters(self) -> Any:
+        return _Refusing(self.client.clusters)
 
     # --- requests ----------------------------------------------------------------------------
 
@@ -59,8 +97,7 @@ class Api:
     # --- finding things by name or id ------------------------------------------------------
 
     def targets(self) -> list[dict[str, Any]]:
-        return [*self.hybrid("GET", "/servers"), *self.hybrid("GET", "/serverGroups"),
-                *self.hybrid("GET", "/clusters")]
+        return [*self.servers.list(), *self.groups.list(), *self.clusters.list()]
 
     def find_target(self, ident: str, kinds: tuple[str, ...] = ()) -> dict[str, Any]:
         found = [t for t in self.targets()
@@ -80,10 +117,10 @@ class Api:
     def find_app(self, ident: str, target: str | None = None) -> dict[str, Any]:
         if ident.isdigit():
             try:
-                return self.client.hybrid("GET", f"/applications/{ident}")  # type: ignore[no-any-return]
+                return self.client.apps.get(int(ident))
             except ApiError:
                 pass  # a name made of digits
-        apps = self.hybrid("GET", "/applications")
+        apps = self.apps.list()
         found = [a for a in apps if a["name"] == ident]
         if target is not None:
             t = self.find_target(target)

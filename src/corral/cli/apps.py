@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import getpass
-import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, cast
 
 import typer
 from rich.live import Live
@@ -31,6 +31,7 @@ from corral.cli.output import (
     status,
 )
 from corral.cli.profiles import Config
+from corral.client.resources import Upload, configuration
 
 app_app = typer.Typer(help="Applications: deploy and operate them on targets.",
                       no_args_is_help=True)
@@ -54,23 +55,22 @@ DeadlineOpt = Annotated[float | None, typer.Option(
 
 
 def _rollout(max_parallel: int | None, auto_revert: bool, canary: int | None,
-             min_healthy: float | None, deadline: float | None) -> dict[str, str]:
-    """The `rollout` form field, when any rollout option is given."""
+             min_healthy: float | None, deadline: float | None) -> dict[str, Any] | None:
+    """The rollout policy, when any rollout option is given."""
     policy: dict[str, Any] = {k: v for k, v in (
         ("maxParallel", max_parallel), ("canary", canary), ("minHealthySeconds", min_healthy),
         ("healthDeadlineSeconds", deadline)) if v is not None}
     if auto_revert:
         policy["autoRevert"] = True
-    return {"rollout": json.dumps(policy)} if policy else {}
+    return policy or None
 
 
-def _no_rollout_on(server: str) -> dict[str, str]:
+def _no_rollout_on(server: str) -> None:
     """Rollouts spread a change over a group's or cluster's servers; a lone server has nothing
     to spread it over, nor another server to keep serving while it reverts: say so, once."""
     hint(f"{server} is a single server: rollout options (--max-parallel, --canary, "
          "--auto-revert, --min-healthy, --health-deadline) apply to groups and clusters; "
          "deploying to it at once")
-    return {}
 
 
 def _watch_rollout(api: Api, app_id: int, timeout: float) -> None:
@@ -78,7 +78,7 @@ def _watch_rollout(api: Api, app_id: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     shown: tuple[Any, ...] = ()
     while True:
-        [now, *_] = api.hybrid("GET", f"/applications/{app_id}/deployments")
+        [now, *_] = api.apps.history(app_id)
         spread = now.get("rollout") or {}
         state = spread.get("state", now["state"])
         seen = (state, tuple(spread.get("updated") or ()),
@@ -185,7 +185,8 @@ class _Counting:
         return getattr(self._f, name)
 
 
-def _upload(api: Api, method: str, path: str, file: Path, fields: dict[str, str]) -> Any:
+def _upload(file: Path, send: Callable[[Upload], Any]) -> Any:
+    """`send` the file (a deploy or redeploy) with a progress bar, after the bundle check."""
     if not file.is_file():
         fail(f"{file} is not a file")
     try:
@@ -198,9 +199,7 @@ def _upload(api: Api, method: str, path: str, file: Path, fields: dict[str, str]
                         disable=not console.is_terminal, transient=True)
     with progress, open(file, "rb") as f:
         task = progress.add_task(f"uploading {file.name}", total=file.stat().st_size)
-        body = _Counting(f, progress, task)
-        return api.hybrid(method, path, data=fields,
-                          files={"file": (file.name, body, "application/zip")})
+        return send((file.name, cast(BinaryIO, _Counting(f, progress, task))))
 
 
 def _wait(api: Api, app_id: int, want: str, timeout: float, min_deployment: int = 0) -> None:
@@ -212,7 +211,7 @@ def _wait(api: Api, app_id: int, want: str, timeout: float, min_deployment: int 
         if live:
             live.start()
         while True:
-            app = api.hybrid("GET", f"/applications/{app_id}")
+            app = api.apps.get(app_id)
             insts = app["serverArtifacts"]
             current = [i for i in insts if i["deploymentId"] >= min_deployment]
             if live:
@@ -314,29 +313,25 @@ def deploy(
     t = api.find_target(target)
     rollout = _rollout(max_parallel, auto_revert, canary, min_healthy, health_deadline)
     if rollout and t["type"] == "SERVER":
-        rollout = _no_rollout_on(t["name"])
-    fields = {"artifactName": name, "targetId": str(t["id"]), **rollout}
+        _no_rollout_on(t["name"])
+        rollout = None
     props = _properties(prop)
     secure = _secure_properties(secure_prop, secure_file)
-    if props or secure:
-        fields["configuration"] = json.dumps({SERVICE: {
-            "applicationName": name, "properties": props,
-            **({"secureProperties": secure} if secure else {})}})
+    conf = configuration(name, props, secure) if props or secure else None
     if source is not None:
         origin = _in_environment(source_env).find_app(source) if source_env \
             else api.find_app(source)
-        body = {key: json.loads(value) if key in ("configuration", "rollout") else value
-                for key, value in fields.items()}
-        app = api.hybrid("POST", "/applications", json=body | {
-            "applicationSource": {"source": "HYBRID", "id": origin["id"]}})
+        app = api.apps.deploy(name, t["id"], configuration=conf, rollout=rollout,
+                              source=origin["id"])
     else:
         assert file is not None
-        app = _upload(api, "POST", "/applications", file, fields)
+        app = _upload(file, lambda up: api.apps.deploy(name, t["id"], up, configuration=conf,
+                                                       rollout=rollout))
     if output is Format.json and not wait:
         show_object(output, app, [])
         return
     console.print(f"Deployed {name} as application {app['id']} to {t['name']}")
-    if wait and "rollout" in fields and t["type"] != "SERVER":
+    if wait and rollout and t["type"] != "SERVER":
         _watch_rollout(api, app["id"], timeout)
     elif wait:
         _wait(api, app["id"], "STARTED", timeout)
@@ -352,8 +347,8 @@ def _in_environment(env: str) -> Api:
 def app_list(target: TargetOpt = None, output: OutputOpt = Format.table) -> None:
     """List applications."""
     api = Api.from_config()
-    params = {"targetId": api.find_target(target)["id"]} if target else None
-    show_list(output, api.hybrid("GET", "/applications", params=params), APP_COLUMNS,
+    show_list(output, api.apps.list(api.find_target(target)["id"] if target else None),
+              APP_COLUMNS,
               "No applications. Deploy one with `corral app deploy FILE --name NAME --target T`.")
 
 
@@ -387,7 +382,7 @@ def _set_status(application: str, target: str | None, desired: str, wait: bool,
     body: dict[str, Any] = {"desiredStatus": desired}
     if max_parallel is not None:
         body["rollout"] = {"maxParallel": max_parallel}
-    api.hybrid("PATCH", f"/applications/{app['id']}", json=body)
+    api.apps.set_status(app["id"], desired, body.get("rollout"))
     console.print(f"{app['name']} ({app['id']}): desired status {desired}")
     if wait:
         _wait(api, app["id"], desired, timeout)
@@ -438,21 +433,21 @@ def app_redeploy(
     app = api.find_app(application, target)
     rollout = _rollout(max_parallel, auto_revert, canary, min_healthy, health_deadline)
     if rollout and app["target"]["type"] == "SERVER":
-        rollout = _no_rollout_on(app["target"]["name"])
-    fields = dict(rollout)
+        _no_rollout_on(app["target"]["name"])
+        rollout = None
     secure = _secure_properties(secure_prop, secure_file, unset_secure)
+    conf = None
     if secure:  # the current configuration again (masked values are kept), these changed
-        configuration = dict(app.get("configuration") or {})
-        service = dict(configuration.get(SERVICE) or {"applicationName": app["name"]})
+        conf = dict(app.get("configuration") or {})
+        service = dict(conf.get(SERVICE) or {"applicationName": app["name"]})
         service["secureProperties"] = {**(service.get("secureProperties") or {}), **secure}
-        fields["configuration"] = json.dumps({**configuration, SERVICE: service})
+        conf[SERVICE] = service
     if file is not None:
-        updated = _upload(api, "PATCH", f"/applications/{app['id']}", file, fields)
+        updated = _upload(file, lambda up: api.apps.redeploy(app["id"], up, configuration=conf,
+                                                             rollout=rollout))
     else:
-        updated = api.hybrid("PATCH", f"/applications/{app['id']}",
-                             files={"id": (None, str(app["id"])),
-                                    **{k: (None, v) for k, v in fields.items()}})
-    [now, *_] = api.hybrid("GET", f"/applications/{app['id']}/deployments")
+        updated = api.apps.redeploy(app["id"], configuration=conf, rollout=rollout)
+    [now, *_] = api.apps.history(app["id"])
     deployment = now["deploymentId"]
     console.print(f"Redeployed {app['name']} ({app['id']}), deployment {deployment}"
                   + (" (rolling out)" if now.get("rollout") else ""))
@@ -481,7 +476,7 @@ def app_history(application: AppArg, target: TargetOpt = None,
     """Every deployment of an application, newest first: artifact, who, state, each server."""
     api = Api.from_config()
     app = api.find_app(application, target)
-    show_list(output, api.hybrid("GET", f"/applications/{app['id']}/deployments"),
+    show_list(output, api.apps.history(app["id"]),
               HISTORY_COLUMNS, "No deployments recorded.")
 
 
@@ -498,9 +493,8 @@ def app_rollback(
     """Deploy again the exact artifact and properties of an earlier deployment."""
     api = Api.from_config()
     app = api.find_app(application, target)
-    body = {} if deployment is None else {"deploymentId": deployment}
-    api.hybrid("POST", f"/applications/{app['id']}/rollback", json=body)
-    [now, *_] = api.hybrid("GET", f"/applications/{app['id']}/deployments")
+    api.apps.rollback(app["id"], deployment)
+    [now, *_] = api.apps.history(app["id"])
     console.print(f"Rolled {app['name']} ({app['id']}) back to deployment "
                   f"{now['rolledBackTo']}: {now['artifact']['name']}, now deployment "
                   f"{now['deploymentId']}")
@@ -511,7 +505,7 @@ def app_rollback(
 def _current_rollout(api: Api, application: str, target: str | None) -> tuple[dict[str, Any],
                                                                            dict[str, Any]]:
     app = api.find_app(application, target)
-    [now, *_] = api.hybrid("GET", f"/applications/{app['id']}/deployments")
+    [now, *_] = api.apps.history(app["id"])
     if not now.get("rollout") or now["rollout"]["state"] not in ("RUNNING", "WAITING"):
         fail(f"{app['name']} has no rollout in progress")
     return app, now
@@ -523,7 +517,7 @@ def app_promote(application: AppArg, target: TargetOpt = None, wait: WaitOpt = F
     """A canary is healthy: roll out to the other servers."""
     api = Api.from_config()
     app, now = _current_rollout(api, application, target)
-    api.hybrid("POST", f"/applications/{app['id']}/deployments/{now['id']}/promote")
+    api.apps.promote(app["id"], now["id"])
     console.print(f"Promoted deployment {now['deploymentId']} of {app['name']}")
     if wait:
         _watch_rollout(api, app["id"], timeout)
@@ -534,7 +528,7 @@ def app_cancel(application: AppArg, target: TargetOpt = None) -> None:
     """Stop a rollout; every server it updated returns to the previous deployment."""
     api = Api.from_config()
     app, now = _current_rollout(api, application, target)
-    api.hybrid("POST", f"/applications/{app['id']}/deployments/{now['id']}/cancel")
+    api.apps.cancel(app["id"], now["id"])
     console.print(f"Cancelled deployment {now['deploymentId']} of {app['name']}; its servers "
                   "return to the previous one")
 
@@ -547,7 +541,7 @@ def app_delete(application: AppArg, target: TargetOpt = None,
     app = api.find_app(application, target)
     if not yes and not typer.confirm(f"Delete application {app['id']} ({app['name']})?"):
         raise typer.Exit(1)
-    api.hybrid("DELETE", f"/applications/{app['id']}")
+    api.apps.delete(app["id"])
     console.print(f"Deleted application {app['id']}")
 
 
@@ -570,7 +564,7 @@ def app_logs(
         choices = " or ".join(f"--server {i['serverName']}" for i in app["serverArtifacts"])
         fail(f"{app['name']} runs on {len(app['serverArtifacts'])} servers; pass {choices}")
     if not follow:
-        for line in api.hybrid("GET", f"/applications/{app['id']}/logs", params=params):
+        for line in api.apps.logs(app["id"], params):
             typer.echo(line)
         return
     params["follow"] = "true"

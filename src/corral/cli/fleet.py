@@ -38,25 +38,29 @@ SERVER_COLUMNS: list[Column] = [
 ]
 
 
-PATHS = {"SERVER": ("server", "/servers"), "SERVER_GROUP": ("server group", "/serverGroups"),
-         "CLUSTER": ("cluster", "/clusters")}
+KINDS = {"SERVER": ("server", "servers"), "SERVER_GROUP": ("server group", "groups"),
+         "CLUSTER": ("cluster", "clusters")}
+"""A target's type → what messages call it, and the `Api` resource that holds it."""
 
 
 def _rename(kind: str, ident: str, name: str) -> None:
     api = Api.from_config()
-    label, path = PATHS[kind]
+    label, resource = KINDS[kind]
     target = api.find_target(ident, (kind,))
-    api.hybrid("PATCH", f"{path}/{target['id']}", json={"name": name})
+    if kind == "CLUSTER":
+        api.clusters.change(target["id"], name=name)
+    else:
+        getattr(api, resource).rename(target["id"], name)
     console.print(f"{label.capitalize()} {target['id']} is now named {name}")
 
 
 def _delete(kind: str, ident: str, yes: bool) -> None:
     api = Api.from_config()
-    label, path = PATHS[kind]
+    label, resource = KINDS[kind]
     target = api.find_target(ident, (kind,))
     if not yes and not typer.confirm(f"Delete {label} {target['id']} ({target['name']})?"):
         raise typer.Exit(1)
-    api.hybrid("DELETE", f"{path}/{target['id']}")
+    getattr(api, resource).delete(target["id"])
     console.print(f"Deleted {label} {target['id']}")
 
 
@@ -66,7 +70,7 @@ def _delete(kind: str, ident: str, yes: bool) -> None:
 @server_app.command("list")
 def server_list(output: OutputOpt = Format.table) -> None:
     """List servers with their status."""
-    servers = Api.from_config().hybrid("GET", "/servers")
+    servers = Api.from_config().servers.list()
     show_list(output, servers, SERVER_COLUMNS,
               "No servers yet. Get a token with `corral server token`, then on the server run "
               "`corral agent register --manager URL --dir DIR TOKEN NAME`.")
@@ -76,7 +80,7 @@ def server_list(output: OutputOpt = Format.table) -> None:
 def server_show(server: ServerArg, output: OutputOpt = Format.table) -> None:
     """Show one server (name or id)."""
     api = Api.from_config()
-    s = api.hybrid("GET", f"/servers/{api.find_target(server, ('SERVER',))['id']}")
+    s = api.servers.get(api.find_target(server, ("SERVER",))["id"])
     runtime = s.get("runtimeInformation") or {}
     show_object(output, s, [
         ("ID", lambda x: x["id"]), ("Name", lambda x: x["name"]),
@@ -102,7 +106,7 @@ def server_renew_cert(server: ServerArg) -> None:
     """Have the server's agent renew its certificate now (at its next contact if away)."""
     api = Api.from_config()
     target = api.find_target(server, ("SERVER",))
-    api.hybrid("POST", f"/servers/{target['id']}/certificate")
+    api.servers.renew_certificate(target["id"])
     console.print(f"Server {target['id']} ({target['name']}) will renew its certificate at its "
                   "agent's next contact; `corral server show` shows when it has")
 
@@ -133,9 +137,9 @@ def server_token(
         body: dict[str, int] = {"maxUses": max_uses}
         if expires_in is not None:
             body["expiresInSeconds"] = expires_in
-        token = api.hybrid("POST", "/servers/registrationTokens", json=body)
+        token = api.servers.new_registration_token(body)
     else:
-        token = api.hybrid("POST" if rotate else "GET", "/servers/registrationToken")
+        token = api.servers.registration_token(rotate=rotate)
     typer.echo(token)
 
 
@@ -167,15 +171,14 @@ def group_create(name: Annotated[str, typer.Argument(help="The new group's name"
                  output: OutputOpt = Format.table) -> None:
     """Create a server group from individual servers (names or ids)."""
     api = Api.from_config()
-    g = api.hybrid("POST", "/serverGroups",
-                   json={"name": name, "serverIds": _server_ids(api, servers or [])})
+    g = api.groups.create(name, _server_ids(api, servers or []))
     _show_group(output, g)
 
 
 @group_app.command("list")
 def group_list(output: OutputOpt = Format.table) -> None:
     """List server groups."""
-    show_list(output, Api.from_config().hybrid("GET", "/serverGroups"), GROUP_COLUMNS,
+    show_list(output, Api.from_config().groups.list(), GROUP_COLUMNS,
               "No server groups. Create one with `corral group create NAME SERVER...`.")
 
 
@@ -191,8 +194,7 @@ def _show_group(output: Format, g: dict[str, Any]) -> None:
 def group_show(group: GroupArg, output: OutputOpt = Format.table) -> None:
     """Show a server group and its servers."""
     api = Api.from_config()
-    _show_group(output, api.hybrid(
-        "GET", f"/serverGroups/{api.find_target(group, ('SERVER_GROUP',))['id']}"))
+    _show_group(output, api.groups.get(api.find_target(group, ("SERVER_GROUP",))["id"]))
 
 
 @group_app.command("add")
@@ -201,7 +203,7 @@ def group_add(group: GroupArg, server: ServerArg) -> None:
     api = Api.from_config()
     gid = api.find_target(group, ("SERVER_GROUP",))["id"]
     sid = api.find_target(server, ("SERVER",))["id"]
-    api.hybrid("POST", f"/serverGroups/{gid}/servers/{sid}")
+    api.groups.add(gid, sid)
     console.print(f"Added server {sid} to server group {gid}")
 
 
@@ -211,7 +213,7 @@ def group_remove(group: GroupArg, server: ServerArg) -> None:
     api = Api.from_config()
     gid = api.find_target(group, ("SERVER_GROUP",))["id"]
     sid = api.find_target(server, ("SERVER",))["id"]
-    api.hybrid("DELETE", f"/serverGroups/{gid}/servers/{sid}")
+    api.groups.remove(gid, sid)
     console.print(f"Removed server {sid} from server group {gid}")
 
 
@@ -238,13 +240,10 @@ CLUSTER_COLUMNS: list[Column] = [
 ]
 
 
-def _member(api: Api, spec: str) -> dict[str, Any]:
-    """`SERVER` or `SERVER=IP`."""
+def _member(api: Api, spec: str) -> tuple[int, str | None]:
+    """`SERVER` or `SERVER=IP`: (its id, its address)."""
     server, _, ip = spec.partition("=")
-    member: dict[str, Any] = {"serverId": api.find_target(server, ("SERVER",))["id"]}
-    if ip:
-        member["serverIp"] = ip
-    return member
+    return int(api.find_target(server, ("SERVER",))["id"]), ip or None
 
 
 @cluster_app.command("create")
@@ -258,16 +257,14 @@ def cluster_create(
 ) -> None:
     """Create a cluster (unicast clusters need every server's IP)."""
     api = Api.from_config()
-    c = api.hybrid("POST", "/clusters", json={
-        "name": name, "multicastEnabled": multicast,
-        "servers": [_member(api, s) for s in server or []]})
+    c = api.clusters.create(name, multicast, [_member(api, s) for s in server or []])
     _show_cluster(output, c)
 
 
 @cluster_app.command("list")
 def cluster_list(output: OutputOpt = Format.table) -> None:
     """List clusters."""
-    show_list(output, Api.from_config().hybrid("GET", "/clusters"), CLUSTER_COLUMNS,
+    show_list(output, Api.from_config().clusters.list(), CLUSTER_COLUMNS,
               "No clusters. Create one with `corral cluster create NAME --server ID=IP ...`.")
 
 
@@ -286,8 +283,7 @@ def _show_cluster(output: Format, c: dict[str, Any]) -> None:
 def cluster_show(cluster: ClusterArg, output: OutputOpt = Format.table) -> None:
     """Show a cluster, its members and its primary node."""
     api = Api.from_config()
-    _show_cluster(output, api.hybrid(
-        "GET", f"/clusters/{api.find_target(cluster, ('CLUSTER',))['id']}"))
+    _show_cluster(output, api.clusters.get(api.find_target(cluster, ("CLUSTER",))["id"]))
 
 
 @cluster_app.command("add")
@@ -295,9 +291,9 @@ def cluster_add(cluster: ClusterArg, server: Annotated[str, typer.Argument(help=
     """Add a server to a cluster."""
     api = Api.from_config()
     cid = api.find_target(cluster, ("CLUSTER",))["id"]
-    member = _member(api, server)
-    api.hybrid("POST", f"/clusters/{cid}/servers", json=member)
-    console.print(f"Added server {member['serverId']} to cluster {cid}")
+    sid, ip = _member(api, server)
+    api.clusters.add(cid, sid, ip)
+    console.print(f"Added server {sid} to cluster {cid}")
 
 
 @cluster_app.command("remove")
@@ -306,7 +302,7 @@ def cluster_remove(cluster: ClusterArg, server: ServerArg) -> None:
     api = Api.from_config()
     cid = api.find_target(cluster, ("CLUSTER",))["id"]
     sid = api.find_target(server, ("SERVER",))["id"]
-    api.hybrid("DELETE", f"/clusters/{cid}/servers/{sid}")
+    api.clusters.remove(cid, sid)
     console.print(f"Removed server {sid} from cluster {cid}")
 
 

@@ -4,12 +4,15 @@ bodies. It knows nothing of how its caller reports errors: it raises `ApiError`.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from corral.client import resources
 
 HYBRID = "/hybrid/api/v1"
 
@@ -120,6 +123,24 @@ class Client:
         """The `data` of a hybrid call's answer (None for an empty one)."""
         r = self.send(method, HYBRID + path, **kwargs)
         return r.json().get("data") if r.content else None
+
+    # --- the resources (`client/resources.py`) ---------------------------------------------
+
+    @functools.cached_property
+    def apps(self) -> resources.Applications:
+        return resources.Applications(self)
+
+    @functools.cached_property
+    def servers(self) -> resources.Servers:
+        return resources.Servers(self)
+
+    @functools.cached_property
+    def groups(self) -> resources.Groups:
+        return resources.Groups(self)
+
+    @functools.cached_property
+    def clusters(self) -> resources.Clusters:
+        return resources.Clusters(self)
 
     def stream(self, path: str, **kwargs: Any) -> Iterator[str]:
         """The lines of a streamed hybrid answer (server-sent events)."""

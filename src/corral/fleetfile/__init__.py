@@ -44,9 +44,7 @@ def prepare(client: Client, path: Path, *, prune: bool, environment: str | None)
 
     def digests(app_id: int) -> dict[str, dict[str, str]]:
         try:
-            found: dict[str, dict[str, str]] = client.hybrid(
-                "GET", f"/applications/{app_id}/secureProperties")
-            return found
+            return client.apps.secure_digests(app_id)
         except ApiError as exc:
             if exc.status == 404:  # a control plane without them (ARM): every value is sent
                 return {}

@@ -5,15 +5,16 @@ at that step and says what was done and what was not; running the file again con
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from corral.client import ApiError, Client
+from corral.client.resources import configuration
 from corral.fleetfile.document import Application, Cluster, Group
 from corral.fleetfile.plan import SYMBOLS, Change, Plan
-from corral.fleetfile.state import SERVICE, Current
+from corral.fleetfile.state import Current, desired_status
 
 Report = Callable[[str], None]
 FAILED = frozenset({"DEPLOYMENT_FAILED", "FAILED"})
@@ -52,7 +53,7 @@ class Applier:
 
     # --- the order ---------------------------------------------------------------------------
 
-    def _steps(self, plan: Plan) -> Iterator[tuple[str, Callable[[], None]]]:
+    def _steps(self, plan: Plan) -> Iterator[tuple[str, Callable[[], object]]]:
         kept = [c for c in plan.changes if c.action != "delete"]
         pruned = [c for c in plan.changes if c.action == "delete"]
         placed = {s for c in kept if isinstance(c.wanted, Group) for s in c.wanted.servers} | \
@@ -76,8 +77,7 @@ class Applier:
             if c.kind != "application":
                 continue
             if c.action == "replace":
-                yield (f"- application {c.name} (its target changes)",
-                       self._delete("/applications", c))
+                yield f"- application {c.name} (its target changes)", self._delete(c)
             if c.action in ("create", "replace"):
                 yield f"+ application {c.name}", self._create_app(c)
             elif c.action == "change":
@@ -85,9 +85,7 @@ class Applier:
         for kind in ("application", "cluster", "serverGroup"):  # 4: pruned, applications first
             for c in pruned:
                 if c.kind == kind:
-                    path = {"application": "/applications", "cluster": "/clusters",
-                            "serverGroup": "/serverGroups"}[kind]
-                    yield f"{SYMBOLS['delete']} {_kind(c)} {c.name}", self._delete(path, c)
+                    yield f"{SYMBOLS['delete']} {_kind(c)} {c.name}", self._delete(c)
 
     # --- groups and clusters -----------------------------------------------------------------
 
@@ -101,120 +99,99 @@ class Applier:
         assert found is not None  # checked by the plan
         return int(found["id"])
 
-    def _leave(self, c: Change, server: str) -> Callable[[], None]:
+    def _leave(self, c: Change, server: str) -> Callable[[], object]:
         assert c.current is not None
-        path = "/serverGroups" if c.kind == "serverGroup" else "/clusters"
-        return self._call("DELETE",
-                          f"{path}/{c.current['id']}/servers/{self._server_id(server)}")
+        ident, sid = int(c.current["id"]), self._server_id(server)
+        remove = self.client.groups.remove if c.kind == "serverGroup" else \
+            self.client.clusters.remove
+        return partial(remove, ident, sid)
 
-    def _make_group(self, c: Change) -> Callable[[], None]:
+    def _make_group(self, c: Change) -> Callable[[], object]:
         def act() -> None:
             assert isinstance(c.wanted, Group)
-            made = self.client.hybrid("POST", "/serverGroups", json={
-                "name": c.name, "serverIds": [self._server_id(s) for s in c.wanted.servers]})
+            made = self.client.groups.create(c.name,
+                                             [self._server_id(s) for s in c.wanted.servers])
             self.ids[c.name] = int(made["id"])
         return act
 
-    def _make_cluster(self, c: Change) -> Callable[[], None]:
+    def _make_cluster(self, c: Change) -> Callable[[], object]:
         def act() -> None:
             assert isinstance(c.wanted, Cluster)
-            made = self.client.hybrid("POST", "/clusters", json={
-                "name": c.name, "multicastEnabled": c.wanted.multicast,
-                "servers": [{"serverId": self._server_id(m.name),
-                             **({"serverIp": m.ip} if m.ip else {})}
-                            for m in c.wanted.servers]})
+            made = self.client.clusters.create(
+                c.name, c.wanted.multicast,
+                [(self._server_id(m.name), m.ip) for m in c.wanted.servers])
             self.ids[c.name] = int(made["id"])
         return act
 
-    def _change_members(self, c: Change) -> Iterator[tuple[str, Callable[[], None]]]:
+    def _change_members(self, c: Change) -> Iterator[tuple[str, Callable[[], object]]]:
         assert c.current is not None
-        ident = c.current["id"]
+        ident = int(c.current["id"])
         if c.kind == "serverGroup":
             for s in c.add:
                 yield (f"~ server group {c.name}: add {s}",
-                       self._call("POST", f"/serverGroups/{ident}/servers/{self._server_id(s)}"))
+                       partial(self.client.groups.add, ident, self._server_id(s)))
             return
         assert isinstance(c.wanted, Cluster)
         multicast = c.wanted.multicast
         if bool(c.current.get("multicastEnabled")) != multicast:
             yield (f"~ cluster {c.name}: multicastEnabled {str(multicast).lower()}",
-                   self._call("PATCH", f"/clusters/{ident}", {"multicastEnabled": multicast}))
+                   partial(self.client.clusters.change, ident, multicastEnabled=multicast))
         for s in c.add:
-            ip = c.addresses.get(s)
-            yield (f"~ cluster {c.name}: add {s}", self._call(
-                "POST", f"/clusters/{ident}/servers",
-                {"serverId": self._server_id(s), **({"serverIp": ip} if ip else {})}))
+            yield (f"~ cluster {c.name}: add {s}", partial(
+                self.client.clusters.add, ident, self._server_id(s), c.addresses.get(s)))
         for s, ip in c.addresses.items():
-            if s not in c.add:
-                yield (f"~ cluster {c.name}: {s} at {ip}", self._call(
-                    "PATCH", f"/clusters/{ident}/servers/{self._server_id(s)}",
-                    {"serverIp": ip}))
-
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None
-              ) -> Callable[[], None]:
-        def act() -> None:
-            self.client.hybrid(method, path, **({"json": body} if body is not None else {}))
-        return act
+            if s not in c.add and ip:
+                yield (f"~ cluster {c.name}: {s} at {ip}",
+                       partial(self.client.clusters.move, ident, self._server_id(s), ip))
 
     # --- applications ------------------------------------------------------------------------
 
-    def _configuration(self, a: Application, c: Change) -> str:
-        service: dict[str, Any] = {"applicationName": a.name, "properties": a.properties}
-        if c.secure:
-            service["secureProperties"] = c.secure
-        return json.dumps({SERVICE: service})
+    @staticmethod
+    def _configuration(a: Application, c: Change) -> dict[str, Any]:
+        return configuration(a.name, a.properties, c.secure)
 
-    def _create_app(self, c: Change) -> Callable[[], None]:
+    def _create_app(self, c: Change) -> Callable[[], object]:
         def act() -> None:
             a = c.wanted
             assert isinstance(a, Application)
-            fields = {"artifactName": a.name, "targetId": str(self._target_id(a.target)),
-                      "configuration": self._configuration(a, c)}
+            apps, target = self.client.apps, self._target_id(a.target)
             if a.artifact.path is not None:
                 with a.artifact.path.open("rb") as f:
-                    made = self.client.hybrid("POST", "/applications", data=fields, files={
-                        "file": (a.artifact.path.name, f, "application/zip")})
+                    made = apps.deploy(a.name, target, (a.artifact.path.name, f),
+                                       configuration=self._configuration(a, c))
             else:
-                made = self.client.hybrid("POST", "/applications", json={
-                    **fields, "targetId": int(fields["targetId"]),
-                    "configuration": json.loads(fields["configuration"]),
-                    "applicationSource": {"source": "HYBRID", "id": c.source}})
+                made = apps.deploy(a.name, target, configuration=self._configuration(a, c),
+                                   source=c.source)
             if a.desired_status == "STOPPED":
-                self.client.hybrid("PATCH", f"/applications/{made['id']}",
-                                   json={"desiredStatus": "STOPPED"})
+                apps.set_status(int(made["id"]), "STOPPED")
             self.touched.append((int(made["id"]), a.name, a.desired_status))
         return act
 
-    def _change_app(self, c: Change) -> Callable[[], None]:
+    def _change_app(self, c: Change) -> Callable[[], object]:
         def act() -> None:
             a = c.wanted
             assert isinstance(a, Application) and c.current is not None
-            path = f"/applications/{c.current['id']}"
+            apps, ident = self.client.apps, int(c.current["id"])
             if c.redeploy:
-                fields = {"configuration": self._configuration(a, c)}
-                if a.rollout:
-                    fields["rollout"] = json.dumps(a.rollout)
+                conf, rollout = self._configuration(a, c), a.rollout
                 if c.upload and a.artifact.path is not None:
                     with a.artifact.path.open("rb") as f:
-                        self.client.hybrid("PATCH", path, data=fields, files={
-                            "file": (a.artifact.path.name, f, "application/zip")})
-                elif c.upload:
-                    self.client.hybrid("PATCH", f"{path}/artifact", json={
-                        "configuration": json.loads(fields["configuration"]),
-                        **({"rollout": a.rollout} if a.rollout else {}),
-                        "applicationSource": {"source": "HYBRID", "id": c.source}})
-                else:
-                    self.client.hybrid("PATCH", path, files={
-                        k: (None, v) for k, v in fields.items()})
-            if a.desired_status != ("STOPPED" if c.current["desiredStatus"] == "STOPPED"
-                                    else "STARTED"):
-                self.client.hybrid("PATCH", path, json={"desiredStatus": a.desired_status})
-            self.touched.append((int(c.current["id"]), a.name, a.desired_status))
+                        apps.redeploy(ident, (a.artifact.path.name, f), configuration=conf,
+                                      rollout=rollout)
+                else:  # another application's artifact, or the same again
+                    apps.redeploy(ident, configuration=conf, rollout=rollout,
+                                  source=c.source if c.upload else None)
+            if a.desired_status != desired_status(c.current):
+                apps.set_status(ident, a.desired_status)
+            self.touched.append((ident, a.name, a.desired_status))
         return act
 
-    def _delete(self, path: str, c: Change) -> Callable[[], None]:
+    def _delete(self, c: Change) -> Callable[[], object]:
         assert c.current is not None
-        return self._call("DELETE", f"{path}/{c.current['id']}")
+        ident = int(c.current["id"])
+        remove = {"application": self.client.apps.delete, "cluster": self.client.clusters.delete,
+                  "serverGroup": self.client.groups.delete}[c.kind]
+        return partial(remove, ident)
 
     # --- waiting -----------------------------------------------------------------------------
 
@@ -225,7 +202,7 @@ class Applier:
         waiting = {ident: (name, status) for ident, name, status in self.touched}
         while waiting:
             for ident, (name, status) in list(waiting.items()):
-                app = self.client.hybrid("GET", f"/applications/{ident}")
+                app = self.client.apps.get(ident)
                 if app["lastReportedStatus"] in FAILED:
                     messages = "; ".join(i.get("message") or "" for i in app["serverArtifacts"]
                                          if i.get("message"))

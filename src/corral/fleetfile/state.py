@@ -29,10 +29,10 @@ class Current:
 
 
 def read(client: Client) -> Current:
-    servers = _by_name(client.hybrid("GET", "/servers"), "server")
-    groups = _by_name(client.hybrid("GET", "/serverGroups"), "server group")
-    clusters = _by_name(client.hybrid("GET", "/clusters"), "cluster")
-    apps = _by_name(client.hybrid("GET", "/applications"), "application")
+    servers = _by_name(client.servers.list(), "server")
+    groups = _by_name(client.groups.list(), "server group")
+    clusters = _by_name(client.clusters.list(), "cluster")
+    apps = _by_name(client.apps.list(), "application")
     return Current(servers, groups, clusters, apps)
 
 
@@ -86,8 +86,7 @@ class Sources:
             ident = self.environments().get(environment)
             if ident is None:
                 raise StateRefused(f"no environment {environment!r}")
-            self._listed[environment] = list(self.client.hybrid(
-                "GET", "/applications", headers={"X-ANYPNT-ENV-ID": ident}))
+            self._listed[environment] = self.client.apps.list(environment_id=ident)
         return self._listed[environment]
 
     def by_name(self, name: str, environment: str | None) -> tuple[int, str]:
