@@ -379,10 +379,8 @@ def _set_status(application: str, target: str | None, desired: str, wait: bool,
                 timeout: float, max_parallel: int | None) -> None:
     api = Api.from_config()
     app = api.find_app(application, target)
-    body: dict[str, Any] = {"desiredStatus": desired}
-    if max_parallel is not None:
-        body["rollout"] = {"maxParallel": max_parallel}
-    api.apps.set_status(app["id"], desired, body.get("rollout"))
+    api.apps.set_status(app["id"], desired,
+                        None if max_parallel is None else {"maxParallel": max_parallel})
     console.print(f"{app['name']} ({app['id']}): desired status {desired}")
     if wait:
         _wait(api, app["id"], desired, timeout)
