@@ -71,6 +71,10 @@ class Api:
     def clusters(self) -> Any:
         return _Refusing(self.client.clusters)
 
+    @functools.cached_property
+    def ca(self) -> Any:
+        return _Refusing(self.client.ca)
+
     # --- requests ----------------------------------------------------------------------------
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

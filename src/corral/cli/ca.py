@@ -11,7 +11,6 @@ from corral.cli.output import Format, OutputOpt, console, print_json, show_list,
 
 ca_app = typer.Typer(help="The CA that signs every server's certificate, and its rotation "
                           "(admins).", no_args_is_help=True)
-PATH = "/certificateAuthority"
 
 
 def _show(output: Format, state: dict[str, Any]) -> None:
@@ -40,14 +39,14 @@ def _show(output: Format, state: dict[str, Any]) -> None:
 @ca_app.command("status")
 def ca_status(output: OutputOpt = Format.table) -> None:
     """The signing CA and, during a rotation, the servers still on the old one."""
-    _show(output, Api.from_config().hybrid("GET", PATH))
+    _show(output, Api.from_config().ca.status())
 
 
 @ca_app.command("rotate")
 def ca_rotate(output: OutputOpt = Format.table) -> None:
     """Make a new CA. Both are trusted until `retire-old`; every agent renews its certificate
     under the new one (within CORRAL_CA_ROTATION_SPREAD_SECONDS) without a restart."""
-    state = Api.from_config().hybrid("POST", f"{PATH}/rotate")
+    state = Api.from_config().ca.rotate()
     if output is Format.table:
         console.print("A new CA signs from now on; the agents are moving to it. Follow with "
                       "`corral ca status`, then `corral ca retire-old`.")
@@ -62,7 +61,7 @@ def ca_retire_old(
     output: OutputOpt = Format.table,
 ) -> None:
     """End a rotation: the old CA is dropped, and a certificate it signed is refused."""
-    state = Api.from_config().hybrid("POST", f"{PATH}/retire", json={"force": force})
+    state = Api.from_config().ca.retire(force=force)
     if output is Format.table:
         console.print("The old CA is retired.")
     _show(output, state)

@@ -142,6 +142,10 @@ class Client:
     def clusters(self) -> resources.Clusters:
         return resources.Clusters(self)
 
+    @functools.cached_property
+    def ca(self) -> resources.CertificateAuthority:
+        return resources.CertificateAuthority(self)
+
     def stream(self, path: str, **kwargs: Any) -> Iterator[str]:
         """The lines of a streamed hybrid answer (server-sent events)."""
         try:

@@ -218,3 +218,20 @@ class Clusters:
 
     def delete(self, cluster_id: int) -> None:
         self.client.hybrid("DELETE", f"/clusters/{cluster_id}")
+
+
+class CertificateAuthority:
+    """The CA that signs servers' certificates, and its rotation (admins; docs/certificates.md)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.client.hybrid("GET", "/certificateAuthority"))
+
+    def rotate(self) -> dict[str, Any]:
+        return dict(self.client.hybrid("POST", "/certificateAuthority/rotate"))
+
+    def retire(self, *, force: bool = False) -> dict[str, Any]:
+        return dict(self.client.hybrid("POST", "/certificateAuthority/retire",
+                                       json={"force": force}))
