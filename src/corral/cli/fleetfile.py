@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -14,6 +14,9 @@ from rich.markup import escape
 from corral.cli.api_client import Api
 from corral.cli.output import Format, OutputOpt, console, fail
 from corral.client import ApiError
+
+if TYPE_CHECKING:  # imported when a command runs: `corral --help` stays quick
+    from corral.fleetfile import Prepared
 
 FileOpt = Annotated[Path, typer.Option("--file", "-f", help="The fleet file (YAML)",
                                        show_default=False)]
@@ -23,7 +26,7 @@ PruneOpt = Annotated[bool, typer.Option(
 STYLE = {"create": "green", "change": "yellow", "replace": "magenta", "delete": "red"}
 
 
-def _prepared(file: Path, prune: bool):  # type: ignore[no-untyped-def]
+def _prepared(file: Path, prune: bool) -> tuple[Api, Prepared]:
     from corral import fleetfile
     from corral.fleetfile.document import FileRefused
 
@@ -37,7 +40,7 @@ def _prepared(file: Path, prune: bool):  # type: ignore[no-untyped-def]
         fail(exc.message)
 
 
-def _show(made, file: Path) -> None:  # type: ignore[no-untyped-def]
+def _show(made: Prepared, file: Path) -> None:
     from corral.fleetfile.plan import SYMBOLS
 
     plan = made.plan
