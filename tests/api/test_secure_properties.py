@@ -286,5 +286,8 @@ def test_digests_tell_a_changed_value_from_the_stored_one_and_only_to_operators(
     r = api.client.get(f"/hybrid/api/v1/applications/{app_id}/secureProperties",
                        headers={**api.headers, "Authorization": f"Bearer {token}"})
     assert r.status_code == 403
+    anonymous = api.client.get(f"/hybrid/api/v1/applications/{app_id}/secureProperties")
+    assert anonymous.status_code == 401 and SECRET not in anonymous.text
+    assert api.get("/applications/not-a-number/secureProperties").status_code == 400
     assert api.in_env("Sandbox").get(f"/applications/{app_id}/secureProperties").status_code \
         == 404

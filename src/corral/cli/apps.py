@@ -31,6 +31,7 @@ from corral.cli.output import (
     status,
 )
 from corral.cli.profiles import Config
+from corral.client.resources import PROPERTIES_SERVICE as SERVICE
 from corral.client.resources import Upload, configuration
 
 app_app = typer.Typer(help="Applications: deploy and operate them on targets.",
@@ -41,7 +42,6 @@ WaitOpt = Annotated[bool, typer.Option("--wait", help="Watch every server until 
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds --wait waits")]
 TargetOpt = Annotated[str | None, typer.Option("--target", "-t",
                                                help="Server, group or cluster (name or id)")]
-SERVICE = "mule.agent.application.properties.service"
 MaxParallelOpt = Annotated[int | None, typer.Option(
     "--max-parallel", min=1, help="Servers of a group or cluster updated at once (default: all)")]
 AutoRevertOpt = Annotated[bool, typer.Option(

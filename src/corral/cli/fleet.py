@@ -47,10 +47,7 @@ def _rename(kind: str, ident: str, name: str) -> None:
     api = Api.from_config()
     label, resource = KINDS[kind]
     target = api.find_target(ident, (kind,))
-    if kind == "CLUSTER":
-        api.clusters.change(target["id"], name=name)
-    else:
-        getattr(api, resource).rename(target["id"], name)
+    getattr(api, resource).rename(target["id"], name)
     console.print(f"{label.capitalize()} {target['id']} is now named {name}")
 
 

@@ -41,7 +41,7 @@ def _prepared(file: Path, prune: bool) -> tuple[Api, Prepared]:
 
 
 def _show(made: Prepared, file: Path) -> None:
-    from corral.fleetfile.plan import SYMBOLS
+    from corral.fleetfile.plan import KIND_WORDS, SYMBOLS
 
     plan = made.plan
     if plan.empty:
@@ -49,8 +49,7 @@ def _show(made: Prepared, file: Path) -> None:
         return
     for c in plan.changes:
         style = STYLE[c.action]
-        kind = {"serverGroup": "server group"}.get(c.kind, c.kind)
-        console.print(f"[{style}]{SYMBOLS[c.action]} {kind} {escape(c.name)}[/]",
+        console.print(f"[{style}]{SYMBOLS[c.action]} {KIND_WORDS[c.kind]} {escape(c.name)}[/]",
                       highlight=False)
         for f in c.fields:
             before = f"{escape(f.before)} → " if f.before else ""

@@ -204,6 +204,9 @@ class Clusters:
         """`name`, `multicastEnabled`."""
         return dict(self.client.hybrid("PATCH", f"/clusters/{cluster_id}", json=fields))
 
+    def rename(self, cluster_id: int, name: str) -> None:
+        self.change(cluster_id, name=name)
+
     def add(self, cluster_id: int, server_id: int, ip: str | None = None) -> dict[str, Any]:
         return dict(self.client.hybrid("POST", f"/clusters/{cluster_id}/servers", json={
             "serverId": server_id, **({"serverIp": ip} if ip else {})}))

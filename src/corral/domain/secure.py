@@ -149,13 +149,20 @@ def _open(box: SecretBox, sealed: object) -> str | None:
         return None
 
 
+def _holding_secrets(session: Session) -> list[Application | Deployment]:
+    """The rows whose configuration names secure properties (the applications and every
+    deployment of their history); the others are not read."""
+    rows: list[Application | Deployment] = []
+    for model in (Application, Deployment):
+        stored = cast(model.configuration, String).like(f"%{SECURE_PROPERTIES}%")
+        rows += session.scalars(select(model).where(stored))
+    return rows
+
+
 def reseal_everywhere(session: Session, box: SecretBox) -> int:
-    """Every stored value sealed again with the box's newest key (the application rows and
-    every deployment of their history); how many rows changed."""
+    """Every stored value sealed again with the box's newest key; how many rows changed."""
     changed = 0
-    rows: list[Application | Deployment] = [*session.scalars(select(Application)),
-                                            *session.scalars(select(Deployment))]
-    for row in rows:
+    for row in _holding_secrets(session):
         again = resealed(row.configuration, box)
         if again is not None:
             row.configuration = again
@@ -166,14 +173,11 @@ def reseal_everywhere(session: Session, box: SecretBox) -> int:
 
 def seal_stored(session: Session, box: SecretBox) -> int:
     """Secure property values stored in clear, by a version that kept them as given (before
-    ADR 0011), sealed now: run at every start, it finds nothing after the first. How many
-    rows changed."""
-    rows: list[Application | Deployment] = []
-    for model in (Application, Deployment):
-        stored = cast(model.configuration, String).like(f"%{SECURE_PROPERTIES}%")
-        rows += session.scalars(select(model).where(stored))
+    ADR 0011), sealed now. Run at every start rather than once when the keys are made: a
+    crash between making them and sealing would otherwise leave values in clear for good. It
+    reads only the rows naming secure properties. How many rows changed."""
     changed = 0
-    for row in rows:
+    for row in _holding_secrets(session):
         values = secure_properties_of(row.configuration)
         if all(_sealed(v) for v in values.values()):
             continue

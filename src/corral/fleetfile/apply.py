@@ -13,7 +13,7 @@ from typing import Any
 from corral.client import ApiError, Client
 from corral.client.resources import configuration
 from corral.fleetfile.document import Application, Cluster, Group
-from corral.fleetfile.plan import SYMBOLS, Change, Plan
+from corral.fleetfile.plan import KIND_WORDS, SYMBOLS, Change, Plan
 from corral.fleetfile.state import Current, desired_status
 
 Report = Callable[[str], None]
@@ -64,7 +64,7 @@ class Applier:
             leaving = c.remove if c.action == "change" else \
                 [s["name"] for s in c.current.get("servers") or [] if s["name"] in placed]
             for server in leaving:
-                yield (f"~ {_kind(c)} {c.name}: remove {server}",
+                yield (f"~ {KIND_WORDS[c.kind]} {c.name}: remove {server}",
                        self._leave(c, server))
         for c in kept:  # 2: groups and clusters
             if c.kind == "serverGroup" and c.action == "create":
@@ -85,7 +85,7 @@ class Applier:
         for kind in ("application", "cluster", "serverGroup"):  # 4: pruned, applications first
             for c in pruned:
                 if c.kind == kind:
-                    yield f"{SYMBOLS['delete']} {_kind(c)} {c.name}", self._delete(c)
+                    yield f"{SYMBOLS['delete']} {KIND_WORDS[c.kind]} {c.name}", self._delete(c)
 
     # --- groups and clusters -----------------------------------------------------------------
 
@@ -216,8 +216,3 @@ class Applier:
                 raise ApplyFailed(f"not settled within {timeout:g} s: {names}", done, [])
             if waiting:
                 time.sleep(0.5)
-
-
-def _kind(c: Change) -> str:
-    return {"serverGroup": "server group", "cluster": "cluster",
-            "application": "application"}[c.kind]

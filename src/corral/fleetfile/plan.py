@@ -15,6 +15,8 @@ from corral.fleetfile.document import Application, Cluster, FileRefused, Fleet, 
 from corral.fleetfile.state import Current, desired_status, properties, secure_names
 
 SYMBOLS = {"create": "+", "change": "~", "replace": "-/+", "delete": "-"}
+KIND_WORDS = {"serverGroup": "server group", "cluster": "cluster", "application": "application"}
+"""A change's kind as the plan and `apply`'s steps print it."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.client import Client
-
-SERVICE = "mule.agent.application.properties.service"
+from corral.client.resources import PROPERTIES_SERVICE as SERVICE
 
 
 class StateRefused(Exception):
