@@ -17,6 +17,7 @@ from corral.domain.targets import (
     check_size,
     get_target,
     joinable_server,
+    lock_members,
 )
 from corral.errors import InvalidInput, NotFound
 
@@ -113,6 +114,7 @@ def set_member_ip(
     """ARM's "modify clustering information": the address a member is reached at. Every
     member's view of the membership changes, so each is told."""
     cluster = get_target(session, scope, cluster_id, Cluster, lock=True)
+    lock_members(session, cluster)
     server = _member(session, cluster, server_id)
     address = _check_ip(ip, server_id, cluster.multicast_enabled)
     if address != server.cluster_ip:
@@ -132,6 +134,7 @@ def _member(session: Session, cluster: Cluster, server_id: int) -> Server:
 def remove_server(session: Session, scope: Scope, cluster_id: int, server_id: int) -> None:
     """The server leaves; the cluster's applications are removed from it."""
     cluster = get_target(session, scope, cluster_id, Cluster, lock=True)
+    lock_members(session, cluster)
     server = _member(session, cluster, server_id)
     affected = [s.id for s in cluster.servers]
     narrative.describe(f"remove {server.name} from cluster {cluster.name}")
@@ -151,6 +154,7 @@ def delete_cluster(session: Session, scope: Scope, cluster_id: int) -> None:
     """As ARM does: the cluster's applications are removed from its servers (their processes
     stop), the servers stay registered and become standalone."""
     cluster = get_target(session, scope, cluster_id, Cluster, lock=True)
+    lock_members(session, cluster)
     apps = applications_on(session, cluster.id)
     for app in apps:
         session.delete(app)

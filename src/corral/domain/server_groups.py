@@ -15,6 +15,7 @@ from corral.domain.targets import (
     get_target,
     joinable_server,
     joinable_servers,
+    lock_members,
 )
 from corral.errors import Conflict, NotFound
 
@@ -71,6 +72,7 @@ def add_server(
 def remove_server(session: Session, scope: Scope, group_id: int, server_id: int) -> None:
     """The server keeps the group's applications, now as its own."""
     group = get_target(session, scope, group_id, ServerGroup, lock=True)
+    lock_members(session, group)
     server = session.get(Server, server_id) if as_id(server_id) is not None else None
     if server is None or server.server_group_id != group.id:
         raise NotFound(f"server {server_id} is not in server group {group_id}")
@@ -89,6 +91,7 @@ def delete_group(session: Session, scope: Scope, group_id: int) -> None:
     server's own (same artifact, properties and deployment: nothing restarts), then the group
     goes."""
     group = get_target(session, scope, group_id, ServerGroup, lock=True)
+    lock_members(session, group)
     apps = applications_on(session, group.id)
     _no_rollout(session, apps, f"delete server group {group.id}")
     servers = list(group.servers)

@@ -41,6 +41,14 @@ def lock_rows(session: Session, kind: type[Any], ids: list[int]) -> None:
                     .with_for_update(key_share=True))
 
 
+def lock_members(session: Session, target: ServerGroup | Cluster) -> None:
+    """Lock the servers of a group or cluster before any of their instances is touched: the
+    gateway records an agent's report on its server's row first, then on its instances, and a
+    change that took the other order could wait on it in a circle (a deadlock, seen as a 409)."""
+    column = Server.server_group_id if isinstance(target, ServerGroup) else Server.cluster_id
+    lock_rows(session, Server, list(session.scalars(select(Server.id).where(column == target.id))))
+
+
 def list_targets(session: Session, scope: Scope, kind: type[T]) -> list[T]:
     return list(
         session.scalars(

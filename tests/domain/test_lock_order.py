@@ -1,0 +1,93 @@
+"""Changes of a group or cluster and the gateway's reports take their row locks in one order
+(a target, its servers, then their instances), so that on PostgreSQL they wait their turn
+instead of waiting on each other in a circle. The report's two halves are written here by
+hand, as `agents.record_reports` writes them, with the change made in another transaction
+between them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.orm import Session
+
+from corral.controlplane import ControlPlane
+from corral.db.models import AppInstance, Server, now_ms
+from corral.db.session import transaction
+from corral.domain import clusters, server_groups
+from corral.domain.identity import Scope
+from tests.api.conftest import Api
+from tests.support import eventually
+
+
+def _waiting_on_a_lock(plane: ControlPlane) -> int:
+    with plane.engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'")).scalar_one())
+
+
+def _during_a_report(plane: ControlPlane, servers: list[int],
+                     change: Callable[[Session], None]) -> list[BaseException]:
+    """`change` in its own transaction, begun after a report locked the servers' rows and
+    before it writes their instances."""
+    failed: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            with transaction(plane.sessions) as s:
+                change(s)
+        except BaseException as exc:  # handed to the test
+            failed.append(exc)
+
+    with transaction(plane.sessions) as report:
+        report.execute(update(Server).where(Server.id.in_(servers)).values(last_seen=now_ms()))
+        thread = threading.Thread(target=other)
+        thread.start()
+        eventually(lambda: _waiting_on_a_lock(plane), lambda n: n >= 1 or not thread.is_alive(),
+                   what="the change waiting for the report")
+        report.execute(update(AppInstance).where(AppInstance.server_id.in_(servers))
+                       .values(time_updated=now_ms()))
+    thread.join(30)
+    return failed
+
+
+@pytest.fixture
+def postgres_only(plane: ControlPlane) -> None:
+    if plane.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: its transactions never wait on each other")
+
+
+@pytest.mark.usefixtures("postgres_only")
+@pytest.mark.parametrize("change", ["delete the group", "remove a server"])
+def test_a_group_change_waits_for_a_report(api: Api, plane: ControlPlane, change: str) -> None:
+    servers = [api.register("m1"), api.register("m2")]
+    group = api.post("/serverGroups", json={"name": "g", "serverIds": servers}).json()["data"]
+    api.deploy("site", group["id"])
+    scope = Scope(api.org_id, api.env_id)
+
+    def act(s: Session) -> None:
+        if change == "delete the group":
+            server_groups.delete_group(s, scope, group["id"])
+        else:
+            server_groups.remove_server(s, scope, group["id"], servers[1])
+
+    assert _during_a_report(plane, servers, act) == []
+    apps = api.get("/applications").json()["data"]
+    assert sorted(a["target"]["id"] for a in apps) == (
+        sorted(servers) if change == "delete the group" else sorted([group["id"], servers[1]]))
+
+
+@pytest.mark.usefixtures("postgres_only")
+def test_a_cluster_deleted_waits_for_a_report(api: Api, plane: ControlPlane) -> None:
+    servers = [api.register("c1"), api.register("c2")]
+    cluster = api.post("/clusters", json={
+        "name": "k", "multicastEnabled": True,
+        "servers": [{"serverId": s} for s in servers]}).json()["data"]
+    api.deploy("site", cluster["id"])
+    scope = Scope(api.org_id, api.env_id)
+    assert _during_a_report(plane, servers,
+                            lambda s: clusters.delete_cluster(s, scope, cluster["id"])) == []
+    assert api.get(f"/clusters/{cluster['id']}").status_code == 404
