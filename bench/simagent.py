@@ -28,7 +28,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from corral import wire
-from corral.agent.connection import Backoff
+from corral.agent.backoff import Backoff
 from corral.pki.keys import new_key_request
 
 CONNECT_AT_ONCE = 100

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
 from corral import wire
-from corral.agent.connection import hello
+from corral.agent.host import hello
 from tests.e2e.apps import app_port, app_zip, ask
 from tests.e2e.operator import ADMIN_PASSWORD, Operator
 from tests.e2e.processes import CORRAL, AgentProcess, ServeProcess, enroll

@@ -1,20 +1,15 @@
 """The agent's side of the gateway: one outbound mutual-TLS websocket, reconnected with
-jittered exponential back-off; hello, desired state in, reports out (liveness is the websocket pings)."""
+jittered exponential back-off (`backoff`); hello (`host`), desired state in, reports,
+measurements and log lines out (liveness is the websocket pings). The certificate's renewal
+(`renewal`) and artifact downloads (`downloads`) use the same credentials."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import hashlib
 import logging
-import os
-import platform
 import random
-import socket
 import ssl
-import struct
-import sys
 import time
 from pathlib import Path
 
@@ -22,41 +17,22 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from corral import wire
-from corral.agent import AGENT_VERSION, certificates, logs
+from corral.agent import certificates, downloads, logs
+from corral.agent.backoff import Backoff
+from corral.agent.host import hello
 from corral.agent.layout import AgentDir, AgentError, Identity, base_of, write_identity
 from corral.agent.measure import Meter, Pushed, Running
-from corral.agent.reconciler import DownloadInterrupted, Reconciler
-from corral.pki.keys import new_key_request
+from corral.agent.reconciler import Reconciler
+from corral.agent.renewal import Renewal
 
 log = logging.getLogger(__name__)
 
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 30.0
 REFUSED_CODES = {wire.CLOSE_REVOKED, wire.CLOSE_UNKNOWN_SERVER}
-RENEWAL_ANSWER_SECONDS = 30.0
-RENEWAL_RETRY_BASE = 30.0
-RENEWAL_RETRY_CAP = 3600.0
 EXPIRED_CHECK_SECONDS = 5.0
-MIN_RENEWAL_GAP_SECONDS = 30.0
 
 
 class Unreadable(Exception):
     """The control plane sent a message this agent cannot read (another protocol version)."""
-
-
-class Backoff:
-    """Full-jitter exponential back-off: uniform(0, min(cap, base·2ⁿ))."""
-
-    def __init__(self, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> None:
-        self.base, self.cap, self.attempt = base, cap, 0
-
-    def next(self) -> float:
-        delay = random.uniform(self.base / 2, min(self.cap, self.base * 2**self.attempt))
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def client_tls_context(layout: AgentDir) -> ssl.SSLContext:
@@ -77,30 +53,6 @@ def _files_stamp(layout: AgentDir) -> tuple[int, ...]:
     return tuple(stamps)
 
 
-def local_addresses() -> list[dict[str, str]]:
-    """IPv4 address of each interface (Linux ioctl; empty where unsupported)."""
-    found = []
-    for _, name in socket.if_nameindex():
-        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
-            found.append({"ip": socket.inet_ntoa(packed[20:24]), "networkInterface": name})
-    return found
-
-
-def hello(cluster_port: int | None) -> wire.Hello:
-    return wire.Hello(
-        agentVersion=AGENT_VERSION,
-        hostname=socket.gethostname(),
-        addresses=[wire.Address(**a) for a in local_addresses()],
-        osInformation={"name": platform.system(), "release": platform.release(),
-                       "version": platform.version(), "architecture": platform.machine()},
-        pythonInformation={"version": platform.python_version(),
-                           "implementation": platform.python_implementation(),
-                           "executable": sys.executable},
-        clusterPort=cluster_port,
-    )
-
-
 class Connection:
     def __init__(self, identity: Identity, layout: AgentDir, reconciler: Reconciler,
                  cluster_port: int | None = None, meter: Meter | None = None,
@@ -115,11 +67,8 @@ class Connection:
         self._stamp = _files_stamp(layout)
         self.certificate = certificates.current(layout)
         self.connected = asyncio.Event()
-        self._renewal_wake = asyncio.Event()
-        self._requested_renewal: float | None = None  # epoch seconds; an operator's or a rotation's
-        self._renewal_failures = 0
-        self._retry_renewal_at = 0.0
-        self._renewal_answer: asyncio.Future[wire.CertificateIssued] | None = None
+        self.renewal = Renewal(layout, identity.serverId, lambda: self.certificate,
+                               self._renewal_installed)
         self._renewed = False
         self._expired_said = 0.0
         self.log_streams: dict[str, asyncio.Task[None]] = {}
@@ -229,7 +178,7 @@ class Connection:
         log.info("connected to %s as server %s", base_of(self.url), self.identity.serverId)
         tasks = [asyncio.create_task(self._reports(ws)),
                  asyncio.create_task(self._measurements(ws)),
-                 asyncio.create_task(self._renewal(ws))]
+                 asyncio.create_task(self.renewal.run(ws))]
         self.reconciler.changed.set()  # tell a (re)started control plane what runs here
         try:
             async for raw in ws:
@@ -245,13 +194,11 @@ class Connection:
                     log.info("desired state revision %d (%d applications)", message.revision,
                              len(message.applications))
                     self._learn_gateways(message.gateways)
-                    self._learn_renewal(message)
+                    self.renewal.learn(message)
                     self.reconciler.apply(message)
                     self.reconciler.changed.set()
                 elif isinstance(message, wire.CertificateIssued):
-                    answer = self._renewal_answer
-                    if answer is not None and not answer.done():
-                        answer.set_result(message)
+                    self.renewal.answered(message)
                 elif isinstance(message, wire.LogsRequest):
                     self.log_streams[message.requestId] = asyncio.create_task(
                         self._send_logs(ws, message)
@@ -266,81 +213,12 @@ class Connection:
             await asyncio.gather(*tasks, *self.log_streams.values(), return_exceptions=True)
             self.log_streams.clear()
 
-    # --- the certificate ---------------------------------------------------------------------
-
-    def _learn_renewal(self, desired: wire.Desired) -> None:
-        """An operator or a CA rotation asks for a renewal within a window: a moment in it,
-        picked at random so that a fleet spreads its renewals; and the CAs still trusted."""
-        if desired.trustedCas and certificates.keep_trusting(self.layout, desired.trustedCas):
-            log.info("the control plane trusts %d CA(s) now; the trust bundle follows",
-                     len(desired.trustedCas))
-        within = desired.renewCertificateWithin
-        if within is None:
-            return
-        if self._requested_renewal is not None and \
-                self._requested_renewal <= time.time() + within:
-            return  # the moment picked earlier is still inside the window
-        self._requested_renewal = time.time() + random.uniform(0, within)
-        log.info("the control plane asks for a certificate renewal (in %.0f s)",
-                 self._requested_renewal - time.time())
-        self._renewal_wake.set()
-
-    def _renewal_due(self) -> float:
-        due = certificates.renewal_time(self.certificate)
-        if self._requested_renewal is not None:
-            due = min(due, self._requested_renewal)
-        return max(due, self._retry_renewal_at)
-
-    async def _renewal(self, ws: ClientConnection) -> None:
-        """At two thirds of the certificate's life (or when asked): a new key, its CSR over
-        this connection, the certificate back; then reconnect with it. A failure is retried
-        with back-off, and said in the log each time."""
-        while True:
-            wait = self._renewal_due() - time.time()
-            if wait > 0:
-                self._renewal_wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._renewal_wake.wait(), min(wait, 3600.0))
-                continue
-            # counted before it is tried: an attempt the connection's end cuts short (a
-            # control plane that cannot read the request closes it) waits its turn too
-            self._renewal_failures += 1
-            delay = min(RENEWAL_RETRY_CAP, RENEWAL_RETRY_BASE * 2 ** (self._renewal_failures - 1))
-            self._retry_renewal_at = time.time() + delay
-            try:
-                await self._renew(ws)
-            except (AgentError, OSError, TimeoutError) as exc:
-                log.warning("renewing this server's certificate failed (%s); it is valid until "
-                            "%s; retrying in %.0f s", exc,
-                            certificates.expiry_text(self.certificate), delay)
-                continue
-            return
-
-    async def _renew(self, ws: ClientConnection) -> None:
-        request = await asyncio.to_thread(new_key_request, str(self.identity.serverId))
-        self._renewal_answer = asyncio.get_running_loop().create_future()
-        try:
-            await ws.send(wire.encode(wire.RenewCertificate(signatureRequest=request.csr_pem)))
-            answer = await asyncio.wait_for(self._renewal_answer, RENEWAL_ANSWER_SECONDS)
-        finally:
-            self._renewal_answer = None
-        if answer.error or not answer.certificate:
-            raise AgentError(f"the control plane refused: {answer.error or 'no certificate'}")
-        certificate = answer.certificate
-        certificates.check_issued(self.identity.serverId, request.key_pem, certificate,
-                                  answer.caCertificates)
-        await asyncio.to_thread(certificates.install, self.layout, request.key_pem,
-                                certificate, answer.caCertificates)
-        self.reconciler.save()  # what state.json seals is sealed with the new key now
+    def _renewal_installed(self) -> None:
+        """A renewed key and certificate are on disk: what state.json seals is sealed with
+        the new key, and the next connection (straight away, to the same gateway) uses them."""
+        self.reconciler.save()
         self._reload_credentials()
-        self._requested_renewal = None
-        self._renewal_failures = 0
-        # whatever the new certificate says (a clock far off), never renew in a loop
-        self._retry_renewal_at = time.time() + MIN_RENEWAL_GAP_SECONDS
         self._renewed = True
-        log.info("certificate renewed, valid until %s; reconnecting with it",
-                 certificates.expiry_text(self.certificate))
-        await ws.close(1000, wire.RENEWED_REASON)
 
     async def _reports(self, ws: ClientConnection) -> None:
         while True:
@@ -397,38 +275,5 @@ class Connection:
             self.log_streams.pop(rid, None)
 
     async def fetch(self, app: wire.DesiredApplication, destination: Path) -> None:
-        """Download an artifact over the gateway's mutual TLS, verify it, then keep it."""
-        url = base_of(self.url) + wire.ARTIFACT_PATH + app.artifact.sha256
-        tmp = self.layout.artifacts / "tmp" / f"{app.artifact.sha256}.part"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            async with connect(url, ssl=self.tls, open_timeout=10,
-                               max_size=wire.CHUNK_BYTES * 2, compression=None) as ws:
-                with open(tmp, "wb") as out:
-                    try:
-                        async for chunk in ws:
-                            if isinstance(chunk, str):
-                                raise ValueError("unexpected text frame in an artifact download")
-                            digest.update(chunk)
-                            size += len(chunk)
-                            if size > app.artifact.size:
-                                raise ValueError("artifact is larger than announced")
-                            out.write(chunk)
-                    except ConnectionClosed:
-                        pass
-                    out.flush()
-                    os.fsync(out.fileno())
-                if ws.close_code in (None, 1001, 1006, wire.CLOSE_RESTARTING):
-                    # the gateway went away mid-download: not the deployment's fault
-                    raise DownloadInterrupted(f"artifact download broke off ({ws.close_code})")
-                if ws.close_code != 1000:
-                    raise ValueError(f"artifact download refused: {ws.close_reason or ws.close_code}")
-            if digest.hexdigest() != app.artifact.sha256:
-                raise ValueError("downloaded artifact does not match its sha256 checksum")
-            os.replace(tmp, destination)
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            raise DownloadInterrupted(f"artifact download failed: {exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Download an artifact over the gateway's mutual TLS (`downloads.fetch`)."""
+        await downloads.fetch(base_of(self.url), self.tls, self.layout, app, destination)
