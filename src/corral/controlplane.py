@@ -214,6 +214,7 @@ class ControlPlane:
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool = True) -> ControlPlane:
+        accounts.use_password_hashing(settings.password_hash)
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o700)  # the database, CA key and artifacts are the control plane's alone

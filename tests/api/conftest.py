@@ -33,8 +33,10 @@ def _quick_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     create users hundreds of times. They test what happens around the hash, not its cost:
     the real cost is held by the process tests (tests/security) and measured by
     `python -m bench security`. The same algorithm, its smallest parameters."""
-    monkeypatch.setattr(accounts, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    cheapest = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    for profile in accounts.PASSWORD_HASHERS:  # whichever the settings name
+        monkeypatch.setitem(accounts.PASSWORD_HASHERS, profile, cheapest)
+    monkeypatch.setattr(accounts, "_hasher", cheapest)
     monkeypatch.setattr(accounts, "_dummy_hash", None)
 
 

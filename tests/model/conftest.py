@@ -81,7 +81,9 @@ def _report(line: str) -> None:
 @pytest.fixture
 def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In-process only: the hash's cost is held by the process runs and `bench security`."""
-    monkeypatch.setattr(accounts, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    cheapest = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    for profile in accounts.PASSWORD_HASHERS:  # whichever the settings name
+        monkeypatch.setitem(accounts.PASSWORD_HASHERS, profile, cheapest)
+    monkeypatch.setattr(accounts, "_hasher", cheapest)
     monkeypatch.setattr(accounts, "_dummy_hash", None)
     yield

@@ -125,6 +125,24 @@ def test_unknown_names_check_a_hash_too(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(checked) == 1 and checked[0].startswith("$argon2")  # a real hash was checked
 
 
+def test_the_hash_profile_is_a_setting_and_old_hashes_still_verify(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(accounts, "_hasher", accounts._hasher)  # put back afterwards
+    accounts.use_password_hashing("rfc9106")
+    made_before = accounts.hash_secret("pw-12345678")
+    plane = ControlPlane.open(Settings(data_dir=tmp_path / "d", admin_password="pw-12345678",
+                                       password_hash="owasp"))
+    try:
+        assert accounts.hash_secret("x").startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+        assert made_before.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+        assert accounts.verify_secret(made_before, "pw-12345678")
+        assert not accounts.verify_secret(made_before, "pw-12345679")
+    finally:
+        plane.close()
+    with pytest.raises(ValueError, match="password_hash"):
+        Settings(data_dir=tmp_path / "e", password_hash="md5")  # type: ignore[arg-type]
+
+
 def test_sign_in_throttle_answers_429(tmp_path: Path) -> None:
     plane = ControlPlane.open(Settings(data_dir=tmp_path / "d", admin_password="pw-12345678",
                                        login_free_failures=1))
