@@ -34,7 +34,7 @@ PG_ADMIN = os.environ.get("CORRAL_BENCH_DATABASE_URL",
 PLANS = {
     # name: (fleet sizes held, fan-out sizes, api servers, api apps, artifact MB)
     "full": ([1000, 5000, 10000], [100, 1000, 10000], 1000, 1000, 200),
-    "smoke": ([30], [30], 10, 30, 5),
+    "smoke": ([10], [10], 5, 10, 2),
 }
 REPLICAS = {  # name: (agents over two replicas, fan-out group size, changes timed)
     "full": (10000, 10000, 100),
@@ -44,15 +44,15 @@ MASTER_KEY = "the-bench-replicas-master-key-0123456789abcdef"
 STEADY = {  # name: (seconds a held fleet settles, seconds its CPU is measured, API requests
     #          per endpoint)
     "full": (12, 20, 400),
-    "smoke": (1, 1, 40),  # the smoke test checks the figures exist, not what they are
+    "smoke": (1, 1, 20),  # the smoke test checks the figures exist, not what they are
 }
 METRICS = {  # name: (agents measuring, seconds between measurements, seconds measured)
     "full": (10000, 15.0, 60),
-    "smoke": (20, 1.0, 3),
+    "smoke": (10, 1.0, 2),
 }
 ROTATION = {  # name: (agents held, seconds the renewals are spread over)
     "full": (10000, 120.0),
-    "smoke": (20, 2.0),
+    "smoke": (10, 1.0),
 }
 FAULT_ROUNDS = 5  # a failing rollout reverted, this many times (not in smoke: real agents,
 #                   real applications: half a minute more of the suite)

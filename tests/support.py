@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -69,3 +70,17 @@ def make_csr(kind: str = "ec", common_name: str = "agent") -> str:
         .sign(key, hashes.SHA256())
     )
     return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+_LOCAL: httpx.Client | None = None
+
+
+def local_http() -> httpx.Client:
+    """One client, in this process, for plain-HTTP calls to what a test started (applications,
+    agents' local APIs, a control plane without TLS). Every new httpx client builds a TLS
+    context and reads the CA bundle, some 40 ms of CPU: `httpx.get` in a polling loop spent
+    seconds a test on it. No connection is kept, so a restarted process is reached afresh."""
+    global _LOCAL
+    if _LOCAL is None:
+        _LOCAL = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=5)
+    return _LOCAL

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.processes import AgentProcess
+from tests.support import local_http
 
 WEB_APP = '''
 import http.server, json, os, sys
@@ -51,7 +52,7 @@ def ask(port: int, timeout: float = 2, settle: float = 10) -> dict[str, Any]:
     deadline = time.monotonic() + settle
     while True:
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/", timeout=timeout).json()  # type: ignore[no-any-return]
+            return local_http().get(f"http://127.0.0.1:{port}/", timeout=timeout).json()  # type: ignore[no-any-return]
         except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
             if time.monotonic() > deadline:
                 raise

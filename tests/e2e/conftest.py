@@ -23,12 +23,23 @@ from tests.support import at_newest_revision
 
 
 @pytest.fixture
-def serve(tmp_path: Path, database_url: str, sqlite_template: Path) -> Iterator[ServeProcess]:
+def password_hash() -> str | None:
+    """`CORRAL_PASSWORD_HASH` of the control planes started here. These tests sign in and
+    make users hundreds of times and their subject is not the hash's cost: OWASP's profile
+    costs a sixth of the default's CPU. The attack suite runs the default (its own fixture),
+    and `python -m bench security` measures it."""
+    return "owasp"
+
+
+@pytest.fixture
+def serve(tmp_path: Path, database_url: str, sqlite_template: Path,
+          password_hash: str | None) -> Iterator[ServeProcess]:
     """A control plane not started yet, on a database at the newest revision and empty: its
     first start creates the organization, as after `corral db upgrade`. Starting from no file
     at all is the README tour's (tests/e2e/test_readme_tour.py)."""
     at_newest_revision(database_url, sqlite_template)
-    proc = ServeProcess(data_dir=tmp_path / "data", database_url=database_url)
+    proc = ServeProcess(data_dir=tmp_path / "data", database_url=database_url,
+                        env={"CORRAL_PASSWORD_HASH": password_hash} if password_hash else {})
     yield proc
     if proc.proc is not None and proc.proc.poll() is None:
         proc.stop(signal.SIGKILL)

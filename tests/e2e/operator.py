@@ -15,7 +15,7 @@ import httpx
 from corral.client import Client
 from corral.client.resources import configuration
 from tests.arm_shapes import check_answer, check_application
-from tests.e2e.processes import CORRAL, ServeProcess
+from tests.e2e.processes import FORKS, ServeProcess
 from tests.support import eventually
 
 
@@ -89,9 +89,7 @@ class Cli:
     def __call__(self, *args: str, ok: bool = True, timeout: float = 120,
                  stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """`stdin`: what the command reads on its standard input (else nothing)."""
-        r = subprocess.run([*CORRAL, *args], env=self.env, capture_output=True, text=True,
-                           timeout=timeout, input=stdin,
-                           stdin=subprocess.DEVNULL if stdin is None else None)
+        r = FORKS.run(args, env=self.env, timeout=timeout, input=stdin)
         if ok:
             assert r.returncode == 0, f"corral {' '.join(args)}\n{r.stdout}\n{r.stderr}"
         return r

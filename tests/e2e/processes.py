@@ -18,7 +18,13 @@ from pathlib import Path
 
 import httpx
 
+from tests.forkserver import Forked, ForkServer
+from tests.support import local_http
+
 CORRAL = [sys.executable, "-m", "corral"]
+"""A fresh interpreter running `corral`: for the tests whose subject is one. The others start
+`corral` through the fork server (`FORKS`, tests/forkserver.py)."""
+FORKS = ForkServer()
 
 
 _GIVEN: set[int] = set()
@@ -57,7 +63,7 @@ class ServeProcess:
     port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Forked | None = None
     starts: int = 0
     tls: bool = False
 
@@ -83,26 +89,32 @@ class ServeProcess:
         env = {**os.environ, "CORRAL_DATABASE_URL": self.database_url,
                "CORRAL_API_TLS": "true" if self.tls else "false", **self.env}
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [*CORRAL, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
+        self.proc = FORKS.popen(
+            ["serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
              "--gateway-port", str(self.gateway_port)],
             stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
         )
         log.close()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"corral serve exited early:\n{self.output()}")
-            if self.tls and not self.ca_path.exists():
-                time.sleep(0.1)
-                continue
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1,
-                             verify=self.verify).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        http: httpx.Client | None = None if self.tls else local_http()
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"corral serve exited early:\n{self.output()}")
+                if http is None:  # with TLS, a client that trusts the CA once it exists
+                    if not self.ca_path.exists():
+                        time.sleep(0.1)
+                        continue
+                    http = httpx.Client(verify=self.verify, timeout=1)
+                try:
+                    if http.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
+        finally:
+            if self.tls and http is not None:
+                http.close()
         raise RuntimeError(f"corral serve did not become ready:\n{self.output()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
@@ -123,7 +135,7 @@ class ServeProcess:
 @dataclass
 class AgentProcess:
     directory: Path
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Forked | None = None
     args: tuple[str, ...] = ()
 
     @property
@@ -136,9 +148,8 @@ class AgentProcess:
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([*CORRAL, "agent", "run", "--dir", str(self.directory),
-                                      *self.args],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = FORKS.popen(["agent", "run", "--dir", str(self.directory), *self.args],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
@@ -191,11 +202,9 @@ def register_agent(serve: ServeProcess, token: str, name: str, directory: Path,
     else:
         tls = ["--ca-fingerprint", ca_fingerprint(serve)]
     tls = [*tls, *extra]
-    return subprocess.run(
-        [*CORRAL, "agent", "register", "--manager", serve.url, "--dir", str(directory), *tls,
-         token, name],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
+    return FORKS.run(
+        ["agent", "register", "--manager", serve.url, "--dir", str(directory), *tls, token, name],
+        timeout=60)
 
 
 def enroll(serve: ServeProcess, token: str, name: str, directory: Path) -> None:

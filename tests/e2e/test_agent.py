@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.apps import app_port, app_zip, ask
 from tests.e2e.operator import Operator
 from tests.e2e.processes import AgentProcess, ServeProcess, register_agent
-from tests.support import eventually
+from tests.support import eventually, local_http
 
 Agents = Callable[[str], AgentProcess]
 
@@ -271,12 +271,12 @@ class TestResilience:
         port = app_port(agent, "pointed")
         first = ask(port)
         given = first["env"]["CORRAL_AGENT_URL"]
-        assert httpx.post(given + "/v1/metrics", json={"messages": 1}).status_code == 204
+        assert local_http().post(given + "/v1/metrics", json={"messages": 1}).status_code == 204
         agent.stop()
         agent.start()
         eventually(agent.output, lambda out: out.count("pointed: adopted") == 1,
                    what="the adoption")
-        assert httpx.post(given + "/v1/metrics", json={"messages": 1}, timeout=5
+        assert local_http().post(given + "/v1/metrics", json={"messages": 1}, timeout=5
                           ).status_code == 204  # same port, same URL, same process
         assert ask(port)["pid"] == first["pid"]
 
@@ -292,7 +292,7 @@ class TestResilience:
                                 what="the application restarted with the new URL")
             moved = answer["env"]["CORRAL_AGENT_URL"]
             assert moved != given
-            assert httpx.post(moved + "/v1/metrics", json={"messages": 1}, timeout=5
+            assert local_http().post(moved + "/v1/metrics", json={"messages": 1}, timeout=5
                               ).status_code == 204
         operator.wait_app(app["id"], "STARTED")
 

@@ -16,14 +16,14 @@ import pytest
 from tests.e2e.apps import app_port, app_zip, ask
 from tests.e2e.operator import Operator
 from tests.e2e.processes import AgentProcess, ServeProcess, free_port
-from tests.support import eventually
+from tests.support import eventually, local_http
 
 Agents = Callable[..., AgentProcess]
 
 
 def cluster_view(agent: AgentProcess) -> dict[str, Any] | None:
     try:
-        r = httpx.get(agent.local_api + "/v1/cluster", timeout=2)
+        r = local_http().get(agent.local_api + "/v1/cluster", timeout=2)
     except httpx.HTTPError:
         return None
     return r.json() if r.status_code == 200 else None
@@ -38,13 +38,13 @@ def wait_primary(nodes: list[AgentProcess], timeout: float = 30, not_this: int |
 
 
 def put(agent: AgentProcess, key: str, value: Any) -> httpx.Response:
-    return httpx.put(f"{agent.local_api}/v1/cluster/store/{key}", json={"value": value}, timeout=10)
+    return local_http().put(f"{agent.local_api}/v1/cluster/store/{key}", json={"value": value}, timeout=10)
 
 
 def wait_value(agent: AgentProcess, key: str, value: Any, timeout: float = 15) -> None:
     def read() -> Any:
         try:
-            r = httpx.get(f"{agent.local_api}/v1/cluster/store/{key}", timeout=2)
+            r = local_http().get(f"{agent.local_api}/v1/cluster/store/{key}", timeout=2)
         except httpx.HTTPError:
             return None
         return r.json().get("value") if r.status_code == 200 else None
@@ -87,7 +87,7 @@ def test_unicast_failover_with_and_without_control_plane(
     assert env["CORRAL_CLUSTER_ID"] == str(cluster["id"])
     assert sorted(env["CORRAL_CLUSTER_NODES"].split(",")) == sorted(map(str, by_id))
     assert env["CORRAL_AGENT_URL"] == nodes[1].app_url("member")
-    assert httpx.get(env["CORRAL_AGENT_URL"] + "/v1/cluster").json()["nodeId"] == nodes[1].server_id
+    assert local_http().get(env["CORRAL_AGENT_URL"] + "/v1/cluster").json()["nodeId"] == nodes[1].server_id
 
     # a write acknowledged on one node is read on every node; measure write latency
     assert put(nodes[0], "greeting", {"hello": "world"}).status_code == 200
@@ -100,9 +100,9 @@ def test_unicast_failover_with_and_without_control_plane(
         latencies.append(time.monotonic() - t0)
     print(f"\n[measure] store write (acknowledged, 3 nodes): p50 "
           f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
-    lock = httpx.post(nodes[0].local_api + "/v1/cluster/locks/nightly-job", timeout=10).json()
+    lock = local_http().post(nodes[0].local_api + "/v1/cluster/locks/nightly-job", timeout=10).json()
     assert lock["acquired"] is True
-    other = httpx.post(nodes[1].local_api + "/v1/cluster/locks/nightly-job", timeout=10).json()
+    other = local_http().post(nodes[1].local_api + "/v1/cluster/locks/nightly-job", timeout=10).json()
     assert other["acquired"] is False
 
     def fail_over(label: str, leader: int) -> int:
@@ -153,7 +153,7 @@ def test_removed_server_leaves_and_strangers_stay_out(
     assert put(nodes[0], "secret-plan", "42").status_code == 200
     wait_value(nodes[2], "secret-plan", "42")
 
-    r = httpx.get(outsider.local_api + "/v1/cluster", timeout=5)
+    r = local_http().get(outsider.local_api + "/v1/cluster", timeout=5)
     assert r.status_code == 404 and "not in a cluster" in r.json()["message"]
 
     # a Raft node that knows the members' addresses but not the cluster's secret learns nothing

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from tests.e2e.processes import CORRAL, ServeProcess
+from tests.e2e.processes import CORRAL, FORKS, ServeProcess
 from tests.support import make_csr
 
 
@@ -97,8 +97,7 @@ def test_admin_and_db_commands(serve: ServeProcess) -> None:
     data = ["--data-dir", str(serve.data_dir)]
 
     def corral(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*CORRAL, *args, *data], env=env, capture_output=True, text=True,
-                              timeout=60, stdin=subprocess.DEVNULL)
+        return FORKS.run([*args, *data], env=env, timeout=60)
 
     if serve.database_url.startswith("sqlite"):  # `db upgrade` from no database at all
         Path(str(make_url(serve.database_url).database)).unlink()

@@ -106,6 +106,7 @@ class RealProcess(Backend):
         super().__init__(database_url)
         self.serve = ServeProcess(data_dir=data_dir, database_url=database_url,
                                   env={"CORRAL_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                                       "CORRAL_PASSWORD_HASH": "owasp",
                                        "CORRAL_REGISTRATION_RATE_PER_MINUTE": "0",
                                        **(env or {})})
         self.serve.start()

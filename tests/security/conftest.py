@@ -18,6 +18,12 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures shared with the end-to
 
 
 @pytest.fixture
+def password_hash() -> str | None:
+    """The default profile: the one a password guesser meets."""
+    return None
+
+
+@pytest.fixture
 def database_url(tmp_path: Path) -> str:
     """One engine is enough for attacks that do not depend on it."""
     return f"sqlite:///{tmp_path / 'corral.db'}"

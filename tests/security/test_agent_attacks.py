@@ -11,13 +11,12 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.apps import app_port, app_zip, ask
 from tests.e2e.operator import Operator
 from tests.e2e.processes import AgentProcess, ServeProcess, register_agent
-from tests.support import eventually
+from tests.support import eventually, local_http
 
 Agents = Callable[..., AgentProcess]
 
@@ -183,10 +182,10 @@ def test_local_api_needs_its_credential_and_a_loopback_host(agents: Agents) -> N
     agent = agents("api-host")
     saved = json.loads((agent.directory / "agent.json").read_text())
     base = f"http://127.0.0.1:{saved['apiPort']}"
-    assert httpx.get(f"{base}/v1/cluster", timeout=5).status_code == 404
-    assert httpx.get(f"{base}/{'x' * 32}/v1/cluster", timeout=5).status_code == 404
-    assert httpx.get(f"{agent.local_api}/v1/cluster", timeout=5).status_code == 404  # no cluster
-    rebound = httpx.get(f"{agent.local_api}/v1/cluster", headers={"Host": "evil.example:80"},
+    assert local_http().get(f"{base}/v1/cluster", timeout=5).status_code == 404
+    assert local_http().get(f"{base}/{'x' * 32}/v1/cluster", timeout=5).status_code == 404
+    assert local_http().get(f"{agent.local_api}/v1/cluster", timeout=5).status_code == 404  # no cluster
+    rebound = local_http().get(f"{agent.local_api}/v1/cluster", headers={"Host": "evil.example:80"},
                         timeout=5)
     assert rebound.status_code == 403
 

@@ -14,7 +14,6 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 from pysyncobj.encryptor import getEncryptor
 
 from corral.agent.layout import AgentDir
@@ -22,7 +21,7 @@ from tests.e2e.apps import app_zip
 from tests.e2e.operator import Operator
 from tests.e2e.processes import AgentProcess, ServeProcess, free_port
 from tests.e2e.test_cluster import _unicast, put, wait_primary, wait_value
-from tests.support import eventually
+from tests.support import eventually, local_http
 
 Agents = Callable[..., AgentProcess]
 
@@ -94,10 +93,10 @@ def test_forged_messages_and_removed_members(
     wait_value(nodes[2], "after-attack", 1)
 
     # an application cannot push an oversized value into the replicated store
-    huge = httpx.put(f"{nodes[0].local_api}/v1/cluster/store/huge",
+    huge = local_http().put(f"{nodes[0].local_api}/v1/cluster/store/huge",
                      content=b'{"value": "' + b"x" * (2 * 1024 * 1024) + b'"}', timeout=10)
     assert huge.status_code == 413 and huge.json()["status"] == 413
-    assert httpx.get(f"{nodes[0].local_api}/v1/cluster/store/huge", timeout=5).status_code == 404
+    assert local_http().get(f"{nodes[0].local_api}/v1/cluster/store/huge", timeout=5).status_code == 404
 
     # a removed member keeps its old key; the others move to a new one, without restarts
     removed = nodes[2]
