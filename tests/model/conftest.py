@@ -16,7 +16,12 @@ from hypothesis import seed as with_seed
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test
 
 from corral.domain import accounts
-from tests.e2e.conftest import control_plane, operator, serve  # noqa: F401 - fixtures
+from tests.e2e.conftest import (  # noqa: F401 - fixtures
+    control_plane,
+    operator,
+    password_hash,
+    serve,
+)
 
 COMMON = {"deadline": None, "database": None, "print_blob": True,
           "suppress_health_check": list(HealthCheck)}
