@@ -80,6 +80,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                               i.get_closest_marker("e2e") is None))
 
 
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list[object]) -> None:
+    """One fork server for every worker, started before they are: it imports Corral once for
+    the whole run instead of once a worker (tests/forkserver.py)."""
+    from tests.e2e.processes import FORKS
+
+    FORKS.share()
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """What collection imported (Corral, FastAPI, Hypothesis, schemathesis...) lives as long as
     the worker: out of the collector's sight, each full collection during the run and the two

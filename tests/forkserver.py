@@ -45,7 +45,7 @@ _WARM = (
     "corral.controlplane", "corral.gateway.gateway", "corral.agent.runner",
     "corral.agent.register", "corral.agent.connection", "corral.agent.local_api",
     "corral.fleetfile.apply", "uvicorn", "uvicorn.main", "uvicorn.lifespan.on",
-    "uvicorn.protocols.http.httptools_impl", "uvicorn.protocols.websockets.websockets_impl",
+    "uvicorn.protocols.http.httptools_impl",
     "uvicorn.loops.uvloop", "websockets.asyncio.client", "websockets.asyncio.server",
     "psycopg", "sqlalchemy.dialects.postgresql.psycopg", "sqlalchemy.dialects.sqlite",
     "alembic", "argon2", "psutil", "httpx", "typer.rich_utils",
@@ -288,16 +288,28 @@ class Forked:
     _stdin: IO[Any] | None = None
 
 
+SHARED = "TESTS_FORK_SOCKET"
+"""Set by the test run's controller (`share`) for its workers: one fork server for them all."""
+
+
 class ForkServer:
-    """The fork server of this test process, started on first use and ended at its exit."""
+    """The fork server of this test process: the run's shared one if its controller started
+    one (`share`), else one of its own, started on first use and ended at its exit."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
         self._owner = 0
 
+    def share(self) -> None:
+        """Start one now and name it to the processes this one starts (the run's workers)."""
+        os.environ[SHARED] = self.path
+
     @property
     def path(self) -> str:
+        shared = os.environ.get(SHARED)
+        if shared and self._owner != os.getpid() and Path(shared).exists():
+            return shared
         if self._proc is None or self._proc.poll() is not None or self._owner != os.getpid():
             self._start()
         assert self._dir is not None

@@ -126,7 +126,8 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise
+            raise RuntimeError(f"corral serve did not end within {timeout:g} s of signal "
+                               f"{sig}; its log ends:\n{self.output()[-4000:]}") from None
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,5 +1,7 @@
 """The benchmark harness works end to end on a small fleet (figures are not judged here:
-speed targets live in bench/, never in tests)."""
+speed targets live in bench/, never in tests). `make bench-smoke` runs it; CI runs that after
+`make test`, which leaves it out (a long profile's check: a minute and a half of its own
+control planes)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.bench
 @pytest.mark.slow
 def test_bench_smoke_runs(tmp_path: Path) -> None:
     env = {**os.environ, "CORRAL_BENCH_RESULTS": str(tmp_path / "results"),
