@@ -2,9 +2,10 @@
 
 A `corral serve` spends about 1.2 s of CPU importing FastAPI, SQLAlchemy, Pydantic and its own
 routes before it answers, an agent 0.4 s, a CLI command 0.3 s; the process tests start some
-six hundred of them, and on two cores those imports were a third of the suite's time. Each test
-worker therefore keeps one server process (this module run as `python -m tests.forkserver
-SOCKET`) that imports them once and forks a child per command. The child is a process of its
+six hundred of them, and on two cores those imports were a third of the suite's time. The test
+run therefore keeps one server process (this module run as `python -m tests.forkserver SOCKET`;
+started by the run's controller for all its workers, or by a test process on first use) that
+imports them once and forks a child per command. The child is a process of its
 own, as with `subprocess`: its own pid, environment, working folder, standard streams and
 signals; it then runs `python -m corral ARGS` (`runpy`), exits as the interpreter would (threads
 joined, `atexit`, streams flushed), and its exit status is passed back. Only the imports are
