@@ -24,10 +24,11 @@ check: install  ## lint (ruff) and strict types (mypy) over src, tests and bench
 
 # Nine workers on two cores: the process tests spend much of their time waiting, four of them
 # for minutes (certificates living out their lifetimes); with six the cores were idle 15% of the
-# time, with eight or nine 3 to 5%. One test at a time per worker, longest first (tests/conftest.py), so that
-# the workers end together. Bytecode is written beforehand, where PYTHONDONTWRITEBYTECODE would
-# leave every process to compile it again: Corral's for the hundreds of processes the tests
-# start, and pytest's rewritten test modules (a collection) for the workers.
+# time, with eight or nine 3 to 5%. One test at a time per worker, longest first
+# (tests/conftest.py), so that the workers end together. Bytecode is written beforehand, where
+# PYTHONDONTWRITEBYTECODE would leave every process to compile it again: Corral's for the
+# hundreds of processes the tests start (compileall), and pytest's rewritten test modules for the
+# workers (one collection); the two run side by side, and either failing fails the target.
 test: install  ## the whole suite, on SQLite and on PostgreSQL (the bench's smoke run aside)
 	$(BIN)/python -m compileall -q src bench tests > /dev/null & \
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest --collect-only -q -m "not bench" > /dev/null; \

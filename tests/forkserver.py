@@ -219,10 +219,11 @@ class Forked:
     """A `corral` child of the fork server, used as a `subprocess.Popen`."""
 
     def __init__(self, args: Sequence[str], conn: socket.socket, pid: int,
-                 stdout: IO[Any] | None, stderr: IO[Any] | None) -> None:
+                 stdin: IO[Any] | None, stdout: IO[Any] | None, stderr: IO[Any] | None) -> None:
         self.args = list(args)
         self.pid = pid
         self.returncode: int | None = None
+        self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
         self._conn = conn
@@ -273,11 +274,11 @@ class Forked:
                    for s, into in ((self.stdout, out), (self.stderr, err)) if s is not None]
         for r in readers:
             r.start()
-        if input is not None and self._stdin is not None:
+        if input is not None and self.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
-                self._stdin.write(input)
+                self.stdin.write(input)
             with contextlib.suppress(BrokenPipeError):
-                self._stdin.close()
+                self.stdin.close()
         deadline = None if timeout is None else time.monotonic() + timeout
         for r in readers:
             r.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -285,8 +286,6 @@ class Forked:
                 raise subprocess.TimeoutExpired(self.args, timeout or 0)
         self.wait(None if deadline is None else max(0.1, deadline - time.monotonic()))
         return "".join(out), "".join(err)
-
-    _stdin: IO[Any] | None = None
 
 
 SHARED = "TESTS_FORK_SOCKET"
@@ -383,10 +382,8 @@ class ForkServer:
                 os.close(fd)
         if not answer:
             raise RuntimeError(f"the fork server did not start corral {' '.join(args)}")
-        child = Forked(argv, conn, int(json.loads(answer)["pid"]), ours.get("stdout"),
-                       ours.get("stderr"))
-        child._stdin = ours.get("stdin")
-        return child
+        return Forked(argv, conn, int(json.loads(answer)["pid"]), ours.get("stdin"),
+                      ours.get("stdout"), ours.get("stderr"))
 
     def run(self, args: Sequence[str], *, env: Mapping[str, str] | None = None,
             input: str | None = None, timeout: float | None = None,
