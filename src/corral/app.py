@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from corral import __version__
 from corral.api import routes as api
+from corral.api.answers import Answers
 from corral.api.audit import AuditTrail
 from corral.api.metrics import RequestTimer
 from corral.api.middleware import BodyLimit, OneTrailingSlash, RequestId, SecurityHeaders
@@ -29,6 +30,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app.state.plane = plane
     api.install(app)
     console.install(app)
+    app.add_middleware(Answers, plane=lambda: plane)  # innermost: kept answers are timed too
     app.add_middleware(BodyLimit, max_body=lambda: plane.settings.max_body_bytes,
                        max_upload=lambda: plane.settings.max_artifact_bytes)
     app.add_middleware(AuditTrail, plane=lambda: plane)  # sees every answer, 413s included

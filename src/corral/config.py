@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         default=5.0, ge=0, le=60,
         description="how long an authenticated token is remembered (0: looked up on every "
         "call); a change to users, apps or tokens made through this process wins at once")
+    answer_cache_seconds: float = Field(
+        default=2.0, ge=0, le=60,
+        description="how long a rendered list or object (servers, groups, clusters, "
+        "applications) may be served again while nothing under it changed; 0: rendered on "
+        "every call. A change shows on the next call; `uptime` is as of the kept answer")
+    answer_cache_mb: int = Field(
+        default=64, ge=1, le=4096,
+        description="memory for kept answers; the least recently used go first")
     heartbeat_seconds: float = Field(
         default=30.0, ge=MIN_HEARTBEAT_SECONDS, le=600,
         description="how often the gateway pings each connected agent; an agent that does not "

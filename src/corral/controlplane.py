@@ -21,6 +21,7 @@ from corral.artifacts import (
     S3ArtifactStore,
 )
 from corral.config import Settings
+from corral.db.changes import WROTE_KEY, ChangeCounter, watch
 from corral.db.migrate import exclusive, upgrade
 from corral.db.models import Server
 from corral.db.session import (
@@ -68,11 +69,14 @@ class Notice:
     """None: any server may have changed."""
     revoked: set[int]
     credentials: bool
+    answers: bool = True
+    """Something a kept answer may read changed (`corral.db.changes`)."""
 
     def encode(self) -> str:
         return json.dumps({"r": self.replica,
                            "c": None if self.changed is None else sorted(self.changed),
-                           "d": sorted(self.revoked), "k": self.credentials},
+                           "d": sorted(self.revoked), "k": self.credentials,
+                           "a": self.answers},
                           separators=(",", ":"))
 
     @classmethod
@@ -82,7 +86,7 @@ class Notice:
         return cls(replica=str(data["r"]),
                    changed=None if changed is None else {int(i) for i in changed},
                    revoked={int(i) for i in data.get("d") or []},
-                   credentials=bool(data.get("k")))
+                   credentials=bool(data.get("k")), answers=bool(data.get("a", True)))
 
 
 
@@ -119,6 +123,8 @@ class ControlPlane:
     """Log streams followed through this process (`domain/logs.py`)."""
     authority_listeners: list[Callable[[Authorities], None]] = field(default_factory=list)
     """Called when the CAs change (a rotation here, or followed from another replica)."""
+    changes: ChangeCounter = field(default_factory=ChangeCounter)
+    """Moves after every change an answer may show, here or (heard) on another replica."""
     _authorities_version: str = ""
 
     @property
@@ -245,7 +251,10 @@ class ControlPlane:
                 Throttle(free=settings.login_free_failures),
                 RateLimit(settings.registration_rate_per_minute)),
             principals=PrincipalCache(settings.token_cache_seconds),
+            # on PostgreSQL, other replicas' changes are heard once the gateway listens
+            changes=ChangeCounter(heard=engine.dialect.name != "postgresql"),
         )
+        watch(plane.sessions, plane.changes)
         event.listen(plane.sessions, "after_commit", plane._after_commit)
         if engine.dialect.name == "postgresql":
             event.listen(plane.sessions, "before_commit", plane._notify_replicas)
@@ -296,11 +305,12 @@ class ControlPlane:
         changed: set[int] = session.info.get(CHANGED_KEY, set())
         revoked: set[int] = session.info.get(REVOKED_KEY, set())
         credentials = bool(session.info.get(CREDENTIALS_KEY))
-        if not (changed or revoked or credentials):
+        answers = bool(session.info.get(WROTE_KEY))
+        if not (changed or revoked or credentials or answers):
             return
         many = len(changed) + len(revoked) > _NOTICE_IDS
         notice = Notice(self.replica_id, None if many else changed,
-                        set() if many else revoked, credentials)
+                        set() if many else revoked, credentials, answers)
         session.execute(text("SELECT pg_notify(:channel, :payload)"),
                         {"channel": NOTICE_CHANNEL, "payload": notice.encode()})
 

@@ -32,3 +32,7 @@ CONNECTED_AGENTS = Gauge("corral_connected_agents",
 MEASUREMENTS_SECONDS = Histogram(
     "corral_measurements_store_duration_seconds", "storing one burst of agents' measurements",
     registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+ANSWERS = Counter(
+    "corral_answers", "GETs of the lists and objects answers are kept for: `kept` served again, "
+    "`rendered` by the route (a change, a first call, or a caller not yet known)", ["outcome"],
+    registry=REGISTRY)

@@ -84,4 +84,4 @@ def test_a_change_is_announced_to_other_replicas_only_when_it_commits(
         with transaction(plane.sessions) as s:
             desired_state.changed(s, servers=[sid])
         heard = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
-    assert heard == [{"r": plane.replica_id, "c": [sid], "d": [], "k": False}]
+    assert heard == [{"r": plane.replica_id, "c": [sid], "d": [], "k": False, "a": True}]

@@ -5,6 +5,7 @@ database goes away (docs/high-availability.md)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -228,6 +229,41 @@ def test_a_deploy_through_one_replica_runs_on_an_agent_of_another(
     a.call("PATCH", f"/applications/{app['id']}", expect=200, json={"desiredStatus": "STOPPED"})
     a.wait_app(app["id"], "STOPPED", timeout=4)
     print(f"stop through A reported STOPPED from B's agent: {time.monotonic() - started:.2f} s")
+
+    # what B keeps of its answers gives way to a change made through A once A's notice
+    # arrives: every kind of kept answer, read twice on B (the second one kept), then changed
+    def app_started(d: Any) -> bool:
+        return bool((d if isinstance(d, dict) else d[0])["desiredStatus"] == "STARTED")
+
+    reads: dict[str, Callable[[Any], bool]] = {
+        f"/applications/{app['id']}": app_started,
+        "/applications": app_started,
+        f"/servers/{agent.server_id}": lambda d: bool(d["name"] == "renamed"),
+        "/servers": lambda d: bool(d[0]["name"] == "renamed"),
+    }
+    reader = fleet.operator(1)  # `b` signed out above
+    before = _kept(reader)
+    for path in reads:
+        reader.data(path)
+        reader.data(path)  # kept, unless the agent's report moved B's count in between
+    assert _kept(reader) > before
+    a.call("PATCH", f"/servers/{agent.server_id}", expect=200, json={"name": "renamed"})
+    a.call("PATCH", f"/applications/{app['id']}", expect=200,
+           json={"desiredStatus": "STARTED"})
+    changed = time.monotonic()
+    for path, shown in reads.items():
+        eventually(functools.partial(reader.data, path), shown, timeout=5,
+                   what=f"B's answer to {path} after the change through A")
+    print(f"a change through A in every answer B keeps: {time.monotonic() - changed:.3f} s")
+
+
+def _kept(operator: Operator) -> float:
+    """`corral_answers_total{outcome="kept"}` of that operator's replica."""
+    text = operator.http.get("/metrics", headers=operator.headers).text
+    for line in text.splitlines():
+        if line.startswith('corral_answers_total{outcome="kept"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 # --- faults -----------------------------------------------------------------------------------

@@ -32,6 +32,20 @@ class PrincipalCache:
             self._generation += 1
             self._entries.clear()
 
+    def peek(self, token: str | None, org_id: str | None, env_id: str | None
+             ) -> tuple[Principal, Scope] | None:
+        """The principal and scope a hybrid call with these headers resolved to a moment ago,
+        still valid; None when that needs the database (`resolve` then)."""
+        if not env_id:
+            return None
+        key = (accounts.token_digest((token or "")[:512]), org_id, env_id)
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is None or hit[2] is None or hit[0] <= time.monotonic() \
+                or hit[1].expires_at <= now_ms():
+            return None
+        return hit[1], hit[2]
+
     def resolve(self, readers: sessionmaker[Session], token: str | None, org_id: str | None,
                 env_id: str | None, *, scoped: bool) -> tuple[Principal, Scope | None]:
         """The token's principal and, when `scoped`, the scope the headers name; raises as

@@ -1,8 +1,9 @@
 """Changes committed by other replicas, heard at once through PostgreSQL `LISTEN` (ADR 0008).
 Each notice names the servers whose desired state moved (or "all"), the servers deleted, and
 whether credentials changed; this replica pushes to the agents it holds and forgets cached
-tokens. While the connection is down nothing is heard, so every (re)connection starts with a
-full comparison of revisions; the sweeper's comparison every few seconds stays the safety net."""
+tokens, and kept answers stop being served (`corral.db.changes`). While the connection is down
+nothing is heard: kept answers are not served, and every (re)connection starts with a full
+comparison of revisions; the sweeper's comparison every few seconds stays the safety net."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ class Notices:
                 async with await dedicated_connection(self.plane.engine) as conn:
                     await conn.execute(f"LISTEN {NOTICE_CHANNEL}")
                     self.listening.set()
+                    # answers kept before now may hide what was missed; from now on every
+                    # change is heard
+                    self.plane.changes.move()
+                    self.plane.changes.heard = True
                     log.info("listening for changes made by other replicas")
                     await self.resync()  # whatever was missed while not listening
                     async for message in conn.notifies():
@@ -45,6 +50,7 @@ class Notices:
                 log.warning("not listening for other replicas' changes (%s); retrying", exc)
             except Exception:
                 log.exception("the change listener failed; retrying")
+            self.plane.changes.heard = False
             self.listening.clear()
             await asyncio.sleep(RETRY_SECONDS)
 
@@ -56,6 +62,8 @@ class Notices:
             return
         if notice.replica == self.plane.replica_id:
             return  # this replica's own after-commit hook handled it
+        if notice.answers:
+            self.plane.changes.move()
         if notice.credentials:
             self.plane.principals.clear()
         if notice.changed is None:

@@ -1,0 +1,182 @@
+"""Answers kept between changes (`corral.api.answers`): every list and object served from what
+was already rendered shows a change on the very next call, whichever path wrote it; a kept
+answer is served only to callers of its environment whose token still holds; `ETag` and
+`If-None-Match` answer 304 while nothing changed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from corral import metrics
+from corral.api.answers import KEPT, Answer, Answers
+from corral.controlplane import ControlPlane
+from corral.db.models import Server
+from corral.db.session import transaction
+from tests.api.conftest import Api
+
+
+@pytest.fixture(autouse=True)
+def _heard(plane: ControlPlane) -> None:
+    """One in-process control plane and no other replica: nothing goes unheard (on
+    PostgreSQL a served replica says so once its gateway listens)."""
+    plane.changes.heard = True
+
+
+def _kept() -> float:
+    return metrics.REGISTRY.get_sample_value("corral_answers_total", {"outcome": "kept"}) or 0
+
+
+def _fleet(api: Api) -> dict[str, int]:
+    alone, grouped, clustered = api.register("alone"), api.register("g1"), api.register("c1")
+    gid = api.post("/serverGroups", json={"name": "G", "serverIds": [grouped]}).json()["data"]["id"]
+    cid = api.post("/clusters", json={"name": "C", "servers": [
+        {"serverId": clustered, "serverIp": "10.0.0.3"}]}).json()["data"]["id"]
+    app = api.deploy("solo", gid).json()["data"]["id"]
+    return {"server": alone, "group": gid, "cluster": cid, "app": app}
+
+
+def _names(body: dict[str, Any]) -> set[str]:
+    data = body["data"]
+    return {d["name"] for d in data} if isinstance(data, list) else {data["name"]}
+
+
+def _status(body: dict[str, Any]) -> set[str]:
+    data = body["data"]
+    return {d["desiredStatus"] for d in (data if isinstance(data, list) else [data])}
+
+
+def _armui_status(body: dict[str, Any]) -> set[str]:
+    return {str(d.get("desiredStatus") or d.get("lastReportedStatus")) for d in body["data"]}
+
+
+def _armui_groups(body: dict[str, Any]) -> set[str]:
+    return {d["name"] for d in body["data"]}
+
+
+# (what is read, how it is changed, what the change shows as)
+Change = Callable[[Api, ControlPlane, dict[str, int]], None]
+
+
+def _rename(kind: str, to: str) -> Change:
+    return lambda api, _plane, ids: _ok(api.patch(f"/{kind}/{ids[_ID[kind]]}", json={"name": to}))
+
+
+def _stop(api: Api, _plane: ControlPlane, ids: dict[str, int]) -> None:
+    _ok(api.patch(f"/applications/{ids['app']}", json={"desiredStatus": "STOPPED"}))
+
+
+def _reported_by_agent(_api: Api, plane: ControlPlane, ids: dict[str, int]) -> None:
+    """Not through the API: as the gateway stores an agent's report."""
+    with transaction(plane.sessions) as s:
+        s.get_one(Server, ids["server"]).status = "RUNNING"
+
+
+def _registered(api: Api, _plane: ControlPlane, _ids: dict[str, int]) -> None:
+    api.register("newcomer")
+
+
+def _ok(r: Any) -> None:
+    assert r.status_code in (200, 201), r.text
+
+
+_ID = {"servers": "server", "serverGroups": "group", "clusters": "cluster"}
+CASES: dict[str, tuple[str, Change, Callable[[dict[str, Any]], Any], Any]] = {
+    "servers": ("/servers", _registered, lambda b: b["total"], 4),
+    "server": ("/servers/{server}", _reported_by_agent, lambda b: b["data"]["status"], "RUNNING"),
+    "server renamed": ("/servers/{server}", _rename("servers", "lone"), _names, {"lone"}),
+    "serverGroups": ("/serverGroups", _rename("serverGroups", "G2"), _names, {"G2"}),
+    "serverGroup": ("/serverGroups/{group}", _rename("serverGroups", "G2"), _names, {"G2"}),
+    "clusters": ("/clusters", _rename("clusters", "C2"), _names, {"C2"}),
+    "cluster": ("/clusters/{cluster}", _rename("clusters", "C2"), _names, {"C2"}),
+    "applications": ("/applications", _stop, _status, {"STOPPED"}),
+    "application": ("/applications/{app}", _stop, _status, {"STOPPED"}),
+    "armui servers": ("armui:/servers", _rename("serverGroups", "G2"), _armui_groups,
+                      {"alone", "G2", "C"}),
+    "armui applications": ("armui:/applications", _stop, _armui_status, {"STOPPED"}),
+}
+
+
+def _get(api: Api, path: str, **kw: Any) -> Any:
+    if path.startswith("armui:"):
+        headers = {**api.headers, **kw.pop("headers", {})}
+        return api.client.get(f"/armui/api/v1{path.removeprefix('armui:')}", headers=headers,
+                              **kw)
+    return api.get(path, **kw)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_change_shows_on_the_next_call(api: Api, plane: ControlPlane, case: str) -> None:
+    path, change, shown, expected = CASES[case]
+    ids = _fleet(api)
+    path = path.format(**ids)
+    first = _get(api, path)
+    assert first.status_code == 200, first.text
+    before = _kept()
+    again = _get(api, path)
+    assert _kept() == before + 1, "the second call is served from the kept answer"
+    assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
+    assert shown(first.json()) != expected
+
+    change(api, plane, ids)
+    after = _get(api, path)
+    assert after.status_code == 200
+    assert shown(after.json()) == expected, after.text
+    assert after.headers["etag"] != first.headers["etag"]
+
+
+def test_if_none_match_is_answered_304_until_something_changes(api: Api) -> None:
+    ids = _fleet(api)
+    path = f"/applications/{ids['app']}"
+    tag = api.get(path).headers["etag"]
+    for asked in (tag, f"W/{tag}", f'"other", {tag}'):
+        r = api.get(path, headers={"If-None-Match": asked})
+        assert (r.status_code, r.content, r.headers["etag"]) == (304, b"", tag)
+    _stop(api, api.plane, ids)
+    r = api.get(path, headers={"If-None-Match": tag})
+    assert r.status_code == 200 and r.json()["data"]["desiredStatus"] == "STOPPED"
+    assert r.headers["etag"] != tag
+
+
+def test_a_kept_answer_is_for_its_environment_and_a_token_that_still_holds(api: Api) -> None:
+    _fleet(api)
+    assert api.get("/servers").json()["total"] == 3
+    assert api.get("/servers").json()["total"] == 3  # kept
+    sandbox = api.in_env("Sandbox")
+    assert sandbox.get("/servers").json() == {"data": [], "total": 0}
+    stranger = Api(api.client, api.plane, api.token, api.org_id, "not-an-env", api.envs)
+    assert stranger.get("/servers").status_code == 403
+    forged = Api(api.client, api.plane, "forged", api.org_id, api.env_id, api.envs)
+    assert forged.get("/servers").status_code == 401
+
+    assert api.client.post("/accounts/api/logout", headers=api.headers).status_code == 204
+    assert api.get("/servers").status_code == 401  # signed out: the route itself refuses
+
+
+def test_what_changes_on_every_call_is_not_kept(api: Api) -> None:
+    assert not KEPT.fullmatch("/hybrid/api/v1/servers/registrationToken")
+    assert not KEPT.fullmatch("/hybrid/api/v1/applications/1/secureProperties")
+    assert not KEPT.fullmatch("/hybrid/api/v1/applications/1/deployments")
+    first = api.registration_token()
+    assert api.post("/servers/registrationToken").status_code == 200
+    assert api.registration_token() != first
+
+
+def test_memory_for_kept_answers_is_bounded() -> None:
+    settings = SimpleNamespace(answer_cache_mb=1)
+    answers = Answers(lambda *_: None, plane=lambda: SimpleNamespace(settings=settings))  # type: ignore[arg-type,return-value]
+    body = b"x" * 200_000
+
+    def keep(i: int, size: int = len(body)) -> None:
+        answers._keep(("o", "e", f"/{i}", b""),
+                      Answer(1, 0.0, 200, [], b"x" * size, b'"t"', None))
+
+    for i in range(6):
+        keep(i)
+    assert [k[2] for k in answers._kept] == ["/1", "/2", "/3", "/4", "/5"]  # oldest out
+    assert answers._bytes == 5 * len(body)
+    keep(9, 300_000)  # over a quarter of the budget: never kept
+    assert ("o", "e", "/9", b"") not in answers._kept
