@@ -134,13 +134,26 @@ def fanout(api: Api, sims: list[Simulators], identities: list[dict[str, str]], n
 
 
 def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
-                clients: int = 16, requests: int = 400) -> dict[str, Any]:
-    """Registration and deploy rates, then each endpoint under `clients` concurrent clients,
-    beside a bare Starlette endpoint served in the same run (`bench/bare.py`)."""
+                clients: int = 16, seconds: float = 5.0) -> dict[str, Any]:
+    """Registration and deploy rates, then each endpoint under `clients` concurrent clients for
+    `seconds`, beside a bare Starlette endpoint served in the same run (`bench/bare.py`). Each
+    server is in a group of its own and the applications are deployed to the groups; ten
+    two-server clusters stand beside them (fewer on a small plan). `kept` is the share of calls served from kept
+    answers (`corral_answers_total`)."""
     api = Api(cp)
     timing: dict[str, float] = {}
-    identities = register_fleet(cp, api, servers, workdir / "api-certs", timing=timing)
+    clusters = max(1, min(10, servers // 100))  # of two servers each
+    identities = register_fleet(cp, api, servers + 2 * clusters, workdir / "api-certs",
+                                timing=timing)
     connect_once(cp, identities, workdir)
+    server_ids = [int(i["id"]) for i in identities[:servers]]
+    groups = api.client.server_groups
+    group_ids = [int(groups.create(f"g{i:05d}", [sid])["id"]) for i, sid in enumerate(server_ids)]
+    paired = [int(i["id"]) for i in identities[servers:]]
+    cluster_ids = [int(api.client.clusters.create(
+        f"c{i}", False, [(sid, f"10.0.{i}.{n + 1}")
+                         for n, sid in enumerate(paired[2 * i:2 * i + 2])])["id"])
+        for i in range(clusters)]
     archive = small_zip()
     t0 = time.monotonic()
 
@@ -148,10 +161,10 @@ def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
         gate = asyncio.Semaphore(clients)
         async with httpx.AsyncClient(base_url=cp.url, timeout=120, headers=api.headers) as c:
             async def one(i: int) -> int:
-                target = identities[i % servers]["id"]
                 async with gate:
                     r = await c.post("/hybrid/api/v1/applications",
-                                     data={"artifactName": f"app{i}", "targetId": target},
+                                     data={"artifactName": f"app{i}",
+                                           "targetId": group_ids[i % servers]},
                                      files={"file": ("a.zip", archive, "application/zip")})
                 r.raise_for_status()
                 return int(r.json()["data"]["id"])
@@ -159,46 +172,68 @@ def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
 
     app_ids = asyncio.run(deploy_all())
     setup = time.monotonic() - t0
-    server_ids = [i["id"] for i in identities]
     bare = BareServer(workdir)
+    hybrid = "/hybrid/api/v1"
+
+    def one_of(kind: str, ids: list[int]) -> Any:
+        return lambda: (f"{hybrid}/{kind}/{random.choice(ids)}", {})
+
+    def page(kind: str, n: int) -> Any:
+        return lambda: (f"{hybrid}/{kind}", {"params": {"limit": 100,
+                                                        "offset": random.randrange(n)}})
+
     endpoints: list[tuple[str, str, str, Any]] = [
         ("bare Starlette GET /things/{id}", bare.url, "GET",
          lambda: (f"/things/{random.randrange(servers)}", {})),
-        ("GET /servers/{id}", cp.url, "GET",
-         lambda: (f"/hybrid/api/v1/servers/{random.choice(server_ids)}", {})),
-        ("GET /applications/{id}", cp.url, "GET",
-         lambda: (f"/hybrid/api/v1/applications/{random.choice(app_ids)}", {})),
+        ("GET /servers/{id}", cp.url, "GET", one_of("servers", server_ids)),
+        ("GET /serverGroups/{id}", cp.url, "GET", one_of("serverGroups", group_ids)),
+        ("GET /clusters/{id}", cp.url, "GET", one_of("clusters", cluster_ids)),
+        ("GET /applications/{id}", cp.url, "GET", one_of("applications", app_ids)),
         ("PATCH /applications/{id} desiredStatus", cp.url, "PATCH",
-         lambda: (f"/hybrid/api/v1/applications/{random.choice(app_ids)}",
+         lambda: (f"{hybrid}/applications/{random.choice(app_ids)}",
                   {"json": {"desiredStatus": random.choice(["STARTED", "STOPPED"])}})),
-        ("GET /servers?limit=100", cp.url, "GET",
-         lambda: ("/hybrid/api/v1/servers", {"params": {"limit": 100,
-                                                         "offset": random.randrange(servers)}})),
-        ("GET /applications?limit=100", cp.url, "GET",
-         lambda: ("/hybrid/api/v1/applications", {"params": {"limit": 100,
-                                                              "offset": random.randrange(apps)}})),
-        (f"GET /servers (all {servers})", cp.url, "GET", lambda: ("/hybrid/api/v1/servers", {})),
+        ("GET /servers?limit=100", cp.url, "GET", page("servers", servers)),
+        ("GET /applications?limit=100", cp.url, "GET", page("applications", apps)),
+        (f"GET /servers (all {len(identities)})", cp.url, "GET",
+         lambda: (f"{hybrid}/servers", {})),
         (f"GET /applications (all {apps})", cp.url, "GET",
-         lambda: ("/hybrid/api/v1/applications", {})),
+         lambda: (f"{hybrid}/applications", {})),
+        ("GET /armui/api/v1/servers", cp.url, "GET", lambda: ("/armui/api/v1/servers", {})),
+        ("GET /armui/api/v1/applications", cp.url, "GET",
+         lambda: ("/armui/api/v1/applications", {})),
     ]
     results = []
     try:
         for label, base, method, make in endpoints:
-            count = requests if "all" not in label else max(20, requests // 5)
-            lat = asyncio.run(_load(base, api.headers, method, make, count, clients))
-            results.append({"endpoint": label, "requests": count,
+            before = _answers(api)
+            lat = asyncio.run(_load(base, api.headers, method, make, seconds, clients))
+            kept, rendered = (a - b for a, b in zip(_answers(api), before, strict=True))
+            results.append({"endpoint": label, "requests": len(lat["ms"]),
                             "p50_ms": round(percentile(lat["ms"], 50), 1),
                             "p99_ms": round(percentile(lat["ms"], 99), 1),
-                            "rps": round(lat["rps"], 1), "errors": lat["errors"]})
+                            "rps": round(lat["rps"], 1), "errors": lat["errors"],
+                            "kept": round(kept / (kept + rendered), 2)
+                            if base == cp.url and kept + rendered else None})
     finally:
         bare.stop()
     bare_rps = results[0]["rps"] or 1
     for r in results:
         r["throughput_vs_bare"] = round(r["rps"] / bare_rps, 2)
-    return {"servers": servers, "applications": apps, "clients": clients,
-            "registrations_per_s": round(servers / timing["registration_s"], 1),
+    return {"servers": servers, "groups": len(group_ids), "clusters": len(cluster_ids),
+            "applications": apps, "clients": clients, "seconds_per_endpoint": seconds,
+            "registrations_per_s": round(len(identities) / timing["registration_s"], 1),
             "applications_created_per_s": round(apps / setup, 1),
             "setup_s": round(setup, 1), "endpoints": results}
+
+
+def _answers(api: Api) -> tuple[float, float]:
+    """This control plane's `corral_answers_total`: (kept, rendered)."""
+    found = {"kept": 0.0, "rendered": 0.0}
+    for line in api.http.get("/metrics", headers=api.headers).text.splitlines():
+        if line.startswith("corral_answers_total{"):
+            outcome = line.split('"')[1]
+            found[outcome] = float(line.rsplit(" ", 1)[1])
+    return found["kept"], found["rendered"]
 
 
 class BareServer:
@@ -223,16 +258,16 @@ class BareServer:
         self.proc.wait(30)
 
 
-async def _load(base: str, headers: dict[str, str], method: str, make: Any, count: int,
+async def _load(base: str, headers: dict[str, str], method: str, make: Any, seconds: float,
                 clients: int) -> dict[str, Any]:
+    """`clients` callers, each sending its next request as soon as its last is answered, for
+    `seconds`."""
     latencies: list[float] = []
     errors = 0
-    queue = list(range(count))
 
-    async def worker(c: httpx.AsyncClient) -> None:
+    async def worker(c: httpx.AsyncClient, until: float) -> None:
         nonlocal errors
-        while queue:
-            queue.pop()
+        while time.perf_counter() < until:
             path, kw = make()
             t0 = time.perf_counter()
             r = await c.request(method, path, **kw)
@@ -242,9 +277,9 @@ async def _load(base: str, headers: dict[str, str], method: str, make: Any, coun
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120, limits=limits) as c:
         t0 = time.perf_counter()
-        await asyncio.gather(*[worker(c) for _ in range(clients)])
+        await asyncio.gather(*[worker(c, t0 + seconds) for _ in range(clients)])
         elapsed = time.perf_counter() - t0
-    return {"ms": latencies, "rps": count / elapsed, "errors": errors}
+    return {"ms": latencies, "rps": len(latencies) / elapsed, "errors": errors}
 
 
 # --- 4: artifacts ---------------------------------------------------------------------------------
