@@ -147,7 +147,7 @@ def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
                                 timing=timing)
     connect_once(cp, identities, workdir)
     server_ids = [int(i["id"]) for i in identities[:servers]]
-    groups = api.client.server_groups
+    groups = api.client.groups
     group_ids = [int(groups.create(f"g{i:05d}", [sid])["id"]) for i, sid in enumerate(server_ids)]
     paired = [int(i["id"]) for i in identities[servers:]]
     cluster_ids = [int(api.client.clusters.create(

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from corral.api import envelope, links, schemas
 from corral.api.deps import OperatorScopeDep, ReadSessionDep, ScopeDep, SessionDep
 from corral.db.models import Cluster
-from corral.domain import clusters, rollouts, views
+from corral.domain import clusters, reads, rollouts, views
 from corral.domain.targets import get_target, list_targets
 from corral.http_context import PlaneDep
 
@@ -47,7 +47,7 @@ def list_clusters(session: ReadSessionDep, scope: ScopeDep) -> JSONResponse:
 
 @router.get("/{cluster_id}", response_model=One, response_model_exclude_unset=True)
 def get_cluster(session: ReadSessionDep, scope: ScopeDep, cluster_id: int) -> JSONResponse:
-    return envelope.one(views.cluster(get_target(session, scope, cluster_id, Cluster)))
+    return envelope.one(reads.group_or_cluster(session, scope, cluster_id, Cluster))
 
 
 @router.patch("/{cluster_id}", response_model=One, response_model_exclude_unset=True)

@@ -41,8 +41,7 @@ def list_groups(session: ReadSessionDep, scope: ScopeDep) -> JSONResponse:
 
 @router.get("/{group_id}", response_model=Group, response_model_exclude_unset=True)
 def get_group(session: ReadSessionDep, scope: ScopeDep, group_id: int) -> JSONResponse:
-    return envelope.one(reads.target(session, get_target(session, scope, group_id,
-                                                         ServerGroup).id))
+    return envelope.one(reads.group_or_cluster(session, scope, group_id, ServerGroup))
 
 
 @router.patch("/{group_id}", response_model=Group, response_model_exclude_unset=True)

@@ -5,10 +5,10 @@ however many of its applications the page holds (ADR 0007)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, func, or_, select
+from sqlalchemy import Row, Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from corral.db.chunks import chunked
@@ -60,10 +60,13 @@ def servers(session: Session, scope: Scope, *, offset: int = 0,
     return [_server_view(r) for r in session.execute(query)], total
 
 
+_ONE_SERVER = _servers_query().where(Server.id == bindparam("server_id"),
+                                     Server.environment_id == bindparam("env"))
+
+
 def server(session: Session, scope: Scope, server_id: int) -> dict[str, Any]:
-    row = session.execute(_servers_query().where(
-        Server.id == server_id, Server.environment_id == scope.environment_id)).first() \
-        if as_id(server_id) is not None else None
+    row = session.execute(_ONE_SERVER, {"server_id": server_id, "env": scope.environment_id}
+                          ).first() if as_id(server_id) is not None else None
     if row is None:
         raise NotFound(f"server {server_id} not found")
     return _server_view(row)
@@ -164,13 +167,129 @@ def applications(
 
 
 def application(session: Session, scope: Scope, app_id: int) -> dict[str, Any]:
-    row = session.execute(
-        select(*_APP_COLUMNS).join(Artifact, Artifact.id == Application.artifact_id)
-        .where(Application.id == app_id, Application.environment_id == scope.environment_id)
-    ).first() if as_id(app_id) is not None else None
-    if row is None:
+    """One application in one query (`_ONE_APPLICATION`): a row per server its target
+    reaches, each with that server's instance and rollout pin."""
+    rows = session.execute(_ONE_APPLICATION, {"app_id": app_id, "env": scope.environment_id}
+                           ).all() if as_id(app_id) is not None else []
+    if not rows:
         raise NotFound(f"application {app_id} not found")
-    return _render(session, [row])[0]
+    first = rows[0]
+    members = _members(rows)
+    if first.t_type == "SERVER":
+        if not members:
+            raise NotFound(f"application {app_id} not found")  # its server is going away
+        target = members[0]
+    elif first.t_type == "CLUSTER":
+        target = views.cluster_fields(_Prefixed(first, "t_"), members)
+    else:
+        target = views.server_group_fields(_Prefixed(first, "t_"), members)
+    instances = [_Prefixed(r, "i_") for r in rows if r.i_id is not None]
+    pinned = {r.m_id: r.pinned for r in rows if r.pinned is not None}
+    return views.application_fields(first, _Artifact(first), target, instances, pinned or None)
+
+
+class _Prefixed:
+    """The attributes `views` reads, from the columns of a wider row named with a prefix."""
+
+    __slots__ = ("_prefix", "_row")
+
+    def __init__(self, row: Row[Any], prefix: str) -> None:
+        self._row, self._prefix = row, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, self._prefix + name)
+
+
+_TARGETS, _SERVERS, _CLUSTERS = Target.__table__, Server.__table__, Cluster.__table__
+_MEMBER, _MEMBER_GROUP, _MEMBER_CLUSTER = (_TARGETS.alias("mt"), _TARGETS.alias("mg"),
+                                           _TARGETS.alias("mc"))
+
+
+def _member_columns() -> list[Any]:
+    """A member server's columns, named `m_<attribute>` (`_Prefixed`)."""
+    on_targets = ("time_created", "time_updated", "name")
+    return [*(_MEMBER.c[c].label(f"m_{c}") for c in on_targets),
+            *(_SERVERS.c[c.key].label(f"m_{c.key}") for c in _SERVER_COLUMNS[:-2]
+              if c.key not in on_targets),
+            _MEMBER_GROUP.c.name.label("m_group_name"),
+            _MEMBER_CLUSTER.c.name.label("m_cluster_name")]
+
+
+def _target_columns() -> list[Any]:
+    """A target's own columns, a cluster's included, named `t_<attribute>`."""
+    return [*(_TARGETS.c[c].label(f"t_{c}")
+              for c in ("type", "id", "name", "time_created", "time_updated")),
+            *(_CLUSTERS.c[c].label(f"t_{c}")
+              for c in ("multicast_enabled", "primary_node_id", "visibility"))]
+
+
+def _with_members(query: Select[Any], target_id: Any, servers_on: Any) -> Select[Any]:
+    return (query.outerjoin(_CLUSTERS, _CLUSTERS.c.id == target_id)
+            .outerjoin(_SERVERS, servers_on)
+            .outerjoin(_MEMBER, _MEMBER.c.id == _SERVERS.c.id)
+            .outerjoin(_MEMBER_GROUP, _MEMBER_GROUP.c.id == _SERVERS.c.server_group_id)
+            .outerjoin(_MEMBER_CLUSTER, _MEMBER_CLUSTER.c.id == _SERVERS.c.cluster_id))
+
+
+def _members(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    return [views.server_fields(_Prefixed(r, "m_"), r.m_group_name, r.m_cluster_name)
+            for r in rows if r.m_id is not None]
+
+
+def _one_target(kind: type[ServerGroup] | type[Cluster]) -> Select[Any]:
+    """A group or cluster and its servers: a row per server (one with none for no server)."""
+    member_of = _SERVERS.c.server_group_id if kind is ServerGroup else _SERVERS.c.cluster_id
+    query = select(*_target_columns(), *_member_columns()).select_from(_TARGETS)
+    return (_with_members(query, _TARGETS.c.id, member_of == _TARGETS.c.id)
+            .where(_TARGETS.c.id == bindparam("target_id"),
+                   _TARGETS.c.type == ("SERVER_GROUP" if kind is ServerGroup else "CLUSTER"),
+                   _TARGETS.c.environment_id == bindparam("env"))
+            .order_by(_SERVERS.c.id))
+
+
+_ONE_TARGET = {ServerGroup: _one_target(ServerGroup), Cluster: _one_target(Cluster)}
+
+
+def group_or_cluster(session: Session, scope: Scope, target_id: int,
+                     kind: type[ServerGroup] | type[Cluster]) -> dict[str, Any]:
+    """One group or cluster of this environment, rendered, in one query."""
+    rows = session.execute(_ONE_TARGET[kind], {"target_id": target_id,
+                                                "env": scope.environment_id}
+                           ).all() if as_id(target_id) is not None else []
+    if not rows:
+        raise NotFound(f"{'server group' if kind is ServerGroup else 'cluster'} {target_id} "
+                       "not found")
+    render = views.server_group_fields if kind is ServerGroup else views.cluster_fields
+    return render(_Prefixed(rows[0], "t_"), _members(rows))
+
+
+def _one_application() -> Select[Any]:
+    instances, pins, history = AppInstance.__table__, RolloutPin.__table__, Deployment.__table__
+    target_id = Application.target_id
+    query = (select(*_APP_COLUMNS, *_target_columns(), *_member_columns(),
+                    *(c.label(f"i_{c.key}") for c in (
+                        instances.c.id, instances.c.server_id, instances.c.deployment_id,
+                        instances.c.last_reported_status, instances.c.message,
+                        instances.c.port, instances.c.serving, instances.c.discovered,
+                        instances.c.time_created, instances.c.time_updated)),
+                    history.c.number.label("pinned"))
+             .select_from(Application)
+             .join(Artifact, Artifact.id == Application.artifact_id)
+             .join(_TARGETS, _TARGETS.c.id == target_id))
+    return (_with_members(query, target_id, or_(
+                _SERVERS.c.id == target_id, _SERVERS.c.server_group_id == target_id,
+                _SERVERS.c.cluster_id == target_id))
+            .outerjoin(instances, and_(instances.c.application_id == Application.id,
+                                       instances.c.server_id == _SERVERS.c.id))
+            .outerjoin(pins, and_(pins.c.application_id == Application.id,
+                                  pins.c.server_id == _SERVERS.c.id))
+            .outerjoin(history, history.c.id == pins.c.deployment_id)
+            .where(Application.id == bindparam("app_id"),
+                   Application.environment_id == bindparam("env"))
+            .order_by(_SERVERS.c.id))
+
+
+_ONE_APPLICATION = _one_application()
 
 
 def _render(session: Session, rows: list[Row[Any]]) -> list[dict[str, Any]]:
