@@ -110,7 +110,7 @@ def add(
     )
     session.add(app)
     session.flush()
-    sync_instances(session, app)
+    sync_instances(session, app, new=True)
     _changed(session, app.target_id)
     return app
 
@@ -121,11 +121,11 @@ def _reaches(target_id: int) -> ColumnElement[bool]:
                _servers.c.cluster_id == target_id)
 
 
-def sync_instances(session: Session, app: Application) -> None:
+def sync_instances(session: Session, app: Application, *, new: bool = False) -> None:
     """One instance row per member server of the target, for what its agent reports: add the
-    missing, drop the departed. Two statements for any size of group; what each server should
-    run is read from the application itself when it is pushed, so the caller tells the servers
-    whose state moved (`desired_state.changed`)."""
+    missing, drop the departed (a `new` application has none to drop). Two statements for any
+    size of group; what each server should run is read from the application itself when it is
+    pushed, so the caller tells the servers whose state moved (`desired_state.changed`)."""
     session.flush()
     now = now_ms()
     have = select(AppInstance.server_id).where(AppInstance.application_id == app.id)
@@ -136,11 +136,13 @@ def sync_instances(session: Session, app: Application) -> None:
     session.execute(insert(AppInstance).from_select(
         ["application_id", "server_id", "deployment_id", "last_reported_status", "discovered",
          "time_created", "time_updated"], newcomers))
+    session.expire(app, ["server_artifacts"])
+    if new:
+        return
     reached = select(_servers.c.id).where(_reaches(app.target_id))
     session.execute(delete(AppInstance).where(
         AppInstance.application_id == app.id, AppInstance.server_id.not_in(reached)))
     measurements.forget_instances(session, app.id, reached)
-    session.expire(app, ["server_artifacts"])
 
 
 def _changed(session: Session, target_id: int) -> None:

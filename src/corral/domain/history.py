@@ -35,9 +35,10 @@ FAILED_STATUSES = frozenset({"DEPLOYMENT_FAILED"})
 def begin(session: Session, app: Application, kind: str, by: str,
           rolled_back_to: int | None = None, note: str = "") -> Deployment:
     """Record the deployment `app` now holds (its number, artifact and configuration); one
-    still in progress is CANCELLED: this one replaced it."""
+    still in progress is CANCELLED: this one replaced it (a first deployment replaces none)."""
     for earlier in session.scalars(select(Deployment).where(
-            Deployment.application_id == app.id, Deployment.state == OPEN)):
+            Deployment.application_id == app.id, Deployment.state == OPEN)) \
+            if kind != "deploy" else ():
         end(session, earlier, "CANCELLED")
     row = Deployment(application_id=app.id, number=app.deployment_id, kind=kind,
                      artifact_id=app.artifact_id, configuration=dict(app.configuration or {}),

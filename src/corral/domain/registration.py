@@ -166,7 +166,8 @@ def _count_use(session: Session, digest: str) -> bool:
     result = session.execute(
         update(RegistrationToken)
         .where(RegistrationToken.token_hash == digest, *_usable(now_ms()))
-        .values(uses=RegistrationToken.uses + 1))
+        .values(uses=RegistrationToken.uses + 1)
+        .execution_options(synchronize_session=False))  # no token object is in the session
     return bool(cast("CursorResult[Any]", result).rowcount)
 
 
