@@ -1,5 +1,5 @@
-"""`python -m bench all | fleet | api | artifacts | security | replicas | metrics | rotation |
-faults | secure | fleetfile | smoke [--db sqlite,postgresql]`
+"""`python -m bench all | fleet | api | answers | artifacts | security | replicas | metrics |
+rotation | faults | secure | fleetfile | smoke [--db sqlite,postgresql]`
 
 Prints each scenario's figures as tables and writes them as JSON to bench/results/."""
 
@@ -280,6 +280,12 @@ def run(which: str, dbs: list[str], plan: str) -> None:
             table(f"Deploys with {figures['properties']} properties of {figures['value_chars']} "
                   f"characters ({kind}), {figures['deploys_each']} of each kind; ms",
                   [{"kind": k, **figures[k]} for k in ("plain", "secure")])
+        if which in ("all", "answers") and kind == "postgresql":
+            with replica_pair(kind) as (a, b, _):
+                figures = scenarios.answers_across_replicas(a, b, REPLICAS[plan][2])
+            save(f"answers-{suffix}", figures)
+            table("Kept answers across replicas: a group renamed through A until B's kept "
+                  "answer shows it", [figures])
         if which in ("all", "replicas") and kind == "postgresql":
             agents, fan, changes = REPLICAS[plan]
             with replica_pair(kind) as (a, b, workdir):
@@ -335,7 +341,8 @@ def run_faults(kind: str, suffix: str, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenario",
-                        choices=["all", "fleet", "api", "artifacts", "security", "replicas",
+                        choices=["all", "fleet", "api", "answers", "artifacts", "security",
+                                 "replicas",
                                  "metrics", "rotation", "faults", "secure", "fleetfile",
                                  "smoke"])
     parser.add_argument("--db", default="sqlite,postgresql",

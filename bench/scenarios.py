@@ -610,3 +610,34 @@ def rotation(cp: ControlPlaneProcess, workdir: Path, n: int, spread_s: float,
         }
     finally:
         sims.stop()
+
+
+# --- kept answers across replicas ------------------------------------------------------------
+
+
+def answers_across_replicas(a: ControlPlaneProcess, b: ControlPlaneProcess, changes: int
+                            ) -> dict[str, Any]:
+    """A group renamed through A, `changes` times; B's answer to `GET /serverGroups/{id}`,
+    kept between changes, polled until it shows the new name. Milliseconds from A's answer."""
+    api_a, api_b = Api(a), Api(b)
+    [server] = register_fleet(a, api_a, 1, a.workdir / "answers-certs")
+    gid = int(api_a.client.groups.create("kept", [int(server["id"])])["id"])
+    path = f"/hybrid/api/v1/serverGroups/{gid}"
+    waits: list[float] = []
+    polls = 0
+    before = _answers(api_b)
+    with httpx.Client(base_url=b.url, headers=api_b.headers, timeout=30) as reader:
+        for n in range(changes):
+            for _ in range(3):  # B renders it once, then keeps it
+                reader.get(path).raise_for_status()
+            api_a.call("PATCH", f"/serverGroups/{gid}", json={"name": f"kept-{n}"})
+            t0 = time.perf_counter()
+            while reader.get(path).json()["data"]["name"] != f"kept-{n}":
+                polls += 1
+                if time.perf_counter() - t0 > 10:
+                    raise RuntimeError("B never showed the change made through A")
+            waits.append((time.perf_counter() - t0) * 1000)
+    kept, rendered = (x - y for x, y in zip(_answers(api_b), before, strict=True))
+    return {"changes": changes, "p50_ms": round(percentile(waits, 50), 2),
+            "p99_ms": round(percentile(waits, 99), 2), "max_ms": round(max(waits), 2),
+            "stale_reads": polls, "kept_share_on_b": round(kept / (kept + rendered), 2)}

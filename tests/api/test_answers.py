@@ -5,6 +5,7 @@ answer is served only to callers of its environment whose token still holds; `ET
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -14,13 +15,15 @@ import pytest
 from corral import metrics
 from corral.api.answers import KEPT, Answer, Answers
 from corral.controlplane import ControlPlane
+from corral.db.changes import ChangeCounter
 from corral.db.models import Server
 from corral.db.session import transaction
+from corral.domain.identity import Scope
 from tests.api.conftest import Api
 
 
-@pytest.fixture(autouse=True)
-def _heard(plane: ControlPlane) -> None:
+@pytest.fixture
+def heard(plane: ControlPlane) -> None:
     """One in-process control plane and no other replica: nothing goes unheard (on
     PostgreSQL a served replica says so once its gateway listens)."""
     plane.changes.heard = True
@@ -104,6 +107,7 @@ def _get(api: Api, path: str, **kw: Any) -> Any:
     return api.get(path, **kw)
 
 
+@pytest.mark.usefixtures("heard")
 def test_every_kept_answer_shows_a_change_on_the_next_call(api: Api, plane: ControlPlane
                                                            ) -> None:
     """Each list and object that answers are kept for, read twice (the second one served from
@@ -126,6 +130,7 @@ def test_every_kept_answer_shows_a_change_on_the_next_call(api: Api, plane: Cont
         assert after.headers["etag"] != first.headers["etag"]
 
 
+@pytest.mark.usefixtures("heard")
 def test_if_none_match_is_answered_304_until_something_changes(api: Api) -> None:
     ids = _fleet(api)
     path = f"/applications/{ids['app']}"
@@ -139,6 +144,7 @@ def test_if_none_match_is_answered_304_until_something_changes(api: Api) -> None
     assert r.headers["etag"] != tag
 
 
+@pytest.mark.usefixtures("heard")
 def test_a_kept_answer_is_for_its_environment_and_a_token_that_still_holds(api: Api) -> None:
     _fleet(api)
     assert api.get("/servers").json()["total"] == 3
@@ -154,6 +160,7 @@ def test_a_kept_answer_is_for_its_environment_and_a_token_that_still_holds(api: 
     assert api.get("/servers").status_code == 401  # signed out: the route itself refuses
 
 
+@pytest.mark.usefixtures("heard")
 def test_what_changes_on_every_call_is_not_kept(api: Api) -> None:
     assert not KEPT.fullmatch("/hybrid/api/v1/servers/registrationToken")
     assert not KEPT.fullmatch("/hybrid/api/v1/applications/1/secureProperties")
@@ -178,3 +185,52 @@ def test_memory_for_kept_answers_is_bounded() -> None:
     assert answers._bytes == 5 * len(body)
     keep(9, 300_000)  # over a quarter of the budget: never kept
     assert ("o", "e", "/9", b"") not in answers._kept
+
+
+def test_callers_arriving_together_wait_for_one_rendering() -> None:
+    """Sixteen callers of one list: one rendering; after a change, even with the rendering
+    of the older count still running, one more (not one per caller)."""
+    renders = 0
+
+    async def route(_scope: Any, _receive: Any, send: Any) -> None:
+        nonlocal renders
+        renders += 1
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": f'{{"n":{renders}}}'.encode()})
+
+    counter = ChangeCounter()
+    plane = SimpleNamespace(
+        settings=SimpleNamespace(answer_cache_seconds=2.0, answer_cache_mb=1), changes=counter,
+        principals=SimpleNamespace(peek=lambda *_: (None, Scope("org", "env"))))
+    answers = Answers(route, plane=lambda: plane)  # type: ignore[arg-type,return-value]
+
+    async def get() -> bytes:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await answers({"type": "http", "method": "GET", "path": "/hybrid/api/v1/applications",
+                       "query_string": b"", "headers": [(b"authorization", b"Bearer t"),
+                                                        (b"x-anypnt-env-id", b"env")]},
+                      None, send)  # type: ignore[arg-type]
+        return bytes(sent[-1]["body"])
+
+    async def calls() -> tuple[list[bytes], list[bytes]]:
+        together = await asyncio.gather(*[get() for _ in range(16)])
+        older = asyncio.ensure_future(_after_a_change(counter, get))
+        await asyncio.sleep(0.01)  # its rendering runs; then a change, and sixteen callers
+        counter.move()
+        after = await asyncio.gather(*[get() for _ in range(16)])
+        await older
+        return together, after
+
+    together, after = asyncio.run(calls())
+    assert set(together) == {b'{"n":1}'}
+    assert renders == 3 and set(after) == {b'{"n":3}'}
+
+
+async def _after_a_change(counter: ChangeCounter, get: Callable[[], Any]) -> bytes:
+    counter.move()
+    return bytes(await get())

@@ -17,7 +17,6 @@ from typing import Any
 
 import hypothesis
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, Phase
 
 from tests.api.conftest import Api, client, plane, settings  # noqa: F401 - fixtures
@@ -31,6 +30,8 @@ OPERATIONS = 83
 @pytest.mark.slow
 @pytest.mark.every_database
 def test_no_operation_answers_with_a_server_error(api: Api) -> None:  # noqa: F811
+    import schemathesis  # here: the other workers need not import it (half a second each)
+
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.client.app)
     failures: list[str] = []
     calls = 0
@@ -69,6 +70,8 @@ def test_linked_sequences_answer_no_server_error(api: Api) -> None:  # noqa: F81
     """Schemathesis' stateful phase: it follows the OpenAPI links from each create to the
     calls that take the new id (get, change, delete, members), so sequences reach real objects
     instead of 404s. A fixed seed (derandomized): the same sequences every run."""
+    import schemathesis
+
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.client.app)
     calls: list[str] = []
     failures: list[str] = []

@@ -121,7 +121,9 @@ class Answers:
     async def _render(self, scope: Scope, receive: Receive, send: Send, key: Key | None,
                       count: int, asked: set[bytes]) -> None:
         future: asyncio.Future[Answer | None] | None = None
-        if key is not None and key not in self._rendering:
+        if key is not None:
+            # callers that arrive meanwhile with this count wait for this rendering; one under
+            # an older count still running is theirs no longer (it may not be kept either)
             future = asyncio.get_running_loop().create_future()
             self._rendering[key] = (count, future)
         start: Message | None = None
