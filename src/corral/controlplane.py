@@ -33,6 +33,7 @@ from corral.db.session import (
 from corral.domain import (
     accounts,
     agents,
+    audit,
     certificates,
     desired_state,
     keyring,
@@ -123,6 +124,8 @@ class ControlPlane:
     """Log streams followed through this process (`domain/logs.py`)."""
     authority_listeners: list[Callable[[Authorities], None]] = field(default_factory=list)
     """Called when the CAs change (a rotation here, or followed from another replica)."""
+    audit: audit.Recorder = field(init=False)
+    """The audit trail's events on their way to the database (`api/audit.py`)."""
     changes: ChangeCounter = field(default_factory=ChangeCounter)
     """Moves after every change an answer may show, here or (heard) on another replica."""
     _authorities_version: str = ""
@@ -254,6 +257,7 @@ class ControlPlane:
             # on PostgreSQL, other replicas' changes are heard once the gateway listens
             changes=ChangeCounter(heard=engine.dialect.name != "postgresql"),
         )
+        plane.audit = audit.Recorder(sessions)
         watch(plane.sessions, plane.changes)
         event.listen(plane.sessions, "after_commit", plane._after_commit)
         if engine.dialect.name == "postgresql":
@@ -328,6 +332,10 @@ class ControlPlane:
                 log.exception("change listener failed")
 
     def close(self) -> None:
+        try:
+            self.audit.store()  # events of answers already given
+        except Exception:
+            log.exception("could not record the last audit events")
         self.engine.dispose()
 
 

@@ -204,6 +204,7 @@ def delete_environment(
 def audit_events(
     session: ReadSessionDep,
     principal: PrincipalDep,
+    plane: PlaneDep,
     org_id: str,
     environment_id: str | None = Query(None, alias="environmentId", max_length=64),
     actor: str | None = Query(None, max_length=255),
@@ -218,6 +219,7 @@ def audit_events(
 ) -> dict[str, Any]:
     """Changes asked of the control plane, newest first: admins read the whole organization,
     other roles the events of their environments. Events cannot be changed or deleted."""
+    plane.audit.store()  # the events of answers already given, before this read begins
     found, total = audit.search(session, principal, org_id, environment_id=environment_id,
                                 actor=actor, resource=resource, action=action, since=since,
                                 until=until, offset=offset, limit=limit)

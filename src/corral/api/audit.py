@@ -6,6 +6,7 @@ counted instead (`corral_anonymous_refusals`): anyone can send those, as fast as
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from corral.api.middleware import StatusOf
 from corral.controlplane import ControlPlane
-from corral.db.session import in_worker
 from corral.domain import audit, narrative
 from corral.http_context import AUDIT_ACTOR, AUDIT_ENVIRONMENT
 from corral.metrics import ANONYMOUS_REFUSED
@@ -22,12 +22,16 @@ from corral.metrics import ANONYMOUS_REFUSED
 log = logging.getLogger(__name__)
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 NOT_AUDITED = frozenset({"/healthz"})
+GATHER_SECONDS = 0.02
+"""Events of answers given within this long are stored in one transaction (`audit.Recorder`);
+the audit trail's readers store what is kept before they read."""
 
 
 class AuditTrail:
     def __init__(self, app: ASGIApp, *, plane: Callable[[], ControlPlane]) -> None:
         self.app = app
         self.plane = plane
+        self._storing: set[asyncio.Future[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in CHANGES \
@@ -57,7 +61,16 @@ class AuditTrail:
             environment_id=state.get(AUDIT_ENVIRONMENT), source=client[0] if client else "",
             action=f"{scope['method']} {template}", resource=scope["path"], status=status,
             description="; ".join(said))
+        if self.plane().audit.add(event):  # the first kept: store a burst shortly
+            asyncio.get_running_loop().call_later(GATHER_SECONDS, self._store_soon)
+
+    def _store_soon(self) -> None:
+        task = asyncio.ensure_future(self._store())
+        self._storing.add(task)  # referenced until it ends
+        task.add_done_callback(self._storing.discard)
+
+    async def _store(self) -> None:
         try:
-            await in_worker(self.plane().sessions, audit.record, event)
+            await asyncio.to_thread(self.plane().audit.store)
         except Exception:  # an answer already sent is never turned into an error
-            log.exception("could not record the audit event %s %s", event.action, status)
+            log.exception("could not record audit events")

@@ -5,13 +5,15 @@ others for their environments. Nothing updates or deletes an event but the reten
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from corral.db.models import AuditEvent, ConnectedApp, Organization, User, now_ms
+from corral.db.session import transaction
 from corral.domain import views
 from corral.domain.identity import Principal
 from corral.errors import Forbidden, NotFound
@@ -49,6 +51,34 @@ def record(session: Session, event: Event) -> None:
         source=event.source[:64], action=event.action[:255], resource=event.resource[:1024],
         description=event.description[:255],
         outcome="success" if event.status < 400 else "failure", status=event.status))
+
+
+class Recorder:
+    """Events stored together: many answers at once cost one transaction for their events, not
+    one each (a create's own write was a fifth of its cost). `add` keeps an event; `store`
+    writes every event kept, after any store under way: the audit trail's readers call it
+    first, so they see the event of every answer already given, and so does closing."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._kept: list[Event] = []
+        self._lock = threading.Lock()
+        self._storing = threading.Lock()
+
+    def add(self, event: Event) -> bool:
+        """True when it is the only event kept: the caller sees that a `store` follows."""
+        with self._lock:
+            self._kept.append(event)
+            return len(self._kept) == 1
+
+    def store(self) -> None:
+        with self._storing:
+            with self._lock:
+                events, self._kept = self._kept, []
+            if events:
+                with transaction(self._sessions) as session:
+                    for event in events:
+                        record(session, event)
 
 
 def search(session: Session, principal: Principal, organization_id: str, *,

@@ -19,6 +19,7 @@ def audit_page(console: ConsoleDep, actor: str = "", action: str = "", resource:
     """Admins see the organization; others the environments they may use."""
     filters = {"actor": actor[:255], "action": action[:255], "resource": resource[:1024],
                "environment": environment[:64]}
+    console.plane.audit.store()  # the events of answers already given, before this read
     found, total = read(console, lambda s: audit.search(
         s, console.principal, console.principal.organization_id,
         environment_id=filters["environment"] or None, actor=filters["actor"] or None,
