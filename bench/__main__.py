@@ -1,5 +1,5 @@
-"""`python -m bench all | fleet | api | answers | artifacts | security | replicas | metrics |
-rotation | faults | secure | fleetfile | smoke [--db sqlite,postgresql]`
+"""`python -m bench all | fleet | api | api-fleet | answers | artifacts | security | replicas |
+metrics | rotation | faults | secure | fleetfile | smoke [--db sqlite,postgresql]`
 
 Prints each scenario's figures as tables and writes them as JSON to bench/results/."""
 
@@ -280,6 +280,13 @@ def run(which: str, dbs: list[str], plan: str) -> None:
             table(f"Deploys with {figures['properties']} properties of {figures['value_chars']} "
                   f"characters ({kind}), {figures['deploys_each']} of each kind; ms",
                   [{"kind": k, **figures[k]} for k in ("plain", "secure")])
+        if which in ("all", "api-fleet"):
+            with control_plane(kind, "api-fleet") as (cp, workdir):
+                figures = scenarios.api_latency(cp, workdir, api_servers, api_apps,
+                                                seconds=STEADY[plan][2], fleet=max(sizes))
+            save(f"api-fleet-{suffix}", figures)
+            table(f"API latency ({kind}) with {figures['agents_connected']} agents connected "
+                  "and measuring", figures["endpoints"])
         if which in ("all", "answers") and kind == "postgresql":
             with replica_pair(kind) as (a, b, _):
                 figures = scenarios.answers_across_replicas(a, b, REPLICAS[plan][2])
@@ -341,7 +348,8 @@ def run_faults(kind: str, suffix: str, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenario",
-                        choices=["all", "fleet", "api", "answers", "artifacts", "security",
+                        choices=["all", "fleet", "api", "api-fleet", "answers", "artifacts",
+                                 "security",
                                  "replicas",
                                  "metrics", "rotation", "faults", "secure", "fleetfile",
                                  "smoke"])

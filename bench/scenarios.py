@@ -134,17 +134,24 @@ def fanout(api: Api, sims: list[Simulators], identities: list[dict[str, str]], n
 
 
 def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
-                clients: int = 16, seconds: float = 5.0) -> dict[str, Any]:
+                clients: int = 16, seconds: float = 5.0, fleet: int = 0) -> dict[str, Any]:
     """Registration and deploy rates, then each endpoint under `clients` concurrent clients for
     `seconds`, beside a bare Starlette endpoint served in the same run (`bench/bare.py`). Each
     server is in a group of its own and the applications are deployed to the groups; ten
-    two-server clusters stand beside them (fewer on a small plan). `kept` is the share of calls served from kept
-    answers (`corral_answers_total`)."""
+    two-server clusters stand beside them (fewer on a small plan). `kept` is the share of calls
+    served from kept answers (`corral_answers_total`). With a `fleet`, that many agents in all
+    (the rest as servers of the Sandbox environment) stay connected through the calls, each
+    sending what a real agent measures and answering every change."""
     api = Api(cp)
     timing: dict[str, float] = {}
     clusters = max(1, min(10, servers // 100))  # of two servers each
     identities = register_fleet(cp, api, servers + 2 * clusters, workdir / "api-certs",
                                 timing=timing)
+    others: list[dict[str, str]] = []
+    if fleet > len(identities):
+        sandbox = Api(cp)
+        sandbox.client.use_environment("Sandbox")
+        others = register_fleet(cp, sandbox, fleet - len(identities), workdir / "fleet-certs")
     connect_once(cp, identities, workdir)
     server_ids = [int(i["id"]) for i in identities[:servers]]
     groups = api.client.groups
@@ -203,7 +210,13 @@ def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
          lambda: ("/armui/api/v1/applications", {})),
     ]
     results = []
+    held: Simulators | None = None
     try:
+        if fleet:
+            held = Simulators(cp, identities + others, workdir, measure=True)
+            if not held.wait(lambda: held.total_synced() >= len(identities) + len(others),
+                             timeout=600):
+                raise RuntimeError("the fleet did not connect within 600 s")
         for label, base, method, make in endpoints:
             before = _answers(api)
             lat = asyncio.run(_load(base, api.headers, method, make, seconds, clients))
@@ -216,10 +229,13 @@ def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
                             if base == cp.url and kept + rendered else None})
     finally:
         bare.stop()
+        if held is not None:
+            held.stop()
     bare_rps = results[0]["rps"] or 1
     for r in results:
         r["throughput_vs_bare"] = round(r["rps"] / bare_rps, 2)
     return {"servers": servers, "groups": len(group_ids), "clusters": len(cluster_ids),
+            "agents_connected": len(identities) + len(others) if fleet else 0,
             "applications": apps, "clients": clients, "seconds_per_endpoint": seconds,
             "registrations_per_s": round(len(identities) / timing["registration_s"], 1),
             "applications_created_per_s": round(apps / setup, 1),

@@ -6,11 +6,13 @@ bytes that were sent, and served again while nothing under them changed.
   (`corral.db.changes`), sampled before its read began, and served only while the count has
   not moved: a change committed in this process shows on the next call; one committed by another
   replica, once its notice arrives. On PostgreSQL nothing kept is served while this replica
-  cannot hear the others. An answer is also kept at most `CORRAL_ANSWER_CACHE_SECONDS`, so that
-  `uptime` moves.
+  cannot hear the others. An answer is rendered again once it is `CORRAL_ANSWER_CACHE_SECONDS`
+  old, so that `uptime` moves; meanwhile the callers that arrive are given the aged one (nothing
+  under it changed).
 - **Only for whom it was rendered.** The key holds the organization and environment the
-  caller's token resolved to a moment ago (`PrincipalCache.peek`); a caller whose token is not
-  known so is answered by the route itself, which checks it. Only `200` answers are kept.
+  caller's token and headers resolve to (`PrincipalCache`: what was resolved a moment ago, or
+  the database); a caller they do not resolve for is answered by the route itself, which says
+  why. Only `200` answers are kept.
 - **Bounded.** `CORRAL_ANSWER_CACHE_MB` in all, least recently used first out; one renderer per
   key at a time, the callers that arrive meanwhile wait for its answer.
 - **Validated.** Every answer of these routes carries an `ETag` (a digest of its bytes);
@@ -70,7 +72,7 @@ class Answers:
         plane = self.plane()
         headers = dict(scope["headers"])
         asked = _tags(headers.get(b"if-none-match"))
-        key = self._key(plane, headers, scope)
+        key = await self._key(plane, headers, scope)
         count = plane.changes.value
         if key is not None:
             kept = self._fresh(key, count, plane.settings.answer_cache_seconds)
@@ -83,31 +85,47 @@ class Answers:
                 return
         await self._render(scope, receive, send, key, count, asked)
 
-    def _key(self, plane: ControlPlane, headers: dict[bytes, bytes], scope: Scope) -> Key | None:
-        """Where the caller acts, if its token was resolved a moment ago and answers may be
-        kept at all."""
+    async def _key(self, plane: ControlPlane, headers: dict[bytes, bytes], scope: Scope
+                   ) -> Key | None:
+        """Where the caller acts, if its token and headers resolve (from the token cache, or
+        the database when that has forgotten them: else every caller arriving in that moment
+        would render on its own) and answers may be kept at all. A refusal is the route's to
+        answer."""
         if plane.settings.answer_cache_seconds <= 0 or not plane.changes.heard:
             return None
         scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() != "bearer" or not token.strip():
             return None
-        org = headers.get(b"x-anypnt-org-id")
-        env = headers.get(b"x-anypnt-env-id")
-        found = plane.principals.peek(token.strip(), org.decode("latin-1") if org else None,
-                                      env.decode("latin-1") if env else None)
+        org, env = (headers[h].decode("latin-1") if h in headers else None
+                    for h in (b"x-anypnt-org-id", b"x-anypnt-env-id"))
+        found = plane.principals.peek(token.strip(), org, env)
         if found is None:
+            try:
+                where = (await asyncio.to_thread(plane.principals.resolve, plane.readers,
+                                                 token.strip(), org, env, scoped=True))[1]
+            except Exception:  # refused, or no database: the route says which
+                return None
+        else:
+            where = found[1]
+        if where is None:
             return None
-        where = found[1]
         return (where.organization_id, where.environment_id, scope["path"],
                 scope.get("query_string", b""))
 
     def _fresh(self, key: Key, count: int, seconds: float) -> Answer | None:
+        """What is kept under this count: young enough, or aged while its successor is being
+        rendered (nothing under it changed, only `uptime` is older; the first caller after it
+        aged renders, the others need not wait)."""
         kept = self._kept.get(key)
         if kept is None:
             return None
-        if kept.count != count or time.monotonic() - kept.born >= seconds:
+        if kept.count != count:
             self._forget(key)
             return None
+        if time.monotonic() - kept.born >= seconds:
+            pending = self._rendering.get(key)
+            if pending is None or pending[0] != count:
+                return None
         self._kept.move_to_end(key)
         return kept
 
@@ -149,8 +167,8 @@ class Answers:
                                 headers=[(k, v) for k, v in start.get("headers", [])
                                          if k.lower() != b"content-length"],
                                 body=whole, etag=_etag(whole), route=scope.get("route"))
-                await _send(send, answer, asked)
         finally:
+            # those waiting are answered before this caller's own answer is written out
             if future is not None and key is not None:
                 kept = answer if answer is not None and answer.status == 200 else None
                 if self._rendering.get(key, (0, None))[1] is future:
@@ -158,6 +176,8 @@ class Answers:
                 future.set_result(kept)
                 if kept is not None:
                     self._keep(key, kept)
+        if answer is not None:
+            await _send(send, answer, asked)
 
     def _keep(self, key: Key, answer: Answer) -> None:
         budget = self.plane().settings.answer_cache_mb * 1024 * 1024
