@@ -12,10 +12,14 @@ import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from corral import jsontext
+
 T = TypeVar("T")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # JSON columns (addresses, configurations, ...) are read by the thousand for every list
+    kwargs.setdefault("json_deserializer", jsontext.loads)
     if url.startswith("sqlite"):
         # as many connections as the API's worker threads may use at once: a connection made
         # and dropped per request (the pool's overflow) costs its PRAGMAs every time
