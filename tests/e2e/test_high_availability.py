@@ -30,7 +30,7 @@ from tests.conftest import S3_CREDENTIALS, _empty_postgres
 from tests.e2e.apps import app_port, app_zip, ask
 from tests.e2e.operator import ADMIN_PASSWORD, Operator
 from tests.e2e.processes import AgentProcess, ServeProcess, enroll, free_port, kill_processes_under
-from tests.support import eventually, local_http
+from tests.support import eventually, local_http, make_csr
 
 MASTER_KEY = "the-replicas-master-key-for-these-tests-0123456789"
 REPO = Path(__file__).resolve().parents[2]
@@ -231,30 +231,55 @@ def test_a_deploy_through_one_replica_runs_on_an_agent_of_another(
     print(f"stop through A reported STOPPED from B's agent: {time.monotonic() - started:.2f} s")
 
     # what B keeps of its answers gives way to a change made through A once A's notice
-    # arrives: every kind of kept answer, read twice on B (the second one kept), then changed
+    # arrives: every kind of kept answer (a group and a cluster of servers with no agent
+    # beside the agent's own), read twice on B (the second one kept), then changed through A
+    token = a.registration_token()
+    spare = [a.http.post("/hybrid/api/v1/servers", headers={"Authorization": f"Bearer {token}"},
+                         json={"muleLabel": f"spare{i}", "signatureRequest": make_csr()}
+                         ).json()["serverId"] for i in range(2)]
+    gid = a.call("POST", "/serverGroups", json={"name": "g", "serverIds": [spare[0]]}
+                 ).json()["data"]["id"]
+    cid = a.call("POST", "/clusters", expect=201, json={"name": "c", "servers": [
+        {"serverId": spare[1], "serverIp": "10.0.0.9"}]}).json()["data"]["id"]
+
+    def named(name: str) -> Callable[[Any], bool]:
+        return lambda d: name in {x["name"] for x in (d if isinstance(d, list) else [d])}
+
     def app_started(d: Any) -> bool:
-        return bool((d if isinstance(d, dict) else d[0])["desiredStatus"] == "STARTED")
+        return {x["desiredStatus"] for x in (d if isinstance(d, list) else [d])} == {"STARTED"}
 
     reads: dict[str, Callable[[Any], bool]] = {
-        f"/applications/{app['id']}": app_started,
-        "/applications": app_started,
-        f"/servers/{agent.server_id}": lambda d: bool(d["name"] == "renamed"),
-        "/servers": lambda d: bool(d[0]["name"] == "renamed"),
+        f"/applications/{app['id']}": app_started, "/applications": app_started,
+        f"/servers/{agent.server_id}": named("renamed"), "/servers": named("renamed"),
+        f"/serverGroups/{gid}": named("g2"), "/serverGroups": named("g2"),
+        f"/clusters/{cid}": named("c2"), "/clusters": named("c2"),
+        "armui:/servers": named("c2"), "armui:/applications": app_started,
     }
     reader = fleet.operator(1)  # `b` signed out above
+
+    def read(path: str) -> Any:
+        if path.startswith("armui:"):
+            r = reader.http.get(f"/armui/api/v1{path.removeprefix('armui:')}",
+                                headers=reader.headers)
+            assert r.status_code == 200, r.text
+            return r.json()["data"]
+        return reader.data(path)
+
     before = _kept(reader)
     for path in reads:
-        reader.data(path)
-        reader.data(path)  # kept, unless the agent's report moved B's count in between
+        read(path)
+        read(path)  # kept, unless the agent's report moved B's count in between
     assert _kept(reader) > before
     a.call("PATCH", f"/servers/{agent.server_id}", expect=200, json={"name": "renamed"})
+    a.call("PATCH", f"/serverGroups/{gid}", expect=200, json={"name": "g2"})
+    a.call("PATCH", f"/clusters/{cid}", expect=200, json={"name": "c2"})
     a.call("PATCH", f"/applications/{app['id']}", expect=200,
            json={"desiredStatus": "STARTED"})
     changed = time.monotonic()
     for path, shown in reads.items():
-        eventually(functools.partial(reader.data, path), shown, timeout=5,
-                   what=f"B's answer to {path} after the change through A")
-    print(f"a change through A in every answer B keeps: {time.monotonic() - changed:.3f} s")
+        eventually(functools.partial(read, path), shown, timeout=5,
+                   what=f"B's answer to {path} after the changes through A")
+    print(f"the changes through A in every answer B keeps: {time.monotonic() - changed:.3f} s")
 
 
 def _kept(operator: Operator) -> float:
