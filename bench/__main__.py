@@ -1,5 +1,5 @@
-"""`python -m bench all | fleet | api | api-fleet | answers | artifacts | security | replicas |
-metrics | rotation | faults | secure | fleetfile | smoke [--db sqlite,postgresql]`
+"""`python -m bench all | fleet | api | api-fleet | api-replicas | answers | artifacts | security |
+replicas | metrics | rotation | faults | secure | fleetfile | smoke [--db sqlite,postgresql]`
 
 Prints each scenario's figures as tables and writes them as JSON to bench/results/."""
 
@@ -22,7 +22,7 @@ from rich.table import Table
 from sqlalchemy import create_engine, make_url, text
 
 from bench import faults, fleetfile, scenarios, secure
-from bench.harness import ControlPlaneProcess, clean, raise_fd_limit
+from bench.harness import ControlPlaneProcess, clean, load_balanced, raise_fd_limit
 
 RESULTS = Path(os.environ.get("CORRAL_BENCH_RESULTS") or Path(__file__).with_name("results"))
 WORK = Path(os.environ.get("CORRAL_BENCH_WORK")
@@ -287,6 +287,15 @@ def run(which: str, dbs: list[str], plan: str) -> None:
             save(f"api-fleet-{suffix}", figures)
             table(f"API latency ({kind}) with {figures['agents_connected']} agents connected "
                   "and measuring", figures["endpoints"])
+        if which in ("all", "api-replicas") and kind == "postgresql":
+            with replica_pair(kind) as (a, b, workdir), load_balanced([a, b], workdir) as front:
+                figures = scenarios.api_latency(front, workdir, api_servers, api_apps,
+                                                seconds=STEADY[plan][2], one_process=False)
+            save(f"api-replicas-{suffix}", figures)
+            table(f"API latency ({kind}), two replicas behind HAProxy; "
+                  f"{figures['registrations_per_s']} registrations/s, "
+                  f"{figures['applications_created_per_s']} applications created/s",
+                  figures["endpoints"])
         if which in ("all", "answers") and kind == "postgresql":
             with replica_pair(kind) as (a, b, _):
                 figures = scenarios.answers_across_replicas(a, b, REPLICAS[plan][2])
@@ -348,7 +357,8 @@ def run_faults(kind: str, suffix: str, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenario",
-                        choices=["all", "fleet", "api", "api-fleet", "answers", "artifacts",
+                        choices=["all", "fleet", "api", "api-fleet", "api-replicas", "answers",
+                                 "artifacts",
                                  "security",
                                  "replicas",
                                  "metrics", "rotation", "faults", "secure", "fleetfile",

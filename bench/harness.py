@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +270,41 @@ def clean(folder: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
+
+
+@contextmanager
+def load_balanced(backends: list[ControlPlaneProcess], workdir: Path
+                  ) -> Iterator[ControlPlaneProcess]:
+    """HAProxy with the documented configuration (`docs/haproxy.cfg`) in front of these
+    replicas' APIs; the control plane it yields is the first replica reached through it (its
+    gateway, CA and folder are the first replica's)."""
+    binary = shutil.which("haproxy")
+    if binary is None:
+        raise RuntimeError("HAProxy is not installed (Debian package haproxy)")
+    documented = Path(__file__).resolve().parents[1] / "docs" / "haproxy.cfg"
+    lines = [line for line in documented.read_text().splitlines()
+             if not line.strip().startswith("server replica")]  # the last lines of the file
+    lines += [f"    server replica{i + 1} 127.0.0.1:{b.port} check"
+              for i, b in enumerate(backends)]
+    config = workdir / "haproxy.cfg"
+    config.write_text("\n".join(lines) + "\n")
+    front = replace(backends[0], port=free_port())
+    with open(workdir / "haproxy.log", "wb") as log:
+        proc = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "CORRAL_LB_BIND": f"127.0.0.1:{front.port}"})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(front.url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("HAProxy did not answer; see " + str(workdir / "haproxy.log"))
+            time.sleep(0.1)
+        yield front
+    finally:
+        proc.terminate()
+        proc.wait(10)

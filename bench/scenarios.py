@@ -134,14 +134,16 @@ def fanout(api: Api, sims: list[Simulators], identities: list[dict[str, str]], n
 
 
 def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
-                clients: int = 16, seconds: float = 5.0, fleet: int = 0) -> dict[str, Any]:
+                clients: int = 16, seconds: float = 5.0, fleet: int = 0,
+                one_process: bool = True) -> dict[str, Any]:
     """Registration and deploy rates, then each endpoint under `clients` concurrent clients for
     `seconds`, beside a bare Starlette endpoint served in the same run (`bench/bare.py`). Each
     server is in a group of its own and the applications are deployed to the groups; ten
     two-server clusters stand beside them (fewer on a small plan). `kept` is the share of calls
     served from kept answers (`corral_answers_total`). With a `fleet`, that many agents in all
     (the rest as servers of the Sandbox environment) stay connected through the calls, each
-    sending what a real agent measures and answering every change."""
+    sending what a real agent measures and answering every change. Not `one_process` (replicas
+    behind a balancer): `kept` is not counted (each `/metrics` is one replica's)."""
     api = Api(cp)
     timing: dict[str, float] = {}
     clusters = max(1, min(10, servers // 100))  # of two servers each
@@ -226,7 +228,7 @@ def api_latency(cp: ControlPlaneProcess, workdir: Path, servers: int, apps: int,
                             "p99_ms": round(percentile(lat["ms"], 99), 1),
                             "rps": round(lat["rps"], 1), "errors": lat["errors"],
                             "kept": round(kept / (kept + rendered), 2)
-                            if base == cp.url and kept + rendered else None})
+                            if one_process and base == cp.url and kept + rendered else None})
     finally:
         bare.stop()
         if held is not None:
