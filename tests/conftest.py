@@ -123,13 +123,19 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _empty_postgres(url: str) -> None:
+    """Every row gone and every id sequence back at its start, the schema kept. DELETE, not
+    TRUNCATE: for the few rows a test leaves, TRUNCATE's new files for each of 25 tables cost
+    about 0.23 s a test against 0.03 s, and hundreds of tests run on PostgreSQL."""
     engine = create_engine(url)
     with engine.begin() as conn:
         exists = conn.execute(text("SELECT to_regclass('public.organizations')")).scalar()
         if exists:
-            tables = ", ".join([*(f'"{t.name}"' for t in Base.metadata.sorted_tables),
-                                "artifact_blobs", "artifact_chunks"])
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            for table in [*(t.name for t in reversed(Base.metadata.sorted_tables)),
+                          "artifact_chunks", "artifact_blobs"]:  # references before referenced
+                conn.execute(text(f'DELETE FROM "{table}"'))
+            for (sequence,) in conn.execute(text(
+                    "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")):
+                conn.execute(text("SELECT setval(quote_ident(:s), 1, false)"), {"s": sequence})
     engine.dispose()
 
 
