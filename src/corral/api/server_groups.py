@@ -28,7 +28,8 @@ def create(
         session, scope, name=body.name, server_ids=list(body.serverIds),
         max_size=plane.settings.max_group_size,
     )
-    return envelope.one(reads.target(session, group.id), status_code=201)
+    return envelope.one(reads.group_or_cluster(session, scope, group.id, ServerGroup),
+                        status_code=201)
 
 
 @router.get("", response_model=schemas.DataList[schemas.ServerGroupOut],
@@ -54,7 +55,7 @@ def rename(
         group = server_groups.rename(session, scope, group_id, body.name)
     if "rollout" in body.model_fields_set:
         rollouts.set_default(session, group, body.rollout)
-    return envelope.one(reads.target(session, group.id))
+    return envelope.one(reads.group_or_cluster(session, scope, group.id, ServerGroup))
 
 
 @router.post("/{group_id}/servers/{server_id}", response_model=Group,
@@ -65,7 +66,7 @@ def add_server(
     group = server_groups.add_server(
         session, scope, group_id, server_id, plane.settings.max_group_size
     )
-    return envelope.one(reads.target(session, group.id))
+    return envelope.one(reads.group_or_cluster(session, scope, group.id, ServerGroup))
 
 
 @router.delete("/{group_id}/servers/{server_id}", status_code=204)

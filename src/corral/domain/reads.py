@@ -104,11 +104,6 @@ def targets(session: Session, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     return out
 
 
-def target(session: Session, target_id: int) -> dict[str, Any]:
-    """One rendered target (a group of ten thousand servers in one query for its members)."""
-    return targets(session, [target_id])[target_id]
-
-
 _APP_COLUMNS = (
     Application.id, Application.name, Application.target_id, Application.time_created,
     Application.time_updated, Application.time_started, Application.desired_status,
