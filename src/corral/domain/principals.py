@@ -27,6 +27,23 @@ class PrincipalCache:
         self._entries: dict[tuple[str, str | None, str | None],
                             tuple[float, Principal, Scope | None]] = {}
 
+    @staticmethod
+    def _key(token: str | None, org_id: str | None, env_id: str | None, *, scoped: bool
+             ) -> tuple[str, str | None, str | None]:
+        return (accounts.token_digest((token or "")[:512]), org_id if scoped else None,
+                env_id if scoped else None)
+
+    def _hit(self, key: tuple[str, str | None, str | None]
+             ) -> tuple[tuple[Principal, Scope | None] | None, int]:
+        """What is remembered under `key` and still valid (None: ask the database), and the
+        generation it was read in."""
+        with self._lock:
+            found = self._entries.get(key)
+            generation = self._generation
+        if found is None or found[0] <= time.monotonic() or found[1].expires_at <= now_ms():
+            return None, generation
+        return (found[1], found[2]), generation
+
     def clear(self) -> None:
         with self._lock:
             self._generation += 1
@@ -38,26 +55,18 @@ class PrincipalCache:
         still valid; None when that needs the database (`resolve` then)."""
         if not env_id:
             return None
-        key = (accounts.token_digest((token or "")[:512]), org_id, env_id)
-        with self._lock:
-            hit = self._entries.get(key)
-        if hit is None or hit[2] is None or hit[0] <= time.monotonic() \
-                or hit[1].expires_at <= now_ms():
-            return None
-        return hit[1], hit[2]
+        hit = self._hit(self._key(token, org_id, env_id, scoped=True))[0]
+        return None if hit is None or hit[1] is None else (hit[0], hit[1])
 
     def resolve(self, readers: sessionmaker[Session], token: str | None, org_id: str | None,
                 env_id: str | None, *, scoped: bool) -> tuple[Principal, Scope | None]:
         """The token's principal and, when `scoped`, the scope the headers name; raises as
         `accounts.authenticate` and `accounts.resolve_scope` do (refusals are not cached)."""
-        key = (accounts.token_digest((token or "")[:512]), org_id if scoped else None,
-               env_id if scoped else None)
+        key = self._key(token, org_id, env_id, scoped=scoped)
         now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(key)
-            generation = self._generation
-        if hit is not None and hit[0] > now and hit[1].expires_at > now_ms():
-            return hit[1], hit[2]
+        hit, generation = self._hit(key)
+        if hit is not None:
+            return hit
         with transaction(readers) as session:
             principal = accounts.authenticate(session, token)
             scope = accounts.resolve_scope(session, principal, org_id, env_id) if scoped else None
