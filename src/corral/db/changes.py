@@ -11,7 +11,6 @@ replicas' commits reach this one as notices (`gateway/notices.py`); while they c
 
 from __future__ import annotations
 
-import itertools
 import threading
 
 from sqlalchemy import event
@@ -30,7 +29,6 @@ UNREAD_TABLES = frozenset({
 
 class ChangeCounter:
     def __init__(self, *, heard: bool = True) -> None:
-        self._count = itertools.count(1)
         self._value = 0
         self._lock = threading.Lock()
         self.heard = heard
@@ -43,7 +41,7 @@ class ChangeCounter:
 
     def move(self) -> None:
         with self._lock:
-            self._value = next(self._count)
+            self._value += 1
 
 
 def watch(sessions: sessionmaker[Session], counter: ChangeCounter) -> None:
