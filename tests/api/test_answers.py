@@ -145,6 +145,19 @@ def test_if_none_match_is_answered_304_until_something_changes(api: Api) -> None
 
 
 @pytest.mark.usefixtures("heard")
+def test_a_hostile_if_none_match_gets_the_answer(api: Api) -> None:
+    """Garbage, a long list of tags, a tag without quotes, an empty header: none matches, so
+    each is answered in full (and kept answers are untouched by it)."""
+    ids = _fleet(api)
+    path = f"/applications/{ids['app']}"
+    whole = api.get(path)
+    for asked in ("\x01garbage", ", ".join(f'"{n}"' for n in range(800)),
+                  whole.headers["etag"].strip('"'), "", ",,,", 'W/"', "W/W/" + "x" * 4000):
+        r = api.get(path, headers={"If-None-Match": asked})
+        assert (r.status_code, r.content) == (200, whole.content), asked[:40]
+
+
+@pytest.mark.usefixtures("heard")
 def test_a_kept_answer_is_for_its_environment_and_a_token_that_still_holds(api: Api) -> None:
     _fleet(api)
     assert api.get("/servers").json()["total"] == 3
