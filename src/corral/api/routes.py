@@ -21,12 +21,13 @@ from corral.api import (
     servers,
     targets,
 )
+from corral.http_context import add_routes
 
 
 def install(app: FastAPI) -> None:
     errors.install(app)
     for module in (health, metrics, accounts, servers, server_groups, clusters, applications,
                    measurements, alerts, targets, armui, authorities):
-        app.include_router(module.router)
+        add_routes(app, module.router)
     bodies.document_bodies(app)
     docs.install(app)

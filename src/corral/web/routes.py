@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from corral.http_context import add_routes
 from corral.web import apps, audit, auth, certificates, environments, fleet, monitoring
 from corral.web.actions import PageError
 from corral.web.console import CsrfRejected, LoginRequired, RoleRequired, templates
@@ -18,7 +19,7 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))),
               name="static")
     for module in (auth, fleet, apps, audit, monitoring, certificates, environments):
-        app.include_router(module.router)
+        add_routes(app, module.router)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> Response:
