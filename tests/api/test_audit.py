@@ -4,6 +4,7 @@ environments; nothing can change or delete an event."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 from corral.controlplane import ControlPlane
 from corral.db.models import AuditEvent, now_ms
 from corral.db.session import transaction
-from corral.domain import replicas
+from corral.domain import audit, replicas
 from tests.api.conftest import ADMIN_PASSWORD, Api, make_zip
 
 
@@ -169,3 +170,24 @@ def test_each_change_is_said_in_words(api: Api) -> None:
         "delete storefront", "delete server web-3"]
     refused = next(e for e in events if e["status"] == 409)
     assert refused["action"] == "POST /hybrid/api/v1/serverGroups"
+
+
+def test_a_hostile_path_is_recorded_and_costs_no_other_event(api: Api,
+                                                             plane: ControlPlane) -> None:
+    """A NUL in a path (`%00`) is recorded, escaped: PostgreSQL's text holds no NUL, and an
+    event the database refuses costs only itself, never the others stored with it."""
+    assert api.patch("/applications/7%00x", json={"desiredStatus": "STOPPED"}).status_code \
+        in (400, 404)
+    [hostile] = [e for e in _events(api)[0] if e["resource"].startswith("/hybrid/api/v1/app")]
+    assert hostile["resource"] == "/hybrid/api/v1/applications/7\\x00x"
+
+    refused = audit.Event(kind="user", actor_id=None, actor_name="x",
+                          organization_id="no-such-organization", environment_id=None,
+                          source="", action="POST /refused", resource="/refused", status=200)
+    kept = dataclasses.replace(refused, organization_id=api.org_id, action="POST /kept")
+    for event in (refused, kept, dataclasses.replace(kept, action="POST /kept-too")):
+        plane.audit.add(event)
+    plane.audit.store()
+    actions = [e["action"] for e in _events(api)[0]]
+    assert "POST /kept" in actions and "POST /kept-too" in actions
+    assert "POST /refused" not in actions

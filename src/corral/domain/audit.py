@@ -5,11 +5,13 @@ others for their environments. Nothing updates or deletes an event but the reten
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from corral.db.models import AuditEvent, ConnectedApp, Organization, User, now_ms
@@ -19,6 +21,9 @@ from corral.domain.identity import Principal
 from corral.errors import Forbidden, NotFound
 
 MAX_PAGE = 1000
+log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class Event:
     kind: str
@@ -47,10 +52,16 @@ def record(session: Session, event: Event) -> None:
         select(Organization.id).order_by(Organization.created_at).limit(1))
     session.add(AuditEvent(
         organization_id=organization, environment_id=event.environment_id, time=now_ms(),
-        actor_kind=event.kind, actor_id=event.actor_id, actor_name=name[:255],
-        source=event.source[:64], action=event.action[:255], resource=event.resource[:1024],
-        description=event.description[:255],
+        actor_kind=event.kind, actor_id=event.actor_id, actor_name=_text(name, 255),
+        source=_text(event.source, 64), action=_text(event.action, 255),
+        resource=_text(event.resource, 1024), description=_text(event.description, 255),
         outcome="success" if event.status < 400 else "failure", status=event.status))
+
+
+def _text(value: str, limit: int) -> str:
+    """What a caller sent, as a column can hold it: a path may carry a NUL (`%00`), which
+    PostgreSQL's text refuses, and one refused event would cost the whole burst its record."""
+    return value.replace("\x00", "\\x00")[:limit]
 
 
 class Recorder:
@@ -75,10 +86,22 @@ class Recorder:
         with self._storing:
             with self._lock:
                 events, self._kept = self._kept, []
-            if events:
+            if not events:
+                return
+            try:
                 with transaction(self._sessions) as session:
                     for event in events:
                         record(session, event)
+            except SQLAlchemyError:
+                if len(events) == 1:
+                    raise
+                # one event the database refuses costs only its own record, not its burst's
+                for event in events:
+                    try:
+                        with transaction(self._sessions) as session:
+                            record(session, event)
+                    except SQLAlchemyError:
+                        log.exception("could not record the audit event of %s", event.action)
 
 
 def search(session: Session, principal: Principal, organization_id: str, *,
