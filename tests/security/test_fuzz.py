@@ -64,12 +64,25 @@ def test_no_operation_answers_with_a_server_error(api: Api) -> None:  # noqa: F8
 STATEFUL_EXAMPLES = 15
 
 
+@pytest.fixture
+def timeless(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No answer that depends on the clock: registrations unlimited. Hypothesis checks that
+    the same choices lead to the same draws, and a link's bundle holds what the answers gave;
+    with registrations counted per minute, whether one was refused with 429 depended on how
+    fast the machine ran the sequence, and a loaded machine failed the test as inconsistent
+    data generation. The limit itself is tested in tests/unit/test_hardening.py and, through a
+    real process, in tests/security/test_agent_attacks.py."""
+    monkeypatch.setenv("CORRAL_REGISTRATION_RATE_PER_MINUTE", "0")
+
+
 @pytest.mark.slow
 @pytest.mark.every_database
+@pytest.mark.usefixtures("timeless")
 def test_linked_sequences_answer_no_server_error(api: Api) -> None:  # noqa: F811 - fixture
     """Schemathesis' stateful phase: it follows the OpenAPI links from each create to the
     calls that take the new id (get, change, delete, members), so sequences reach real objects
-    instead of 404s. A fixed seed (derandomized): the same sequences every run."""
+    instead of 404s. A fixed seed (derandomized): the same sequences every run, as long as the
+    answers do not depend on the clock (`timeless`)."""
     import schemathesis
 
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.client.app)
