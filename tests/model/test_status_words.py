@@ -108,7 +108,9 @@ def _violations(fleet: Fleet, t0: float, t1: float, app: dict[str, Any]) -> list
         timeline = agent.timeline.get(name, [])
         if not _connected_throughout(agent, t0 - LAG, t1):
             continue  # an agent away (or coming back): its last report stands
-        window = _segments(timeline, t0 - LAG, t0)
+        # the answer holds what the control plane knew at some moment of [t0, t1], from
+        # reports up to LAG old: it served throughout only if it served until t1 too
+        window = _segments(timeline, t0 - LAG, t1)
         serving = bool(window) and all(t.serving is not None for t in window)
         if serving and inst["lastReportedStatus"] == "UNDEPLOYED":
             found.append(f"server {inst['serverId']} serves {window[-1].serving} yet reads "
