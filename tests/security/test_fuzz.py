@@ -66,13 +66,15 @@ STATEFUL_EXAMPLES = 15
 
 @pytest.fixture
 def timeless(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No answer that depends on the clock: registrations unlimited. Hypothesis checks that
-    the same choices lead to the same draws, and a link's bundle holds what the answers gave;
-    with registrations counted per minute, whether one was refused with 429 depended on how
-    fast the machine ran the sequence, and a loaded machine failed the test as inconsistent
-    data generation. The limit itself is tested in tests/unit/test_hardening.py and, through a
-    real process, in tests/security/test_agent_attacks.py."""
+    """No answer that depends on the clock: neither registrations per minute nor failed
+    tokens and sign-ins (whose refusals last a second, then two, four...) are limited.
+    Hypothesis checks that the same choices lead to the same draws, and a link's bundle holds
+    what the answers gave; whether a call was refused with 429 depended on how fast the machine
+    ran the sequence, and a loaded machine failed the test as inconsistent data generation.
+    The limits themselves are tested in tests/unit/test_hardening.py and, through a real
+    process, in tests/security."""
     monkeypatch.setenv("CORRAL_REGISTRATION_RATE_PER_MINUTE", "0")
+    monkeypatch.setenv("CORRAL_LOGIN_FREE_FAILURES", str(10**9))
 
 
 @pytest.mark.slow
