@@ -13,6 +13,7 @@ Hand-written hostile values (ids past 2^31, lone surrogates, NUL) are in test_ht
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import hypothesis
@@ -65,16 +66,26 @@ STATEFUL_EXAMPLES = 15
 
 
 @pytest.fixture
-def timeless(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No answer that depends on the clock: neither registrations per minute nor failed
-    tokens and sign-ins (whose refusals last a second, then two, four...) are limited.
-    Hypothesis checks that the same choices lead to the same draws, and a link's bundle holds
-    what the answers gave; whether a call was refused with 429 depended on how fast the machine
-    ran the sequence, and a loaded machine failed the test as inconsistent data generation.
-    The limits themselves are tested in tests/unit/test_hardening.py and, through a real
-    process, in tests/security."""
+def timeless(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Nothing in the sequences may depend on what else ran or on the clock, or Hypothesis
+    stops them as inconsistent data generation: it checks that the same choices lead to the
+    same draws, and a link's bundle holds what the answers gave.
+    - Hypothesis draws some strings and numbers from the constants of every project module
+      loaded so far, and looks again for new modules before each sequence: modules that
+      earlier tests, or the application itself, imported in the meantime changed what the
+      same choices drew (the test failed in a whole run and passed alone). It draws from
+      none of them here.
+    - Refusals with 429 depend on the clock: registrations per minute, and failed tokens and
+      sign-ins (locked a second, then two, four...). Neither is limited here; the limits are
+      tested in tests/unit/test_hardening.py and, through a real process, in tests/security."""
+    from hypothesis.internal.conjecture import providers
+
+    monkeypatch.setattr(providers, "_get_local_constants", providers.Constants)
+    providers.CONSTANTS_CACHE.cache.clear()  # what earlier tests' constants allowed
     monkeypatch.setenv("CORRAL_REGISTRATION_RATE_PER_MINUTE", "0")
     monkeypatch.setenv("CORRAL_LOGIN_FREE_FAILURES", str(10**9))
+    yield
+    providers.CONSTANTS_CACHE.cache.clear()
 
 
 @pytest.mark.slow
@@ -83,8 +94,7 @@ def timeless(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_linked_sequences_answer_no_server_error(api: Api) -> None:  # noqa: F811 - fixture
     """Schemathesis' stateful phase: it follows the OpenAPI links from each create to the
     calls that take the new id (get, change, delete, members), so sequences reach real objects
-    instead of 404s. A fixed seed (derandomized): the same sequences every run, as long as the
-    answers do not depend on the clock (`timeless`)."""
+    instead of 404s. A fixed seed (derandomized): the same sequences every run (`timeless`)."""
     import schemathesis
 
     schema = schemathesis.openapi.from_asgi("/openapi.json", api.client.app)
