@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +24,74 @@ def _postgres_admin_url() -> str | None:
     return os.environ.get(PG_ENV) or None
 
 
+SHARED_ENV = "CORRAL_TEST_SHARED"
+"""A folder and a name that every worker of one run shares, set by the run's first process."""
+
+
+_SHARED_HERE: list[str] = []
+"""Set in the process that made the shared folder (the controller), which alone removes it."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if SHARED_ENV not in os.environ:  # the controller, or a run without workers: workers inherit
+        shared = f"{tempfile.mkdtemp(prefix='corral-run-')}:{uuid.uuid4().hex[:12]}"
+        os.environ[SHARED_ENV] = shared
+        _SHARED_HERE.append(shared)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _SHARED_HERE:
+        return  # a worker: the controller cleans up after all of them
+    folder, run = _SHARED_HERE.pop().split(":")
+    del os.environ[SHARED_ENV]
+    admin_url = _postgres_admin_url()
+    if admin_url and (Path(folder) / "postgres-template.lock").exists():
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "corral_template_{run}"'))
+        admin.dispose()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _once(name: str, make: Callable[[Path], None]) -> Path:
+    """`name` in the run's shared folder, made by the first worker that needs it while the
+    others wait: what every worker would otherwise make for itself."""
+    folder = Path(os.environ[SHARED_ENV].split(":")[0])
+    done = folder / name
+    with open(folder / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            partial = folder / f"{name}.partial"
+            make(partial)
+            partial.rename(done)
+    return done
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run, dropped afterwards."""
+    """A PostgreSQL database of this worker's own for this run, dropped afterwards. It is made
+    at the newest revision, a copy of one template migrated once for the whole run (each
+    worker migrated its own: Alembic and every revision, a second and more of CPU each)."""
     admin_url = _postgres_admin_url()
     if not admin_url:
         pytest.skip(f"{PG_ENV} is not set, so the PostgreSQL variant cannot run")
     name = f"corral_test_{uuid.uuid4().hex[:12]}"
+    template = f"corral_template_{os.environ[SHARED_ENV].split(':')[1]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+
+    def migrated(marker: Path) -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{template}"'))
+            conn.execute(text(f'CREATE DATABASE "{template}"'))
+        engine = make_engine(make_url(admin_url).set(database=template)
+                             .render_as_string(hide_password=False))
+        upgrade(engine)
+        engine.dispose()
+        marker.write_text(template)
+
+    _once("postgres-template", migrated)
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
@@ -110,16 +171,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite database at the newest revision, migrated once per worker. Migrating a new
-    file costs about a second of CPU (every revision, several of them rebuilding tables);
-    copying this one costs a millisecond. The upgrade path itself is tested from empty and
+def sqlite_template() -> Path:
+    """A SQLite database at the newest revision, migrated once for all the run's workers.
+    Migrating a new file costs about a second of CPU (every revision, several of them
+    rebuilding tables); copying this one costs a millisecond. The upgrade path itself is tested from empty and
     from older revisions (tests/unit/test_migrations.py, tests/e2e/test_serve_process.py)."""
-    path = tmp_path_factory.mktemp("template") / "corral.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    engine.dispose()
-    return path
+    def migrated(path: Path) -> None:
+        engine = make_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        engine.dispose()
+
+    return _once("corral-template.db", migrated)
 
 
 def _empty_postgres(url: str) -> None:
