@@ -89,19 +89,21 @@ class Recorder:
             if not events:
                 return
             try:
-                with transaction(self._sessions) as session:
-                    for event in events:
-                        record(session, event)
+                self._write(events)
             except SQLAlchemyError:
                 if len(events) == 1:
                     raise
                 # one event the database refuses costs only its own record, not its burst's
                 for event in events:
                     try:
-                        with transaction(self._sessions) as session:
-                            record(session, event)
+                        self._write([event])
                     except SQLAlchemyError:
                         log.exception("could not record the audit event of %s", event.action)
+
+    def _write(self, events: list[Event]) -> None:
+        with transaction(self._sessions) as session:
+            for event in events:
+                record(session, event)
 
 
 def search(session: Session, principal: Principal, organization_id: str, *,
