@@ -39,13 +39,20 @@ def pytest_configure(config: pytest.Config) -> None:
         _SHARED_HERE.append(shared)
 
 
+def _shared() -> tuple[Path, str]:
+    """The run's shared folder, and the name that sets its PostgreSQL template apart."""
+    folder, run = os.environ[SHARED_ENV].split(":")
+    return Path(folder), run
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not _SHARED_HERE:
         return  # a worker: the controller cleans up after all of them
-    folder, run = _SHARED_HERE.pop().split(":")
+    folder, run = _shared()
+    _SHARED_HERE.pop()
     del os.environ[SHARED_ENV]
     admin_url = _postgres_admin_url()
-    if admin_url and (Path(folder) / "postgres-template.lock").exists():
+    if admin_url and (folder / "postgres-template.lock").exists():
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "corral_template_{run}"'))
@@ -56,7 +63,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def _once(name: str, make: Callable[[Path], None]) -> Path:
     """`name` in the run's shared folder, made by the first worker that needs it while the
     others wait: what every worker would otherwise make for itself."""
-    folder = Path(os.environ[SHARED_ENV].split(":")[0])
+    folder = _shared()[0]
     done = folder / name
     with open(folder / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -76,7 +83,7 @@ def postgres_database() -> Iterator[str]:
     if not admin_url:
         pytest.skip(f"{PG_ENV} is not set, so the PostgreSQL variant cannot run")
     name = f"corral_test_{uuid.uuid4().hex[:12]}"
-    template = f"corral_template_{os.environ[SHARED_ENV].split(':')[1]}"
+    template = f"corral_template_{_shared()[1]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
 
     def migrated(marker: Path) -> None:
