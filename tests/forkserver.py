@@ -5,10 +5,11 @@ routes before it answers, an agent 0.4 s, a CLI command 0.3 s; the process tests
 six hundred of them, and on two cores those imports were a third of the suite's time. The test
 run therefore keeps one server process (this module run as `python -m tests.forkserver SOCKET`;
 started by the run's controller for all its workers, or by a test process on first use) that
-imports them once and forks a child per command. The child is a process of its
+imports them once, builds the `corral` command once (`corral.cli.command`: every command's
+signature read, some 60 ms), and forks a child per command. The child is a process of its
 own, as with `subprocess`: its own pid, environment, working folder, standard streams and
 signals; it then runs `python -m corral ARGS` (`runpy`), exits as the interpreter would (threads
-joined, `atexit`, streams flushed), and its exit status is passed back. Only the imports are
+joined, `atexit`, streams flushed), and its exit status is passed back. Only the imports and the built command are
 shared, copied on write.
 
 What a fresh interpreter would do differently, and how the child does it instead:
@@ -49,7 +50,9 @@ _WARM = (
     "uvicorn.protocols.http.httptools_impl",
     "uvicorn.loops.uvloop", "websockets.asyncio.client", "websockets.asyncio.server",
     "psycopg", "sqlalchemy.dialects.postgresql.psycopg", "sqlalchemy.dialects.sqlite",
-    "alembic", "argon2", "psutil", "httpx", "typer.rich_utils",
+    "alembic", "alembic.command", "sqlite3", "argon2", "psutil", "httpx", "httpcore", "h11",
+    "anyio._backends._asyncio", "anyio.streams.tls", "encodings.idna", "stringprep",
+    "fastapi_swagger", "uvicorn.protocols.websockets", "typer.rich_utils",
 )
 
 
@@ -63,6 +66,9 @@ def serve(path: str) -> None:
     for name in _WARM:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    from corral.cli import command
+
+    command()  # the click command, built once here rather than in each child
     assert threading.active_count() == 1, "an import started a thread: forking would copy it"
     # what is imported stays: children's collections skip it, and do not touch (so copy) its
     # pages, as the gc module's documentation advises before a fork without exec

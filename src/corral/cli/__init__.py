@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
 import typer
+import typer.main
+from typer.models import DeveloperExceptionConfig
 
 from corral.cli import (
     admin,
@@ -50,5 +57,25 @@ app.command("apply", rich_help_panel="Fleet file")(fleetfile.apply)
 app.command("export", rich_help_panel="Fleet file")(fleetfile.export)
 
 
+@functools.cache
+def command() -> Callable[..., Any]:
+    """`app` as the click command that runs it, built once per process. Building it reads the
+    signatures of some 130 commands, about 60 ms: one process runs one command, but the test
+    run's fork server builds it before it forks hundreds of `corral` processes
+    (tests/forkserver.py)."""
+    return typer.main.get_command(app)
+
+
 def main() -> None:
-    app(prog_name="corral")
+    """What `app(prog_name="corral")` does (typer's `Typer.__call__`), on the command built
+    once: an error no command handled is still shown by typer's hook."""
+    if sys.excepthook is not typer.main.except_hook:
+        sys.excepthook = typer.main.except_hook
+    try:
+        command()(prog_name="corral")
+    except Exception as e:
+        setattr(e, typer.main._typer_developer_exception_attr_name, DeveloperExceptionConfig(
+            pretty_exceptions_enable=app.pretty_exceptions_enable,
+            pretty_exceptions_show_locals=app.pretty_exceptions_show_locals,
+            pretty_exceptions_short=app.pretty_exceptions_short))
+        raise
