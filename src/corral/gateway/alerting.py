@@ -156,19 +156,28 @@ class Alerting:
         self._sending: dict[int, tuple[str, str]] = {}
         """Notifications in flight: id → (environment, destination)."""
         self._tasks: set[asyncio.Future[None]] = set()
+        self._client: httpx.AsyncClient | None = None
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=SEND_TIMEOUT, follow_redirects=False) as client:
-            try:
-                await asyncio.gather(
-                    while_leading(self.leadership, EVALUATE_SECONDS, self.evaluate,
-                                  "evaluating alerts"),
-                    while_leading(self.leadership, SEND_EVERY_SECONDS,
-                                  lambda: self.deliver(client), "sending alert notifications"))
-            finally:
-                for task in list(self._tasks):
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.gather(
+                while_leading(self.leadership, EVALUATE_SECONDS, self.evaluate,
+                              "evaluating alerts"),
+                while_leading(self.leadership, SEND_EVERY_SECONDS, self.deliver,
+                              "sending alert notifications"))
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._client is not None:
+                await self._client.aclose()
+
+    def _http(self) -> httpx.AsyncClient:
+        """The webhooks' client, made when the first one is sent: making it reads the
+        certificate store (some 50 ms of CPU), which a replica that sends none does not need."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=SEND_TIMEOUT, follow_redirects=False)
+        return self._client
 
     async def evaluate(self) -> int:
         """The fleet's state every time; thresholds every half measurement interval (their
@@ -186,7 +195,7 @@ class Alerting:
             log.info("%d alert firing(s) recorded", len(fired))
         return len(fired)
 
-    async def deliver(self, client: httpx.AsyncClient, *, wait: bool = False) -> None:
+    async def deliver(self, *, wait: bool = False) -> None:
         """Start sending what is due, within the budgets; `wait`: until those sends end."""
         per_env = Counter(env for env, _ in self._sending.values())
         busy = [env for env, n in per_env.items() if n >= PER_ENVIRONMENT]
@@ -209,17 +218,17 @@ class Alerting:
             per_destination[destination] += 1
             room -= 1
             self._sending[delivery.id] = (env, destination)
-            started.append(start_held(self._tasks, self._deliver_one(client, delivery)))
+            started.append(start_held(self._tasks, self._deliver_one(delivery)))
         if wait and started:
             await asyncio.gather(*started, return_exceptions=True)
 
-    async def _deliver_one(self, client: httpx.AsyncClient, delivery: AlertDelivery) -> None:
+    async def _deliver_one(self, delivery: AlertDelivery) -> None:
         settings = self.plane.settings
         try:
             if not await in_worker(self.plane.readers, alerts.still_due, delivery.id):
                 return  # its alert was deleted, or it went out meanwhile
             try:
-                await self._send(client, delivery)
+                await self._send(delivery)
             except Exception as exc:  # any failure is this attempt's alone
                 why = str(exc) if isinstance(exc, Undeliverable) else \
                     f"{type(exc).__name__}: {exc}"
@@ -236,7 +245,7 @@ class Alerting:
         finally:
             self._sending.pop(delivery.id, None)
 
-    async def _send(self, client: httpx.AsyncClient, delivery: AlertDelivery) -> None:
+    async def _send(self, delivery: AlertDelivery) -> None:
         if delivery.kind == "email":
             smtp = self.plane.settings.smtp_url
             if smtp is None:
@@ -246,7 +255,7 @@ class Alerting:
                                     delivery.destination.split(","),
                                     delivery.payload["subject"], delivery.payload["content"])
         else:
-            await send_webhook(client, delivery.destination, delivery.payload["body"],
+            await send_webhook(self._http(), delivery.destination, delivery.payload["body"],
                                delivery.payload.get("secret", ""), delivery.id,
                                self.plane.webhook_deny)
 
