@@ -172,6 +172,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     start processes when marked `every_database`."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'corral.db'}"
+    return emptied_postgres(request)
+
+
+def emptied_postgres(request: pytest.FixtureRequest) -> str:
+    """This worker's PostgreSQL database (`postgres_database`), emptied for the test."""
     url: str = request.getfixturevalue("postgres_database")
     _empty_postgres(url)
     return url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,11 @@ def _quick_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(accounts, "_dummy_hash", None)
 
 
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str, sqlite_template: Path) -> Settings:
+def settings_on(data_dir: Path, database_url: str, sqlite_template: Path) -> Settings:
+    """The settings of an in-process control plane on `database_url`, at the newest revision."""
     at_newest_revision(database_url, sqlite_template)
     return Settings(
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         database_url=database_url,
         admin_username="admin",
         admin_password=ADMIN_PASSWORD,
@@ -53,17 +54,36 @@ def settings(tmp_path: Path, database_url: str, sqlite_template: Path) -> Settin
     )
 
 
-@pytest.fixture
-def plane(settings: Settings) -> Iterator[ControlPlane]:
+@contextmanager
+def opened(settings: Settings) -> Iterator[ControlPlane]:
     plane = ControlPlane.open(settings)
     plane.bootstrap()
-    yield plane
-    plane.close()
+    try:
+        yield plane
+    finally:
+        plane.close()
+
+
+def asgi_client(plane: ControlPlane) -> TestClient:
+    """FastAPI's test client on the application of `plane`: an answer the code did not foresee
+    comes back as a 500, as a real server would send it."""
+    return TestClient(create_app(plane), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, sqlite_template: Path) -> Settings:
+    return settings_on(tmp_path / "data", database_url, sqlite_template)
+
+
+@pytest.fixture
+def plane(settings: Settings) -> Iterator[ControlPlane]:
+    with opened(settings) as plane:
+        yield plane
 
 
 @pytest.fixture
 def client(plane: ControlPlane) -> Iterator[TestClient]:
-    with TestClient(create_app(plane), raise_server_exceptions=False) as c:
+    with asgi_client(plane) as c:
         yield c
 
 
@@ -152,8 +172,8 @@ def make_zip(files: dict[str, str] | None = None) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture
-def api(client: TestClient, plane: ControlPlane) -> Api:
+def signed_in(client: TestClient, plane: ControlPlane) -> Api:
+    """The admin, signed in through `client`, in Production."""
     r = client.post("/accounts/login", json={"username": "admin", "password": ADMIN_PASSWORD})
     assert r.status_code == 200, r.text
     with plane.sessions() as s:
@@ -161,6 +181,11 @@ def api(client: TestClient, plane: ControlPlane) -> Api:
         org_id = s.scalar(select(Environment.organization_id))
     assert org_id is not None
     return Api(client, plane, r.json()["access_token"], org_id, envs["Production"], envs)
+
+
+@pytest.fixture
+def api(client: TestClient, plane: ControlPlane) -> Api:
+    return signed_in(client, plane)
 
 
 def desired(plane: ControlPlane, server_id: int) -> dict[str, Any]:
