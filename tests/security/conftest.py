@@ -18,9 +18,11 @@ from tests.e2e.conftest import (  # noqa: F401 - fixtures shared with the end-to
 
 
 @pytest.fixture
-def password_hash() -> str | None:
-    """The default profile: the one a password guesser meets."""
-    return None
+def password_hash(request: pytest.FixtureRequest) -> str | None:
+    """The default profile, the one a password guesser meets, for the tests marked
+    `password_cost`: their subject is signing in against it. The others sign in and make users
+    as the end-to-end tests do, under OWASP's profile (tests/e2e/conftest.py says why)."""
+    return None if request.node.get_closest_marker("password_cost") else "owasp"
 
 
 @pytest.fixture

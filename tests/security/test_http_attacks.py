@@ -61,6 +61,7 @@ def test_reads_do_not_wait_for_the_writer(operator: Operator, control_plane: Ser
 # --- 2. guessing is throttled, and failures are logged --------------------------------------
 
 
+@pytest.mark.password_cost
 def test_password_guessing_is_throttled_per_name_and_per_address(
     control_plane: ServeProcess,
 ) -> None:
@@ -89,6 +90,7 @@ def test_password_guessing_is_throttled_per_name_and_per_address(
     assert "failed sign-in for 'admin' from 127.0.0.1" in control_plane.output()
 
 
+@pytest.mark.password_cost
 def test_client_credentials_are_throttled(control_plane: ServeProcess) -> None:
     url = f"{control_plane.url}/accounts/api/v2/oauth2/token"
     body = {"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"}
@@ -96,6 +98,7 @@ def test_client_credentials_are_throttled(control_plane: ServeProcess) -> None:
     assert codes == [401] * 5 + [429]
 
 
+@pytest.mark.password_cost
 def test_unknown_and_known_names_fail_alike(control_plane: ServeProcess) -> None:
     """Same status and body for an unknown name as for a wrong password (the time is the same
     too: both check a hash; bench/ measures it)."""

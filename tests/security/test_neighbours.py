@@ -248,6 +248,7 @@ def test_anonymous_requests_do_not_fill_the_audit_trail(control_plane: ServeProc
     assert counted >= 400
 
 
+@pytest.mark.password_cost
 def test_guessing_the_current_password_is_throttled(control_plane: ServeProcess,
                                                     operator: Operator) -> None:
     """Three threads of a viewer guessing `currentPassword` got 401 63 times and never 429,
