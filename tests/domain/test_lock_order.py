@@ -2,7 +2,7 @@
 (a target, its servers, then their instances), so that on PostgreSQL they wait their turn
 instead of waiting on each other in a circle. The report's two halves are written here by
 hand, as `agents.record_reports` writes them, with the change made in another transaction
-between them."""
+between them. And a report that ends a deployment waits for a rollout ending it otherwise."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from corral import wire
 from corral.controlplane import ControlPlane
-from corral.db.models import AppInstance, Server, now_ms
+from corral.db.models import AppInstance, Deployment, Server, now_ms
 from corral.db.session import transaction
-from corral.domain import clusters, server_groups
+from corral.domain import agents, clusters, history, server_groups
 from corral.domain.identity import Scope
 from tests.api.conftest import Api
 from tests.support import eventually
@@ -91,3 +92,41 @@ def test_a_cluster_deleted_waits_for_a_report(api: Api, plane: ControlPlane) -> 
     assert _during_a_report(plane, servers,
                             lambda s: clusters.delete_cluster(s, scope, cluster["id"])) == []
     assert api.get(f"/clusters/{cluster['id']}").status_code == 404
+
+
+@pytest.mark.usefixtures("postgres_only")
+def test_a_report_does_not_undo_a_revert(api: Api, plane: ControlPlane) -> None:
+    """A failure reported while a rollout reverts the same deployment: the report's settle
+    waits for the revert and leaves it ROLLED_BACK. It used to write FAILED over it, so the
+    history showed a deployment FAILED under a rollout REVERTED."""
+    server = api.register("m1")
+    app_id = api.deploy("site", server).json()["data"]["id"]
+    with plane.sessions() as s:
+        deployment = s.scalars(select(Deployment)
+                               .where(Deployment.application_id == app_id)).one()
+        assert deployment.state == history.OPEN
+    failure = wire.Report(revision=1, applications=[wire.ApplicationReport(
+        name="site", deploymentId=deployment.number, status="DEPLOYMENT_FAILED")])
+    failed: list[BaseException] = []
+
+    def report() -> None:
+        try:
+            with transaction(plane.sessions) as s:
+                assert agents.record_reports(s, [(server, failure)]) == 1
+        except BaseException as exc:  # handed to the test
+            failed.append(exc)
+
+    with transaction(plane.sessions) as revert:
+        history.end(revert, revert.get_one(Deployment, deployment.id), "ROLLED_BACK")
+        revert.flush()
+        thread = threading.Thread(target=report)
+        thread.start()
+        eventually(lambda: _waiting_on_a_lock(plane), lambda n: n >= 1 or not thread.is_alive(),
+                   what="the report waiting for the revert")
+    thread.join(30)
+    assert failed == []
+    with plane.sessions() as s:
+        assert s.get_one(Deployment, deployment.id).state == "ROLLED_BACK"
+        assert s.scalars(select(AppInstance.last_reported_status)
+                         .where(AppInstance.application_id == app_id)).one() == \
+            "DEPLOYMENT_FAILED"

@@ -115,10 +115,16 @@ def settle(session: Session, app_ids: Iterable[int]) -> None:
         .join(Application, Application.id == Deployment.application_id)
         .where(Deployment.application_id.in_(ids), Deployment.state == OPEN)
         .group_by(Deployment.id)).all()
-    for deployment_id, total, ok, bad in counts:
-        if bad or ok == total:
-            end(session, session.get_one(Deployment, deployment_id),
-                "FAILED" if bad else "SUCCEEDED")
+    ending = {deployment_id: "FAILED" if bad else "SUCCEEDED"
+              for deployment_id, total, ok, bad in counts if bad or ok == total}
+    if not ending:
+        return
+    # still open once locked: a rollout may have ended one meanwhile (reverted it: ROLLED_BACK),
+    # and on PostgreSQL the lock waits for that change and the condition reads its outcome
+    for row in session.scalars(select(Deployment).where(
+            Deployment.id.in_(sorted(ending)), Deployment.state == OPEN)
+            .with_for_update().execution_options(populate_existing=True)):
+        end(session, row, ending[row.id])
 
 
 def listing(session: Session, app: Application) -> list[dict[str, Any]]:
