@@ -7,7 +7,6 @@ import datetime as dt
 import re
 import shutil
 import ssl
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from corral import wire
 from corral.agent.host import hello
 from tests.e2e.apps import app_port, app_zip, ask
 from tests.e2e.operator import ADMIN_PASSWORD, Operator
-from tests.e2e.processes import CORRAL, AgentProcess, ServeProcess, enroll
+from tests.e2e.processes import FORKS, AgentProcess, ServeProcess, enroll
 from tests.support import eventually
 
 Agents = Callable[..., AgentProcess]
@@ -169,11 +168,11 @@ def test_late_renewal_needs_a_fresh_token(operator: Operator, agents: Agents,
 
     # a token alone is not enough without the old key; with it, the same server comes back
     token = operator.registration_token()
-    r = subprocess.run([*CORRAL, "agent", "reregister", "--dir", str(agent.directory),
-                        "--token", "not-a-token"], capture_output=True, text=True, timeout=60, check=False)
+    r = FORKS.run(["agent", "reregister", "--dir", str(agent.directory),
+                   "--token", "not-a-token"], timeout=60)
     assert r.returncode == 1 and "registration token refused" in r.stderr, r.stderr
-    r = subprocess.run([*CORRAL, "agent", "reregister", "--dir", str(agent.directory),
-                        "--token", token], capture_output=True, text=True, timeout=60, check=False)
+    r = FORKS.run(["agent", "reregister", "--dir", str(agent.directory), "--token", token],
+                  timeout=60)
     assert r.returncode == 0, r.stderr
     operator.wait_server(agent.server_id, "RUNNING", timeout=30)  # the running agent follows
     operator.wait_app(app["id"], "STARTED")

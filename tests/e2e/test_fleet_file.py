@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.apps import app_port, app_zip, ask
 from tests.e2e.operator import Cli, Operator
-from tests.e2e.processes import CORRAL, AgentProcess
+from tests.e2e.processes import FORKS, AgentProcess
 from tests.support import eventually
 
 pytestmark = [pytest.mark.every_database, pytest.mark.slow]
@@ -165,9 +165,9 @@ def test_a_bad_file_changes_nothing_and_a_killed_apply_converges(
     many = "applications:\n" + "".join(
         f"  - {{name: app-{i}, target: solo-1, artifact: app.zip}}\n" for i in range(10))
     path = _write(tmp_path, many)
-    proc = subprocess.Popen([*CORRAL, "apply", "-f", str(path), "--yes"],
-                            env={**cli.env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = FORKS.popen(["apply", "-f", str(path), "--yes"],
+                       env={**cli.env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
         if "+ application app-0" in line and line.startswith("  "):  # the step done

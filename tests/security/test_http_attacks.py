@@ -7,7 +7,6 @@ import socket
 import sqlite3
 import stat
 import struct
-import subprocess
 import threading
 import time
 import zipfile
@@ -19,7 +18,7 @@ import pytest
 
 from tests.e2e.apps import app_zip
 from tests.e2e.operator import Operator
-from tests.e2e.processes import CORRAL, ServeProcess, free_port
+from tests.e2e.processes import FORKS, ServeProcess, free_port
 from tests.security.conftest import rss_kib
 
 MiB = 1024 * 1024
@@ -335,9 +334,8 @@ def test_environment_narrowed_role(operator: Operator) -> None:
 
 
 def test_serve_refuses_plain_http_on_a_public_address(tmp_path: Path) -> None:
-    r = subprocess.run([*CORRAL, "serve", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0",
-                        "--port", str(free_port()), "--gateway-port", str(free_port())],
-                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    r = FORKS.run(["serve", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0",
+                   "--port", str(free_port()), "--gateway-port", str(free_port())], timeout=60)
     assert r.returncode == 2 and "refusing to serve plain HTTP" in r.stderr
 
 
