@@ -6,11 +6,11 @@ six hundred of them, and on two cores those imports were a third of the suite's 
 run therefore keeps one server process (this module run as `python -m tests.forkserver SOCKET`;
 started by the run's controller for all its workers, or by a test process on first use) that
 imports them once, builds the `corral` command once (`corral.cli.command`: every command's
-signature read, some 60 ms), and forks a child per command. The child is a process of its
-own, as with `subprocess`: its own pid, environment, working folder, standard streams and
-signals; it then runs `python -m corral ARGS` (`runpy`), exits as the interpreter would (threads
-joined, `atexit`, streams flushed), and its exit status is passed back. Only the imports and the built command are
-shared, copied on write.
+signature read, some 60 ms), and forks a child per command. The child is a process of its own,
+as with `subprocess`: its own pid, environment, working folder, standard streams and signals;
+it then runs `python -m corral ARGS` (`runpy`), exits as the interpreter would (threads joined,
+`atexit`, streams flushed), and its exit status is passed back. Only the imports and the built
+command are shared, copied on write.
 
 What a fresh interpreter would do differently, and how the child does it instead:
 - the environment is the caller's (`os.environ` replaced before `corral` runs; PYTHONUNBUFFERED
