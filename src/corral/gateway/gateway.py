@@ -31,7 +31,7 @@ from corral.gateway.bursts import Burst
 from corral.gateway.certificates import Certificates
 from corral.gateway.connection import AgentConnection
 from corral.gateway.held import start_held
-from corral.gateway.hellos import HelloBatcher
+from corral.gateway.hellos import HelloBatcher, Stopping
 from corral.gateway.leader import Leadership
 from corral.gateway.notices import Notices
 from corral.gateway.peers import Peers, serve_logs
@@ -217,6 +217,8 @@ class Gateway:
             return
         try:
             revision, desired = await self.hellos.admit(who, hello)
+        except Stopping:
+            return  # the server's close tells the agent we restart
         except CorralError as exc:
             log.info("refused server %s: %s", who.server_id, exc.message)
             await ws.close(wire.CLOSE_REVOKED, exc.message[:120])

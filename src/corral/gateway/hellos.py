@@ -19,38 +19,56 @@ BATCH = 1000
 Waiting = tuple[ServerIdentity, wire.Hello, "asyncio.Future[tuple[int, str]]"]
 
 
+class Stopping(Exception):
+    """The gateway stops: a hello it has not admitted yet will not be. Without this, the
+    connection's handler waited for an answer that never came, and the gateway's close waits
+    for every handler: a hello that arrived as a replica stopped held its shutdown forever."""
+
+
 class HelloBatcher:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
         self._waiting: list[Waiting] = []
         self._wanted = asyncio.Event()
+        self._stopped = False
 
     async def admit(self, who: ServerIdentity, hello: wire.Hello) -> tuple[int, str]:
         """The server's desired-state message (revision, wire text); raises the CorralError
-        that refuses it."""
+        that refuses it, or `Stopping`."""
+        if self._stopped:
+            raise Stopping
         answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
         self._waiting.append((who, hello, answer))
         self._wanted.set()
         return await answer
 
     async def run(self) -> None:
-        while True:
-            await self._wanted.wait()
-            await asyncio.sleep(GATHER_SECONDS)  # let a burst gather
-            batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
-            if not self._waiting:
-                self._wanted.clear()
-            try:
-                results = await in_worker(self.plane.sessions, agents.connected,
-                                          [(who, hello) for who, hello, _ in batch],
-                                          self.plane.told(), self.plane.replica_id)
-            except Exception as exc:
-                log.exception("admitting %d agents failed", len(batch))
-                results = [exc] * len(batch)  # type: ignore[list-item]
-            for (_who, _hello, answer), result in zip(batch, results, strict=True):
-                if answer.done():
-                    continue  # its connection went away meanwhile
-                if isinstance(result, BaseException):
-                    answer.set_exception(result)
-                else:
-                    answer.set_result(result)
+        batch: list[Waiting] = []
+        try:
+            while True:
+                await self._wanted.wait()
+                await asyncio.sleep(GATHER_SECONDS)  # let a burst gather
+                batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
+                if not self._waiting:
+                    self._wanted.clear()
+                try:
+                    results = await in_worker(self.plane.sessions, agents.connected,
+                                              [(who, hello) for who, hello, _ in batch],
+                                              self.plane.told(), self.plane.replica_id)
+                except Exception as exc:
+                    log.exception("admitting %d agents failed", len(batch))
+                    results = [exc] * len(batch)  # type: ignore[list-item]
+                for (_who, _hello, answer), result in zip(batch, results, strict=True):
+                    if answer.done():
+                        continue  # its connection went away meanwhile
+                    if isinstance(result, BaseException):
+                        answer.set_exception(result)
+                    else:
+                        answer.set_result(result)
+                batch = []
+        finally:
+            self._stopped = True
+            for _who, _hello, answer in [*batch, *self._waiting]:
+                if not answer.done():
+                    answer.set_exception(Stopping())
+            self._waiting = []
