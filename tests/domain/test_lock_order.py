@@ -2,7 +2,8 @@
 (a target, its servers, then their instances), so that on PostgreSQL they wait their turn
 instead of waiting on each other in a circle. The report's two halves are written here by
 hand, as `agents.record_reports` writes them, with the change made in another transaction
-between them. And a report that ends a deployment waits for a rollout ending it otherwise."""
+between them. And a report that ends a deployment and a rollout's revert of it take the
+deployment after the servers, and leave each other's outcome."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from corral import wire
 from corral.controlplane import ControlPlane
-from corral.db.models import AppInstance, Deployment, Server, now_ms
+from corral.db.models import AppInstance, Deployment, Rollout, Server, now_ms
 from corral.db.session import transaction
-from corral.domain import agents, clusters, history, server_groups
+from corral.domain import agents, clusters, history, rollouts, server_groups
 from corral.domain.identity import Scope
 from tests.api.conftest import Api
 from tests.support import eventually
@@ -130,3 +131,56 @@ def test_a_report_does_not_undo_a_revert(api: Api, plane: ControlPlane) -> None:
         assert s.scalars(select(AppInstance.last_reported_status)
                          .where(AppInstance.application_id == app_id)).one() == \
             "DEPLOYMENT_FAILED"
+
+
+@pytest.mark.usefixtures("postgres_only")
+def test_a_revert_waits_for_a_report_that_ends_its_deployment(api: Api,
+                                                              plane: ControlPlane) -> None:
+    """A rollout reverted while its server reports the new version failed. The report locks
+    the server, then the deployment it ends; the revert ended the deployment, then bumped the
+    servers' revisions. In those opposite orders PostgreSQL ended the revert as a deadlock (its
+    loop tried again a second later); now the revert takes the servers first and waits."""
+    import json
+
+    from tests.api.conftest import make_zip
+
+    servers = [api.register("r1"), api.register("r2")]
+    group = api.post("/serverGroups", json={"name": "g", "serverIds": servers}).json()["data"]
+    app_id = api.deploy("site", group["id"]).json()["data"]["id"]
+
+    def reported(deployment: int, status: str) -> wire.Report:
+        return wire.Report(revision=1, applications=[wire.ApplicationReport(
+            name="site", deploymentId=deployment, status=status)])
+
+    with transaction(plane.sessions) as s:
+        agents.record_reports(s, [(sid, reported(1, "STARTED")) for sid in servers])
+    r = api.patch(f"/applications/{app_id}", data={"rollout": json.dumps(
+        {"maxParallel": 1, "autoRevert": True})}, files={"file": (
+            "v2.zip", make_zip({"Procfile": "web: v2\n"}), "application/zip")})
+    assert r.status_code == 200, r.text
+    with plane.sessions() as s:
+        rollout = s.scalars(select(Rollout).where(Rollout.application_id == app_id)).one()
+        new = s.get_one(Deployment, rollout.history_id)
+        assert rollout.updated == [servers[0]] and new.number == 2
+    server = servers[0]
+    failure = reported(new.number, "DEPLOYMENT_FAILED")
+    failed: list[BaseException] = []
+
+    def revert() -> None:
+        try:
+            with transaction(plane.sessions) as s:
+                rollouts._revert(s, s.get_one(Rollout, rollout.id))
+        except BaseException as exc:  # handed to the test
+            failed.append(exc)
+
+    with transaction(plane.sessions) as report:
+        report.execute(update(Server).where(Server.id == server).values(last_seen=now_ms()))
+        thread = threading.Thread(target=revert)
+        thread.start()
+        eventually(lambda: _waiting_on_a_lock(plane), lambda n: n >= 1 or not thread.is_alive(),
+                   what="the revert waiting for the report")
+        assert agents.record_reports(report, [(server, failure)]) == 1
+    thread.join(30)
+    assert failed == []
+    with plane.sessions() as s:
+        assert s.get_one(Deployment, new.id).state == "ROLLED_BACK"

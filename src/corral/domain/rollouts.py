@@ -252,6 +252,9 @@ def _revert(session: Session, rollout: Rollout) -> None:
     """Every server back on the previous deployment: the application row itself returns to it
     (servers never reached run it already and restart nothing), and the pins go."""
     app = session.get_one(Application, rollout.application_id)
+    # the servers first, then the deployment: the order of a report that ends a deployment
+    # (`history.settle`); the other order deadlocked with it on PostgreSQL
+    desired_state.changed(session, targets=[app.target_id])
     new = session.get_one(Deployment, rollout.history_id)
     history.end(session, new, "ROLLED_BACK")
     if rollout.previous_id is None:
@@ -259,7 +262,6 @@ def _revert(session: Session, rollout: Rollout) -> None:
         # remove it, and the application waits for a deployment that works
         session.execute(delete(RolloutPin).where(RolloutPin.application_id == app.id))
         _pin(session, app.id, _servers(session, app.id), None)
-        desired_state.changed(session, targets=[app.target_id])
         return
     previous = session.get_one(Deployment, rollout.previous_id)
     app.artifact_id = previous.artifact_id
@@ -267,7 +269,6 @@ def _revert(session: Session, rollout: Rollout) -> None:
     app.deployment_id = previous.number
     app.time_updated = now_ms()
     session.execute(delete(RolloutPin).where(RolloutPin.application_id == app.id))
-    desired_state.changed(session, targets=[app.target_id])
 
 
 def _active(session: Session, app_id: int, history_id: int) -> Rollout:
