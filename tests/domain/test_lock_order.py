@@ -31,29 +31,44 @@ def _waiting_on_a_lock(plane: ControlPlane) -> int:
             "AND wait_event_type = 'Lock'")).scalar_one())
 
 
-def _during_a_report(plane: ControlPlane, servers: list[int],
-                     change: Callable[[Session], None]) -> list[BaseException]:
-    """`change` in its own transaction, begun after a report locked the servers' rows and
-    before it writes their instances."""
+def _behind(plane: ControlPlane, work: Callable[[Session], object],
+            what: str) -> tuple[threading.Thread, list[BaseException]]:
+    """`work` in a transaction of its own, on another thread, once it waits on a lock that the
+    caller's open transaction holds. The caller joins the thread after its own transaction
+    ends; what `work` raised is in the list."""
     failed: list[BaseException] = []
 
     def other() -> None:
         try:
             with transaction(plane.sessions) as s:
-                change(s)
+                work(s)
         except BaseException as exc:  # handed to the test
             failed.append(exc)
 
+    thread = threading.Thread(target=other)
+    thread.start()
+    eventually(lambda: _waiting_on_a_lock(plane), lambda n: n >= 1 or not thread.is_alive(),
+               what=what)
+    return thread, failed
+
+
+def _during_a_report(plane: ControlPlane, servers: list[int],
+                     change: Callable[[Session], None]) -> list[BaseException]:
+    """`change` in its own transaction, begun after a report locked the servers' rows and
+    before it writes their instances."""
     with transaction(plane.sessions) as report:
         report.execute(update(Server).where(Server.id.in_(servers)).values(last_seen=now_ms()))
-        thread = threading.Thread(target=other)
-        thread.start()
-        eventually(lambda: _waiting_on_a_lock(plane), lambda n: n >= 1 or not thread.is_alive(),
-                   what="the change waiting for the report")
+        thread, failed = _behind(plane, change, "the change waiting for the report")
         report.execute(update(AppInstance).where(AppInstance.server_id.in_(servers))
                        .values(time_updated=now_ms()))
     thread.join(30)
     return failed
+
+
+def _site(deployment: int, status: str) -> wire.Report:
+    """An agent's report of the application `site`."""
+    return wire.Report(revision=1, applications=[wire.ApplicationReport(
+        name="site", deploymentId=deployment, status=status)])
 
 
 @pytest.fixture
@@ -106,24 +121,15 @@ def test_a_report_does_not_undo_a_revert(api: Api, plane: ControlPlane) -> None:
         deployment = s.scalars(select(Deployment)
                                .where(Deployment.application_id == app_id)).one()
         assert deployment.state == history.OPEN
-    failure = wire.Report(revision=1, applications=[wire.ApplicationReport(
-        name="site", deploymentId=deployment.number, status="DEPLOYMENT_FAILED")])
-    failed: list[BaseException] = []
+    failure = _site(deployment.number, "DEPLOYMENT_FAILED")
 
-    def report() -> None:
-        try:
-            with transaction(plane.sessions) as s:
-                assert agents.record_reports(s, [(server, failure)]) == 1
-        except BaseException as exc:  # handed to the test
-            failed.append(exc)
+    def report(s: Session) -> None:
+        assert agents.record_reports(s, [(server, failure)]) == 1
 
     with transaction(plane.sessions) as revert:
         history.end(revert, revert.get_one(Deployment, deployment.id), "ROLLED_BACK")
         revert.flush()
-        thread = threading.Thread(target=report)
-        thread.start()
-        eventually(lambda: _waiting_on_a_lock(plane), lambda n: n >= 1 or not thread.is_alive(),
-                   what="the report waiting for the revert")
+        thread, failed = _behind(plane, report, "the report waiting for the revert")
     thread.join(30)
     assert failed == []
     with plane.sessions() as s:
@@ -148,12 +154,8 @@ def test_a_revert_waits_for_a_report_that_ends_its_deployment(api: Api,
     group = api.post("/serverGroups", json={"name": "g", "serverIds": servers}).json()["data"]
     app_id = api.deploy("site", group["id"]).json()["data"]["id"]
 
-    def reported(deployment: int, status: str) -> wire.Report:
-        return wire.Report(revision=1, applications=[wire.ApplicationReport(
-            name="site", deploymentId=deployment, status=status)])
-
     with transaction(plane.sessions) as s:
-        agents.record_reports(s, [(sid, reported(1, "STARTED")) for sid in servers])
+        agents.record_reports(s, [(sid, _site(1, "STARTED")) for sid in servers])
     r = api.patch(f"/applications/{app_id}", data={"rollout": json.dumps(
         {"maxParallel": 1, "autoRevert": True})}, files={"file": (
             "v2.zip", make_zip({"Procfile": "web: v2\n"}), "application/zip")})
@@ -162,23 +164,14 @@ def test_a_revert_waits_for_a_report_that_ends_its_deployment(api: Api,
         rollout = s.scalars(select(Rollout).where(Rollout.application_id == app_id)).one()
         new = s.get_one(Deployment, rollout.history_id)
         assert rollout.updated == [servers[0]] and new.number == 2
-    server = servers[0]
-    failure = reported(new.number, "DEPLOYMENT_FAILED")
-    failed: list[BaseException] = []
+    server, failure = servers[0], _site(new.number, "DEPLOYMENT_FAILED")
 
-    def revert() -> None:
-        try:
-            with transaction(plane.sessions) as s:
-                rollouts._revert(s, s.get_one(Rollout, rollout.id))
-        except BaseException as exc:  # handed to the test
-            failed.append(exc)
+    def revert(s: Session) -> None:
+        rollouts._revert(s, s.get_one(Rollout, rollout.id))
 
     with transaction(plane.sessions) as report:
         report.execute(update(Server).where(Server.id == server).values(last_seen=now_ms()))
-        thread = threading.Thread(target=revert)
-        thread.start()
-        eventually(lambda: _waiting_on_a_lock(plane), lambda n: n >= 1 or not thread.is_alive(),
-                   what="the revert waiting for the report")
+        thread, failed = _behind(plane, revert, "the revert waiting for the report")
         assert agents.record_reports(report, [(server, failure)]) == 1
     thread.join(30)
     assert failed == []
