@@ -86,8 +86,16 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions for requests that only read: on SQLite they never queue behind a writer (WAL
-    lets readers run beside the one writer); PostgreSQL's MVCC gives that already."""
-    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+    lets readers run beside the one writer); PostgreSQL's MVCC gives that already.
+
+    Each sees one snapshot, taken at its first statement, so that an answer read in several
+    statements (a deployment, then its rollout) never mixes two moments: SQLite's read
+    transaction does so by itself; on PostgreSQL it takes REPEATABLE READ, where a read-only
+    transaction never fails (READ COMMITTED gave each statement its own snapshot)."""
+    options: dict[str, Any] = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    return sessionmaker(engine.execution_options(**options), expire_on_commit=False)
 
 
 @contextmanager
