@@ -55,6 +55,8 @@ def test_one_at_a_time_then_revert_on_failure(api: Api, plane: ControlPlane) -> 
     assert [_sent(plane, sid) for sid in sids] == [2, 1, 1]  # it has not reported yet
     _report(plane, sids[0], "revert", 2, "DEPLOYMENT_FAILED",
             "process web exited with code 1; restart 3 in 2.0s")
+    # the rollout ends its deployment, not the report: a reverted one never reads FAILED
+    assert _history(api, app["id"])[0]["state"] == "IN_PROGRESS"
     _advance(plane)
     assert [_sent(plane, sid) for sid in sids] == [1, 1, 1]  # every server back on v1
     v2, v1 = _history(api, app["id"])
@@ -104,6 +106,20 @@ def test_a_deadline_missed_stops_without_reverting(api: Api, plane: ControlPlane
     v2 = _history(api, app["id"])[0]
     assert (v2["state"], v2["rollout"]["state"]) == ("FAILED", "FAILED")
     assert "not healthy within 30 s (last: STARTING)" in v2["rollout"]["message"]
+
+
+def test_a_failure_without_revert_fails_the_deployment_at_the_rollouts_step(
+        api: Api, plane: ControlPlane) -> None:
+    sids, app = _group_on_v1(api, plane, "fails")
+    _redeploy(api, app, "v2", {"maxParallel": 1})
+    _report(plane, sids[0], "fails", 2, "DEPLOYMENT_FAILED", "process web exited with code 1")
+    assert _history(api, app["id"])[0]["state"] == "IN_PROGRESS"
+    _advance(plane)
+    v2 = _history(api, app["id"])[0]
+    assert (v2["state"], v2["rollout"]["state"]) == ("FAILED", "FAILED")
+    assert [_sent(plane, sid) for sid in sids] == [2, 1, 1]  # stopped where it was
+    _report(plane, sids[0], "fails", 2, "STARTED")  # a later report changes nothing ended
+    assert _history(api, app["id"])[0]["state"] == "FAILED"
 
 
 def test_a_canary_waits_for_promotion_or_is_cancelled(api: Api, plane: ControlPlane) -> None:

@@ -2,8 +2,8 @@
 (a target, its servers, then their instances), so that on PostgreSQL they wait their turn
 instead of waiting on each other in a circle. The report's two halves are written here by
 hand, as `agents.record_reports` writes them, with the change made in another transaction
-between them. And a report that ends a deployment and a rollout's revert of it take the
-deployment after the servers, and leave each other's outcome."""
+between them. And a report that ends a deployment, a rollout's revert of it and a rollback
+take the deployment after the servers, and leave each other's outcome."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from corral import wire
 from corral.controlplane import ControlPlane
 from corral.db.models import AppInstance, Deployment, Rollout, Server, now_ms
 from corral.db.session import transaction
-from corral.domain import agents, clusters, history, rollouts, server_groups
+from corral.domain import agents, clusters, deployments, history, rollouts, server_groups
 from corral.domain.identity import Scope
 from tests.api.conftest import Api
 from tests.support import eventually
@@ -143,9 +143,10 @@ def test_a_report_does_not_undo_a_revert(api: Api, plane: ControlPlane) -> None:
 def test_a_revert_waits_for_a_report_that_ends_its_deployment(api: Api,
                                                               plane: ControlPlane) -> None:
     """A rollout reverted while its server reports the new version failed. The report locks
-    the server, then the deployment it ends; the revert ended the deployment, then bumped the
-    servers' revisions. In those opposite orders PostgreSQL ended the revert as a deadlock (its
-    loop tried again a second later); now the revert takes the servers first and waits."""
+    the server, and then ended the deployment (it now leaves that to the rollout); the revert
+    ended the deployment, then bumped the servers' revisions. In those opposite orders
+    PostgreSQL ended the revert as a deadlock (its loop tried again a second later); now the
+    revert takes the servers first and waits."""
     import json
 
     from tests.api.conftest import make_zip
@@ -177,3 +178,37 @@ def test_a_revert_waits_for_a_report_that_ends_its_deployment(api: Api,
     assert failed == []
     with plane.sessions() as s:
         assert s.get_one(Deployment, new.id).state == "ROLLED_BACK"
+
+
+@pytest.mark.usefixtures("postgres_only")
+def test_a_rollback_waits_for_a_report_that_ends_the_current_deployment(
+        api: Api, plane: ControlPlane) -> None:
+    """An API rollback while the server reports the current deployment started. The report
+    locks the server, then the deployment it ends (SUCCEEDED); the rollback ended that
+    deployment (ROLLED_BACK), then bumped the servers' revisions, and PostgreSQL ended one of
+    the two as a deadlock. Now the rollback takes the servers first and waits; the current
+    deployment ends ROLLED_BACK, as a rollback promises."""
+    from tests.api.conftest import make_zip
+
+    server = api.register("b1")
+    app_id = api.deploy("site", server).json()["data"]["id"]
+    with transaction(plane.sessions) as s:
+        agents.record_reports(s, [(server, _site(1, "STARTED"))])
+    r = api.patch(f"/applications/{app_id}", files={"file": (
+        "v2.zip", make_zip({"Procfile": "web: v2\n"}), "application/zip")})
+    assert r.status_code == 200, r.text
+    scope = Scope(api.org_id, api.env_id)
+
+    def rollback(s: Session) -> None:
+        deployments.rollback(s, scope, app_id, box=plane.secrets, by="test")
+
+    with transaction(plane.sessions) as report:
+        report.execute(update(Server).where(Server.id == server).values(last_seen=now_ms()))
+        thread, failed = _behind(plane, rollback, "the rollback waiting for the report")
+        assert agents.record_reports(report, [(server, _site(2, "STARTED"))]) == 1
+    thread.join(30)
+    assert failed == []
+    with plane.sessions() as s:
+        states = dict(s.execute(select(Deployment.number, Deployment.state)
+                                .where(Deployment.application_id == app_id)).all())
+    assert states == {1: "SUCCEEDED", 2: "ROLLED_BACK", 3: history.OPEN}

@@ -102,6 +102,10 @@ def _new_deployment(session: Session, scope: Scope, app: Application, kind: str,
     rollouts.supersede(session, app)
     app = applications.next_deployment(session, scope, app.id, artifact=artifact,
                                 configuration=configuration)
+    if kind == "rollback" and previous is not None:
+        # after the servers (`next_deployment` bumped them), as a report that ends the
+        # deployment takes them: the other order deadlocked with it on PostgreSQL
+        history.end(session, previous, "ROLLED_BACK")
     changed = secure.differences(before, app.configuration, box)
     new = history.begin(session, app, kind, by, rolled_back_to=rolled_back_to,
                         note=secure.note(changed))
@@ -120,7 +124,6 @@ def rollback(session: Session, scope: Scope, app_id: int, history_id: int | None
     app = applications.get(session, scope, app_id, lock=True)
     policy = rollouts.parse_policy(rollout)
     restored = history.rollback_target(session, app, history_id)
-    history.mark_rolled_back(session, app)
     return _new_deployment(session, scope, app, "rollback", by, policy, box,
                            artifact=restored.artifact,
                            configuration=dict(restored.configuration or {}),

@@ -1,8 +1,9 @@
 """Deployment history: every deployment of an application (its first deploy, each redeploy,
 each rollback) with the exact artifact and configuration, who made it, and how it ended on each
 server. A deployment is IN_PROGRESS until every instance reported about it: SUCCEEDED when all
-reached the desired status, FAILED as soon as one failed; CANCELLED when a newer one replaced
-it first, ROLLED_BACK when a rollback undid it."""
+reached the desired status, FAILED as soon as one failed (or, while a rollout carries it, when
+the rollout fails without a revert); CANCELLED when a newer one replaced it first,
+ROLLED_BACK when a rollback or a revert undid it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from corral.domain.names import as_id
 from corral.errors import Conflict, NotFound
 
 OPEN = "IN_PROGRESS"
+ROLLING = ("RUNNING", "WAITING")
+"""The states of a rollout still going (`rollouts.ACTIVE`)."""
 FAILED_STATUSES = frozenset({"DEPLOYMENT_FAILED"})
 
 
@@ -117,6 +120,13 @@ def settle(session: Session, app_ids: Iterable[int]) -> None:
         .group_by(Deployment.id)).all()
     ending = {deployment_id: "FAILED" if bad else "SUCCEEDED"
               for deployment_id, total, ok, bad in counts if bad or ok == total}
+    failing = sorted(d for d, state in ending.items() if state == "FAILED")
+    for carried in session.scalars(select(Rollout.history_id).where(
+            Rollout.history_id.in_(failing), Rollout.state.in_(ROLLING),
+            Rollout.desired_status.is_(None))) if failing else ():
+        # its rollout ends it (ROLLED_BACK with autoRevert, FAILED without): a FAILED here
+        # would have turned into ROLLED_BACK a second later
+        del ending[carried]
     if not ending:
         return
     # still open once locked: a rollout may have ended one meanwhile (reverted it: ROLLED_BACK),
@@ -163,13 +173,6 @@ def rollback_target(session: Session, app: Application, history_id: int | None) 
         raise Conflict(f"application {app.id} has no earlier successful deployment to roll "
                        "back to; name one with deploymentId")
     return row
-
-
-def mark_rolled_back(session: Session, app: Application) -> None:
-    current = session.scalars(select(Deployment).where(
-        Deployment.application_id == app.id, Deployment.number == app.deployment_id)).first()
-    if current is not None:
-        end(session, current, "ROLLED_BACK")
 
 
 SPARE_MS = 3600 * 1000

@@ -31,7 +31,7 @@ from corral.db.models import (
 from corral.domain import desired_state, history
 from corral.errors import Conflict, InvalidInput, NotFound
 
-ACTIVE = ("RUNNING", "WAITING")
+ACTIVE = history.ROLLING
 
 
 @dataclass(frozen=True)
