@@ -126,7 +126,7 @@ def settle(session: Session, app_ids: Iterable[int]) -> None:
             Rollout.desired_status.is_(None))) if failing else ():
         # its rollout ends it (ROLLED_BACK with autoRevert, FAILED without): a FAILED here
         # would have turned into ROLLED_BACK a second later
-        del ending[carried]
+        ending.pop(carried, None)
     if not ending:
         return
     # still open once locked: a rollout may have ended one meanwhile (reverted it: ROLLED_BACK),
