@@ -1,19 +1,25 @@
 """What replicas rely on in the database: revisions compared for the agents a replica holds,
 which replica holds a server, a departure that does not undo another replica's hold, the
-leader's upkeep, and change notices sent only with a commit (PostgreSQL)."""
+leader's upkeep, change notices sent only with a commit (PostgreSQL), and a stopping replica
+letting go of every agent it holds."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 import psycopg
 import pytest
 from sqlalchemy import select, update
 
+from corral import wire
 from corral.controlplane import NOTICE_CHANNEL, ControlPlane
 from corral.db.models import AccessToken, Replica, Server, now_ms
-from corral.db.session import libpq_url, transaction
+from corral.db.session import in_worker, libpq_url, transaction
 from corral.domain import agents, desired_state, replicas
+from corral.gateway.hellos import HelloBatcher, Stopping
+from corral.pki.authority import ServerIdentity
 from tests.api.conftest import Api
 
 
@@ -85,3 +91,50 @@ def test_a_change_is_announced_to_other_replicas_only_when_it_commits(
             desired_state.changed(s, servers=[sid])
         heard = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
     assert heard == [{"r": plane.replica_id, "c": [sid], "d": [], "k": False, "a": True}]
+
+
+def test_a_stopping_replica_lets_go_of_a_hello_it_was_storing(api: Api,
+                                                             plane: ControlPlane) -> None:
+    """A hello whose transaction is running when the gateway stops: cancelling the batcher
+    leaves its worker thread to commit the agent RUNNING, held by this replica, after which
+    the handler is told `Stopping` and never lists the connection. The gateway waits for that
+    commit (`settled`), then lets go of every agent it holds (`let_go`); the server used to
+    read RUNNING until the silence sweep."""
+    sid, other = api.register("late"), api.register("elsewhere")
+    with transaction(plane.sessions) as s:
+        server = s.get_one(Server, sid)
+        who = ServerIdentity(server_id=sid, organization_id=api.org_id,
+                             environment_id=server.environment_id,
+                             serial=server.certificate_serial)
+        agents.seen(s, [other], "another-replica")
+
+    async def stop_while_storing() -> None:
+        batcher = HelloBatcher(plane)
+        run = asyncio.create_task(batcher.run())
+        blocker = plane.sessions()  # holds the server's row (on SQLite: the writers' turn)
+        blocker.execute(update(Server).where(Server.id == sid).values(last_seen=now_ms()))
+        answer = asyncio.create_task(batcher.admit(who, wire.Hello(agentVersion="1",
+                                                                   hostname="h")))
+        while batcher._storing is None:  # the batch's transaction has begun
+            await asyncio.sleep(0.01)
+        run.cancel()  # as `Gateway.stop` does
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        with pytest.raises(Stopping):
+            await answer
+
+        async def release() -> None:
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(blocker.commit)
+
+        releasing = asyncio.create_task(release())
+        await batcher.settled()
+        await in_worker(plane.sessions, agents.let_go, plane.replica_id)
+        await releasing
+        blocker.close()
+
+    asyncio.run(stop_while_storing())
+    with transaction(plane.readers) as s:
+        late, elsewhere = s.get_one(Server, sid), s.get_one(Server, other)
+        assert (late.status, late.replica_id) == ("DISCONNECTED", None)
+        assert (elsewhere.status, elsewhere.replica_id) == ("RUNNING", "another-replica")

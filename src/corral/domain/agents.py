@@ -127,6 +127,15 @@ def disconnected(session: Session, server_ids: Iterable[int],
             .values(status="DISCONNECTED", last_seen=now, replica_id=None))
 
 
+def let_go(session: Session, replica_id: str) -> None:
+    """A stopping replica's last word: every agent it holds is DISCONNECTED, also one whose
+    hello it stored but never answered (it was not among its connections yet), which would
+    otherwise read RUNNING until the silence sweep."""
+    session.execute(update(_servers).where(_servers.c.replica_id == replica_id,
+                                           _servers.c.status == "RUNNING")
+                    .values(status="DISCONNECTED", last_seen=now_ms(), replica_id=None))
+
+
 def seen(session: Session, server_ids: Iterable[int], replica_id: str | None = None) -> None:
     """The gateway vouches for its connected agents: one UPDATE per 2,000 of them."""
     ids = sorted(server_ids)

@@ -122,6 +122,7 @@ class Gateway:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.hellos.settled()
         if self._on_change in self.plane.listeners:
             self.plane.listeners.remove(self._on_change)
         self.certificates.stop()
@@ -139,6 +140,7 @@ class Gateway:
 
         def leave(session: Session) -> None:
             agents.disconnected(session, ids, self.plane.replica_id)
+            agents.let_go(session, self.plane.replica_id)
             replicas.leave(session, self.plane.replica_id)
 
         await in_worker(self.plane.sessions, leave)

@@ -4,12 +4,14 @@ admitted and sent their state from one transaction per burst instead of one each
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from corral import wire
 from corral.controlplane import ControlPlane
 from corral.db.session import in_worker
 from corral.domain import agents
+from corral.errors import CorralError
 from corral.gateway.bursts import GATHER_SECONDS
 from corral.pki.authority import ServerIdentity
 
@@ -31,6 +33,7 @@ class HelloBatcher:
         self._waiting: list[Waiting] = []
         self._wanted = asyncio.Event()
         self._stopped = False
+        self._storing: asyncio.Task[list[tuple[int, str] | CorralError]] | None = None
 
     async def admit(self, who: ServerIdentity, hello: wire.Hello) -> tuple[int, str]:
         """The server's desired-state message (revision, wire text); raises the CorralError
@@ -51,10 +54,14 @@ class HelloBatcher:
                 batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
                 if not self._waiting:
                     self._wanted.clear()
+                # shielded: a cancelled batcher leaves its transaction to end (`settled`);
+                # ruff misses that the attribute holds the task
+                self._storing = asyncio.create_task(in_worker(  # noqa: RUF006
+                    self.plane.sessions, agents.connected,
+                    [(who, hello) for who, hello, _ in batch], self.plane.told(),
+                    self.plane.replica_id))
                 try:
-                    results = await in_worker(self.plane.sessions, agents.connected,
-                                              [(who, hello) for who, hello, _ in batch],
-                                              self.plane.told(), self.plane.replica_id)
+                    results = await asyncio.shield(self._storing)
                 except Exception as exc:
                     log.exception("admitting %d agents failed", len(batch))
                     results = [exc] * len(batch)  # type: ignore[list-item]
@@ -72,3 +79,11 @@ class HelloBatcher:
                 if not answer.done():
                     answer.set_exception(Stopping())
             self._waiting = []
+
+    async def settled(self) -> None:
+        """Once the batcher is stopped: wait for the transaction it was in, if any. Cancelling
+        the batcher does not stop its worker thread, whose commit marks its agents connected to
+        this replica; the gateway's last transaction, which lets go of them, must come after."""
+        if self._storing is not None:
+            with contextlib.suppress(Exception):
+                await self._storing
