@@ -115,8 +115,11 @@ def test_a_stopping_replica_lets_go_of_a_hello_it_was_storing(api: Api,
         blocker.execute(update(Server).where(Server.id == sid).values(last_seen=now_ms()))
         answer = asyncio.create_task(batcher.admit(who, wire.Hello(agentVersion="1",
                                                                    hostname="h")))
-        while batcher._storing is None:  # the batch's transaction has begun
-            await asyncio.sleep(0.01)
+        async def storing() -> None:
+            while batcher._storing is None:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(storing(), 30)  # the batch's transaction has begun
         run.cancel()  # as `Gateway.stop` does
         with contextlib.suppress(asyncio.CancelledError):
             await run
