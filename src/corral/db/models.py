@@ -424,7 +424,8 @@ class Rollout(Base):
     """A start or stop spread over the servers (the deployment stays the same); None for a
     new deployment."""
     state: Mapped[str] = mapped_column(String(16), default="RUNNING", index=True)
-    """RUNNING, WAITING (a canary awaiting promotion), SUCCEEDED, FAILED, REVERTED, CANCELLED"""
+    """RUNNING, WAITING (a canary awaiting promotion), SUCCEEDED, FAILED, REVERTED, CANCELLED;
+    the first two are `ACTIVE_ROLLOUT`"""
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated: Mapped[list[Any]] = mapped_column(default=list)
     """Servers given the new deployment so far, in order."""
@@ -433,6 +434,10 @@ class Rollout(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     ended_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+ACTIVE_ROLLOUT = ("RUNNING", "WAITING")
+"""The states of a rollout still going: it holds pins, and it ends its deployment."""
 
 
 class RolloutPin(Base):

@@ -16,6 +16,7 @@ from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from corral.db.models import (
+    ACTIVE_ROLLOUT,
     AppInstance,
     Application,
     Artifact,
@@ -30,8 +31,6 @@ from corral.domain.names import as_id
 from corral.errors import Conflict, NotFound
 
 OPEN = "IN_PROGRESS"
-ROLLING = ("RUNNING", "WAITING")
-"""The states of a rollout still going (`rollouts.ACTIVE`)."""
 FAILED_STATUSES = frozenset({"DEPLOYMENT_FAILED"})
 
 
@@ -122,7 +121,7 @@ def settle(session: Session, app_ids: Iterable[int]) -> None:
               for deployment_id, total, ok, bad in counts if bad or ok == total}
     failing = sorted(d for d, state in ending.items() if state == "FAILED")
     for carried in session.scalars(select(Rollout.history_id).where(
-            Rollout.history_id.in_(failing), Rollout.state.in_(ROLLING),
+            Rollout.history_id.in_(failing), Rollout.state.in_(ACTIVE_ROLLOUT),
             Rollout.desired_status.is_(None))) if failing else ():
         # its rollout ends it (ROLLED_BACK with autoRevert, FAILED without): a FAILED here
         # would have turned into ROLLED_BACK a second later

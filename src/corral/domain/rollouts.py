@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from corral.db.models import (
+    ACTIVE_ROLLOUT,
     AppInstance,
     Application,
     Deployment,
@@ -30,8 +31,6 @@ from corral.db.models import (
 )
 from corral.domain import desired_state, history
 from corral.errors import Conflict, InvalidInput, NotFound
-
-ACTIVE = history.ROLLING
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ def _launch(session: Session, app: Application, first: int | None, *, pinned_to:
 
 def in_progress(session: Session, app_id: int) -> Rollout | None:
     return session.scalars(select(Rollout).where(Rollout.application_id == app_id,
-                                                 Rollout.state.in_(ACTIVE))).first()
+                                                 Rollout.state.in_(ACTIVE_ROLLOUT))).first()
 
 
 def _release(session: Session, rollout: Rollout, servers: list[int],
@@ -274,7 +273,7 @@ def _revert(session: Session, rollout: Rollout) -> None:
 def _active(session: Session, app_id: int, history_id: int) -> Rollout:
     rollout = session.scalars(select(Rollout).where(
         Rollout.application_id == app_id, Rollout.history_id == history_id,
-        Rollout.state.in_(ACTIVE))).first()
+        Rollout.state.in_(ACTIVE_ROLLOUT))).first()
     if rollout is None:
         raise NotFound(f"deployment {history_id} of application {app_id} has no rollout in "
                        "progress")
@@ -306,7 +305,7 @@ def supersede(session: Session, app: Application) -> None:
     """A new deployment without a rollout: any rollout still going ends, and every server is
     sent the new deployment."""
     for earlier in session.scalars(select(Rollout).where(
-            Rollout.application_id == app.id, Rollout.state.in_(ACTIVE))):
+            Rollout.application_id == app.id, Rollout.state.in_(ACTIVE_ROLLOUT))):
         _finish(session, earlier, "CANCELLED", "replaced by a newer deployment")
     session.execute(delete(RolloutPin).where(RolloutPin.application_id == app.id))
 
