@@ -72,7 +72,8 @@ class HelloBatcher:
                         answer.set_exception(result)
                     else:
                         answer.set_result(result)
-                batch = []
+                # answered: its messages (up to a thousand) are not kept until the next
+                batch, self._storing = [], None
         finally:
             self._stopped = True
             for _who, _hello, answer in [*batch, *self._waiting]:
@@ -81,9 +82,10 @@ class HelloBatcher:
             self._waiting = []
 
     async def settled(self) -> None:
-        """Once the batcher is stopped: wait for the transaction it was in, if any. Cancelling
-        the batcher does not stop its worker thread, whose commit marks its agents connected to
-        this replica; the gateway's last transaction, which lets go of them, must come after."""
+        """Once the batcher is stopped: wait for the transaction it was in, if any (a batch
+        answered is forgotten). Cancelling the batcher does not stop its worker thread, whose
+        commit marks its agents connected to this replica; the gateway's last transaction,
+        which lets go of them, must come after."""
         if self._storing is not None:
             with contextlib.suppress(Exception):
                 await self._storing
