@@ -30,14 +30,27 @@ FORKS = ForkServer()
 _GIVEN: set[int] = set()
 
 
-def free_port() -> int:
-    """A port for a server, below the kernel's range for outgoing connections: a port taken
-    from that range (bind to 0) can be given to some client's connection while the server on
-    it restarts, and the server then cannot bind it again."""
+def _ports() -> tuple[int, int]:
+    """This test worker's share of the servers' ports, below the kernel's range for outgoing
+    connections. Each worker has its own: workers that drew from one range could draw the
+    same port, free when each looked, and the second server to bind it exited ("address
+    already in use")."""
     low, high = 20000, 32000
     with contextlib.suppress(OSError, ValueError), \
             open("/proc/sys/net/ipv4/ip_local_port_range") as f:
         high = min(high, int(f.read().split()[0]))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = (high - low) // max(workers, 1)
+    first = low + share * (int(worker) if worker.isdigit() else 0)
+    return first, first + share
+
+
+def free_port() -> int:
+    """A port for a server, from this worker's share (`_ports`): a port taken from the
+    kernel's range for outgoing connections (bind to 0) can be given to some client's
+    connection while the server on it restarts, and the server then cannot bind it again."""
+    low, high = _ports()
     for _ in range(200):
         port = random.randrange(low, high)
         if port in _GIVEN:
